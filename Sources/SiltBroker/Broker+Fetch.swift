@@ -1,0 +1,216 @@
+import NIOCore
+import SiltController
+import SiltProtocol
+import SiltStorage
+
+/// Fetch (with long poll), ListOffsets and OffsetForLeaderEpoch.
+///
+/// Every partition has a single leader epoch, 0, because a partition has one leader and
+/// no replicas (object storage is the replica). A client that names a newer epoch gets
+/// UNKNOWN_LEADER_EPOCH and refreshes its metadata.
+extension Broker {
+    static let leaderEpoch: Int32 = 0
+
+    // MARK: Fetch
+
+    func fetch(_ req: FetchRequest, _ r: Request) -> EventLoopFuture<FetchResponse?> {
+        if r.version >= 7 && req.sessionId != 0 {
+            // We never hand out a fetch session (sessionId 0 in every answer), so any id is unknown.
+            var resp = FetchResponse()
+            resp.errorCode = ErrorCode.fetchSessionIdNotFound
+            resp.sessionId = 0
+            return r.succeed(resp)
+        }
+        let first = readFetch(req, r)
+        let maxWaitMs = Int64(max(0, req.maxWaitMs))
+        if first.bytes >= Int(req.minBytes) || maxWaitMs == 0 || first.hasError || first.keys.isEmpty {
+            return r.succeed(first.response)
+        }
+        // Long poll: park until new data satisfies minBytes or maxWait expires.
+        let promise = r.eventLoop.makePromise(of: FetchResponse?.self)
+        var done = false
+        var timeout: Scheduled<Void>?
+        var waiter: FetchWaiters.Waiter!
+        let finish: (FetchResponse) -> Void = { resp in
+            guard !done else { return }
+            done = true
+            timeout?.cancel()
+            self.fetchWaiters.unregister(waiter)
+            promise.succeed(resp)
+        }
+        waiter = FetchWaiters.Waiter(eventLoop: r.eventLoop, keys: first.keys) {
+            guard !done else { return }
+            let again = self.readFetch(req, r)
+            if again.bytes >= Int(req.minBytes) || again.hasError { finish(again.response) }
+        }
+        fetchWaiters.register(waiter)
+        timeout = r.eventLoop.scheduleTask(in: .milliseconds(maxWaitMs)) {
+            finish(self.readFetch(req, r).response)
+        }
+        // Data may have landed between the first read and the registration.
+        r.eventLoop.execute { waiter.wake() }
+        return promise.futureResult
+    }
+
+    struct FetchRead {
+        var response: FetchResponse
+        var bytes: Int
+        var hasError: Bool
+        var keys: [PartitionKey]
+    }
+
+    /// One pass over the requested partitions, reading what is there now.
+    func readFetch(_ req: FetchRequest, _ r: Request) -> FetchRead {
+        let image = controller.image
+        var resp = FetchResponse()
+        resp.sessionId = 0
+        var bytesLeft = Int(req.maxBytes)
+        var total = 0
+        var hasError = false
+        var keys: [PartitionKey] = []
+        for t in req.topics {
+            var out = FetchResponse.FetchableTopicResponse()
+            out.topic = t.topic
+            out.topicId = t.topicId
+            let topic: TopicInfo?
+            var missingCode = ErrorCode.unknownTopicOrPartition
+            if r.version >= 13 {
+                topic = image.topic(id: t.topicId.foundation)
+                missingCode = ErrorCode.unknownTopicId
+            } else {
+                topic = image.topic(named: t.topic)
+            }
+            for p in t.partitions {
+                var pd = FetchResponse.PartitionData()
+                pd.partitionIndex = p.partition
+                pd.highWatermark = -1
+                pd.lastStableOffset = -1
+                pd.logStartOffset = -1
+                pd.abortedTransactions = nil
+                pd.preferredReadReplica = -1
+                pd.records = ByteBuffer()
+                guard let topic, p.partition >= 0, p.partition < topic.partitionCount,
+                      let log = logs.partition(topic: topic.name, partition: p.partition) else {
+                    pd.errorCode = missingCode
+                    hasError = true
+                    out.partitions.append(pd)
+                    continue
+                }
+                if p.currentLeaderEpoch > Broker.leaderEpoch {
+                    pd.errorCode = ErrorCode.unknownLeaderEpoch
+                    hasError = true
+                    out.partitions.append(pd)
+                    continue
+                }
+                keys.append(PartitionKey(topic: topic.name, partition: p.partition))
+                let hw = log.highWatermark
+                pd.highWatermark = hw
+                pd.lastStableOffset = hw
+                pd.logStartOffset = log.logStartOffset
+                if p.fetchOffset < log.logStartOffset || p.fetchOffset > hw {
+                    pd.errorCode = ErrorCode.offsetOutOfRange
+                    hasError = true
+                } else if p.fetchOffset < hw {
+                    let limit = min(Int(p.partitionMaxBytes), max(0, bytesLeft))
+                    do {
+                        // Kafka returns at least one whole batch for the first partition with data,
+                        // even past the byte limits, so that a consumer can always make progress.
+                        let data = try log.read(from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
+                        pd.records = data
+                        total += data.readableBytes
+                        bytesLeft -= data.readableBytes
+                    } catch let e as StorageError {
+                        pd.errorCode = e.kafkaErrorCode
+                        hasError = true
+                    } catch {
+                        pd.errorCode = ErrorCode.kafkaStorageError
+                        hasError = true
+                    }
+                }
+                out.partitions.append(pd)
+            }
+            resp.responses.append(out)
+        }
+        return FetchRead(response: resp, bytes: total, hasError: hasError, keys: keys)
+    }
+
+    // MARK: ListOffsets
+
+    func listOffsets(_ req: ListOffsetsRequest, _ r: Request) -> EventLoopFuture<ListOffsetsResponse?> {
+        let image = controller.image
+        var resp = ListOffsetsResponse()
+        for t in req.topics {
+            var out = ListOffsetsResponse.ListOffsetsTopicResponse()
+            out.name = t.name
+            for p in t.partitions {
+                var pr = ListOffsetsResponse.ListOffsetsPartitionResponse()
+                pr.partitionIndex = p.partitionIndex
+                guard let topic = image.topic(named: t.name), p.partitionIndex >= 0, p.partitionIndex < topic.partitionCount,
+                      let log = logs.partition(topic: t.name, partition: p.partitionIndex) else {
+                    pr.errorCode = ErrorCode.unknownTopicOrPartition
+                    out.partitions.append(pr)
+                    continue
+                }
+                if p.currentLeaderEpoch > Broker.leaderEpoch {
+                    pr.errorCode = ErrorCode.unknownLeaderEpoch
+                    out.partitions.append(pr)
+                    continue
+                }
+                var found: (offset: Int64, timestamp: Int64)?
+                switch p.timestamp {
+                case -1: found = (log.highWatermark, -1)                 // latest
+                case -2: found = (log.logStartOffset, -1)                // earliest
+                case -3: found = log.maxTimestampOffset()                // max timestamp (KIP-734)
+                case -4: found = (log.logStartOffset, -1)                // earliest local (KIP-405): all data is "local"
+                case -5: found = (log.highWatermark, -1)                 // latest tiered (KIP-1005)
+                default: found = p.timestamp < 0 ? nil : log.offsetForTimestamp(p.timestamp)
+                }
+                if r.version == 0 {
+                    pr.oldStyleOffsets = found.map { [$0.offset] } ?? []
+                } else {
+                    pr.offset = found?.offset ?? -1
+                    pr.timestamp = found?.timestamp ?? -1
+                    pr.leaderEpoch = found == nil ? -1 : Broker.leaderEpoch
+                }
+                out.partitions.append(pr)
+            }
+            resp.topics.append(out)
+        }
+        return r.succeed(resp)
+    }
+
+    // MARK: OffsetForLeaderEpoch
+
+    func offsetForLeaderEpoch(_ req: OffsetForLeaderEpochRequest, _ r: Request) -> EventLoopFuture<OffsetForLeaderEpochResponse?> {
+        let image = controller.image
+        var resp = OffsetForLeaderEpochResponse()
+        for t in req.topics {
+            var out = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult()
+            out.topic = t.topic
+            for p in t.partitions {
+                var e = OffsetForLeaderEpochResponse.EpochEndOffset()
+                e.partition = p.partition
+                guard let topic = image.topic(named: t.topic), p.partition >= 0, p.partition < topic.partitionCount,
+                      let log = logs.partition(topic: t.topic, partition: p.partition) else {
+                    e.errorCode = ErrorCode.unknownTopicOrPartition
+                    out.partitions.append(e)
+                    continue
+                }
+                if p.currentLeaderEpoch > Broker.leaderEpoch {
+                    e.errorCode = ErrorCode.unknownLeaderEpoch
+                } else if p.leaderEpoch == Broker.leaderEpoch {
+                    // The only epoch there is: it ends at the log end.
+                    e.leaderEpoch = Broker.leaderEpoch
+                    e.endOffset = log.highWatermark
+                } else {
+                    // An epoch we never had (newer than ours, or a stale one): undefined, as Kafka answers.
+                    e.leaderEpoch = -1
+                    e.endOffset = -1
+                }
+                out.partitions.append(e)
+            }
+            resp.topics.append(out)
+        }
+        return r.succeed(resp)
+    }
+}

@@ -1,0 +1,132 @@
+import NIOCore
+import SiltController
+import SiltProtocol
+import SiltRecords
+import SiltStorage
+
+/// Produce: validate every batch as Kafka does, append it (offsets assigned in place),
+/// and answer acks=1/-1 once the data is durable; acks=0 gets no answer at all.
+extension Broker {
+    /// The effective value of a topic config: the topic's override, else the broker default.
+    func topicConfig(_ topic: TopicInfo, _ key: String) -> String {
+        topic.configs[key] ?? config.topicDefault(key).value!
+    }
+
+    func produce(_ req: ProduceRequest, _ r: Request) throws -> EventLoopFuture<ProduceResponse?> {
+        let acks = req.acks
+        var resp = ProduceResponse()
+        guard acks == 0 || acks == 1 || acks == -1 else {
+            resp.responses = req.topicData.map { t in
+                var out = ProduceResponse.TopicProduceResponse()
+                out.name = t.name
+                out.partitionResponses = t.partitionData.map { p in
+                    var pr = ProduceResponse.PartitionProduceResponse()
+                    pr.index = p.index
+                    pr.errorCode = ErrorCode.invalidRequiredAcks
+                    pr.baseOffset = -1
+                    return pr
+                }
+                return out
+            }
+            return r.succeed(resp)
+        }
+        let image = controller.image
+        let nowMs = Broker.nowMs()
+        var durable: [EventLoopFuture<Void>] = []
+        // (topic index, partition index, promise of the durable result)
+        var pendingErrors: [(Int, Int, EventLoopFuture<Void>)] = []
+        var anyError = false
+
+        for t in req.topicData {
+            var out = ProduceResponse.TopicProduceResponse()
+            out.name = t.name
+            for p in t.partitionData {
+                var pr = ProduceResponse.PartitionProduceResponse()
+                pr.index = p.index
+                pr.baseOffset = -1
+                func fail(_ code: Int16, _ message: String?) {
+                    pr.errorCode = code
+                    pr.errorMessage = message
+                    anyError = true
+                }
+                guard let topic = image.topic(named: t.name), p.index >= 0, p.index < topic.partitionCount,
+                      let log = logs.partition(topic: t.name, partition: p.index) else {
+                    fail(ErrorCode.unknownTopicOrPartition, "This server does not host this topic-partition.")
+                    out.partitionResponses.append(pr)
+                    continue
+                }
+                guard let records = p.records else {
+                    fail(ErrorCode.corruptMessage, "Produce request without records.")
+                    out.partitionResponses.append(pr)
+                    continue
+                }
+                do {
+                    if req.transactionalId != nil {
+                        throw RecordBatchError.invalidRecord("transactions are not supported by this broker yet")
+                    }
+                    let timestampType: TimestampType = topicConfig(topic, "message.timestamp.type") == "LogAppendTime"
+                        ? .logAppendTime : .createTime
+                    let batches = try validateProducedRecords(
+                        records,
+                        maxMessageBytes: Int(topicConfig(topic, "max.message.bytes"))!,
+                        timestampType: timestampType,
+                        messageTimestampBeforeMaxMs: Int64(topicConfig(topic, "message.timestamp.before.max.ms"))!,
+                        messageTimestampAfterMaxMs: Int64(topicConfig(topic, "message.timestamp.after.max.ms"))!,
+                        nowMs: nowMs)
+                    if let idempotent = batches.first(where: { $0.hasProducerId }) {
+                        // InitProducerId is not served yet, so no client can hold a producer id.
+                        pr.errorCode = ErrorCode.unknownProducerId
+                        pr.errorMessage = "Producer id \(idempotent.producerId) is unknown: idempotent produce is not supported yet."
+                        anyError = true
+                        out.partitionResponses.append(pr)
+                        continue
+                    }
+                    if batches.isEmpty {
+                        pr.errorCode = ErrorCode.corruptMessage
+                        pr.errorMessage = "Produce request with an empty record set."
+                        anyError = true
+                        out.partitionResponses.append(pr)
+                        continue
+                    }
+                    let promise = r.eventLoop.makePromise(of: Void.self)
+                    let info = try log.append(records, batches: batches, logAppendTime: timestampType == .logAppendTime,
+                                              nowMs: nowMs) { result in promise.completeWith(result) }
+                    pr.baseOffset = info.baseOffset
+                    pr.logAppendTimeMs = info.logAppendTimeMs
+                    pr.logStartOffset = info.logStartOffset
+                    durable.append(promise.futureResult)
+                    pendingErrors.append((resp.responses.count, out.partitionResponses.count, promise.futureResult))
+                } catch let e as RecordBatchError {
+                    fail(e.kafkaErrorCode, e.description)
+                    pr.recordErrors = []
+                    r.logger.debug("produce rejected", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])
+                } catch let e as StorageError {
+                    fail(e.kafkaErrorCode, e.description)
+                    r.logger.error("append failed", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])
+                } catch {
+                    fail(ErrorCode.unknownServerError, "\(error)")
+                }
+                out.partitionResponses.append(pr)
+            }
+            resp.responses.append(out)
+        }
+
+        if acks == 0 {
+            // Kafka closes the connection of an acks=0 producer on error: it is the only signal it has.
+            if anyError { throw RequestViolation("acks=0 produce failed; closing so the client notices") }
+            return r.eventLoop.makeSucceededFuture(nil)
+        }
+        guard !durable.isEmpty else { return r.succeed(resp) }
+        return EventLoopFuture.whenAllComplete(durable, on: r.eventLoop).map { results in
+            for (i, (ti, pi, _)) in pendingErrors.enumerated() {
+                if case .failure(let error) = results[i] {
+                    let code = (error as? StorageError)?.kafkaErrorCode ?? ErrorCode.kafkaStorageError
+                    resp.responses[ti].partitionResponses[pi].errorCode = code
+                    resp.responses[ti].partitionResponses[pi].errorMessage = "\(error)"
+                    resp.responses[ti].partitionResponses[pi].baseOffset = -1
+                }
+            }
+            return resp
+        }
+    }
+}

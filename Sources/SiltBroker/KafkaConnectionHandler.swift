@@ -1,0 +1,127 @@
+import Logging
+import NIOCore
+
+/// Serves one client connection: hands each frame to the broker and writes the answers
+/// back in request order, whatever order they complete in (Kafka clients pipeline and
+/// match responses by position as well as correlation id).
+///
+/// ```
+///   frames in ──▶ seq 0  seq 1  seq 2 ...        (dispatched as they arrive)
+///   completions ─▶ seq 2 done, seq 0 done, ...   (parked in `ready`)
+///   bytes out   ◀─ seq 0, then seq 1 once done, then seq 2
+/// ```
+/// At most `inFlightMax` requests are outstanding per connection; past that the handler
+/// stops reading from the socket (TCP back-pressure) until answers drain.
+final class KafkaConnectionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    static let inFlightMax = 128
+
+    private enum Outcome {
+        case respond(ByteBuffer)
+        case silent          // acks=0 produce: nothing goes back
+    }
+
+    private let broker: Broker
+    private let listenerName: String
+    private var logger: Logger
+    private var nextSequence = 0
+    private var nextToWrite = 0
+    private var ready: [Int: Outcome] = [:]
+    private var readDeferred = false
+    private var closing = false
+
+    init(broker: Broker, listenerName: String, logger: Logger) {
+        self.broker = broker
+        self.listenerName = listenerName
+        self.logger = logger
+    }
+
+    private var inFlight: Int { nextSequence - nextToWrite }
+
+    func channelActive(context: ChannelHandlerContext) {
+        logger[metadataKey: "peer"] = "\(context.remoteAddress.map { "\($0)" } ?? "?")"
+        logger.debug("connection opened")
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let frame = unwrapInboundIn(data)
+        let sequence = nextSequence
+        nextSequence += 1
+        let request = RequestContext(eventLoop: context.eventLoop, listenerName: listenerName, logger: logger)
+        let future: EventLoopFuture<ByteBuffer?>
+        do {
+            future = try broker.handle(frame: frame, context: request)
+        } catch {
+            closeForViolation(context: context, error)
+            return
+        }
+        future.hop(to: context.eventLoop).whenComplete { result in
+            switch result {
+            case .success(let bytes):
+                self.ready[sequence] = bytes.map(Outcome.respond) ?? .silent
+                self.drain(context: context)
+            case .failure(let error):
+                self.closeForViolation(context: context, error)
+            }
+        }
+    }
+
+    private func drain(context: ChannelHandlerContext) {
+        var wrote = false
+        while let outcome = ready.removeValue(forKey: nextToWrite) {
+            nextToWrite += 1
+            if case .respond(let bytes) = outcome {
+                context.write(wrapOutboundOut(bytes), promise: nil)
+                wrote = true
+            }
+        }
+        if wrote { context.flush() }
+        if readDeferred && inFlight < KafkaConnectionHandler.inFlightMax {
+            readDeferred = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if inFlight >= KafkaConnectionHandler.inFlightMax {
+            readDeferred = true
+        } else {
+            context.read()
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        closeForViolation(context: context, error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        logger.debug("connection closed")
+        context.fireChannelInactive()
+    }
+
+    /// A malformed frame, an unknown api key or a broken request: this connection ends,
+    /// every other connection carries on.
+    private func closeForViolation(context: ChannelHandlerContext, _ error: Error) {
+        guard !closing else { return }
+        closing = true
+        if let closed = error as? ChannelError, closed == .ioOnClosedChannel || closed == .alreadyClosed { return }
+        if error is NIOCore.IOError {
+            logger.debug("connection error: \(error)")
+        } else {
+            logger.warning("closing connection: \(error)")
+        }
+        context.close(promise: nil)
+    }
+}
+
+/// What a request handler knows about where the request came from.
+struct RequestContext {
+    let eventLoop: EventLoop
+    let listenerName: String
+    let logger: Logger
+}

@@ -1,0 +1,131 @@
+/// The broker/node keys Silt accepts. Kafka's keys keep Kafka's meaning and defaults;
+/// the `s3.*` keys use AutoMQ's names so published start lines carry over unchanged.
+/// Keys that a later subsystem will give meaning to are accepted and validated now.
+extension ServerConfig {
+    public static let keyDefs: [ConfigKeyDef] = [
+        // Identity and roles.
+        .init("node.id", .int, "0", .atLeast(0), doc: "This node's id in the cluster."),
+        .init("process.roles", .list, "broker,controller", .oneOf(["broker", "controller"]),
+              doc: "Roles this node runs: broker, controller or both."),
+        .init("cluster.id", .string, nil, doc: "Cluster id; generated and stored in meta.properties on first start when absent."),
+        .init("controller.quorum.voters", .list, nil, .custom(ServerConfig.validateVoters),
+              doc: "id@host:port of every controller voter."),
+        .init("controller.quorum.bootstrap.servers", .list, nil, doc: "host:port of controllers to bootstrap from."),
+        // Listeners.
+        .init("listeners", .list, "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+              .custom(ServerConfig.validateListeners), doc: "NAME://host:port of every listener."),
+        .init("advertised.listeners", .list, nil, .custom(ServerConfig.validateListeners),
+              doc: "Listeners published to clients; defaults to the non-controller listeners."),
+        .init("listener.security.protocol.map", .list,
+              "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+              .custom(ServerConfig.validateProtocolMap), doc: "Listener name to security protocol."),
+        .init("controller.listener.names", .list, "CONTROLLER", doc: "Listener names used by controllers."),
+        .init("inter.broker.listener.name", .string, "PLAINTEXT", doc: "Listener brokers use among themselves."),
+        .init("socket.request.max.bytes", .int, "104857600", .atLeast(1), doc: "Largest request frame accepted."),
+        .init("num.network.threads", .int, "3", .atLeast(1), doc: "Network threads (event loops are sized from cores)."),
+        .init("num.io.threads", .int, "8", .atLeast(1), doc: "I/O threads."),
+        // Logs and topics.
+        .init("log.dirs", .list, nil, doc: "Directories holding partition data and metadata."),
+        .init("log.dir", .string, "silt-data", doc: "Data directory when log.dirs is not set."),
+        .init("num.partitions", .int, "1", .atLeast(1), doc: "Partitions of an auto-created topic."),
+        .init("default.replication.factor", .int, "1", .atLeast(1), doc: "Accepted for compatibility; object storage is the replica."),
+        .init("auto.create.topics.enable", .bool, "true", doc: "Create topics on Metadata requests for unknown names."),
+        .init("delete.topic.enable", .bool, "true", doc: "Allow DeleteTopics."),
+        .init("message.max.bytes", .int, "1048588", .atLeast(0), readOnly: false, doc: "Largest record batch accepted."),
+        .init("log.segment.bytes", .int, "1073741824", .atLeast(14), doc: "Segment file size."),
+        .init("log.roll.ms", .long, "604800000", .atLeast(1), doc: "Segment age before rolling."),
+        .init("log.retention.ms", .long, "604800000", .atLeast(-1), doc: "Retention time (enforced by the retention issue)."),
+        .init("log.retention.hours", .int, "168", .atLeast(-1), doc: "Retention time in hours."),
+        .init("log.retention.bytes", .long, "-1", .atLeast(-1), doc: "Retention size per partition."),
+        .init("log.cleanup.policy", .list, "delete", .oneOf(["delete", "compact"]), doc: "Default cleanup policy."),
+        .init("log.cleaner.delete.retention.ms", .long, "86400000", .atLeast(0), doc: "Tombstone retention."),
+        .init("log.message.timestamp.type", .string, "CreateTime", .oneOf(["CreateTime", "LogAppendTime"]),
+              doc: "Default timestamp type of topics."),
+        .init("log.message.timestamp.before.max.ms", .long, String(Int64.max), .atLeast(0),
+              doc: "How far in the past a CreateTime timestamp may be."),
+        .init("log.message.timestamp.after.max.ms", .long, String(Int64.max), .atLeast(0),
+              doc: "How far in the future a CreateTime timestamp may be."),
+        .init("min.insync.replicas", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
+        .init("compression.type", .string, "producer", .oneOf(["producer"]),
+              doc: "Silt stores batches as the producer compressed them."),
+        .init("offsets.topic.replication.factor", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
+        .init("transaction.state.log.replication.factor", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
+        .init("transaction.state.log.min.isr", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
+        .init("group.initial.rebalance.delay.ms", .int, "3000", .atLeast(0), doc: "Used by the group coordinator."),
+        // Object storage and WAL (AutoMQ's names).
+        .init("s3.wal.path", .string, nil, doc: "WAL device or file."),
+        .init("s3.wal.capacity", .long, "2147483648", .atLeast(1 << 20), doc: "WAL ring size."),
+        .init("s3.wal.cache.size", .long, "-1", .atLeast(-1), doc: "Log buffer size; -1 sizes it from memory."),
+        .init("s3.wal.upload.threshold", .long, "-1", .atLeast(-1), doc: "Bytes that trigger an upload."),
+        .init("s3.wal.upload.interval.ms", .long, "60000", .atLeast(1), doc: "Longest wait before an upload."),
+        .init("s3.block.cache.size", .long, "-1", .atLeast(-1), doc: "S3 read cache size."),
+        .init("s3.object.block.size", .int, "524288", .atLeast(1024), doc: "Data block inside an object."),
+        .init("s3.object.part.size", .int, "16777216", .atLeast(5 << 20), doc: "Multipart part size."),
+        .init("s3.stream.object.split.size", .int, "8388608", .atLeast(1), doc: "Stream object threshold."),
+        .init("s3.stream.set.object.compaction.interval.minutes", .int, "5", .atLeast(1), doc: "SSO compaction period."),
+        .init("s3.stream.object.compaction.interval.minutes", .int, "30", .atLeast(1), doc: "SO compaction period."),
+        .init("s3.network.baseline.bandwidth", .long, "1073741824", .atLeast(1), doc: "Compaction/catch-up cap."),
+        .init("s3.data.buckets", .string, nil, doc: "Data bucket URL(s)."),
+        .init("s3.ops.buckets", .string, nil, doc: "Ops bucket URL(s)."),
+        .init("s3.endpoint", .string, nil, doc: "S3 endpoint."),
+        .init("s3.region", .string, nil, doc: "S3 region."),
+        .init("s3.bucket", .string, nil, doc: "S3 data bucket."),
+        .init("s3.path.style", .bool, "false", doc: "Path-style addressing."),
+        .init("autobalancer.controller.enable", .bool, "true", doc: "Continuous self-balancing."),
+        .init("elasticstream.enable", .bool, "true", doc: "AutoMQ stream storage switch; always on in Silt."),
+    ]
+
+    static let keyDefsByName: [String: ConfigKeyDef] =
+        Dictionary(uniqueKeysWithValues: keyDefs.map { ($0.name, $0) })
+
+    public static func keyDef(_ name: String) -> ConfigKeyDef? { keyDefsByName[name] }
+}
+
+/// Topic-level keys, each backed by the broker key that supplies its default.
+public enum TopicConfig {
+    public struct Def: Sendable {
+        public var key: ConfigKeyDef
+        public var brokerSynonym: String?
+    }
+
+    public static let defs: [Def] = [
+        Def(key: .init("cleanup.policy", .list, "delete", .oneOf(["delete", "compact"]), readOnly: false,
+                       doc: "delete or compact."), brokerSynonym: "log.cleanup.policy"),
+        Def(key: .init("retention.ms", .long, "604800000", .atLeast(-1), readOnly: false,
+                       doc: "Retention time."), brokerSynonym: "log.retention.ms"),
+        Def(key: .init("retention.bytes", .long, "-1", .atLeast(-1), readOnly: false,
+                       doc: "Retention size per partition."), brokerSynonym: "log.retention.bytes"),
+        Def(key: .init("max.message.bytes", .int, "1048588", .atLeast(0), readOnly: false,
+                       doc: "Largest record batch."), brokerSynonym: "message.max.bytes"),
+        Def(key: .init("message.timestamp.type", .string, "CreateTime", .oneOf(["CreateTime", "LogAppendTime"]),
+                       readOnly: false, doc: "CreateTime or LogAppendTime."), brokerSynonym: "log.message.timestamp.type"),
+        Def(key: .init("message.timestamp.before.max.ms", .long, String(Int64.max), .atLeast(0), readOnly: false,
+                       doc: "Largest allowed age of a CreateTime timestamp."),
+            brokerSynonym: "log.message.timestamp.before.max.ms"),
+        Def(key: .init("message.timestamp.after.max.ms", .long, String(Int64.max), .atLeast(0), readOnly: false,
+                       doc: "Largest allowed lead of a CreateTime timestamp."),
+            brokerSynonym: "log.message.timestamp.after.max.ms"),
+        Def(key: .init("segment.bytes", .int, "1073741824", .atLeast(14), readOnly: false,
+                       doc: "Segment size."), brokerSynonym: "log.segment.bytes"),
+        Def(key: .init("segment.ms", .long, "604800000", .atLeast(1), readOnly: false,
+                       doc: "Segment age."), brokerSynonym: "log.roll.ms"),
+        Def(key: .init("delete.retention.ms", .long, "86400000", .atLeast(0), readOnly: false,
+                       doc: "Tombstone retention."), brokerSynonym: "log.cleaner.delete.retention.ms"),
+        Def(key: .init("min.insync.replicas", .int, "1", .atLeast(1), readOnly: false,
+                       doc: "Accepted for compatibility."), brokerSynonym: "min.insync.replicas"),
+        Def(key: .init("compression.type", .string, "producer", .oneOf(["producer"]), readOnly: false,
+                       doc: "Silt stores batches as the producer compressed them."), brokerSynonym: "compression.type"),
+    ]
+
+    public static let defsByName: [String: Def] = Dictionary(uniqueKeysWithValues: defs.map { ($0.key.name, $0) })
+
+    /// Validates topic overrides; returns the first error.
+    public static func validate(_ overrides: [String: String]) throws {
+        for (k, v) in overrides.sorted(by: { $0.key < $1.key }) {
+            guard let def = defsByName[k] else {
+                throw ConfigError(key: k, value: v, reason: "unknown topic configuration")
+            }
+            try def.key.check(v)
+        }
+    }
+}

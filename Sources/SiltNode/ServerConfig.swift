@@ -1,0 +1,254 @@
+import Foundation
+
+/// One `NAME://host:port` listener.
+public struct Listener: Equatable, Sendable, CustomStringConvertible {
+    public var name: String
+    public var host: String   // empty means all interfaces
+    public var port: Int
+
+    public var description: String {
+        let h = host.contains(":") ? "[\(host)]" : host
+        return "\(name)://\(h):\(port)"
+    }
+
+    public static func parse(_ text: String) -> Listener? {
+        guard let sep = text.range(of: "://") else { return nil }
+        let name = String(text[..<sep.lowerBound])
+        var rest = Substring(text[sep.upperBound...])
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else { return nil }
+        var host: String
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { return nil }
+            host = String(rest[rest.index(after: rest.startIndex)..<close])
+            rest = rest[rest.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            rest = rest.dropFirst()
+        } else {
+            guard let colon = rest.lastIndex(of: ":") else { return nil }
+            host = String(rest[..<colon])
+            rest = rest[rest.index(after: colon)...]
+        }
+        guard let port = Int(rest), (0...65535).contains(port) else { return nil }
+        if host == "0.0.0.0" { host = "" }
+        return Listener(name: name.uppercased(), host: host, port: port)
+    }
+}
+
+/// One `id@host:port` controller voter.
+public struct QuorumVoter: Equatable, Sendable {
+    public var id: Int32
+    public var host: String
+    public var port: Int
+
+    public static func parse(_ text: String) -> QuorumVoter? {
+        guard let at = text.firstIndex(of: "@"), let id = Int32(text[..<at]), id >= 0 else { return nil }
+        let hostPort = text[text.index(after: at)...]
+        guard let colon = hostPort.lastIndex(of: ":"), let port = Int(hostPort[hostPort.index(after: colon)...]),
+              (1...65535).contains(port) else { return nil }
+        var host = String(hostPort[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return QuorumVoter(id: id, host: host, port: port)
+    }
+}
+
+public enum ProcessRole: String, Sendable, CaseIterable {
+    case broker, controller
+}
+
+/// The node's validated configuration.
+///
+/// Sources, later wins: defaults, then the properties file, then the s3url, then each
+/// `--override`. Unknown keys are kept (and reported in `warnings`) so that a start line
+/// written for AutoMQ or Kafka still starts; a known key with a bad value fails here.
+public struct ServerConfig: Sendable {
+    /// Effective raw values of every key that was set explicitly.
+    public private(set) var explicit: [String: String]
+    public private(set) var warnings: [String] = []
+
+    public let nodeId: Int32
+    public let processRoles: Set<ProcessRole>
+    public let listeners: [Listener]
+    public let advertisedListeners: [Listener]
+    public let controllerListenerNames: [String]
+    public let quorumVoters: [QuorumVoter]
+    public let logDirs: [String]
+    public let clusterId: String?
+    public let numPartitions: Int32
+    public let autoCreateTopics: Bool
+    public let deleteTopicEnable: Bool
+    public let messageMaxBytes: Int32
+    public let socketRequestMaxBytes: Int
+    public let logSegmentBytes: Int
+
+    public init(properties: [String: String] = [:]) throws {
+        var warnings: [String] = []
+        for (key, value) in properties.sorted(by: { $0.key < $1.key }) {
+            if let def = ServerConfig.keyDef(key) {
+                try def.check(value)
+            } else if let topicDef = TopicConfig.defsByName[key] {
+                // Topic keys given at broker level are accepted as their broker synonym would be.
+                try topicDef.key.check(value)
+            } else {
+                warnings.append("unknown configuration '\(key)' is ignored")
+            }
+        }
+        self.explicit = properties
+        self.warnings = warnings
+
+        let raw: (String) -> String? = { key in properties[key] ?? ServerConfig.keyDef(key)?.defaultValue }
+        let int: (String) -> Int32 = { key in Int32(raw(key)!)! }
+        let bool: (String) -> Bool = { key in ConfigKeyDef.parseBool(raw(key)!)! }
+        let list: (String) -> [String] = { key in raw(key).map(ConfigKeyDef.parseList) ?? [] }
+
+        nodeId = int("node.id")
+        let roles = list("process.roles")
+        guard !roles.isEmpty else {
+            throw ConfigError(key: "process.roles", value: raw("process.roles") ?? "", reason: "must name at least one role")
+        }
+        processRoles = Set(roles.compactMap(ProcessRole.init(rawValue:)))
+        listeners = list("listeners").compactMap(Listener.parse)
+        controllerListenerNames = list("controller.listener.names").map { $0.uppercased() }
+
+        let controllerListenerNames = self.controllerListenerNames
+        let listeners = self.listeners
+        var names = Set<String>()
+        for l in listeners where !names.insert(l.name).inserted {
+            throw ConfigError(key: "listeners", value: raw("listeners")!, reason: "listener name \(l.name) appears twice")
+        }
+        let protocolMap = Dictionary(list("listener.security.protocol.map").compactMap { entry -> (String, String)? in
+            let parts = entry.split(separator: ":", maxSplits: 1).map(String.init)
+            return parts.count == 2 ? (parts[0].uppercased(), parts[1].uppercased()) : nil
+        }, uniquingKeysWith: { _, b in b })
+        for l in listeners {
+            guard let proto = protocolMap[l.name] else {
+                throw ConfigError(key: "listener.security.protocol.map", value: raw("listener.security.protocol.map")!,
+                                  reason: "no security protocol for listener \(l.name)")
+            }
+            guard proto == "PLAINTEXT" else {
+                throw ConfigError(key: "listeners", value: raw("listeners")!,
+                                  reason: "listener \(l.name) uses \(proto); only PLAINTEXT is supported so far")
+            }
+        }
+        let clientListeners = listeners.filter { !controllerListenerNames.contains($0.name) }
+        if processRoles.contains(.broker) && clientListeners.isEmpty {
+            throw ConfigError(key: "listeners", value: raw("listeners")!,
+                              reason: "a broker needs at least one listener that is not a controller listener")
+        }
+        let processRoles = self.processRoles
+        let nodeId = self.nodeId
+        if processRoles.contains(.controller) && !listeners.contains(where: { controllerListenerNames.contains($0.name) }) {
+            throw ConfigError(key: "listeners", value: raw("listeners")!,
+                              reason: "a controller needs a listener named in controller.listener.names (\(controllerListenerNames.joined(separator: ",")))")
+        }
+        if let adv = properties["advertised.listeners"] {
+            advertisedListeners = ConfigKeyDef.parseList(adv).compactMap(Listener.parse)
+            for a in advertisedListeners where a.host.isEmpty {
+                throw ConfigError(key: "advertised.listeners", value: adv, reason: "listener \(a.name) needs a host clients can reach")
+            }
+        } else {
+            advertisedListeners = clientListeners.map { l in
+                var a = l
+                if a.host.isEmpty { a.host = "127.0.0.1" }
+                return a
+            }
+        }
+
+        if properties["controller.quorum.voters"] != nil {
+            quorumVoters = list("controller.quorum.voters").compactMap(QuorumVoter.parse)
+        } else if let c = listeners.first(where: { controllerListenerNames.contains($0.name) }),
+                  processRoles.contains(.controller) {
+            quorumVoters = [QuorumVoter(id: nodeId, host: c.host.isEmpty ? "127.0.0.1" : c.host, port: c.port)]
+        } else {
+            quorumVoters = []
+        }
+        if processRoles.contains(.controller) && !quorumVoters.isEmpty && !quorumVoters.contains(where: { $0.id == nodeId }) {
+            throw ConfigError(key: "controller.quorum.voters", value: raw("controller.quorum.voters") ?? "",
+                              reason: "this node (node.id=\(nodeId)) runs a controller but is not among the voters")
+        }
+
+        if properties["log.dirs"] != nil {
+            logDirs = list("log.dirs")
+            if logDirs.isEmpty { throw ConfigError(key: "log.dirs", value: "", reason: "must name a directory") }
+        } else {
+            logDirs = [raw("log.dir")!]
+        }
+        clusterId = properties["cluster.id"]
+        numPartitions = int("num.partitions")
+        autoCreateTopics = bool("auto.create.topics.enable")
+        deleteTopicEnable = bool("delete.topic.enable")
+        messageMaxBytes = int("message.max.bytes")
+        socketRequestMaxBytes = Int(int("socket.request.max.bytes"))
+        logSegmentBytes = Int(int("log.segment.bytes"))
+    }
+
+    /// Loads a properties file (optional) and applies overrides in order.
+    public static func load(propertiesFile: String?, layers: [[String: String]] = [],
+                            overrides: [String]) throws -> ServerConfig {
+        var merged: [String: String] = [:]
+        if let path = propertiesFile {
+            guard let data = FileManager.default.contents(atPath: path),
+                  let text = String(data: data, encoding: .utf8) else {
+                throw ConfigError(key: "properties file", value: path, reason: "cannot be read")
+            }
+            merged.merge(try Properties.parse(text, source: path)) { _, new in new }
+        }
+        for layer in layers { merged.merge(layer) { _, new in new } }
+        for o in overrides {
+            let (k, v) = try Properties.parseOverride(o)
+            merged[k] = v
+        }
+        return try ServerConfig(properties: merged)
+    }
+
+    /// The effective value of a broker key and whether it came from the default.
+    public func value(_ key: String) -> (value: String?, isDefault: Bool) {
+        if let v = explicit[key] { return (v, false) }
+        return (ServerConfig.keyDef(key)?.defaultValue, true)
+    }
+
+    /// The broker-level default a topic key inherits.
+    public func topicDefault(_ topicKey: String) -> (value: String?, fromBroker: Bool) {
+        guard let def = TopicConfig.defsByName[topicKey] else { return (nil, false) }
+        if let v = explicit[topicKey] { return (v, true) }
+        if let syn = def.brokerSynonym {
+            if topicKey == "retention.ms", explicit["log.retention.ms"] == nil, let h = explicit["log.retention.hours"],
+               let hours = Int64(h) {
+                return (String(hours < 0 ? -1 : hours * 3_600_000), true)
+            }
+            if let v = explicit[syn] { return (v, true) }
+        }
+        return (def.key.defaultValue, false)
+    }
+
+    public var isBroker: Bool { processRoles.contains(.broker) }
+    public var isController: Bool { processRoles.contains(.controller) }
+
+    /// Listeners that serve Kafka clients (not controller listeners).
+    public var clientListeners: [Listener] { listeners.filter { !controllerListenerNames.contains($0.name) } }
+
+    // MARK: validators used by the key table
+
+    static func validateListeners(_ raw: String) -> String? {
+        for item in ConfigKeyDef.parseList(raw) where Listener.parse(item) == nil {
+            return "'\(item)' is not NAME://host:port"
+        }
+        return nil
+    }
+
+    static func validateVoters(_ raw: String) -> String? {
+        var ids = Set<Int32>()
+        for item in ConfigKeyDef.parseList(raw) {
+            guard let v = QuorumVoter.parse(item) else { return "'\(item)' is not id@host:port" }
+            guard ids.insert(v.id).inserted else { return "voter id \(v.id) appears twice" }
+        }
+        return nil
+    }
+
+    static func validateProtocolMap(_ raw: String) -> String? {
+        for item in ConfigKeyDef.parseList(raw) where item.split(separator: ":").count != 2 {
+            return "'\(item)' is not LISTENER:PROTOCOL"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,33 @@
+/// Why a record batch was rejected. Each case maps to the Kafka error code the broker returns.
+public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
+    /// Bad CRC, impossible or truncated batchLength, unknown magic, unknown compression codec.
+    /// Kafka: CORRUPT_MESSAGE (2).
+    case corruptMessage(String)
+    /// Well formed but not allowed: non-zero baseOffset from a client, count/offset-delta mismatch,
+    /// control batch from a client, magic 0/1 in a v3+ produce, bad producer sequence, bad record framing.
+    /// Kafka: INVALID_RECORD (87).
+    case invalidRecord(String)
+    /// A batch larger than max.message.bytes. Kafka: MESSAGE_TOO_LARGE (10).
+    case messageTooLarge(sizeBytes: Int, maxBytes: Int)
+    /// A CreateTime timestamp outside the allowed difference from broker time. Kafka: INVALID_TIMESTAMP (32).
+    case invalidTimestamp(String)
+
+    /// The Kafka protocol error code for this error.
+    public var kafkaErrorCode: Int16 {
+        switch self {
+        case .corruptMessage: return 2
+        case .invalidRecord: return 87
+        case .messageTooLarge: return 10
+        case .invalidTimestamp: return 32
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .corruptMessage(let reason): return "CORRUPT_MESSAGE: \(reason)"
+        case .invalidRecord(let reason): return "INVALID_RECORD: \(reason)"
+        case .messageTooLarge(let size, let max): return "MESSAGE_TOO_LARGE: batch of \(size) bytes exceeds max.message.bytes \(max)"
+        case .invalidTimestamp(let reason): return "INVALID_TIMESTAMP: \(reason)"
+        }
+    }
+}

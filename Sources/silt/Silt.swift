@@ -1,0 +1,9 @@
+import ArgumentParser
+
+@main
+struct Silt: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "silt",
+        abstract: "Silt: a Kafka-compatible streaming platform on object storage.",
+        subcommands: [Server.self])
+}
