@@ -59,6 +59,12 @@ let package = Package(
         .testTarget(name: "SiltRecordsTests", dependencies: ["SiltRecords", "CSupport"]),
         .testTarget(name: "SiltStorageTests", dependencies: ["SiltStorage", "SiltRecords"]),
         .testTarget(name: "SiltNodeTests", dependencies: ["SiltNode"]),
+        .testTarget(name: "SiltControllerTests", dependencies: ["SiltController"]),
+        .testTarget(name: "SiltBrokerTests", dependencies: [
+            "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -160,9 +160,6 @@ extension Broker {
                 switch p.timestamp {
                 case -1: found = (log.highWatermark, -1)                 // latest
                 case -2: found = (log.logStartOffset, -1)                // earliest
-                case -3: found = log.maxTimestampOffset()                // max timestamp (KIP-734)
-                case -4: found = (log.logStartOffset, -1)                // earliest local (KIP-405): all data is "local"
-                case -5: found = (log.highWatermark, -1)                 // latest tiered (KIP-1005)
                 default: found = p.timestamp < 0 ? nil : log.offsetForTimestamp(p.timestamp)
                 }
                 if r.version == 0 {

@@ -25,7 +25,7 @@ public final class Broker: @unchecked Sendable {
     static let supportedApis: [Int16: ClosedRange<Int16>] = [
         ProduceRequest.apiKey: 3...11,          // v3+: record batch v2 (the only format stored)
         FetchRequest.apiKey: 4...17,            // v4+: record batch v2
-        ListOffsetsRequest.apiKey: 0...10,
+        ListOffsetsRequest.apiKey: 0...6,       // v7+ adds max-timestamp lookups, not served yet
         MetadataRequest.apiKey: 0...12,
         OffsetForLeaderEpochRequest.apiKey: 0...4,
         ApiVersionsRequest.apiKey: 0...4,
@@ -42,6 +42,10 @@ public final class Broker: @unchecked Sendable {
         self.controller = controller
         self.logs = logs
         self.logger = logger
+        let waiters = fetchWaiters
+        logs.addHighWatermarkListener { log, _ in
+            waiters.notify(PartitionKey(topic: log.topic, partition: log.partition))
+        }
         try openPartitions()
     }
 
@@ -54,17 +58,14 @@ public final class Broker: @unchecked Sendable {
             known.insert(topic.name)
             for p in 0..<topic.partitionCount { try openPartition(topic: topic.name, partition: p) }
         }
-        for stale in logs.topicNames() where !known.contains(stale) {
+        for stale in Set(logs.allPartitions().map(\.topic)) where !known.contains(stale) {
             logger.warning("removing data of deleted topic", metadata: ["topic": "\(stale)"])
             try logs.deletePartitions(topic: stale)
         }
     }
 
     func openPartition(topic: String, partition: Int32) throws {
-        let log = try logs.openOrCreate(topic: topic, partition: partition)
-        let waiters = fetchWaiters
-        let key = PartitionKey(topic: topic, partition: partition)
-        log.setHighWatermarkListener { waiters.notify(key) }
+        _ = try logs.openOrCreate(topic: topic, partition: partition)
     }
 
     // MARK: - Dispatch

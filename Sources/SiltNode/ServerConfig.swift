@@ -6,6 +6,10 @@ public struct Listener: Equatable, Sendable, CustomStringConvertible {
     public var host: String   // empty means all interfaces
     public var port: Int
 
+    public init(name: String, host: String, port: Int) {
+        self.name = name; self.host = host; self.port = port
+    }
+
     public var description: String {
         let h = host.contains(":") ? "[\(host)]" : host
         return "\(name)://\(h):\(port)"
@@ -39,6 +43,10 @@ public struct QuorumVoter: Equatable, Sendable {
     public var id: Int32
     public var host: String
     public var port: Int
+
+    public init(id: Int32, host: String, port: Int) {
+        self.id = id; self.host = host; self.port = port
+    }
 
     public static func parse(_ text: String) -> QuorumVoter? {
         guard let at = text.firstIndex(of: "@"), let id = Int32(text[..<at]), id >= 0 else { return nil }

@@ -103,3 +103,25 @@ extension KafkaUUID: KafkaArrayElement {
     @inlinable public static func readKafkaElement(from buffer: inout ByteBuffer, compact: Bool, version: Int16) throws -> KafkaUUID { try buffer.readKafkaUUID("array element") }
     @inlinable public func writeKafkaElement(to buffer: inout ByteBuffer, compact: Bool, version: Int16) { buffer.writeKafkaUUID(self) }
 }
+
+// Notes on generated types (see tools/gen-protocol.py):
+//
+// * A field that is nullable in ANY version is Optional in Swift. Encoding `nil` in a
+//   version where the field is not nullable writes the non-null empty value instead
+//   (empty string / empty array / empty bytes / the struct's defaults / empty records).
+// * Fields absent from the encoded version are silently skipped, even if they hold
+//   non-default values (Kafka would throw for non-ignorable fields; `encode` cannot throw).
+// * Tagged fields are written only when != their default, in ascending tag order, merged
+//   with `unknownTaggedFields` (a known field wins if both use the same tag).
+// * Nullable struct fields carry an int8 presence marker (-1 null, 1 present), as Kafka does.
+// * Classic strings longer than Int16.max bytes are not representable; callers must not
+//   encode them.
+
+extension KafkaStruct {
+    /// Encodes into a fresh buffer.
+    public func encoded(version: Int16) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        encode(into: &buffer, version: version)
+        return buffer
+    }
+}

@@ -67,7 +67,7 @@ struct Server: ParsableCommand {
         let logs: LogManager
         let server: KafkaServer
         do {
-            let controller = try MetadataController(directory: dataDir + "/__cluster_metadata-0", logger: logger,
+            let controller = try MetadataController(directory: dataDir + "/__cluster_metadata", logger: logger,
                                                     validateConfigs: TopicConfig.validate)
             var storage = StorageConfig(logDir: dataDir, segmentBytes: config.logSegmentBytes)
             storage.maxBatchBytes = max(storage.maxBatchBytes, Int(config.messageMaxBytes))

@@ -1,0 +1,95 @@
+import SiltNode
+import XCTest
+
+final class ServerConfigTests: XCTestCase {
+    func testDefaultsStartASingleCombinedNode() throws {
+        let c = try ServerConfig()
+        XCTAssertEqual(c.nodeId, 0)
+        XCTAssertEqual(c.processRoles, [.broker, .controller])
+        XCTAssertEqual(c.clientListeners, [Listener(name: "PLAINTEXT", host: "127.0.0.1", port: 9092)])
+        XCTAssertEqual(c.advertisedListeners, [Listener(name: "PLAINTEXT", host: "127.0.0.1", port: 9092)])
+        XCTAssertEqual(c.quorumVoters, [QuorumVoter(id: 0, host: "127.0.0.1", port: 9093)])
+        XCTAssertEqual(c.logDirs, ["silt-data"])
+        XCTAssertEqual(c.numPartitions, 1)
+        XCTAssertTrue(c.autoCreateTopics)
+        XCTAssertEqual(c.messageMaxBytes, 1_048_588)
+        XCTAssertEqual(c.socketRequestMaxBytes, 104_857_600)
+    }
+
+    func testBadValuesNameTheKey() {
+        let cases: [(String, String)] = [
+            ("num.partitions", "abc"), ("num.partitions", "0"), ("auto.create.topics.enable", "yes"),
+            ("node.id", "-3"), ("listeners", "PLAINTEXT:/127.0.0.1:9092"), ("process.roles", "broker,janitor"),
+            ("controller.quorum.voters", "0@host"), ("message.max.bytes", "99999999999"),
+            ("log.message.timestamp.type", "WallClock"),
+        ]
+        for (key, value) in cases {
+            XCTAssertThrowsError(try ServerConfig(properties: [key: value]), "\(key)=\(value)") { error in
+                XCTAssertTrue("\(error)".contains(key), "error for \(key)=\(value) does not name the key: \(error)")
+            }
+        }
+    }
+
+    func testAutoMQStartLineIsAccepted() throws {
+        let c = try ServerConfig.load(propertiesFile: nil, overrides: [
+            "process.roles=broker,controller", "node.id=1",
+            "controller.quorum.voters=0@192.168.0.1:9093,1@192.168.0.2:9093,2@192.168.0.3:9093",
+            "listeners=PLAINTEXT://192.168.0.2:9092,CONTROLLER://192.168.0.2:9093",
+            "advertised.listeners=PLAINTEXT://192.168.0.2:9092",
+            "s3.wal.path=/dev/nvme1n1", "autobalancer.controller.enable=true",
+        ])
+        XCTAssertEqual(c.nodeId, 1)
+        XCTAssertEqual(c.quorumVoters.map(\.id), [0, 1, 2])
+        XCTAssertEqual(c.advertisedListeners, [Listener(name: "PLAINTEXT", host: "192.168.0.2", port: 9092)])
+        XCTAssertTrue(c.warnings.isEmpty, "\(c.warnings)")
+    }
+
+    func testControllerNodeMustBeAVoter() {
+        XCTAssertThrowsError(try ServerConfig(properties: [
+            "node.id": "5", "controller.quorum.voters": "0@127.0.0.1:9093",
+        ])) { XCTAssertTrue("\($0)".contains("controller.quorum.voters")) }
+    }
+
+    func testUnknownKeysWarnAndLaterOverridesWin() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-config-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let file = dir.appendingPathComponent("server.properties").path
+        try """
+        # a comment
+        num.partitions = 3
+        log.dirs=/tmp/a,\\
+          /tmp/b
+        some.future.key=1
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let c = try ServerConfig.load(propertiesFile: file, overrides: ["num.partitions=4", "num.partitions=6"])
+        XCTAssertEqual(c.numPartitions, 6)
+        XCTAssertEqual(c.logDirs, ["/tmp/a", "/tmp/b"])
+        XCTAssertEqual(c.warnings, ["unknown configuration 'some.future.key' is ignored"])
+    }
+
+    func testTopicDefaultsFollowBrokerSynonyms() throws {
+        let c = try ServerConfig(properties: ["message.max.bytes": "2000", "log.retention.hours": "1"])
+        XCTAssertEqual(c.topicDefault("max.message.bytes").value, "2000")
+        XCTAssertEqual(c.topicDefault("retention.ms").value, "3600000")
+        XCTAssertEqual(c.topicDefault("cleanup.policy").value, "delete")
+        XCTAssertThrowsError(try TopicConfig.validate(["retention.ms": "soon"]))
+        XCTAssertThrowsError(try TopicConfig.validate(["no.such.config": "1"]))
+        XCTAssertNoThrow(try TopicConfig.validate(["cleanup.policy": "compact,delete", "retention.bytes": "-1"]))
+    }
+
+    func testPropertiesParser() throws {
+        let p = try Properties.parse("a=1\n! bang comment\nb : two words \nc=x\\=y\n\n  d=  4")
+        XCTAssertEqual(p, ["a": "1", "b": "two words", "c": "x=y", "d": "4"])
+        XCTAssertThrowsError(try Properties.parse("novalue"))
+        XCTAssertThrowsError(try Properties.parseOverride("=3"))
+    }
+
+    func testMetaPropertiesFormatsOnceAndRefusesAnotherNode() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-meta-\(UUID())").path
+        let id = try MetaProperties.ensureFormatted(logDirs: [dir], nodeId: 2, clusterId: nil)
+        XCTAssertEqual(id.count, 22)
+        XCTAssertEqual(try MetaProperties.ensureFormatted(logDirs: [dir], nodeId: 2, clusterId: nil), id)
+        XCTAssertThrowsError(try MetaProperties.ensureFormatted(logDirs: [dir], nodeId: 3, clusterId: nil))
+        XCTAssertThrowsError(try MetaProperties.ensureFormatted(logDirs: [dir], nodeId: 2, clusterId: "other"))
+    }
+}
