@@ -6,17 +6,20 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "silt", targets: ["silt"]),
+        .executable(name: "silt-bench", targets: ["SiltBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
-        // The C layer: hardware CRC32C now; io_uring, curl, futex and memfd helpers later.
+        // The C layer: CRC32C, io_uring (liburing), memfd, futex.
         .target(name: "CSupport", path: "CSupport",
-                cSettings: [.unsafeFlags(["-O2"])]),
+                cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("uring")]),
         // Kafka wire protocol: primitives plus types generated from the JSON specs.
         .target(name: "SiltProtocol", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
@@ -25,6 +28,16 @@ let package = Package(
         .target(name: "SiltRecords", dependencies: [
             "CSupport",
             .product(name: "NIOCore", package: "swift-nio"),
+        ]),
+        // Shared-memory log buffer (one writer, two readers) and SPSC control rings.
+        .target(name: "SiltRing", dependencies: [
+            "CSupport",
+            .product(name: "Atomics", package: "swift-atomics"),
+        ]),
+        // The write-ahead log on a raw block device or file: io_uring, O_DIRECT, group commit.
+        .target(name: "SiltWAL", dependencies: [
+            "CSupport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Durable partition logs under log.dirs.
         .target(name: "SiltStorage", dependencies: [
@@ -40,26 +53,37 @@ let package = Package(
         ]),
         // The Kafka-facing broker: network server and API handlers.
         .target(name: "SiltBroker", dependencies: [
-            "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode",
+            "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltRing", "SiltWAL",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Node configuration (Kafka-style keys) and, later, the supervisor.
+        // Node configuration (Kafka-style keys) and the supervisor of role processes.
         .target(name: "SiltNode", dependencies: [
+            "CSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "silt", dependencies: [
-            "SiltBroker", "SiltNode",
+            "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // Load generator on Silt's own codec (run on demand, not in CI).
+        .executableTarget(name: "SiltBench", dependencies: [
+            "SiltProtocol", "SiltRecords",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "HdrHistogram", package: "hdrhistogram-swift"),
+        ], path: "Benchmarks/SiltBench"),
         .testTarget(name: "SiltProtocolTests", dependencies: ["SiltProtocol"]),
         .testTarget(name: "SiltRecordsTests", dependencies: ["SiltRecords", "CSupport"]),
         .testTarget(name: "SiltStorageTests", dependencies: ["SiltStorage", "SiltRecords"]),
         .testTarget(name: "SiltNodeTests", dependencies: ["SiltNode"]),
         .testTarget(name: "SiltControllerTests", dependencies: ["SiltController"]),
+        .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
+        .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode",
             .product(name: "NIOCore", package: "swift-nio"),

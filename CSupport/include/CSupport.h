@@ -27,3 +27,8 @@ int silt_crc32c_hardware(void);
 #ifdef __cplusplus
 }
 #endif
+
+// The other parts of the C layer, one header a concern.
+#include "silt_uring.h"    // io_uring (liburing) wrappers for the WAL
+#include "silt_shm.h"      // memfd, mmap, futex and atomics for shared-memory rings
+#include "silt_process.h"  // posix_spawn and signal helpers for the supervisor

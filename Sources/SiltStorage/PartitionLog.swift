@@ -160,11 +160,11 @@ public final class PartitionLog: @unchecked Sendable {
                 rollBackWriteLocked(active, toBytes: startBytes, cause: error)
                 throw error
             }
+            active.sizeBytes = startBytes + buffer.readableBytes
             for header in assigned {
                 let position = startBytes + (header.index - buffer.readerIndex)
                 active.noteBatch(header, at: position, indexIntervalBytes: config.indexIntervalBytes)
             }
-            active.sizeBytes = startBytes + buffer.readableBytes
             assert(active.nextOffset == offset)
             logEndOffsetStorage = offset
             waiters.append((endOffset: offset, callback: onDurable))

@@ -58,7 +58,8 @@ final class Segment {
 
     /// Records a batch that now lives at `positionBytes` (already written or recovered).
     func noteBatch(_ header: RecordBatchHeader, at positionBytes: Int, indexIntervalBytes: Int) {
-        precondition(positionBytes == sizeBytes || positionBytes < sizeBytes, "batch beyond the segment end")
+        precondition(positionBytes >= 0 && positionBytes + header.totalSize <= sizeBytes, "batch beyond the segment end")
+        precondition(index.isEmpty || header.baseOffset >= nextOffset, "batch offsets go backwards")
         if index.isEmpty || bytesSinceIndexEntry >= indexIntervalBytes {
             index.append(IndexEntry(offset: header.baseOffset, positionBytes: positionBytes,
                                     maxTimestampMs: header.maxTimestamp))

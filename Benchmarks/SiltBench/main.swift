@@ -1,0 +1,1 @@
+print("silt-bench: not written yet")

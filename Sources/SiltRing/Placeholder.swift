@@ -1,0 +1,1 @@
+// SiltRing: see the files of this module.

@@ -1,0 +1,1 @@
+// SiltWAL: see the files of this module.
