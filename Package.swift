@@ -75,7 +75,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "HdrHistogram", package: "hdrhistogram-swift"),
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
         ], path: "Benchmarks/SiltBench"),
         .testTarget(name: "SiltProtocolTests", dependencies: ["SiltProtocol"]),
         .testTarget(name: "SiltRecordsTests", dependencies: ["SiltRecords", "CSupport"]),
