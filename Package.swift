@@ -39,6 +39,14 @@ let package = Package(
             "CSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Kafka-framed networking shared by the broker and the controller: listeners,
+        // framing, in-order pipelining, and the client connection brokers use.
+        .target(name: "SiltNet", dependencies: [
+            "SiltProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Durable partition logs under log.dirs.
         .target(name: "SiltStorage", dependencies: [
             "CSupport", "SiltRecords",
@@ -47,13 +55,13 @@ let package = Package(
         ]),
         // Metadata: topics, partitions, configs as an append-only log of records.
         .target(name: "SiltController", dependencies: [
-            "CSupport",
+            "CSupport", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The Kafka-facing broker: network server and API handlers.
         .target(name: "SiltBroker", dependencies: [
-            "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltRing", "SiltWAL",
+            "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltRing", "SiltWAL", "SiltNet",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -64,7 +72,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "silt", dependencies: [
-            "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController",
+            "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -81,11 +89,11 @@ let package = Package(
         .testTarget(name: "SiltRecordsTests", dependencies: ["SiltRecords", "CSupport"]),
         .testTarget(name: "SiltStorageTests", dependencies: ["SiltStorage", "SiltRecords"]),
         .testTarget(name: "SiltNodeTests", dependencies: ["SiltNode"]),
-        .testTarget(name: "SiltControllerTests", dependencies: ["SiltController"]),
+        .testTarget(name: "SiltControllerTests", dependencies: ["SiltController", "SiltNode"]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
         .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
-            "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode",
+            "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

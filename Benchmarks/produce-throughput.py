@@ -47,6 +47,8 @@ def main() -> int:
     ap.add_argument("--linger-ms", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=1_000_000)
     ap.add_argument("--compression", default="none")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="target messages/s (0 = as fast as possible; latency then includes client queueing)")
     ap.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     args = ap.parse_args()
 
@@ -109,6 +111,10 @@ def main() -> int:
                     p.poll(0.01)
             if i % 1000 == 0:
                 p.poll(0)
+            if args.rate > 0:
+                ahead = (i + 1) / args.rate - (mono() - start)
+                if ahead > 0:
+                    p.poll(ahead)
             if mono() - start > args.timeout:
                 print("timeout while producing", file=sys.stderr)
                 break
@@ -120,7 +126,8 @@ def main() -> int:
         print(f"date            {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
         print(f"machine         {platform.node()} {os.cpu_count()} cpus, {platform.platform()}")
         print(f"topic           {topic} ({args.partitions} partitions), value {args.size} B, acks=all, "
-              f"linger.ms={args.linger_ms}, compression={args.compression}")
+              f"linger.ms={args.linger_ms}, compression={args.compression}, "
+              f"rate={'max' if args.rate <= 0 else f'{args.rate:.0f}/s'}")
         print(f"delivered       {n} of {args.count} ({errors[0]} errors, {left} undelivered) in {elapsed:.2f}s")
         print(f"throughput      {n / elapsed:,.0f} msg/s  {n * args.size / elapsed / 1e6:,.1f} MB/s")
         print(f"latency         p50 {percentile(lat, 50) * 1000:.1f} ms  p99 {percentile(lat, 99) * 1000:.1f} ms"
@@ -128,8 +135,11 @@ def main() -> int:
         return 0 if n == args.count else 1
     finally:
         if node is not None:
-            rc = node.stop()
-            print(f"silt stopped (exit {rc})")
+            try:
+                rc = node.stop()
+                print(f"silt stopped (exit {rc})")
+            except Exception as e:  # noqa: BLE001 - a hung SIGTERM is reported, the node is killed
+                print(f"silt did not stop cleanly: {str(e).splitlines()[0]}", file=sys.stderr)
             shutil.rmtree(node.workdir, ignore_errors=True)
 
 

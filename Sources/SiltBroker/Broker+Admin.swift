@@ -1,15 +1,70 @@
 import Foundation
 import NIOCore
 import SiltController
+import SiltNet
 import SiltNode
 import SiltProtocol
 
-/// Metadata and admin APIs: Metadata, CreateTopics, DeleteTopics, CreatePartitions,
-/// DescribeConfigs, DescribeCluster.
+/// Metadata and admin APIs. Topic changes are forwarded to the controller (as KRaft
+/// forwards them); the broker answers once its metadata copy has caught up, so a client
+/// that created a topic can produce to it at once.
 extension Broker {
+    /// Versions used on the CONTROLLER listener.
+    static let controllerCreateTopicsVersion: Int16 = 7
+    static let controllerDeleteTopicsVersion: Int16 = 6
+    static let controllerCreatePartitionsVersion: Int16 = 3
+    static let controllerTimeout: TimeAmount = .seconds(30)
+
     // MARK: Metadata
 
     func metadata(_ req: MetadataRequest, _ r: Request) -> EventLoopFuture<MetadataResponse?> {
+        let image = metadata.image
+        // v0 has no null topic list: an empty list means "all topics" there.
+        let wantsAll = req.topics == nil || (r.version == 0 && req.topics!.isEmpty)
+        let allowAutoCreate = config.autoCreateTopics && (r.version < 4 || req.allowAutoTopicCreation)
+        var toCreate: [String] = []
+        if !wantsAll && allowAutoCreate {
+            for t in req.topics! {
+                guard let name = t.name, image.topic(named: name) == nil,
+                      (try? MetadataController.validateTopicName(name)) != nil else { continue }
+                toCreate.append(name)
+            }
+        }
+        let created: EventLoopFuture<Set<String>> = toCreate.isEmpty
+            ? r.eventLoop.makeSucceededFuture([])
+            : autoCreate(Array(Set(toCreate)).sorted(), r)
+        return created.map { failed in self.metadataResponse(req, r, wantsAll: wantsAll, autoCreateFailed: failed) }
+    }
+
+    /// Creates topics with the broker defaults; returns the names that could not be created.
+    private func autoCreate(_ names: [String], _ r: Request) -> EventLoopFuture<Set<String>> {
+        var req = CreateTopicsRequest()
+        req.topics = names.map { name in
+            var t = CreateTopicsRequest.CreatableTopic()
+            t.name = name
+            t.numPartitions = -1
+            t.replicationFactor = -1
+            return t
+        }
+        return forward(req, version: Broker.controllerCreateTopicsVersion, r).map { resp in
+            var failed = Set<String>()
+            for t in resp.topics where t.errorCode != 0 && t.errorCode != 36 {   // 36: created meanwhile
+                failed.insert(t.name)
+                r.logger.warning("auto-creating topic failed", metadata: ["topic": "\(t.name)", "error": "\(t.errorMessage ?? "")"])
+            }
+            for t in resp.topics where t.errorCode == 0 {
+                r.logger.info("auto-created topic", metadata: ["topic": "\(t.name)"])
+            }
+            return failed
+        }.recover { error in
+            r.logger.warning("auto-creating topics failed: \(error)")
+            return Set(names)
+        }
+    }
+
+    private func metadataResponse(_ req: MetadataRequest, _ r: Request, wantsAll: Bool,
+                                  autoCreateFailed: Set<String>) -> MetadataResponse {
+        let image = metadata.image
         var resp = MetadataResponse()
         let endpoint = advertisedEndpoint(for: r.context.listenerName)
         var broker = MetadataResponse.MetadataResponseBroker()
@@ -19,67 +74,42 @@ extension Broker {
         resp.brokers = [broker]
         resp.clusterId = clusterId
         resp.controllerId = nodeId
-
-        var image = controller.image
-        // v0 has no null topic list: an empty list means "all topics" there.
-        let wantsAll = req.topics == nil || (r.version == 0 && req.topics!.isEmpty)
         if wantsAll {
-            resp.topics = image.topicsByName.keys.sorted().map { topicMetadata(image.topicsByName[$0]!, version: r.version) }
-            return r.succeed(resp)
+            resp.topics = image.topicsByName.keys.sorted().map { topicMetadata(image.topicsByName[$0]!) }
+            return resp
         }
         let allowAutoCreate = config.autoCreateTopics && (r.version < 4 || req.allowAutoTopicCreation)
         for t in req.topics! {
             var out = MetadataResponse.MetadataResponseTopic()
             if r.version >= 10, t.topicId != .zero, t.name == nil {
-                // Lookup by id.
-                guard let topic = image.topic(id: t.topicId.foundation) else {
+                if let topic = image.topic(id: t.topicId.foundation) {
+                    resp.topics.append(topicMetadata(topic))
+                } else {
                     out.errorCode = ErrorCode.unknownTopicId
                     out.topicId = t.topicId
                     resp.topics.append(out)
-                    continue
                 }
-                resp.topics.append(topicMetadata(topic, version: r.version))
                 continue
             }
             let name = t.name ?? ""
             out.name = name
             if let topic = image.topic(named: name) {
-                resp.topics.append(topicMetadata(topic, version: r.version))
-                continue
-            }
-            do {
-                try MetadataController.validateTopicName(name)
-            } catch {
+                resp.topics.append(topicMetadata(topic))
+            } else if (try? MetadataController.validateTopicName(name)) == nil {
                 out.errorCode = ErrorCode.invalidTopic
                 resp.topics.append(out)
-                continue
-            }
-            guard allowAutoCreate else {
+            } else if allowAutoCreate && autoCreateFailed.contains(name) {
+                out.errorCode = ErrorCode.leaderNotAvailable   // retriable: the client asks again
+                resp.topics.append(out)
+            } else {
                 out.errorCode = ErrorCode.unknownTopicOrPartition
-                resp.topics.append(out)
-                continue
-            }
-            do {
-                let created = try createTopicAndPartitions(name: name, partitions: config.numPartitions, configs: [:])
-                r.logger.info("auto-created topic", metadata: ["topic": "\(name)"])
-                image = controller.image
-                resp.topics.append(topicMetadata(created, version: r.version))
-            } catch ControllerError.topicAlreadyExists {
-                // Another connection created it first.
-                image = controller.image
-                resp.topics.append(image.topic(named: name).map { topicMetadata($0, version: r.version) } ?? out)
-            } catch let e as ControllerError {
-                out.errorCode = e.kafkaErrorCode
-                resp.topics.append(out)
-            } catch {
-                out.errorCode = ErrorCode.unknownServerError
                 resp.topics.append(out)
             }
         }
-        return r.succeed(resp)
+        return resp
     }
 
-    private func topicMetadata(_ topic: TopicInfo, version: Int16) -> MetadataResponse.MetadataResponseTopic {
+    private func topicMetadata(_ topic: TopicInfo) -> MetadataResponse.MetadataResponseTopic {
         var out = MetadataResponse.MetadataResponseTopic()
         out.name = topic.name
         out.topicId = topic.id.kafka
@@ -88,7 +118,7 @@ extension Broker {
             var part = MetadataResponse.MetadataResponsePartition()
             part.partitionIndex = p
             part.leaderId = nodeId
-            part.leaderEpoch = 0
+            part.leaderEpoch = Broker.leaderEpoch
             part.replicaNodes = [nodeId]
             part.isrNodes = [nodeId]
             part.offlineReplicas = []
@@ -97,203 +127,69 @@ extension Broker {
         return out
     }
 
-    /// Creates a topic in the metadata and opens its partition logs.
-    func createTopicAndPartitions(name: String, partitions: Int32, configs: [String: String]) throws -> TopicInfo {
-        let topic = try controller.createTopic(name: name, partitions: partitions, configs: configs, validateOnly: false)
-        for p in 0..<topic.partitionCount { try openPartition(topic: name, partition: p) }
-        return topic
+    /// Sends a topic change to the controller, then catches the metadata copy up so the
+    /// change is visible here before the client hears about it.
+    func forward<R: KafkaRequest>(_ req: R, version: Int16, _ r: Request) -> EventLoopFuture<R.Response> {
+        controllerChannel.send(req, version: version, timeout: Broker.controllerTimeout)
+            .hop(to: r.eventLoop)
+            .flatMap { resp in self.metadata.catchUp(on: r.eventLoop).map { resp } }
     }
 
-    // MARK: CreateTopics
+    // MARK: CreateTopics, DeleteTopics, CreatePartitions
 
     func createTopics(_ req: CreateTopicsRequest, _ r: Request) -> EventLoopFuture<CreateTopicsResponse?> {
-        var resp = CreateTopicsResponse()
-        var seen: [String: Int] = [:]
-        for t in req.topics { seen[t.name, default: 0] += 1 }
-        for t in req.topics {
-            var out = CreateTopicsResponse.CreatableTopicResult()
-            out.name = t.name
-            func fail(_ code: Int16, _ message: String) {
-                out.errorCode = code
-                out.errorMessage = message
+        forward(req, version: Broker.controllerCreateTopicsVersion, r).map { Optional($0) }.recover { error in
+            r.logger.warning("CreateTopics: controller unavailable: \(error)")
+            var resp = CreateTopicsResponse()
+            resp.topics = req.topics.map { t in
+                var out = CreateTopicsResponse.CreatableTopicResult()
+                out.name = t.name
+                out.errorCode = ErrorCode.requestTimedOut
+                out.errorMessage = "The controller did not answer: \(error)"
                 out.configs = nil
+                return out
             }
-            if seen[t.name]! > 1 {
-                fail(ErrorCode.invalidRequest, "Duplicate topic name.")
-                resp.topics.append(out)
-                continue
-            }
-            var partitions = t.numPartitions
-            if !t.assignments.isEmpty {
-                guard t.numPartitions == -1 && t.replicationFactor == -1 else {
-                    fail(ErrorCode.invalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set.")
-                    resp.topics.append(out); continue
-                }
-                let indices = Set(t.assignments.map(\.partitionIndex))
-                guard indices == Set(0..<Int32(t.assignments.count)) else {
-                    fail(37, "Partition assignments must cover partitions 0..\(t.assignments.count - 1) exactly.")
-                    resp.topics.append(out); continue
-                }
-                guard t.assignments.allSatisfy({ $0.brokerIds == [nodeId] }) else {
-                    fail(39, "Every partition must be assigned to broker \(nodeId) alone.")   // INVALID_REPLICA_ASSIGNMENT
-                    resp.topics.append(out); continue
-                }
-                partitions = Int32(t.assignments.count)
-            }
-            if partitions == -1 { partitions = config.numPartitions }
-            if t.replicationFactor != -1 && t.replicationFactor < 1 {
-                fail(38, "Replication factor must be at least 1.")
-                resp.topics.append(out); continue
-            }
-            var configs: [String: String] = [:]
-            var badConfig: String?
-            for c in t.configs {
-                guard let v = c.value else { badConfig = "Null value not supported for topic config '\(c.name)'."; break }
-                configs[c.name] = v
-            }
-            if let badConfig {
-                fail(40, badConfig)
-                resp.topics.append(out); continue
-            }
-            do {
-                let topic: TopicInfo
-                if req.validateOnly {
-                    topic = try controller.createTopic(name: t.name, partitions: partitions, configs: configs, validateOnly: true)
-                } else {
-                    topic = try createTopicAndPartitions(name: t.name, partitions: partitions, configs: configs)
-                }
-                out.topicId = req.validateOnly ? .zero : topic.id.kafka
-                out.numPartitions = topic.partitionCount
-                out.replicationFactor = 1
-                out.configs = topicConfigEntries(overrides: configs).map { e in
-                    var c = CreateTopicsResponse.CreatableTopicConfigs()
-                    c.name = e.name
-                    c.value = e.value
-                    c.readOnly = false
-                    c.configSource = e.source
-                    c.isSensitive = false
-                    return c
-                }
-            } catch let e as ControllerError {
-                fail(e.kafkaErrorCode, e.description)
-            } catch {
-                fail(ErrorCode.unknownServerError, "\(error)")
-            }
-            resp.topics.append(out)
+            return resp
         }
-        return r.succeed(resp)
     }
-
-    // MARK: DeleteTopics
 
     func deleteTopics(_ req: DeleteTopicsRequest, _ r: Request) -> EventLoopFuture<DeleteTopicsResponse?> {
-        var resp = DeleteTopicsResponse()
-        let targets: [(name: String?, id: KafkaUUID)] = r.version >= 6
-            ? req.topics.map { ($0.name, $0.topicId) }
-            : req.topicNames.map { ($0, KafkaUUID.zero) }
-        for t in targets {
-            var out = DeleteTopicsResponse.DeletableTopicResult()
-            out.name = t.name
-            out.topicId = t.id
-            do {
-                guard config.deleteTopicEnable else { throw ControllerError.deletionDisabled }
-                let useId = t.name == nil && t.id != .zero
-                let deleted = try controller.deleteTopic(name: useId ? nil : t.name, id: useId ? t.id.foundation : nil)
-                out.name = deleted.name
-                out.topicId = deleted.id.kafka
-                do {
-                    try logs.deletePartitions(topic: deleted.name)
-                } catch {
-                    // The metadata says the topic is gone; leftover files are removed at next start.
-                    r.logger.error("deleting topic data failed", metadata: ["topic": "\(deleted.name)", "error": "\(error)"])
-                }
-                fetchWaiters.notifyTopic(deleted.name)
-            } catch let e as ControllerError {
-                out.errorCode = e.kafkaErrorCode
-                out.errorMessage = e.description
-            } catch {
-                out.errorCode = ErrorCode.unknownServerError
-                out.errorMessage = "\(error)"
-            }
-            resp.responses.append(out)
+        var forwarded = DeleteTopicsRequest()
+        forwarded.timeoutMs = req.timeoutMs
+        forwarded.topics = r.version >= 6 ? req.topics : req.topicNames.map { name in
+            var t = DeleteTopicsRequest.DeleteTopicState()
+            t.name = name
+            return t
         }
-        return r.succeed(resp)
+        return forward(forwarded, version: Broker.controllerDeleteTopicsVersion, r).map { Optional($0) }.recover { error in
+            var resp = DeleteTopicsResponse()
+            resp.responses = forwarded.topics.map { t in
+                var out = DeleteTopicsResponse.DeletableTopicResult()
+                out.name = t.name
+                out.topicId = t.topicId
+                out.errorCode = ErrorCode.requestTimedOut
+                out.errorMessage = "The controller did not answer: \(error)"
+                return out
+            }
+            return resp
+        }
     }
 
-    // MARK: CreatePartitions
-
     func createPartitions(_ req: CreatePartitionsRequest, _ r: Request) -> EventLoopFuture<CreatePartitionsResponse?> {
-        var resp = CreatePartitionsResponse()
-        for t in req.topics {
-            var out = CreatePartitionsResponse.CreatePartitionsTopicResult()
-            out.name = t.name
-            do {
-                if let assignments = t.assignments, !assignments.allSatisfy({ $0.brokerIds == [nodeId] }) {
-                    throw ControllerError.invalidPartitions("Every new partition must be assigned to broker \(nodeId) alone.")
-                }
-                let before = controller.image.topic(named: t.name)?.partitionCount ?? 0
-                let topic = try controller.createPartitions(name: t.name, count: t.count, validateOnly: req.validateOnly)
-                if !req.validateOnly {
-                    for p in before..<topic.partitionCount { try openPartition(topic: t.name, partition: p) }
-                }
-            } catch let e as ControllerError {
-                out.errorCode = e.kafkaErrorCode
-                out.errorMessage = e.description
-            } catch {
-                out.errorCode = ErrorCode.kafkaStorageError
-                out.errorMessage = "\(error)"
+        forward(req, version: Broker.controllerCreatePartitionsVersion, r).map { Optional($0) }.recover { error in
+            var resp = CreatePartitionsResponse()
+            resp.results = req.topics.map { t in
+                var out = CreatePartitionsResponse.CreatePartitionsTopicResult()
+                out.name = t.name
+                out.errorCode = ErrorCode.requestTimedOut
+                out.errorMessage = "The controller did not answer: \(error)"
+                return out
             }
-            resp.results.append(out)
+            return resp
         }
-        return r.succeed(resp)
     }
 
     // MARK: DescribeConfigs
-
-    /// Kafka's DescribeConfigs source codes.
-    enum ConfigSource {
-        static let dynamicTopic: Int8 = 1
-        static let staticBroker: Int8 = 4
-        static let defaultConfig: Int8 = 5
-    }
-
-    struct ConfigEntry {
-        var name: String
-        var value: String?
-        var source: Int8
-        var readOnly: Bool
-        var sensitive: Bool
-        var type: ConfigType
-        var doc: String
-        var synonyms: [(name: String, value: String?, source: Int8)]
-    }
-
-    /// Every topic config with its effective value and where it came from.
-    func topicConfigEntries(overrides: [String: String]) -> [ConfigEntry] {
-        TopicConfig.defs.map { def in
-            let name = def.key.name
-            let (brokerValue, fromBroker) = config.topicDefault(name)
-            var synonyms: [(String, String?, Int8)] = []
-            if let v = overrides[name] { synonyms.append((name, v, ConfigSource.dynamicTopic)) }
-            if let syn = def.brokerSynonym {
-                if fromBroker { synonyms.append((syn, brokerValue, ConfigSource.staticBroker)) }
-                synonyms.append((syn, ServerConfig.keyDef(syn)?.defaultValue ?? def.key.defaultValue, ConfigSource.defaultConfig))
-            }
-            let source = overrides[name] != nil ? ConfigSource.dynamicTopic : (fromBroker ? ConfigSource.staticBroker : ConfigSource.defaultConfig)
-            return ConfigEntry(name: name, value: overrides[name] ?? brokerValue, source: source, readOnly: false,
-                               sensitive: false, type: def.key.type, doc: def.key.doc, synonyms: synonyms)
-        }
-    }
-
-    func brokerConfigEntries() -> [ConfigEntry] {
-        ServerConfig.keyDefs.map { def in
-            let (value, isDefault) = config.value(def.name)
-            let source = isDefault ? ConfigSource.defaultConfig : ConfigSource.staticBroker
-            return ConfigEntry(name: def.name, value: def.isSensitive ? nil : value, source: source, readOnly: def.readOnly,
-                               sensitive: def.isSensitive, type: def.type, doc: def.doc,
-                               synonyms: [(def.name, def.isSensitive ? nil : value, source)])
-        }
-    }
 
     /// Kafka's DescribeConfigs config type codes.
     static func kafkaConfigType(_ t: ConfigType) -> Int8 {
@@ -310,7 +206,8 @@ extension Broker {
 
     func describeConfigs(_ req: DescribeConfigsRequest, _ r: Request) -> EventLoopFuture<DescribeConfigsResponse?> {
         var resp = DescribeConfigsResponse()
-        let image = controller.image
+        let image = metadata.image
+        let view = TopicConfigView(config: config)
         for res in req.resources {
             var out = DescribeConfigsResponse.DescribeConfigsResult()
             out.resourceType = res.resourceType
@@ -324,7 +221,7 @@ extension Broker {
                     resp.results.append(out)
                     continue
                 }
-                entries = topicConfigEntries(overrides: topic.configs)
+                entries = view.entries(overrides: topic.configs)
             case 4:   // BROKER
                 guard res.resourceName.isEmpty || res.resourceName == String(nodeId) else {
                     out.errorCode = ErrorCode.invalidRequest
@@ -332,7 +229,7 @@ extension Broker {
                     resp.results.append(out)
                     continue
                 }
-                entries = brokerConfigEntries()
+                entries = view.brokerEntries()
             default:
                 out.errorCode = ErrorCode.invalidRequest
                 out.errorMessage = "Resource type \(res.resourceType) is not supported."

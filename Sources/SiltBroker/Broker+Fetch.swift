@@ -1,5 +1,6 @@
 import NIOCore
 import SiltController
+import SiltNet
 import SiltProtocol
 import SiltStorage
 
@@ -61,7 +62,7 @@ extension Broker {
 
     /// One pass over the requested partitions, reading what is there now.
     func readFetch(_ req: FetchRequest, _ r: Request) -> FetchRead {
-        let image = controller.image
+        let image = metadata.image
         var resp = FetchResponse()
         resp.sessionId = 0
         var bytesLeft = Int(req.maxBytes)
@@ -137,7 +138,7 @@ extension Broker {
     // MARK: ListOffsets
 
     func listOffsets(_ req: ListOffsetsRequest, _ r: Request) -> EventLoopFuture<ListOffsetsResponse?> {
-        let image = controller.image
+        let image = metadata.image
         var resp = ListOffsetsResponse()
         for t in req.topics {
             var out = ListOffsetsResponse.ListOffsetsTopicResponse()
@@ -179,7 +180,7 @@ extension Broker {
     // MARK: OffsetForLeaderEpoch
 
     func offsetForLeaderEpoch(_ req: OffsetForLeaderEpochRequest, _ r: Request) -> EventLoopFuture<OffsetForLeaderEpochResponse?> {
-        let image = controller.image
+        let image = metadata.image
         var resp = OffsetForLeaderEpochResponse()
         for t in req.topics {
             var out = OffsetForLeaderEpochResponse.OffsetForLeaderTopicResult()

@@ -1,7 +1,9 @@
 import NIOCore
 import SiltController
+import SiltNet
 import SiltProtocol
 import SiltRecords
+import SiltRing
 import SiltStorage
 
 /// Produce: validate every batch as Kafka does, append it (offsets assigned in place),
@@ -30,7 +32,7 @@ extension Broker {
             }
             return r.succeed(resp)
         }
-        let image = controller.image
+        let image = metadata.image
         let nowMs = Broker.nowMs()
         var durable: [EventLoopFuture<Void>] = []
         // (topic index, partition index, promise of the durable result)
@@ -88,18 +90,22 @@ extension Broker {
                         out.partitionResponses.append(pr)
                         continue
                     }
-                    let promise = r.eventLoop.makePromise(of: Void.self)
-                    let info = try log.append(records, batches: batches, logAppendTime: timestampType == .logAppendTime,
-                                              nowMs: nowMs) { result in promise.completeWith(result) }
+                    let (info, isDurable) = try writePath.append(
+                        log, streamId: topic.streamIds[Int(p.index)], records: records, batches: batches,
+                        logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop)
                     pr.baseOffset = info.baseOffset
                     pr.logAppendTimeMs = info.logAppendTimeMs
                     pr.logStartOffset = info.logStartOffset
-                    durable.append(promise.futureResult)
-                    pendingErrors.append((resp.responses.count, out.partitionResponses.count, promise.futureResult))
+                    durable.append(isDurable)
+                    pendingErrors.append((resp.responses.count, out.partitionResponses.count, isDurable))
                 } catch let e as RecordBatchError {
                     fail(e.kafkaErrorCode, e.description)
                     pr.recordErrors = []
                     r.logger.debug("produce rejected", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])
+                } catch RingError.full {
+                    fail(ErrorCode.requestTimedOut, "The log buffer stayed full: the WAL is not keeping up.")
+                    r.logger.warning("produce timed out waiting for log buffer space",
+                                     metadata: ["topic": "\(t.name)", "partition": "\(p.index)"])
                 } catch let e as StorageError {
                     fail(e.kafkaErrorCode, e.description)
                     r.logger.error("append failed", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])

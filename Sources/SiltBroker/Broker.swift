@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import SiltController
+import SiltNet
 import SiltNode
 import SiltProtocol
 import SiltStorage
@@ -12,11 +13,13 @@ import SiltStorage
 /// Threading: `handle` runs on the connection's event loop. Metadata reads take a copy of
 /// the controller's image; partition logs are thread-safe; completions hop back to the
 /// connection's loop (see `KafkaConnectionHandler`).
-public final class Broker: @unchecked Sendable {
+public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let config: ServerConfig
     let clusterId: String
-    let controller: MetadataController
+    let controllerChannel: ControllerChannel
+    let metadata: MetadataCache
     let logs: LogManager
+    let writePath: WritePath
     let logger: Logger
     let fetchWaiters = FetchWaiters()
 
@@ -36,23 +39,38 @@ public final class Broker: @unchecked Sendable {
         DescribeClusterRequest.apiKey: 0...1,
     ]
 
-    public init(config: ServerConfig, clusterId: String, controller: MetadataController, logs: LogManager, logger: Logger) throws {
+    public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: LogManager,
+                writePath: WritePath, logger: Logger) {
         self.config = config
         self.clusterId = clusterId
-        self.controller = controller
+        self.controllerChannel = controllerChannel
+        self.metadata = MetadataCache(channel: controllerChannel, logger: logger)
         self.logs = logs
+        self.writePath = writePath
         self.logger = logger
         let waiters = fetchWaiters
         logs.addHighWatermarkListener { log, _ in
             waiters.notify(PartitionKey(topic: log.topic, partition: log.partition))
         }
-        try openPartitions()
+        metadata.onChange = { [unowned self] old, new in self.metadataChanged(from: old, to: new) }
     }
 
-    /// Opens the log of every partition the metadata knows, and removes partition data
-    /// whose topic no longer exists (a crash between a topic's deletion and its data's).
-    private func openPartitions() throws {
-        let image = controller.image
+    /// Catches up with the controller's metadata log (retrying while it is unreachable, up
+    /// to `timeout`), opens every partition it names, removes data of topics that no
+    /// longer exist, then follows the log in the background.
+    public func start(on loop: EventLoop, timeout: TimeAmount = .seconds(60)) throws {
+        let deadline = NIODeadline.now() + timeout
+        while true {
+            do {
+                try metadata.catchUp(on: loop).wait()
+                break
+            } catch {
+                if NIODeadline.now() > deadline { throw error }
+                logger.info("waiting for the controller: \(error)")
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+        }
+        let image = metadata.image
         var known = Set<String>()
         for topic in image.topicsByName.values {
             known.insert(topic.name)
@@ -62,23 +80,40 @@ public final class Broker: @unchecked Sendable {
             logger.warning("removing data of deleted topic", metadata: ["topic": "\(stale)"])
             try logs.deletePartitions(topic: stale)
         }
+        metadata.startFollowing(on: loop)
     }
+
+    public func stop() { metadata.stop() }
 
     func openPartition(topic: String, partition: Int32) throws {
         _ = try logs.openOrCreate(topic: topic, partition: partition)
+    }
+
+    /// Applies a metadata change to local storage: new partitions get logs, deleted topics
+    /// lose theirs.
+    private func metadataChanged(from old: MetadataImage, to new: MetadataImage) {
+        for (name, topic) in new.topicsByName {
+            let before = old.topic(named: name).flatMap { $0.id == topic.id ? $0.partitionCount : nil } ?? 0
+            for p in before..<topic.partitionCount {
+                do { try openPartition(topic: name, partition: p) } catch {
+                    logger.error("cannot open partition", metadata: ["topic": "\(name)", "partition": "\(p)", "error": "\(error)"])
+                }
+            }
+        }
+        for (name, topic) in old.topicsByName where new.topic(id: topic.id) == nil {
+            do { try logs.deletePartitions(topic: name) } catch {
+                logger.error("deleting topic data failed", metadata: ["topic": "\(name)", "error": "\(error)"])
+            }
+            fetchWaiters.notifyTopic(name)
+        }
     }
 
     // MARK: - Dispatch
 
     /// Handles one request frame. Throws when the connection must be closed: an unknown
     /// api key, an unsupported version (other than ApiVersions), or a malformed request.
-    func handle(frame: ByteBuffer, context: RequestContext) throws -> EventLoopFuture<ByteBuffer?> {
-        var body = frame
-        guard let apiKey = frame.getInteger(at: frame.readerIndex, endianness: .big, as: Int16.self),
-              let apiVersion = frame.getInteger(at: frame.readerIndex + 2, endianness: .big, as: Int16.self),
-              let correlationId = frame.getInteger(at: frame.readerIndex + 4, endianness: .big, as: Int32.self) else {
-            throw KafkaProtocolError.truncated("request header")
-        }
+    public func handle(frame: ByteBuffer, context: RequestContext) throws -> EventLoopFuture<ByteBuffer?> {
+        let (apiKey, apiVersion, correlationId) = try peekRequestKey(frame)
         guard let range = Broker.supportedApis[apiKey] else {
             throw RequestViolation("unknown or unsupported api key \(apiKey) (version \(apiVersion), correlation id \(correlationId))")
         }
@@ -88,48 +123,31 @@ public final class Broker: @unchecked Sendable {
             }
             throw RequestViolation("api key \(apiKey) version \(apiVersion) is not supported (\(range))")
         }
-        let header = try RequestHeader(from: &body, version: requestHeaderVersion(apiKey: apiKey, apiVersion: apiVersion))
-        let request = Request(header: header, context: context)
         switch apiKey {
-        case ApiVersionsRequest.apiKey: return try serve(ApiVersionsRequest.self, &body, request, apiVersions)
-        case MetadataRequest.apiKey: return try serve(MetadataRequest.self, &body, request, metadata)
-        case ProduceRequest.apiKey: return try serve(ProduceRequest.self, &body, request, produce)
-        case FetchRequest.apiKey: return try serve(FetchRequest.self, &body, request, fetch)
-        case ListOffsetsRequest.apiKey: return try serve(ListOffsetsRequest.self, &body, request, listOffsets)
-        case OffsetForLeaderEpochRequest.apiKey: return try serve(OffsetForLeaderEpochRequest.self, &body, request, offsetForLeaderEpoch)
-        case CreateTopicsRequest.apiKey: return try serve(CreateTopicsRequest.self, &body, request, createTopics)
-        case DeleteTopicsRequest.apiKey: return try serve(DeleteTopicsRequest.self, &body, request, deleteTopics)
-        case CreatePartitionsRequest.apiKey: return try serve(CreatePartitionsRequest.self, &body, request, createPartitions)
-        case DescribeConfigsRequest.apiKey: return try serve(DescribeConfigsRequest.self, &body, request, describeConfigs)
-        case DescribeClusterRequest.apiKey: return try serve(DescribeClusterRequest.self, &body, request, describeCluster)
+        case ApiVersionsRequest.apiKey: return try serve(ApiVersionsRequest.self, frame, context, apiVersions)
+        case MetadataRequest.apiKey: return try serve(MetadataRequest.self, frame, context, metadata)
+        case ProduceRequest.apiKey: return try serve(ProduceRequest.self, frame, context, produce)
+        case FetchRequest.apiKey: return try serve(FetchRequest.self, frame, context, fetch)
+        case ListOffsetsRequest.apiKey: return try serve(ListOffsetsRequest.self, frame, context, listOffsets)
+        case OffsetForLeaderEpochRequest.apiKey:
+            return try serve(OffsetForLeaderEpochRequest.self, frame, context, offsetForLeaderEpoch)
+        case CreateTopicsRequest.apiKey: return try serve(CreateTopicsRequest.self, frame, context, createTopics)
+        case DeleteTopicsRequest.apiKey: return try serve(DeleteTopicsRequest.self, frame, context, deleteTopics)
+        case CreatePartitionsRequest.apiKey: return try serve(CreatePartitionsRequest.self, frame, context, createPartitions)
+        case DescribeConfigsRequest.apiKey: return try serve(DescribeConfigsRequest.self, frame, context, describeConfigs)
+        case DescribeClusterRequest.apiKey: return try serve(DescribeClusterRequest.self, frame, context, describeCluster)
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")
         }
     }
 
-    /// Decodes a typed request, runs its handler and frames the typed response.
     private func serve<R: KafkaRequest>(
-        _ type: R.Type, _ body: inout ByteBuffer, _ request: Request,
+        _ type: R.Type, _ frame: ByteBuffer, _ context: RequestContext,
         _ handler: (R, Request) throws -> EventLoopFuture<R.Response?>
     ) throws -> EventLoopFuture<ByteBuffer?> {
-        let version = request.version
-        let decoded = try R(from: &body, version: version)
-        let correlationId = request.header.correlationId
-        return try handler(decoded, request).map { response in
-            response.map { Broker.frame($0, apiKey: R.apiKey, version: version, correlationId: correlationId) }
+        try serveRequest(type, frame: frame, eventLoop: context.eventLoop) { req, header in
+            try handler(req, Request(header: header, context: context))
         }
-    }
-
-    /// Encodes `size | response header | body`.
-    static func frame<M: KafkaMessage>(_ body: M, apiKey: Int16, version: Int16, correlationId: Int32) -> ByteBuffer {
-        var out = ByteBufferAllocator().buffer(capacity: 256)
-        out.writeInteger(Int32(0))    // size, patched below
-        var header = ResponseHeader()
-        header.correlationId = correlationId
-        header.encode(into: &out, version: responseHeaderVersion(apiKey: apiKey, apiVersion: version))
-        body.encode(into: &out, version: version)
-        out.setInteger(Int32(out.readableBytes - 4), at: 0)
-        return out
     }
 
     // MARK: - ApiVersions
@@ -172,7 +190,7 @@ public final class Broker: @unchecked Sendable {
         v.minVersion = range.lowerBound
         v.maxVersion = range.upperBound
         resp.apiKeys = [v]
-        return Broker.frame(resp, apiKey: ApiVersionsRequest.apiKey, version: 0, correlationId: correlationId)
+        return frameResponse(resp, apiKey: ApiVersionsRequest.apiKey, version: 0, correlationId: correlationId)
     }
 
     // MARK: - Helpers shared by handlers
@@ -197,25 +215,3 @@ struct Request {
     func succeed<T>(_ value: T) -> EventLoopFuture<T?> { eventLoop.makeSucceededFuture(value) }
 }
 
-/// A request that cannot be answered: the connection is closed.
-struct RequestViolation: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
-extension UUID {
-    var kafka: KafkaUUID {
-        let u = uuid
-        let high = [u.0, u.1, u.2, u.3, u.4, u.5, u.6, u.7].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let low = [u.8, u.9, u.10, u.11, u.12, u.13, u.14, u.15].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return KafkaUUID(high: high, low: low)
-    }
-}
-
-extension KafkaUUID {
-    var foundation: UUID {
-        func b(_ v: UInt64, _ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: v >> UInt64(56 - 8 * i)) }
-        return UUID(uuid: (b(high, 0), b(high, 1), b(high, 2), b(high, 3), b(high, 4), b(high, 5), b(high, 6), b(high, 7),
-                           b(low, 0), b(low, 1), b(low, 2), b(low, 3), b(low, 4), b(low, 5), b(low, 6), b(low, 7)))
-    }
-}

@@ -51,6 +51,9 @@ public final class MetadataController: @unchecked Sendable {
     private let lock = NSLock()
     private let log: MetadataLog
     private var _image: MetadataImage
+    /// Every record, in log order (record i has offset i); followers fetch from here.
+    private var records: [MetadataRecord]
+    private var commitListeners: [(Int64) -> Void] = []
     private let logger: Logger
     /// Validates topic config overrides; injected so the controller need not know the key table.
     private let validateConfigs: ([String: String]) throws -> Void
@@ -61,6 +64,7 @@ public final class MetadataController: @unchecked Sendable {
         for r in records { image.apply(r) }
         self.log = log
         self._image = image
+        self.records = records
         self.logger = logger
         self.validateConfigs = validateConfigs
         logger.info("metadata log replayed", metadata: ["records": "\(records.count)", "topics": "\(image.topicsByName.count)"])
@@ -102,11 +106,14 @@ public final class MetadataController: @unchecked Sendable {
             }
             var id = UUID()
             while _image.topic(id: id) != nil { id = UUID() }
-            let record = MetadataRecord.TopicRecord(name: name, id: id, partitions: partitions, configs: configs)
+            let first = _image.nextStreamId
+            let streamIds = (0..<UInt64(partitions)).map { first + $0 }
+            let record = MetadataRecord.TopicRecord(name: name, id: id, partitions: partitions, configs: configs,
+                                                    streamIds: streamIds)
             if !validateOnly { try commit([.topic(record)]) }
             logger.info("topic \(validateOnly ? "validated" : "created")", metadata: [
                 "topic": "\(name)", "partitions": "\(partitions)"])
-            return TopicInfo(name: name, id: id, partitionCount: partitions, configs: configs)
+            return TopicInfo(name: name, id: id, partitionCount: partitions, configs: configs, streamIds: streamIds)
         }
     }
 
@@ -140,15 +147,41 @@ public final class MetadataController: @unchecked Sendable {
             guard count <= MetadataController.partitionsMax else {
                 throw ControllerError.invalidPartitions("Number of partitions must be at most \(MetadataController.partitionsMax).")
             }
-            if !validateOnly { try commit([.partitionCount(topicId: topic.id, count: count)]) }
+            let first = _image.nextStreamId
+            let streamIds = (0..<UInt64(count - topic.partitionCount)).map { first + $0 }
+            if !validateOnly { try commit([.partitionCount(topicId: topic.id, count: count, streamIds: streamIds)]) }
             topic.partitionCount = count
+            topic.streamIds += streamIds
             return topic
         }
     }
 
     /// Writes records durably, then applies them. Caller holds the lock.
-    private func commit(_ records: [MetadataRecord]) throws {
-        do { try log.append(records) } catch { throw ControllerError.storage("\(error)") }
-        for r in records { _image.apply(r) }
+    private func commit(_ new: [MetadataRecord]) throws {
+        do { try log.append(new) } catch { throw ControllerError.storage("\(error)") }
+        for r in new { _image.apply(r) }
+        records += new
+        let end = _image.nextOffset
+        let listeners = commitListeners
+        commitListeners.removeAll()
+        for l in listeners { l(end) }
+    }
+
+    /// Records from `offset` (at most `countMax`), and the log end offset.
+    public func records(from offset: Int64, countMax: Int) -> (records: ArraySlice<MetadataRecord>, endOffset: Int64) {
+        lock.withLock {
+            let start = Int(max(0, min(offset, Int64(records.count))))
+            return (records[start..<min(records.count, start + countMax)], Int64(records.count))
+        }
+    }
+
+    /// Calls `listener` once, at the next commit (or at once if the log is already past `offset`).
+    public func onceLogPasses(_ offset: Int64, _ listener: @escaping (Int64) -> Void) {
+        let end: Int64? = lock.withLock {
+            if _image.nextOffset > offset { return _image.nextOffset }
+            commitListeners.append(listener)
+            return nil
+        }
+        if let end { listener(end) }
     }
 }

@@ -6,8 +6,8 @@ import Foundation
 public enum MetadataRecord: Codable, Equatable, Sendable {
     /// A topic is born with its id, partition count and config overrides.
     case topic(TopicRecord)
-    /// A topic's partition count grows to `count`.
-    case partitionCount(topicId: UUID, count: Int32)
+    /// A topic's partition count grows to `count`; the new partitions get `streamIds`.
+    case partitionCount(topicId: UUID, count: Int32, streamIds: [UInt64])
     /// A topic config override is set (`value != nil`) or removed.
     case topicConfig(topicId: UUID, key: String, value: String?)
     /// A topic is deleted.
@@ -18,8 +18,13 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
         public var id: UUID
         public var partitions: Int32
         public var configs: [String: String]
-        public init(name: String, id: UUID, partitions: Int32, configs: [String: String]) {
+        /// The stream of each partition: the id that frames in the log buffer, the WAL and
+        /// (later) objects carry instead of a topic name and partition.
+        public var streamIds: [UInt64]
+        public init(name: String, id: UUID, partitions: Int32, configs: [String: String], streamIds: [UInt64]) {
+            precondition(streamIds.count == Int(partitions), "one stream per partition")
             self.name = name; self.id = id; self.partitions = partitions; self.configs = configs
+            self.streamIds = streamIds
         }
     }
 }
@@ -30,12 +35,22 @@ public struct TopicInfo: Equatable, Sendable {
     public var id: UUID
     public var partitionCount: Int32
     public var configs: [String: String]
+    public var streamIds: [UInt64]
+}
+
+/// Where a stream's data belongs.
+public struct StreamOwner: Equatable, Sendable {
+    public var topic: String
+    public var partition: Int32
 }
 
 /// The state folded from the metadata log.
 public struct MetadataImage: Sendable {
     public private(set) var topicsByName: [String: TopicInfo] = [:]
     public private(set) var topicNamesById: [UUID: String] = [:]
+    public private(set) var streams: [UInt64: StreamOwner] = [:]
+    /// The next stream id to hand out (ids are never reused).
+    public private(set) var nextStreamId: UInt64 = 1
     /// Offset of the next record; also the image's version.
     public private(set) var nextOffset: Int64 = 0
 
@@ -50,12 +65,18 @@ public struct MetadataImage: Sendable {
         switch record {
         case .topic(let t):
             precondition(topicsByName[t.name] == nil, "metadata log: topic \(t.name) created twice")
-            topicsByName[t.name] = TopicInfo(name: t.name, id: t.id, partitionCount: t.partitions, configs: t.configs)
+            topicsByName[t.name] = TopicInfo(name: t.name, id: t.id, partitionCount: t.partitions, configs: t.configs,
+                                             streamIds: t.streamIds)
             topicNamesById[t.id] = t.name
-        case .partitionCount(let id, let count):
+            for (p, s) in t.streamIds.enumerated() { addStream(s, StreamOwner(topic: t.name, partition: Int32(p))) }
+        case .partitionCount(let id, let count, let streamIds):
             guard let name = topicNamesById[id] else { preconditionFailure("metadata log: unknown topic id \(id)") }
-            precondition(count >= topicsByName[name]!.partitionCount, "metadata log: partition count shrinks")
+            let before = topicsByName[name]!.partitionCount
+            precondition(count >= before, "metadata log: partition count shrinks")
+            precondition(streamIds.count == Int(count - before), "metadata log: one stream per new partition")
             topicsByName[name]!.partitionCount = count
+            topicsByName[name]!.streamIds += streamIds
+            for (i, s) in streamIds.enumerated() { addStream(s, StreamOwner(topic: name, partition: before + Int32(i))) }
         case .topicConfig(let id, let key, let value):
             guard let name = topicNamesById[id] else { preconditionFailure("metadata log: unknown topic id \(id)") }
             topicsByName[name]!.configs[key] = value
@@ -63,8 +84,14 @@ public struct MetadataImage: Sendable {
             guard let name = topicNamesById.removeValue(forKey: id) else {
                 preconditionFailure("metadata log: removing unknown topic id \(id)")
             }
-            topicsByName.removeValue(forKey: name)
+            for s in topicsByName.removeValue(forKey: name)!.streamIds { streams.removeValue(forKey: s) }
         }
         nextOffset += 1
+    }
+
+    private mutating func addStream(_ id: UInt64, _ owner: StreamOwner) {
+        precondition(streams[id] == nil && id >= nextStreamId, "metadata log: stream \(id) reused")
+        streams[id] = owner
+        nextStreamId = id + 1
     }
 }

@@ -88,6 +88,13 @@ public struct ServerConfig: Sendable {
     public let messageMaxBytes: Int32
     public let socketRequestMaxBytes: Int
     public let logSegmentBytes: Int
+    /// The WAL device or file (`s3.wal.path`, AutoMQ's `N@file:///path?capacity=..` accepted).
+    public let walPath: String
+    public let walCapacityBytes: UInt64
+    /// The shared-memory log buffer's data area (`s3.wal.cache.size`), a power of two.
+    public let logBufferBytes: Int
+    /// How often segment files are made durable so the WAL can be trimmed.
+    public let walTrimIntervalMs: Int
 
     public init(properties: [String: String] = [:]) throws {
         var warnings: [String] = []
@@ -188,6 +195,53 @@ public struct ServerConfig: Sendable {
         messageMaxBytes = int("message.max.bytes")
         socketRequestMaxBytes = Int(int("socket.request.max.bytes"))
         logSegmentBytes = Int(int("log.segment.bytes"))
+
+        var capacity = UInt64(Int64(raw("s3.wal.capacity")!)!)
+        if let rawPath = properties["s3.wal.path"] {
+            let parsed = try ServerConfig.parseWALPath(rawPath)
+            walPath = parsed.path
+            if let c = parsed.capacity { capacity = c }
+        } else {
+            walPath = logDirs[0] + "/wal.silt"
+        }
+        walCapacityBytes = capacity
+        let cacheSize = Int64(raw("s3.wal.cache.size")!)!
+        var ring = cacheSize <= 0 ? 64 << 20 : Int(cacheSize)
+        ring = max(ring, 1 << 20)
+        if ring & (ring - 1) != 0 { ring = 1 << (Int.bitWidth - (ring - 1).leadingZeroBitCount) }
+        logBufferBytes = ring
+        walTrimIntervalMs = Int(int("s3.wal.trim.interval.ms"))
+        if Int(messageMaxBytes) + 64 > logBufferBytes / 4 {
+            throw ConfigError(key: "s3.wal.cache.size", value: String(cacheSize),
+                              reason: "the log buffer (\(logBufferBytes) bytes) must be at least 4x message.max.bytes (\(messageMaxBytes))")
+        }
+    }
+
+    /// `s3.wal.path`: a plain path, or AutoMQ's `[N@](file|block)://PATH[?capacity=BYTES&...]`.
+    static func parseWALPath(_ raw: String) throws -> (path: String, capacity: UInt64?) {
+        var s = Substring(raw)
+        if let at = s.firstIndex(of: "@"), s[..<at].allSatisfy(\.isNumber) { s = s[s.index(after: at)...] }
+        if s.hasPrefix("s3://") {
+            throw ConfigError(key: "s3.wal.path", value: raw, reason: "S3 WAL mode is not supported yet; give a device or file")
+        }
+        for scheme in ["file://", "block://"] where s.hasPrefix(scheme) { s = s.dropFirst(scheme.count) }
+        var capacity: UInt64?
+        if let q = s.firstIndex(of: "?") {
+            for pair in s[s.index(after: q)...].split(separator: "&") {
+                let kv = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                if kv.count == 2 && kv[0] == "capacity" {
+                    guard let c = UInt64(kv[1]), c >= 1 << 20 else {
+                        throw ConfigError(key: "s3.wal.path", value: raw, reason: "capacity must be a byte count of at least 1 MiB")
+                    }
+                    capacity = c
+                }
+            }
+            s = s[..<q]
+        }
+        guard s.hasPrefix("/") || !s.isEmpty else {
+            throw ConfigError(key: "s3.wal.path", value: raw, reason: "empty path")
+        }
+        return (String(s), capacity)
     }
 
     /// Loads a properties file (optional) and applies overrides in order.
@@ -237,14 +291,14 @@ public struct ServerConfig: Sendable {
 
     // MARK: validators used by the key table
 
-    static func validateListeners(_ raw: String) -> String? {
+    @Sendable static func validateListeners(_ raw: String) -> String? {
         for item in ConfigKeyDef.parseList(raw) where Listener.parse(item) == nil {
             return "'\(item)' is not NAME://host:port"
         }
         return nil
     }
 
-    static func validateVoters(_ raw: String) -> String? {
+    @Sendable static func validateVoters(_ raw: String) -> String? {
         var ids = Set<Int32>()
         for item in ConfigKeyDef.parseList(raw) {
             guard let v = QuorumVoter.parse(item) else { return "'\(item)' is not id@host:port" }
@@ -253,7 +307,7 @@ public struct ServerConfig: Sendable {
         return nil
     }
 
-    static func validateProtocolMap(_ raw: String) -> String? {
+    @Sendable static func validateProtocolMap(_ raw: String) -> String? {
         for item in ConfigKeyDef.parseList(raw) where item.split(separator: ":").count != 2 {
             return "'\(item)' is not LISTENER:PROTOCOL"
         }

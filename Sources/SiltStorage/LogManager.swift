@@ -43,6 +43,7 @@ public final class LogManager: @unchecked Sendable {
             var isDirectory: ObjCBool = false
             let path = config.logDir + "/" + name
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue else { continue }
+            if config.reservedDirectoryNames.contains(name) { continue }
             guard let key = Self.parseDirectoryName(name) else {
                 logger.warning("ignoring unknown directory in log dir", metadata: ["path": "\(path)"])
                 continue
@@ -104,6 +105,14 @@ public final class LogManager: @unchecked Sendable {
             logger.info("deleted partition", metadata: ["partition": "\(log.topic)-\(log.partition)"])
         }
         if !removed.isEmpty { try Sys.syncDirectory(config.logDir, faults: config) }
+    }
+
+    /// External durability: fdatasyncs every partition's written segments (and directories
+    /// after rolls) on the calling thread. Everything written before the call is on disk
+    /// when it returns; the WAL may then be trimmed up to what was durable before the call.
+    public func flushAll() {
+        let all: [PartitionLog] = lock.withLock { Array(partitions.values) }
+        for log in all { log.flush() }
     }
 
     /// Calls `listener` (on a storage thread) whenever any partition's high watermark advances.

@@ -54,6 +54,8 @@ public final class PartitionLog: @unchecked Sendable {
     var highWatermarkSegment: Segment
     var highWatermarkPositionBytes: Int
     var waiters: [(endOffset: Int64, callback: @Sendable (Result<Void, Error>) -> Void)] = []
+    /// External durability: where each appended-but-not-yet-durable run of offsets ends.
+    var pendingEnds: [(endOffset: Int64, segment: Segment, positionBytes: Int)] = []
     var dirtySegments: [Segment] = []
     var needsDirectorySync = false
     var failure: StorageError?
@@ -119,6 +121,88 @@ public final class PartitionLog: @unchecked Sendable {
     public func append(_ records: ByteBuffer, batches: [RecordBatchHeader], logAppendTime: Bool, nowMs: Int64,
                        partitionLeaderEpoch: Int32 = 0,
                        onDurable: @escaping @Sendable (Result<Void, Error>) -> Void) throws -> AppendInfo {
+        precondition(!config.externalDurability, "append(onDurable:) in external-durability mode")
+        return try appendLocked(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs,
+                                partitionLeaderEpoch: partitionLeaderEpoch, publish: { _, _ in }, onDurable: onDurable)
+    }
+
+    /// External durability (the WAL path): assigns offsets and writes the batches like
+    /// `append`, then, still under the partition lock so that publication order is offset
+    /// order, hands the stored bytes to `publish` (which appends them to the log buffer).
+    /// If `publish` throws, the write is undone and nothing was appended. The high
+    /// watermark moves only when the caller reports durability with `advanceHighWatermark`.
+    public func append(_ records: ByteBuffer, batches: [RecordBatchHeader], logAppendTime: Bool, nowMs: Int64,
+                       partitionLeaderEpoch: Int32 = 0,
+                       publish: (ByteBuffer, AppendInfo) throws -> Void) throws -> AppendInfo {
+        precondition(config.externalDurability, "append(publish:) needs external-durability mode")
+        return try appendLocked(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs,
+                                partitionLeaderEpoch: partitionLeaderEpoch, publish: publish, onDurable: nil)
+    }
+
+    /// Writes batches that already carry their offsets (WAL replay after a crash). The first
+    /// must start at the log end offset. Returns the new log end offset.
+    @discardableResult
+    public func appendRecovered(_ records: ByteBuffer) throws -> Int64 {
+        let batches = try parseBatchHeaders(records)
+        precondition(!batches.isEmpty, "appendRecovered of no batches")
+        lock.lock()
+        defer { lock.unlock() }
+        if let failure { throw failure }
+        guard batches[0].baseOffset == logEndOffsetStorage else {
+            throw StorageError.corrupt(path: directory, positionBytes: 0,
+                                       reason: "WAL replay at offset \(batches[0].baseOffset) but the log ends at \(logEndOffsetStorage)")
+        }
+        var active = segments[segments.count - 1]
+        if active.sizeBytes > 0 && active.sizeBytes + records.readableBytes > config.segmentBytes {
+            active = try rollLocked()
+        }
+        let startBytes = active.sizeBytes
+        do {
+            try Sys.pwriteAll(active.fd, active.path, records, at: startBytes, faults: config)
+        } catch {
+            rollBackWriteLocked(active, toBytes: startBytes, cause: error)
+            throw error
+        }
+        active.sizeBytes = startBytes + records.readableBytes
+        var offset = logEndOffsetStorage
+        for header in batches {
+            precondition(header.baseOffset == offset, "WAL replay batches must be contiguous")
+            active.noteBatch(header, at: startBytes + (header.index - records.readerIndex),
+                             indexIntervalBytes: config.indexIntervalBytes)
+            offset = header.nextOffset
+        }
+        logEndOffsetStorage = offset
+        if dirtySegments.last !== active { dirtySegments.append(active) }
+        pendingEnds.append((offset, active, active.sizeBytes))
+        return offset
+    }
+
+    /// External durability: everything below `offset` is durable; readers may see it.
+    public func advanceHighWatermark(to offset: Int64) {
+        lock.lock()
+        guard offset > highWatermarkStorage else { lock.unlock(); return }
+        precondition(offset <= logEndOffsetStorage, "high watermark past the log end")
+        var advanced = false
+        while let first = pendingEnds.first, first.endOffset <= offset {
+            pendingEnds.removeFirst()
+            highWatermarkStorage = first.endOffset
+            highWatermarkSegment = first.segment
+            highWatermarkPositionBytes = first.positionBytes
+            advanced = true
+        }
+        let hw = highWatermarkStorage
+        let notify = advanced ? Array(listeners.values) : []
+        lock.unlock()
+        if advanced {
+            for listener in notify { listener(hw) }
+            onHighWatermarkAdvance?(self, hw)
+        }
+    }
+
+    private func appendLocked(_ records: ByteBuffer, batches: [RecordBatchHeader], logAppendTime: Bool, nowMs: Int64,
+                              partitionLeaderEpoch: Int32,
+                              publish: (ByteBuffer, AppendInfo) throws -> Void,
+                              onDurable: (@Sendable (Result<Void, Error>) -> Void)?) throws -> AppendInfo {
         precondition(!batches.isEmpty, "append of no batches")
         var expectedIndex = records.readerIndex
         for batch in batches {
@@ -160,6 +244,14 @@ public final class PartitionLog: @unchecked Sendable {
                 rollBackWriteLocked(active, toBytes: startBytes, cause: error)
                 throw error
             }
+            info = AppendInfo(baseOffset: baseOffset, lastOffset: offset - 1,
+                              logAppendTimeMs: logAppendTimeMs ?? -1, logStartOffset: logStartOffsetStorage)
+            do {
+                try publish(buffer, info)
+            } catch {
+                rollBackWriteLocked(active, toBytes: startBytes, cause: error)
+                throw error
+            }
             active.sizeBytes = startBytes + buffer.readableBytes
             for header in assigned {
                 let position = startBytes + (header.index - buffer.readerIndex)
@@ -167,12 +259,14 @@ public final class PartitionLog: @unchecked Sendable {
             }
             assert(active.nextOffset == offset)
             logEndOffsetStorage = offset
-            waiters.append((endOffset: offset, callback: onDurable))
+            if let onDurable {
+                waiters.append((endOffset: offset, callback: onDurable))
+            } else {
+                pendingEnds.append((offset, active, active.sizeBytes))
+            }
             if dirtySegments.last !== active { dirtySegments.append(active) }
-            info = AppendInfo(baseOffset: baseOffset, lastOffset: offset - 1,
-                              logAppendTimeMs: logAppendTimeMs ?? -1, logStartOffset: logStartOffsetStorage)
         }
-        scheduleFlush?(self)
+        if onDurable != nil { scheduleFlush?(self) }
         return info
     }
 
@@ -247,7 +341,7 @@ public final class PartitionLog: @unchecked Sendable {
                             metadata: ["partition": "\(topic)-\(partition)", "error": "\(syncError)"])
         } else {
             result = .success(())
-            if target > highWatermarkStorage && failure == nil {
+            if target > highWatermarkStorage && failure == nil && !config.externalDurability {
                 highWatermarkStorage = target
                 highWatermarkSegment = targetSegment
                 highWatermarkPositionBytes = targetPositionBytes

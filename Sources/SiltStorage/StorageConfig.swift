@@ -2,6 +2,13 @@
 public struct StorageConfig: Sendable {
     /// `log.dirs` (one directory today).
     public var logDir: String
+    /// Directories in `logDir` that belong to other components (the metadata log, the WAL)
+    /// and are neither partitions nor unknown.
+    public var reservedDirectoryNames: Set<String> = ["__cluster_metadata"]
+    /// When true, a write-ahead log owns durability: appends are acknowledged by the WAL,
+    /// the high watermark moves only through `PartitionLog.advanceHighWatermark(to:)`, and
+    /// segment files are fdatasync'ed lazily by `LogManager.flushAll()` (before a WAL trim).
+    public var externalDurability: Bool = false
     /// `log.segment.bytes`: an append rolls to a new segment when the active one is non-empty and
     /// the append would take it past this size. Kafka default 1 GiB.
     public var segmentBytes: Int = 1 << 30

@@ -1,14 +1,13 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Logging
-import NIOCore
-import NIOPosix
 import SiltBroker
-import SiltController
 import SiltNode
-import SiltStorage
+import SiltRing
 
+/// `silt server`: the node's supervisor. It validates the configuration, formats storage
+/// on first start, creates the shared memory (log buffer, control rings, WAL hand-off),
+/// and runs each role as a child process of its own binary.
 struct Server: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start a node.",
@@ -28,15 +27,8 @@ struct Server: ParsableCommand {
     var logLevel: String = ProcessInfo.processInfo.environment["SILT_LOG_LEVEL"] ?? "info"
 
     func run() throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("unknown log level '\(logLevel)'")
-        }
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
-        var logger = Logger(label: "silt")
+        do { try bootstrapLogging(level: logLevel) } catch { fail("\(error)") }
+        var logger = Logger(label: "silt.supervisor")
 
         let config: ServerConfig
         do {
@@ -46,64 +38,65 @@ struct Server: ParsableCommand {
         }
         for w in config.warnings { logger.warning("\(w)") }
         logger[metadataKey: "node"] = "\(config.nodeId)"
-        guard config.isBroker else {
-            fail("process.roles=\(config.processRoles.map(\.rawValue).sorted().joined(separator: ",")): a controller-only node is not supported yet")
-        }
         if config.logDirs.count > 1 {
             logger.warning("several log.dirs given; this version stores everything in the first", metadata: ["log.dir": "\(config.logDirs[0])"])
         }
-
         let clusterId: String
         do {
             clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId, clusterId: config.clusterId)
         } catch {
             fail("storage error: \(error)")
         }
-        let dataDir = config.logDirs[0]
-        logger.info("starting", metadata: ["cluster.id": "\(clusterId)", "log.dir": "\(dataDir)",
-                                           "roles": "\(config.processRoles.map(\.rawValue).sorted())"])
+        logger.info("starting node", metadata: ["cluster.id": "\(clusterId)", "log.dir": "\(config.logDirs[0])",
+                                                "roles": "\(config.processRoles.map(\.rawValue).sorted())"])
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        let logs: LogManager
-        let server: KafkaServer
+        let roles: [RoleSpec]
         do {
-            let controller = try MetadataController(directory: dataDir + "/__cluster_metadata", logger: logger,
-                                                    validateConfigs: TopicConfig.validate)
-            var storage = StorageConfig(logDir: dataDir, segmentBytes: config.logSegmentBytes)
-            storage.maxBatchBytes = max(storage.maxBatchBytes, Int(config.messageMaxBytes))
-            logs = try LogManager(config: storage, logger: logger)
-            let broker = try Broker(config: config, clusterId: clusterId, controller: controller, logs: logs, logger: logger)
-            server = KafkaServer(group: group, broker: broker, config: config, logger: logger)
-            try server.start()
+            roles = try makeRoles(config)
         } catch {
             fail("start-up failed: \(error)")
         }
-        logger.info("node started")
-
-        // Graceful stop on SIGTERM/SIGINT: stop accepting, flush the logs, exit 0.
-        let stopped = DispatchSemaphore(value: 0)
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        signal(SIGPIPE, SIG_IGN)
-        let queue = DispatchQueue(label: "silt.signals")
-        let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            s.setEventHandler { stopped.signal() }
-            s.resume()
-            return s
-        }
-        stopped.wait()
-        _ = sources
-        logger.info("stopping: closing listeners")
-        server.stop()
-        logger.info("stopping: flushing partition logs")
-        logs.shutdown()
-        try? group.syncShutdownGracefully()
-        logger.info("stopped")
+        let supervisor = Supervisor(roles: roles, policy: RestartPolicy(), logger: logger)
+        let code: Int32
+        do { code = try supervisor.run() } catch { fail("supervisor: \(error)") }
+        if code != 0 { logger.error("node stopped with exit code \(code)") }
+        Foundation.exit(code)
     }
 
-    private func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data("silt: \(message)\n".utf8))
-        Foundation.exit(1)
+    /// The role processes `process.roles` implies, with the descriptors each inherits.
+    private func makeRoles(_ config: ServerConfig) throws -> [RoleSpec] {
+        let executable = Supervisor.currentExecutablePath()
+        var environment = Supervisor.parentEnvironment()
+        environment["SILT_LOG_LEVEL"] = logLevel
+
+        let configFd = try SharedMemory.createMemfd(name: "silt-config")
+        try ConfigTransfer.write(config.explicit, to: configFd)
+        let configFds = [(source: configFd, target: RoleFd.config)]
+
+        var roles: [RoleSpec] = []
+        if config.isController {
+            roles.append(RoleSpec(name: "controller", executable: executable, arguments: ["role", "controller"],
+                                  environment: environment, inheritedFds: configFds, stopOrder: 3,
+                                  stopTimeout: .seconds(10)))
+        }
+        if config.isBroker {
+            let ringFd = try SharedMemory.createMemfd(name: "silt-log-buffer")
+            _ = try LogRing.create(fd: ringFd, capacityBytes: config.logBufferBytes)
+            let durableFd = try SharedMemory.createMemfd(name: "silt-durable")
+            _ = try ControlRing.create(fd: durableFd, slotCount: 4096)
+            let trimFd = try SharedMemory.createMemfd(name: "silt-trim")
+            _ = try ControlRing.create(fd: trimFd, slotCount: 256)
+            let stateFd = try SharedMemory.createMemfd(name: "silt-wal-state")
+            _ = try WALState.create(fd: stateFd, tailBytesMax: Int(config.walCapacityBytes))
+            let shared = configFds + [(ringFd, RoleFd.logRing), (durableFd, RoleFd.durableNotices),
+                                      (trimFd, RoleFd.trimCommands), (stateFd, RoleFd.walState)]
+            roles.append(RoleSpec(name: "wal", executable: executable, arguments: ["role", "wal"],
+                                  environment: environment, inheritedFds: shared, stopOrder: 2, stopTimeout: .seconds(15)))
+            roles.append(RoleSpec(name: "uploader", executable: executable, arguments: ["role", "uploader"],
+                                  environment: environment, inheritedFds: shared, stopOrder: 1, stopTimeout: .seconds(10)))
+            roles.append(RoleSpec(name: "broker", executable: executable, arguments: ["role", "broker"],
+                                  environment: environment, inheritedFds: shared, stopOrder: 0, stopTimeout: .seconds(20)))
+        }
+        return roles
     }
 }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 @testable import SiltBroker
 import SiltController
+import SiltNet
 import SiltNode
 import SiltProtocol
 import SiltRecords
@@ -37,11 +38,16 @@ final class BrokerTests: XCTestCase {
         let config = try ServerConfig(properties: props)
         let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
                                                 validateConfigs: TopicConfig.validate)
+        let service = ControllerService(controller: controller, config: config, logger: logger)
+        let channel = LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger)
         logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
-        broker = try Broker(config: config, clusterId: "test-cluster-id-000000", controller: controller, logs: logs, logger: logger)
+        broker = Broker(config: config, clusterId: "test-cluster-id-000000", controllerChannel: channel, logs: logs,
+                        writePath: LocalFsyncWritePath(), logger: logger)
+        try broker.start(on: group.next())
     }
 
     func restart() throws {
+        broker.stop()
         logs.shutdown()
         try start(overrides: [:])
     }
@@ -199,7 +205,7 @@ final class BrokerTests: XCTestCase {
 
         for version: Int16 in [4, 11, 12, 13, 16, 17] {
             var req = fetchRequest("orders", offset: 0)
-            if version >= 13 { req.topics[0].topicId = broker.controller.image.topic(named: "orders")!.id.kafka }
+            if version >= 13 { req.topics[0].topicId = broker.metadata.image.topic(named: "orders")!.id.kafka }
             let resp = try call(req, version: version)
             XCTAssertEqual(resp.responses[0].partitions[0].errorCode, 0, "v\(version)")
             XCTAssertEqual(resp.responses[0].partitions[0].highWatermark, 5)
@@ -342,7 +348,7 @@ final class BrokerTests: XCTestCase {
         req.topics = [t]
         req.validateOnly = true
         XCTAssertEqual(try call(req, version: 5).topics[0].numPartitions, 3)
-        XCTAssertNil(broker.controller.image.topic(named: "dry"))
+        XCTAssertNil(broker.metadata.image.topic(named: "dry"))
         req.validateOnly = false
         XCTAssertEqual(try call(req, version: 5).topics[0].errorCode, 0)
         XCTAssertEqual(try call(req, version: 5).topics[0].errorCode, 36)
@@ -353,13 +359,13 @@ final class BrokerTests: XCTestCase {
         cpt.count = 5
         cp.topics = [cpt]
         XCTAssertEqual(try call(cp, version: 3).results[0].errorCode, 0)
-        XCTAssertEqual(broker.controller.image.topic(named: "dry")?.partitionCount, 5)
+        XCTAssertEqual(broker.metadata.image.topic(named: "dry")?.partitionCount, 5)
         XCTAssertEqual(try produce("dry", partition: 4, batch(["p4"])).errorCode, 0)
         XCTAssertEqual(try call(cp, version: 3).results[0].errorCode, 37)
 
         var del = DeleteTopicsRequest()
         var dt = DeleteTopicsRequest.DeleteTopicState()
-        dt.topicId = broker.controller.image.topic(named: "dry")!.id.kafka
+        dt.topicId = broker.metadata.image.topic(named: "dry")!.id.kafka
         del.topics = [dt]
         let deleted = try call(del, version: 6).responses[0]
         XCTAssertEqual(deleted.errorCode, 0)

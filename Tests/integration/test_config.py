@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from silt_helpers import HOST, SILT_BIN, admin, free_ports, produce_all, producer, wait_for_topic
+from silt_helpers import HOST, SILT_BIN, admin, create_topic, free_ports, produce_all, producer, wait_for_topic
 
 
 def run_server(tmp_path, extra: dict[str, str], timeout: float = 20.0):
@@ -53,3 +53,39 @@ def test_auto_create_disabled(node_factory):
     p.flush(15)
     assert len(errors) == 1 and errors[0] is not None, f"delivery to a missing topic did not fail: {errors}"
     assert "no-auto-create" not in admin(node).list_topics(timeout=10).topics
+
+
+def test_message_max_bytes_enforced(node_factory):
+    from confluent_kafka import KafkaError
+
+    node = node_factory({"message.max.bytes": 10_000})
+    create_topic(node, "big", partitions=1)
+    p = producer(node, **{"message.timeout.ms": 10_000, "compression.type": "none"})
+    results = []
+    p.produce("big", value=b"x" * 20_000, partition=0, on_delivery=lambda err, msg: results.append(err))
+    p.flush(15)
+    assert len(results) == 1 and results[0] is not None, f"oversized batch was accepted: {results}"
+    assert results[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, results[0]
+    # small messages still go through, starting at offset 0
+    assert produce_all(node, "big", [(0, None, b"small", None)], timeout=30) == [(0, 0)]
+
+
+def test_socket_request_max_bytes_enforced(node_factory):
+    import socket
+    import struct
+
+    node = node_factory({"socket.request.max.bytes": 4096})
+    s = socket.create_connection((HOST, node.port), timeout=10)
+    try:
+        s.sendall(struct.pack(">i", 5000) + b"\x00\x12\x00\x00" + b"\x00" * 100)
+        s.settimeout(10)
+        try:
+            data = s.recv(100)
+        except ConnectionResetError:
+            data = b""
+        assert data == b"", "server answered a frame larger than socket.request.max.bytes"
+    except socket.timeout:
+        raise AssertionError("server kept a connection open after a frame over socket.request.max.bytes")
+    finally:
+        s.close()
+    produce_all(node, "after-big-frame", [(0, None, b"ok", None)], timeout=30)

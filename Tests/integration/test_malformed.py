@@ -125,7 +125,7 @@ def test_api_versions_v0(node):
 
 def test_api_versions_v3_flexible(node):
     """What librdkafka and the Java client send first: ApiVersions v3 with header v2 and a flexible body."""
-    body = b"\x07silt-it" + b"\x041.0" + b"\x00"  # compact client_software_name/version, tagged fields
+    body = b"\x08silt-it" + b"\x041.0" + b"\x00"  # compact client_software_name/version, tagged fields
     s = connect(node)
     try:
         s.sendall(request(API_VERSIONS, 3, 43, body=body, flexible=True))
@@ -139,7 +139,7 @@ def test_api_versions_v3_flexible(node):
 
 
 def test_api_versions_unsupported_version(node):
-    body = b"\x07silt-it" + b"\x041.0" + b"\x00"
+    body = b"\x08silt-it" + b"\x041.0" + b"\x00"
     s = connect(node)
     try:
         s.sendall(request(API_VERSIONS, 99, 44, body=body, flexible=True))
@@ -155,7 +155,7 @@ def test_api_versions_unsupported_version(node):
 
 def test_api_versions_unsupported_then_supported_same_connection(node):
     """Like Kafka, the connection stays open after UNSUPPORTED_VERSION so the client can retry lower."""
-    body = b"\x07silt-it" + b"\x041.0" + b"\x00"
+    body = b"\x08silt-it" + b"\x041.0" + b"\x00"
     s = connect(node)
     try:
         s.sendall(request(API_VERSIONS, 99, 46, body=body, flexible=True))

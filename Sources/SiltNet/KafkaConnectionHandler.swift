@@ -24,7 +24,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         case silent          // acks=0 produce: nothing goes back
     }
 
-    private let broker: Broker
+    private let service: KafkaRequestHandler
     private let listenerName: String
     private var logger: Logger
     private var nextSequence = 0
@@ -33,8 +33,8 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     private var readDeferred = false
     private var closing = false
 
-    init(broker: Broker, listenerName: String, logger: Logger) {
-        self.broker = broker
+    init(service: KafkaRequestHandler, listenerName: String, logger: Logger) {
+        self.service = service
         self.listenerName = listenerName
         self.logger = logger
     }
@@ -55,7 +55,7 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         let request = RequestContext(eventLoop: context.eventLoop, listenerName: listenerName, logger: logger)
         let future: EventLoopFuture<ByteBuffer?>
         do {
-            future = try broker.handle(frame: frame, context: request)
+            future = try service.handle(frame: frame, context: request)
         } catch {
             closeForViolation(context: context, error)
             return
@@ -120,8 +120,20 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
 }
 
 /// What a request handler knows about where the request came from.
-struct RequestContext {
-    let eventLoop: EventLoop
-    let listenerName: String
-    let logger: Logger
+public struct RequestContext {
+    public let eventLoop: EventLoop
+    public let listenerName: String
+    public let logger: Logger
+    public init(eventLoop: EventLoop, listenerName: String, logger: Logger) {
+        self.eventLoop = eventLoop; self.listenerName = listenerName; self.logger = logger
+    }
+}
+
+/// Serves Kafka-framed requests: the broker on client listeners, the controller on the
+/// CONTROLLER listener.
+public protocol KafkaRequestHandler: AnyObject, Sendable {
+    /// Handles one request frame (without its size prefix) and returns the framed response,
+    /// or nil when none is due (acks=0). Throwing, or failing the future, closes the
+    /// connection: an unknown api key, an unsupported version, a malformed request.
+    func handle(frame: ByteBuffer, context: RequestContext) throws -> EventLoopFuture<ByteBuffer?>
 }

@@ -1,0 +1,306 @@
+import Foundation
+import Logging
+import NIOCore
+import SiltNet
+import SiltNode
+import SiltProtocol
+import SiltRecords
+
+/// The controller's Kafka-framed API on the CONTROLLER listener.
+///
+/// Brokers forward topic changes here (CreateTopics, DeleteTopics, CreatePartitions, as
+/// KRaft forwards them) and follow the metadata log with Fetch on `__cluster_metadata`
+/// partition 0, whose records are the controller's `MetadataRecord`s, one JSON value each.
+/// This is the surface the Raft issue replicates; today there is a single voter.
+public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
+    public static let metadataTopic = "__cluster_metadata"
+    /// Records per metadata fetch answer.
+    static let fetchRecordsMax = 2000
+
+    public static let supportedApis: [Int16: ClosedRange<Int16>] = [
+        ApiVersionsRequest.apiKey: 0...4,
+        FetchRequest.apiKey: 12...17,
+        CreateTopicsRequest.apiKey: 5...7,
+        DeleteTopicsRequest.apiKey: 4...6,
+        CreatePartitionsRequest.apiKey: 2...3,
+    ]
+
+    public let controller: MetadataController
+    let config: ServerConfig
+    let logger: Logger
+
+    public init(controller: MetadataController, config: ServerConfig, logger: Logger) {
+        self.controller = controller
+        self.config = config
+        self.logger = logger
+    }
+
+    public func handle(frame: ByteBuffer, context: RequestContext) throws -> EventLoopFuture<ByteBuffer?> {
+        let (apiKey, apiVersion, _) = try peekRequestKey(frame)
+        guard let range = ControllerService.supportedApis[apiKey], range.contains(apiVersion) else {
+            throw RequestViolation("controller does not serve api key \(apiKey) v\(apiVersion)")
+        }
+        let loop = context.eventLoop
+        switch apiKey {
+        case ApiVersionsRequest.apiKey:
+            return try serveRequest(ApiVersionsRequest.self, frame: frame, eventLoop: loop) { _, _ in
+                var resp = ApiVersionsResponse()
+                resp.apiKeys = ControllerService.supportedApis.keys.sorted().map { key in
+                    var v = ApiVersionsResponse.ApiVersion()
+                    v.apiKey = key
+                    v.minVersion = ControllerService.supportedApis[key]!.lowerBound
+                    v.maxVersion = ControllerService.supportedApis[key]!.upperBound
+                    return v
+                }
+                return loop.makeSucceededFuture(resp)
+            }
+        case FetchRequest.apiKey:
+            return try serveRequest(FetchRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.fetchMetadata(req, eventLoop: loop).map { $0 }
+            }
+        case CreateTopicsRequest.apiKey:
+            return try serveRequest(CreateTopicsRequest.self, frame: frame, eventLoop: loop) { req, header in
+                loop.makeSucceededFuture(self.createTopics(req, version: header.requestApiVersion))
+            }
+        case DeleteTopicsRequest.apiKey:
+            return try serveRequest(DeleteTopicsRequest.self, frame: frame, eventLoop: loop) { req, header in
+                loop.makeSucceededFuture(self.deleteTopics(req, version: header.requestApiVersion))
+            }
+        case CreatePartitionsRequest.apiKey:
+            return try serveRequest(CreatePartitionsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.createPartitions(req))
+            }
+        default:
+            preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")
+        }
+    }
+
+    // MARK: Metadata log fetch
+
+    func fetchMetadata(_ req: FetchRequest, eventLoop: EventLoop) -> EventLoopFuture<FetchResponse> {
+        guard let topic = req.topics.first, topic.topic == ControllerService.metadataTopic,
+              let part = topic.partitions.first, part.partition == 0 else {
+            var resp = FetchResponse()
+            resp.errorCode = 3   // UNKNOWN_TOPIC_OR_PARTITION
+            return eventLoop.makeSucceededFuture(resp)
+        }
+        let offset = part.fetchOffset
+        let answer = { () -> FetchResponse in self.metadataFetchResponse(from: offset) }
+        let end = controller.records(from: offset, countMax: 0).endOffset
+        if offset < end || req.maxWaitMs <= 0 || offset > end {
+            return eventLoop.makeSucceededFuture(answer())
+        }
+        let promise = eventLoop.makePromise(of: FetchResponse.self)
+        let done = NIOLockedValueBoxBool()
+        let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(req.maxWaitMs))) {
+            if done.set() { promise.succeed(answer()) }
+        }
+        controller.onceLogPasses(offset) { _ in
+            eventLoop.execute {
+                if done.set() { timer.cancel(); promise.succeed(answer()) }
+            }
+        }
+        return promise.futureResult
+    }
+
+    func metadataFetchResponse(from offset: Int64) -> FetchResponse {
+        let (slice, end) = controller.records(from: offset, countMax: ControllerService.fetchRecordsMax)
+        var pd = FetchResponse.PartitionData()
+        pd.partitionIndex = 0
+        pd.highWatermark = end
+        pd.lastStableOffset = end
+        pd.logStartOffset = 0
+        pd.records = ByteBuffer()
+        if offset > end {
+            pd.errorCode = 1   // OFFSET_OUT_OF_RANGE: the follower is ahead of this log
+        } else if !slice.isEmpty {
+            pd.records = MetadataRecordCodec.encodeBatch(Array(slice), baseOffset: offset)
+        }
+        var t = FetchResponse.FetchableTopicResponse()
+        t.topic = ControllerService.metadataTopic
+        t.partitions = [pd]
+        var resp = FetchResponse()
+        resp.responses = [t]
+        return resp
+    }
+
+    // MARK: Topic changes
+
+    func createTopics(_ req: CreateTopicsRequest, version: Int16) -> CreateTopicsResponse {
+        var resp = CreateTopicsResponse()
+        var seen: [String: Int] = [:]
+        for t in req.topics { seen[t.name, default: 0] += 1 }
+        for t in req.topics {
+            var out = CreateTopicsResponse.CreatableTopicResult()
+            out.name = t.name
+            func fail(_ code: Int16, _ message: String) {
+                out.errorCode = code
+                out.errorMessage = message
+                out.configs = nil
+            }
+            if seen[t.name]! > 1 {
+                fail(42, "Duplicate topic name.")   // INVALID_REQUEST
+                resp.topics.append(out)
+                continue
+            }
+            var partitions = t.numPartitions
+            if !t.assignments.isEmpty {
+                guard t.numPartitions == -1 && t.replicationFactor == -1 else {
+                    fail(42, "Both numPartitions or replicationFactor and replicasAssignments were set.")
+                    resp.topics.append(out); continue
+                }
+                let indices = Set(t.assignments.map(\.partitionIndex))
+                guard indices == Set(0..<Int32(t.assignments.count)) else {
+                    fail(37, "Partition assignments must cover partitions 0..\(t.assignments.count - 1) exactly.")
+                    resp.topics.append(out); continue
+                }
+                guard t.assignments.allSatisfy({ $0.brokerIds == [config.nodeId] }) else {
+                    fail(39, "Every partition must be assigned to broker \(config.nodeId) alone.")   // INVALID_REPLICA_ASSIGNMENT
+                    resp.topics.append(out); continue
+                }
+                partitions = Int32(t.assignments.count)
+            }
+            if partitions == -1 { partitions = config.numPartitions }
+            if t.replicationFactor != -1 && t.replicationFactor < 1 {
+                fail(38, "Replication factor must be at least 1.")
+                resp.topics.append(out); continue
+            }
+            var configs: [String: String] = [:]
+            var badConfig: String?
+            for c in t.configs {
+                guard let v = c.value else { badConfig = "Null value not supported for topic config '\(c.name)'."; break }
+                configs[c.name] = v
+            }
+            if let badConfig {
+                fail(40, badConfig)
+                resp.topics.append(out); continue
+            }
+            do {
+                let topic = try controller.createTopic(name: t.name, partitions: partitions, configs: configs,
+                                                       validateOnly: req.validateOnly)
+                out.topicId = req.validateOnly ? .zero : topic.id.kafka
+                out.numPartitions = topic.partitionCount
+                out.replicationFactor = 1
+                out.configs = TopicConfigView(config: config).entries(overrides: configs).map { e in
+                    var c = CreateTopicsResponse.CreatableTopicConfigs()
+                    c.name = e.name
+                    c.value = e.value
+                    c.readOnly = false
+                    c.configSource = e.source
+                    c.isSensitive = false
+                    return c
+                }
+            } catch let e as ControllerError {
+                fail(e.kafkaErrorCode, e.description)
+            } catch {
+                fail(-1, "\(error)")
+            }
+            resp.topics.append(out)
+        }
+        return resp
+    }
+
+    func deleteTopics(_ req: DeleteTopicsRequest, version: Int16) -> DeleteTopicsResponse {
+        var resp = DeleteTopicsResponse()
+        let targets: [(name: String?, id: KafkaUUID)] = version >= 6
+            ? req.topics.map { ($0.name, $0.topicId) }
+            : req.topicNames.map { ($0, KafkaUUID.zero) }
+        for t in targets {
+            var out = DeleteTopicsResponse.DeletableTopicResult()
+            out.name = t.name
+            out.topicId = t.id
+            do {
+                guard config.deleteTopicEnable else { throw ControllerError.deletionDisabled }
+                let useId = t.name == nil && t.id != .zero
+                let deleted = try controller.deleteTopic(name: useId ? nil : t.name, id: useId ? t.id.foundation : nil)
+                out.name = deleted.name
+                out.topicId = deleted.id.kafka
+            } catch let e as ControllerError {
+                out.errorCode = e.kafkaErrorCode
+                out.errorMessage = e.description
+            } catch {
+                out.errorCode = -1
+                out.errorMessage = "\(error)"
+            }
+            resp.responses.append(out)
+        }
+        return resp
+    }
+
+    func createPartitions(_ req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+        var resp = CreatePartitionsResponse()
+        for t in req.topics {
+            var out = CreatePartitionsResponse.CreatePartitionsTopicResult()
+            out.name = t.name
+            do {
+                if let assignments = t.assignments, !assignments.allSatisfy({ $0.brokerIds == [config.nodeId] }) {
+                    throw ControllerError.invalidPartitions("Every new partition must be assigned to broker \(config.nodeId) alone.")
+                }
+                _ = try controller.createPartitions(name: t.name, count: t.count, validateOnly: req.validateOnly)
+            } catch let e as ControllerError {
+                out.errorCode = e.kafkaErrorCode
+                out.errorMessage = e.description
+            } catch {
+                out.errorCode = -1
+                out.errorMessage = "\(error)"
+            }
+            resp.results.append(out)
+        }
+        return resp
+    }
+}
+
+/// A once-only flag shared between a timer and a wake-up.
+final class NIOLockedValueBoxBool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var fired = false
+    /// True for the first caller only.
+    func set() -> Bool { lock.withLock { if fired { return false }; fired = true; return true } }
+}
+
+/// Metadata records as Kafka record batches: one record per `MetadataRecord`, its value
+/// the record's JSON (the same bytes the metadata log stores).
+public enum MetadataRecordCodec {
+    public static func encodeBatch(_ records: [MetadataRecord], baseOffset: Int64) -> ByteBuffer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        var builder = RecordBatchBuilder(baseOffset: baseOffset, partitionLeaderEpoch: 0)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        for r in records {
+            builder.append(key: nil as [UInt8]?, value: [UInt8](try! encoder.encode(r)), timestamp: now)
+        }
+        return builder.build()
+    }
+
+    /// Decodes every record of the batches in `buffer`, with their offsets.
+    public static func decode(_ buffer: ByteBuffer) throws -> [(offset: Int64, record: MetadataRecord)] {
+        let decoder = JSONDecoder()
+        var out: [(Int64, MetadataRecord)] = []
+        for header in try parseBatchHeaders(buffer) {
+            guard header.isCRCValid(in: buffer) else { throw RecordBatchError.corruptMessage("metadata batch CRC") }
+            var reader = try RecordReader(batch: buffer, header: header)
+            while let r = try reader.next() {
+                guard let value = r.value else { throw RecordBatchError.invalidRecord("metadata record without a value") }
+                out.append((r.offset, try decoder.decode(MetadataRecord.self, from: Data(value.readableBytesView))))
+            }
+        }
+        return out
+    }
+}
+
+extension UUID {
+    public var kafka: KafkaUUID {
+        let u = uuid
+        let high = [u.0, u.1, u.2, u.3, u.4, u.5, u.6, u.7].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let low = [u.8, u.9, u.10, u.11, u.12, u.13, u.14, u.15].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return KafkaUUID(high: high, low: low)
+    }
+}
+
+extension KafkaUUID {
+    public var foundation: UUID {
+        func b(_ v: UInt64, _ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: v >> UInt64(56 - 8 * i)) }
+        return UUID(uuid: (b(high, 0), b(high, 1), b(high, 2), b(high, 3), b(high, 4), b(high, 5), b(high, 6), b(high, 7),
+                           b(low, 0), b(low, 1), b(low, 2), b(low, 3), b(low, 4), b(low, 5), b(low, 6), b(low, 7)))
+    }
+}

@@ -1,1 +1,0 @@
-// SiltRing: see the files of this module.

@@ -1,1 +1,0 @@
-// SiltWAL: see the files of this module.

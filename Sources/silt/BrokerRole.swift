@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SiltBroker
+import SiltNet
+import SiltNode
+import SiltRing
+import SiltStorage
+
+/// The broker role: Kafka listeners, partitions, and the writer of the log buffer.
+struct BrokerRole {
+    let config: ServerConfig
+    let logger: Logger
+
+    func run() throws {
+        let ring = try LogRing.attach(fd: RoleFd.logRing)
+        let durableNotices = try ControlRing.attach(fd: RoleFd.durableNotices)
+        let trimCommands = try ControlRing.attach(fd: RoleFd.trimCommands)
+        let state = try WALState.attach(fd: RoleFd.walState)
+        logger.info("waiting for the WAL to recover")
+        guard state.waitReady(timeout: .seconds(600)) else { throw RoleError("the WAL never became ready") }
+
+        var storage = StorageConfig(logDir: config.logDirs[0], segmentBytes: config.logSegmentBytes)
+        storage.maxBatchBytes = max(storage.maxBatchBytes, Int(config.messageMaxBytes))
+        storage.externalDurability = true
+        let logs = try LogManager(config: storage, logger: logger)
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        guard let voter = config.quorumVoters.first(where: { $0.id == config.nodeId }) ?? config.quorumVoters.first else {
+            throw RoleError("controller.quorum.voters is empty: a broker needs a controller")
+        }
+        let controller = KafkaClient(group: group, host: voter.host, port: voter.port,
+                                     clientId: "silt-broker-\(config.nodeId)", logger: logger)
+        let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, trimCommands: trimCommands,
+                                           logs: logs, trimIntervalMs: config.walTrimIntervalMs, logger: logger)
+        let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
+                                                           clusterId: config.clusterId)
+        let broker = Broker(config: config, clusterId: clusterId, controllerChannel: controller, logs: logs,
+                            writePath: writePath, logger: logger)
+        try broker.start(on: group.next())
+        try broker.replayWAL(state.recoveredFrames)
+        writePath.start()
+        // Whatever an earlier incarnation of this process put in the buffer becomes durable
+        // before anyone can read it.
+        guard writePath.waitUntilDurable(timeout: .seconds(120)) else {
+            throw RoleError("the WAL did not catch up with the log buffer")
+        }
+        let server = KafkaServer(group: group, service: broker, frameBytesMax: config.socketRequestMaxBytes, logger: logger)
+        try server.start(endpoints: config.clientListeners.map { KafkaServer.Endpoint(name: $0.name, host: $0.host, port: $0.port) })
+        logger.info("broker ready")
+
+        waitForStopSignal()
+        logger.info("broker stopping: closing listeners")
+        server.stop()
+        if !writePath.waitUntilDurable(timeout: .seconds(10)) {
+            logger.warning("broker stopping: the WAL did not drain within 10 s")
+        }
+        logs.flushAll()
+        writePath.stop()
+        broker.stop()
+        controller.close()
+        logs.shutdown()
+        try? group.syncShutdownGracefully()
+        logger.info("broker stopped")
+    }
+}

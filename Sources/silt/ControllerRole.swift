@@ -1,0 +1,31 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SiltController
+import SiltNet
+import SiltNode
+
+/// The controller role: owns the metadata log in `log.dirs` and serves it on the
+/// CONTROLLER listener.
+struct ControllerRole {
+    let config: ServerConfig
+    let logger: Logger
+
+    func run() throws {
+        let dir = config.logDirs[0] + "/__cluster_metadata"
+        let controller = try MetadataController(directory: dir, logger: logger, validateConfigs: TopicConfig.validate)
+        let service = ControllerService(controller: controller, config: config, logger: logger)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = KafkaServer(group: group, service: service, frameBytesMax: config.socketRequestMaxBytes, logger: logger)
+        let endpoints = config.listeners.filter { config.controllerListenerNames.contains($0.name) }
+            .map { KafkaServer.Endpoint(name: $0.name, host: $0.host, port: $0.port) }
+        try server.start(endpoints: endpoints)
+        logger.info("controller ready", metadata: ["records": "\(controller.image.nextOffset)"])
+        waitForStopSignal()
+        logger.info("controller stopping")
+        server.stop()
+        try? group.syncShutdownGracefully()
+        logger.info("controller stopped")
+    }
+}

@@ -1,0 +1,78 @@
+import Dispatch
+import Foundation
+import Logging
+import SiltNode
+
+/// The fixed descriptor numbers a role process inherits from the supervisor.
+enum RoleFd {
+    static let config: Int32 = 3
+    static let logRing: Int32 = 4
+    static let durableNotices: Int32 = 5
+    static let trimCommands: Int32 = 6
+    static let walState: Int32 = 7
+}
+
+/// The node's effective configuration travels to role processes as JSON in a memfd (never
+/// on argv: it may hold secrets).
+enum ConfigTransfer {
+    static func write(_ properties: [String: String], to fd: Int32) throws {
+        let data = try JSONEncoder().encode(properties)
+        try data.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 { if errno == EINTR { continue }; throw ConfigError(key: "config fd", value: "\(fd)", reason: String(cString: strerror(errno))) }
+                done += n
+            }
+        }
+    }
+
+    static func read(from fd: Int32) throws -> ServerConfig {
+        var bytes = [UInt8]()
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        var offset: off_t = 0
+        while true {
+            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
+            if n < 0 { if errno == EINTR { continue }; throw ConfigError(key: "config fd", value: "\(fd)", reason: String(cString: strerror(errno))) }
+            if n == 0 { break }
+            bytes += chunk[0..<n]
+            offset += off_t(n)
+        }
+        let properties = try JSONDecoder().decode([String: String].self, from: Data(bytes))
+        return try ServerConfig(properties: properties)
+    }
+}
+
+/// Logging for every process of a node: stderr, one line an event, the role in each line.
+func bootstrapLogging(level: String) throws {
+    guard let level = Logger.Level(rawValue: level) else {
+        throw ConfigError(key: "--log-level", value: level, reason: "expected trace, debug, info, notice, warning, error or critical")
+    }
+    LoggingSystem.bootstrap { label in
+        var h = StreamLogHandler.standardError(label: label)
+        h.logLevel = level
+        return h
+    }
+}
+
+/// Blocks until SIGTERM or SIGINT.
+func waitForStopSignal() {
+    let stopped = DispatchSemaphore(value: 0)
+    signal(SIGTERM, SIG_IGN)
+    signal(SIGINT, SIG_IGN)
+    signal(SIGPIPE, SIG_IGN)
+    let queue = DispatchQueue(label: "silt.signals")
+    let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+        s.setEventHandler { stopped.signal() }
+        s.resume()
+        return s
+    }
+    stopped.wait()
+    withExtendedLifetime(sources) {}
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("silt: \(message)\n".utf8))
+    exit(1)
+}
