@@ -1,0 +1,124 @@
+"""The node as a supervisor with role processes (issue 3).
+
+kill -9 of any single role while a confluent-kafka producer sends with acks=all: the
+supervisor restarts the role, and every acknowledged message is then consumed, in order,
+at the offset its delivery report gave, with no gaps.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from silt_helpers import Node, consume_partitions, create_topic, producer
+
+PARTITIONS = 3
+
+
+def role_pids(node: Node) -> dict[str, int]:
+    """The role processes of `node` (children of its supervisor) by role name."""
+    out = subprocess.run(["pgrep", "-a", "-P", str(node.proc.pid)], capture_output=True, text=True).stdout
+    pids = {}
+    for line in out.splitlines():
+        m = re.match(r"(\d+) .* role (\w+)", line)
+        if m:
+            pids[m.group(2)] = int(m.group(1))
+    return pids
+
+
+def wait_for_roles(node: Node, names: set[str], timeout: float = 30.0) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = role_pids(node)
+        if names <= set(pids):
+            return pids
+        assert time.monotonic() < deadline, f"roles {names - set(pids)} not running: {pids}"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("role", ["broker", "wal", "uploader", "controller"])
+def test_kill_role_under_load_loses_no_acknowledged_message(node, role):
+    topic = f"kill-{role}"
+    create_topic(node, topic, PARTITIONS)
+    before = wait_for_roles(node, {"broker", "wal", "uploader", "controller"})
+
+    total = 40_000
+    acked: dict[bytes, tuple[int, int]] = {}
+    errors: list[str] = []
+    p = producer(node, **{"linger.ms": 2, "message.timeout.ms": 120_000, "retries": 1_000_000,
+                          "retry.backoff.ms": 50})
+
+    def on_delivery(err, msg):
+        if err is not None:
+            errors.append(str(err))
+        else:
+            acked[msg.value()] = (msg.partition(), msg.offset())
+
+    killed = threading.Event()
+
+    def kill_when_loaded():
+        deadline = time.monotonic() + 30
+        while len(acked) < 5_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(before[role], signal.SIGKILL)
+        killed.set()
+
+    killer = threading.Thread(target=kill_when_loaded)
+    killer.start()
+    for i in range(total):
+        while True:
+            try:
+                p.produce(topic, value=b"m%08d" % i, partition=i % PARTITIONS, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.01)
+        p.poll(0)
+        if i % 2000 == 0:
+            time.sleep(0.05)   # spread the load so the kill lands mid-stream
+    assert p.flush(180) == 0, "messages still undelivered after 180 s"
+    killer.join()
+    assert killed.is_set()
+    assert not errors, f"{len(errors)} delivery errors, first: {errors[:3]}"
+    assert len(acked) == total
+
+    # The role came back as a new process.
+    after = wait_for_roles(node, {role})
+    assert after[role] != before[role]
+    assert re.search(rf"role={role} .*killed by signal 9|killed by signal 9.*role={role}", node.log_text()), \
+        "the supervisor did not log the crash"
+
+    got = consume_partitions(node, topic, range(PARTITIONS), total, timeout=120)
+    seen = {}
+    for part, msgs in got.items():
+        offsets = [m.offset() for m in msgs]
+        assert offsets == sorted(offsets), f"partition {part} out of order"
+        assert len(set(offsets)) == len(offsets)
+        assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), f"gap in partition {part}"
+        for m in msgs:
+            seen.setdefault(m.value(), (m.partition(), m.offset()))
+    missing = [v for v in acked if v not in seen]
+    moved = [v for v, where in acked.items() if v in seen and seen[v] != where]
+    assert not missing, f"{len(missing)} acknowledged messages missing, e.g. {missing[:3]}"
+    assert not moved, f"{len(moved)} acknowledged messages at another offset, e.g. {moved[:3]}"
+
+
+def test_graceful_stop_drains_roles_in_order(node):
+    create_topic(node, "drain", 1)
+    p = producer(node)
+    for i in range(1000):
+        p.produce("drain", value=b"d%d" % i, partition=0)
+    assert p.flush(30) == 0
+    t0 = time.monotonic()
+    assert node.stop() == 0
+    assert time.monotonic() - t0 < 30
+    log = node.log_text()
+    order = [m.group(1).lower() for m in re.finditer(r"(broker|uploader|wal|controller) stopped", log, re.I)]
+    assert order.index("broker") < order.index("wal") < order.index("controller"), order
+    node.start()
+    got = consume_partitions(node, "drain", [0], 1000, timeout=60)[0]
+    assert [m.value() for m in got] == [b"d%d" % i for i in range(1000)]
