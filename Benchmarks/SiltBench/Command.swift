@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import NIOPosix
+import SiltProtocol
 
 struct SiltBench: ParsableCommand {
     static let configuration = CommandConfiguration(

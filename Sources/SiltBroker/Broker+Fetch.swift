@@ -116,7 +116,8 @@ extension Broker {
                     do {
                         // Kafka returns at least one whole batch for the first partition with data,
                         // even past the byte limits, so that a consumer can always make progress.
-                        let data = try log.read(from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
+                        let data = try writePath.readTail(log, streamId: topic.streamIds[Int(p.partition)], from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
+                            ?? log.read(from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
                         pd.records = data
                         total += data.readableBytes
                         bytesLeft -= data.readableBytes

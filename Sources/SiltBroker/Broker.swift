@@ -101,6 +101,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
             }
         }
         for (name, topic) in old.topicsByName where new.topic(id: topic.id) == nil {
+            writePath.forgetStreams(topic.streamIds)
             do { try logs.deletePartitions(topic: name) } catch {
                 logger.error("deleting topic data failed", metadata: ["topic": "\(name)", "error": "\(error)"])
             }

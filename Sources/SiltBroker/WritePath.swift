@@ -25,6 +25,11 @@ public protocol WritePath: AnyObject, Sendable {
     /// they are durable. Throws when nothing was appended.
     func append(_ log: PartitionLog, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
                 logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>)
+    /// Whole batches from the batch holding `offset`, below the high watermark, served from
+    /// memory when the path still has them; nil sends the reader to the segment files.
+    func readTail(_ log: PartitionLog, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer?
+    /// Drops what the path remembers of deleted streams.
+    func forgetStreams(_ ids: [UInt64])
     func stop()
 }
 
@@ -42,6 +47,10 @@ public final class LocalFsyncWritePath: WritePath, @unchecked Sendable {
         return (info, promise.futureResult)
     }
 
+    public func readTail(_ log: PartitionLog, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? { nil }
+
+    public func forgetStreams(_ ids: [UInt64]) {}
+
     public func stop() {}
 }
 
@@ -57,6 +66,16 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         let promise: EventLoopPromise<Void>
     }
 
+    /// Where a recent append's bytes sit in the ring, for tail fetches.
+    struct TailEntry {
+        let baseOffset: Int64
+        let endOffset: Int64
+        let payloadLSN: UInt64
+        let payloadBytes: Int
+    }
+    /// Recent appends kept per partition for tail fetches; older ones are read from files.
+    static let tailEntriesMax = 1024
+
     private let ring: LogRing
     private let durableNotices: ControlRing
     private let trimCommands: ControlRing
@@ -66,6 +85,8 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// Serializes appends to the ring (one writer) and the waiter queue, in LSN order.
     private let lock = NSLock()
     private var waiters: [Waiter] = []
+    /// By stream id: ids are never reused, so a recreated topic never sees old entries.
+    private var tails: [UInt64: [TailEntry]] = [:]
     private var waiterHead = 0
     private var durableLSN: UInt64
     private var stopped = false
@@ -105,14 +126,71 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         let info = try log.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) { bytes, info in
             try self.lock.withLock {
                 let count = UInt32(clamping: info.lastOffset - info.baseOffset + 1)
-                let (_, endLSN) = try bytes.withUnsafeReadableBytes { payload in
+                let (startLSN, endLSN) = try bytes.withUnsafeReadableBytes { payload in
                     try ring.append(streamId: streamId, baseOffset: info.baseOffset, count: count, payload: payload,
                                     timeout: LogBufferWritePath.appendWaitMax)
                 }
                 waiters.append(Waiter(endLSN: endLSN, log: log, endOffset: info.lastOffset + 1, promise: promise))
+                let entry = TailEntry(baseOffset: info.baseOffset, endOffset: info.lastOffset + 1,
+                                      payloadLSN: startLSN + UInt64(LogRing.frameHeaderBytes), payloadBytes: bytes.readableBytes)
+                let key = streamId
+                tails[key, default: []].append(entry)
+                if tails[key]!.count > 2 * LogBufferWritePath.tailEntriesMax {
+                    tails[key]!.removeFirst(tails[key]!.count - LogBufferWritePath.tailEntriesMax)
+                }
             }
         }
         return (info, promise.futureResult)
+    }
+
+    public func forgetStreams(_ ids: [UInt64]) {
+        lock.withLock { for id in ids { tails.removeValue(forKey: id) } }
+    }
+
+    /// Fetches answered from the log buffer, and bytes served that way (for tests and metrics).
+    public var tailReads: (count: Int, bytes: Int) { lock.withLock { (tailReadCount, tailReadBytes) } }
+    private var tailReadCount = 0
+    private var tailReadBytes = 0
+
+    public func readTail(_ log: PartitionLog, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? {
+        let hw = log.highWatermark
+        // Pick the entries under the lock; copy the bytes outside it.
+        let picked: [TailEntry] = lock.withLock {
+            guard let entries = tails[streamId], let first = entries.first, first.baseOffset <= offset else {
+                return []
+            }
+            var lo = 0
+            var hi = entries.count
+            while lo < hi {   // first entry ending after `offset`
+                let mid = (lo + hi) / 2
+                if entries[mid].endOffset <= offset { lo = mid + 1 } else { hi = mid }
+            }
+            var out: [TailEntry] = []
+            var bytes = 0
+            for e in entries[lo...] {
+                guard e.endOffset <= hw else { break }
+                if bytes + e.payloadBytes > maxBytes && !(out.isEmpty && minOneBatch) { break }
+                out.append(e)
+                bytes += e.payloadBytes
+            }
+            return out
+        }
+        guard let first = picked.first, first.baseOffset <= offset else { return nil }
+        var buffer = ByteBufferAllocator().buffer(capacity: picked.reduce(0) { $0 + $1.payloadBytes })
+        for e in picked {
+            let ok = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: e.payloadBytes) { out in
+                let target = UnsafeMutableRawBufferPointer(rebasing: out[0..<e.payloadBytes])
+                return ring.copyIfStillPresent(startLSN: e.payloadLSN, endLSN: e.payloadLSN + UInt64(e.payloadBytes),
+                                               into: target) ? e.payloadBytes : 0
+            }
+            if ok == 0 { break }   // overwritten meanwhile: serve what was copied, or fall back to files
+        }
+        guard buffer.readableBytes > 0 else { return nil }
+        lock.withLock {
+            tailReadCount += 1
+            tailReadBytes += buffer.readableBytes
+        }
+        return buffer
     }
 
     /// Blocks until the WAL has made everything appended so far durable, or the timeout.

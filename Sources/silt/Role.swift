@@ -18,7 +18,7 @@ struct Role: ParsableCommand {
 
     func run() throws {
         // A role never outlives its supervisor, whatever way the supervisor dies.
-        _ = Supervisor.armParentDeathSignal()
+        guard Supervisor.armParentDeathSignal() else { fail("role \(name): the supervisor is already gone") }
         do { try bootstrapLogging(level: logLevel) } catch { fail("\(error)") }
         let config: ServerConfig
         do { config = try ConfigTransfer.read(from: RoleFd.config) } catch { fail("role \(name): configuration: \(error)") }

@@ -66,7 +66,9 @@ struct Server: ParsableCommand {
     /// The role processes `process.roles` implies, with the descriptors each inherits.
     private func makeRoles(_ config: ServerConfig) throws -> [RoleSpec] {
         let executable = Supervisor.currentExecutablePath()
-        var environment = Supervisor.parentEnvironment()
+        // SILT_ARGS (the systemd env file's start line) may carry S3 secrets: roles get
+        // their configuration through the config fd, never through the environment.
+        var environment = Supervisor.parentEnvironment(removing: ["SILT_ARGS"])
         environment["SILT_LOG_LEVEL"] = logLevel
 
         let configFd = try SharedMemory.createMemfd(name: "silt-config")

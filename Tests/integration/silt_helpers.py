@@ -48,8 +48,20 @@ _ALL_PROCS: list[subprocess.Popen] = []
 def _kill_leftovers() -> None:
     """Never leave a broker running, even if pytest dies mid-test."""
     for p in _ALL_PROCS:
-        if p.poll() is None:
-            p.kill()
+        _kill_group(p)
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    """SIGKILL the node's whole process group (it runs in its own session), so no
+    role/child process outlives it holding ports or the data dir."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class Node:
@@ -158,17 +170,16 @@ class Node:
         try:
             rc = self.proc.wait(timeout or self.STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+            _kill_group(self.proc)
             raise NodeError(f"silt did not exit within {timeout or self.STOP_TIMEOUT}s of SIGTERM\n{self.log_tail()}")
         finally:
             self._close_log()
         return rc
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+        """SIGKILL the node: the process and everything in its process group."""
+        if self.proc is not None:
+            _kill_group(self.proc)
         self._close_log()
 
     def restart(self, graceful: bool = True) -> int | None:
