@@ -93,8 +93,9 @@ let package = Package(
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
         .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
-            "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet",
+            "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
     ],

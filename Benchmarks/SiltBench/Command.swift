@@ -43,7 +43,7 @@ struct Produce: ParsableCommand {
     @Option(help: "Fail if a request has no response after this many seconds.") var requestTimeoutS: Double = 30
     @Option(help: "Produce API version (default: highest both sides support).") var produceVersion: Int16?
     @Option(help: "Open loop: abort the run if more than this many seconds of requests are queued in the client.")
-    var maxBacklogS: Double = 5
+    var maxBacklogS: Double = 2
     @Flag(help: "Print one JSON object line instead of the human-readable report.") var json = false
 
     func validate() throws {
