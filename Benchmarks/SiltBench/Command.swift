@@ -35,7 +35,7 @@ struct Produce: ParsableCommand {
     @Option(help: "Max produce requests in flight per connection.") var pipeline = 8
     @Option(help: "Bytes per record value.") var recordBytes = 1024
     @Option(help: "Records per batch (= per produce request).") var recordsPerBatch = 16
-    @Option(help: "acks (-1 = all, 1, 0 is not supported).") var acks: Int16 = -1
+    @Option(parsing: .unconditional, help: "acks (-1 = all, 1; 0 is not supported).") var acks: Int16 = -1
     @Option(help: "Target messages/s (0 = as fast as possible, closed loop).") var rate: Double = 0
     @Option(help: "Measured duration after warmup, seconds.") var durationS: Double = 30
     @Option(help: "Warmup, seconds (not measured).") var warmupS: Double = 5

@@ -101,6 +101,7 @@ public final class MetadataCache: @unchecked Sendable {
     }
 
     /// One fetch; true when it returned records.
+    /// One fetch (and a snapshot load when the controller points to one); true when it made progress.
     private func fetchOnce(maxWaitMs: Int32, on loop: EventLoop) -> EventLoopFuture<Bool> {
         var req = FetchRequest()
         req.replicaId = -1
@@ -117,15 +118,70 @@ public final class MetadataCache: @unchecked Sendable {
         req.topics = [t]
         return channel.send(req, version: MetadataCache.fetchVersion, timeout: .milliseconds(Int64(maxWaitMs) + 10_000))
             .hop(to: loop)
-            .flatMapThrowing { resp in
+            .flatMapThrowing { resp -> FetchOutcome in
                 guard let part = resp.responses.first?.partitions.first else {
                     throw RequestViolation("metadata fetch: empty answer (error \(resp.errorCode))")
                 }
                 if part.errorCode != 0 { throw RequestViolation("metadata fetch: error \(part.errorCode)") }
-                guard let records = part.records, records.readableBytes > 0 else { return false }
+                if part.snapshotId.endOffset >= 0 { return .snapshot(endOffset: part.snapshotId.endOffset) }
+                guard let records = part.records, records.readableBytes > 0 else { return .none }
                 try self.apply(MetadataRecordCodec.decode(records))
-                return true
+                return .records
             }
+            .flatMap { outcome in
+                switch outcome {
+                case .none: return loop.makeSucceededFuture(false)
+                case .records: return loop.makeSucceededFuture(true)
+                case .snapshot(let end):
+                    return self.loadSnapshot(endOffset: end, on: loop).map { true }
+                }
+            }
+    }
+
+    private enum FetchOutcome { case none, records, snapshot(endOffset: Int64) }
+
+    /// Fetches the controller's snapshot ending at `endOffset` (FetchSnapshot, in chunks)
+    /// and replaces this copy with it.
+    private func loadSnapshot(endOffset: Int64, on loop: EventLoop, position: Int64 = 0,
+                              bytes: [UInt8] = []) -> EventLoopFuture<Void> {
+        var req = FetchSnapshotRequest()
+        req.maxBytes = 4 << 20
+        var t = FetchSnapshotRequest.TopicSnapshot()
+        t.name = ControllerService.metadataTopic
+        var p = FetchSnapshotRequest.PartitionSnapshot()
+        p.partition = 0
+        p.snapshotId.endOffset = endOffset
+        p.snapshotId.epoch = 0
+        p.position = position
+        t.partitions = [p]
+        req.topics = [t]
+        return channel.send(req, version: 0, timeout: .seconds(30)).hop(to: loop).flatMap { resp in
+            guard let part = resp.topics.first?.partitions.first, part.errorCode == 0, resp.errorCode == 0,
+                  let chunk = part.unalignedRecords else {
+                return loop.makeFailedFuture(RequestViolation("metadata snapshot fetch failed: \(resp)"))
+            }
+            let all = bytes + Array(chunk.readableBytesView)
+            if Int64(all.count) < part.size {
+                return self.loadSnapshot(endOffset: endOffset, on: loop, position: Int64(all.count), bytes: all)
+            }
+            do {
+                let records = try MetadataSnapshot.decode(all)
+                self.applySnapshot(MetadataImage(snapshot: records, endOffset: endOffset))
+                self.logger.info("metadata snapshot loaded", metadata: ["endOffset": "\(endOffset)"])
+                return loop.makeSucceededVoidFuture()
+            } catch {
+                return loop.makeFailedFuture(error)
+            }
+        }
+    }
+
+    private func applySnapshot(_ new: MetadataImage) {
+        applyLock.withLock {
+            let old = image
+            guard new.nextOffset > old.nextOffset else { return }
+            lock.withLock { _image = new }
+            onChange?(old, new)
+        }
     }
 
     /// Applies fetched records in order; records this copy already has are skipped.

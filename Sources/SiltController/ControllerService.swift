@@ -20,6 +20,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
     public static let supportedApis: [Int16: ClosedRange<Int16>] = [
         ApiVersionsRequest.apiKey: 0...4,
         FetchRequest.apiKey: 12...17,
+        FetchSnapshotRequest.apiKey: 0...1,
         CreateTopicsRequest.apiKey: 5...7,
         DeleteTopicsRequest.apiKey: 4...6,
         CreatePartitionsRequest.apiKey: 2...3,
@@ -58,6 +59,10 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
             return try serveRequest(FetchRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.fetchMetadata(req, eventLoop: loop).map { $0 }
             }
+        case FetchSnapshotRequest.apiKey:
+            return try serveRequest(FetchSnapshotRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.fetchSnapshot(req))
+            }
         case CreateTopicsRequest.apiKey:
             return try serveRequest(CreateTopicsRequest.self, frame: frame, eventLoop: loop) { req, header in
                 loop.makeSucceededFuture(self.createTopics(req, version: header.requestApiVersion))
@@ -86,8 +91,8 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         }
         let offset = part.fetchOffset
         let answer = { () -> FetchResponse in self.metadataFetchResponse(from: offset) }
-        let end = controller.records(from: offset, countMax: 0).endOffset
-        if offset < end || req.maxWaitMs <= 0 || offset > end {
+        guard case .records(let slice, let end) = controller.records(from: offset, countMax: 1),
+              slice.isEmpty, offset == end, req.maxWaitMs > 0 else {
             return eventLoop.makeSucceededFuture(answer())
         }
         let promise = eventLoop.makePromise(of: FetchResponse.self)
@@ -104,23 +109,71 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
     }
 
     func metadataFetchResponse(from offset: Int64) -> FetchResponse {
-        let (slice, end) = controller.records(from: offset, countMax: ControllerService.fetchRecordsMax)
         var pd = FetchResponse.PartitionData()
         pd.partitionIndex = 0
-        pd.highWatermark = end
-        pd.lastStableOffset = end
-        pd.logStartOffset = 0
         pd.records = ByteBuffer()
-        if offset > end {
+        let (snapshotBytes, logStart) = controller.snapshot
+        pd.logStartOffset = logStart
+        switch controller.records(from: offset, countMax: ControllerService.fetchRecordsMax) {
+        case .records(let slice, let end):
+            pd.highWatermark = end
+            pd.lastStableOffset = end
+            if !slice.isEmpty { pd.records = MetadataRecordCodec.encodeBatch(Array(slice), baseOffset: offset) }
+        case .snapshotNeeded(let end):
+            // As KRaft does: point the follower at the snapshot (FetchSnapshot), then go on from its end.
+            precondition(!snapshotBytes.isEmpty, "log start \(end) without a snapshot")
+            var id = FetchResponse.SnapshotId()
+            id.endOffset = end
+            id.epoch = 0
+            pd.snapshotId = id
+            pd.highWatermark = end
+        case .outOfRange(let end):
             pd.errorCode = 1   // OFFSET_OUT_OF_RANGE: the follower is ahead of this log
-        } else if !slice.isEmpty {
-            pd.records = MetadataRecordCodec.encodeBatch(Array(slice), baseOffset: offset)
+            pd.highWatermark = end
         }
         var t = FetchResponse.FetchableTopicResponse()
         t.topic = ControllerService.metadataTopic
         t.partitions = [pd]
         var resp = FetchResponse()
         resp.responses = [t]
+        return resp
+    }
+
+    /// Serves the latest snapshot's bytes from `position` (at most `maxBytes`).
+    func fetchSnapshot(_ req: FetchSnapshotRequest) -> FetchSnapshotResponse {
+        let (bytes, endOffset) = controller.snapshot
+        var resp = FetchSnapshotResponse()
+        resp.topics = req.topics.map { t in
+            var out = FetchSnapshotResponse.TopicSnapshot()
+            out.name = t.name
+            out.partitions = t.partitions.map { p in
+                var r = FetchSnapshotResponse.PartitionSnapshot()
+                r.index = p.partition
+                r.snapshotId.endOffset = p.snapshotId.endOffset
+                r.snapshotId.epoch = p.snapshotId.epoch
+                guard t.name == ControllerService.metadataTopic, p.partition == 0 else {
+                    r.errorCode = 3   // UNKNOWN_TOPIC_OR_PARTITION
+                    return r
+                }
+                guard !bytes.isEmpty, p.snapshotId.endOffset == endOffset else {
+                    r.errorCode = 98   // SNAPSHOT_NOT_FOUND
+                    return r
+                }
+                guard p.position >= 0, p.position <= Int64(bytes.count) else {
+                    r.errorCode = 99   // POSITION_OUT_OF_RANGE
+                    return r
+                }
+                let start = Int(p.position)
+                let count = min(bytes.count - start, Int(max(1, req.maxBytes)))
+                var chunk = ByteBufferAllocator().buffer(capacity: count)
+                chunk.writeBytes(bytes[start..<(start + count)])
+                r.size = Int64(bytes.count)
+                r.position = p.position
+                r.unalignedRecords = chunk
+                return r
+            }
+            return out
+        }
         return resp
     }
 

@@ -51,23 +51,36 @@ public final class MetadataController: @unchecked Sendable {
     private let lock = NSLock()
     private let log: MetadataLog
     private var _image: MetadataImage
-    /// Every record, in log order (record i has offset i); followers fetch from here.
+    /// The records after the latest snapshot, in log order (record i has offset
+    /// `logStartOffset + i`); followers fetch from here, or from the snapshot below it.
     private var records: [MetadataRecord]
+    private var logStartOffset: Int64
+    private var snapshotBytes: [UInt8]
+    private var bytesSinceSnapshot = 0
+    /// Kafka's `metadata.log.max.record.bytes.between.snapshots`.
+    let snapshotIntervalBytes: Int
     private var commitListeners: [(Int64) -> Void] = []
     private let logger: Logger
     /// Validates topic config overrides; injected so the controller need not know the key table.
     private let validateConfigs: ([String: String]) throws -> Void
 
-    public init(directory: String, logger: Logger, validateConfigs: @escaping ([String: String]) throws -> Void) throws {
-        let (log, records) = try MetadataLog.open(directory: directory, logger: logger)
-        var image = MetadataImage()
-        for r in records { image.apply(r) }
+    public init(directory: String, logger: Logger, snapshotIntervalBytes: Int = 20 << 20,
+                validateConfigs: @escaping ([String: String]) throws -> Void) throws {
+        let (log, contents) = try MetadataLog.open(directory: directory, logger: logger)
+        var image = MetadataImage(snapshot: contents.snapshotRecords, endOffset: contents.snapshotEndOffset)
+        for r in contents.records { image.apply(r) }
+        let records = contents.records
         self.log = log
         self._image = image
         self.records = records
+        self.logStartOffset = contents.snapshotEndOffset
+        self.snapshotBytes = contents.snapshotBytes
+        self.snapshotIntervalBytes = snapshotIntervalBytes
         self.logger = logger
         self.validateConfigs = validateConfigs
-        logger.info("metadata log replayed", metadata: ["records": "\(records.count)", "topics": "\(image.topicsByName.count)"])
+        logger.info("metadata log replayed", metadata: [
+            "snapshotEndOffset": "\(contents.snapshotEndOffset)", "records": "\(records.count)",
+            "topics": "\(image.topicsByName.count)"])
     }
 
     /// A consistent copy of the current metadata.
@@ -158,22 +171,48 @@ public final class MetadataController: @unchecked Sendable {
 
     /// Writes records durably, then applies them. Caller holds the lock.
     private func commit(_ new: [MetadataRecord]) throws {
-        do { try log.append(new) } catch { throw ControllerError.storage("\(error)") }
+        do { bytesSinceSnapshot += try log.append(new) } catch { throw ControllerError.storage("\(error)") }
         for r in new { _image.apply(r) }
         records += new
+        if bytesSinceSnapshot >= snapshotIntervalBytes {
+            // The records are committed already; a failed snapshot only means a longer replay.
+            do {
+                snapshotBytes = try log.snapshot(_image.snapshotRecords, endOffset: _image.nextOffset)
+                logStartOffset = _image.nextOffset
+                records.removeAll()
+                bytesSinceSnapshot = 0
+            } catch {
+                logger.error("metadata snapshot failed: \(error)")
+            }
+        }
         let end = _image.nextOffset
         let listeners = commitListeners
         commitListeners.removeAll()
         for l in listeners { l(end) }
     }
 
-    /// Records from `offset` (at most `countMax`), and the log end offset.
-    public func records(from offset: Int64, countMax: Int) -> (records: ArraySlice<MetadataRecord>, endOffset: Int64) {
+    /// What a follower at `offset` gets.
+    public enum Slice {
+        /// Records from the requested offset (at most the count asked for), and the log end.
+        case records(ArraySlice<MetadataRecord>, endOffset: Int64)
+        /// The offset is below the log start: load the snapshot ending at `endOffset` first.
+        case snapshotNeeded(endOffset: Int64)
+        /// The offset is past the log end.
+        case outOfRange(endOffset: Int64)
+    }
+
+    public func records(from offset: Int64, countMax: Int) -> Slice {
         lock.withLock {
-            let start = Int(max(0, min(offset, Int64(records.count))))
-            return (records[start..<min(records.count, start + countMax)], Int64(records.count))
+            let end = logStartOffset + Int64(records.count)
+            if offset < logStartOffset { return .snapshotNeeded(endOffset: logStartOffset) }
+            if offset > end { return .outOfRange(endOffset: end) }
+            let start = Int(offset - logStartOffset)
+            return .records(records[start..<min(records.count, start + countMax)], endOffset: end)
         }
     }
+
+    /// The latest snapshot's bytes and end offset (empty bytes: no snapshot yet).
+    public var snapshot: (bytes: [UInt8], endOffset: Int64) { lock.withLock { (snapshotBytes, logStartOffset) } }
 
     /// Calls `listener` once, at the next commit (or at once if the log is already past `offset`).
     public func onceLogPasses(_ offset: Int64, _ listener: @escaping (Int64) -> Void) {

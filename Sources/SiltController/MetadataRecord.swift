@@ -12,6 +12,8 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     case topicConfig(topicId: UUID, key: String, value: String?)
     /// A topic is deleted.
     case removeTopic(topicId: UUID)
+    /// Stream ids below this are spent (snapshots keep ids of deleted topics from coming back).
+    case streamIdFloor(UInt64)
 
     public struct TopicRecord: Codable, Equatable, Sendable {
         public var name: String
@@ -56,6 +58,24 @@ public struct MetadataImage: Sendable {
 
     public init() {}
 
+    /// The image a snapshot ending at `endOffset` describes.
+    public init(snapshot records: [MetadataRecord], endOffset: Int64) {
+        for r in records { apply(r) }
+        nextOffset = endOffset
+    }
+
+    /// Records that rebuild this image from nothing (a snapshot's content).
+    public var snapshotRecords: [MetadataRecord] {
+        var out: [MetadataRecord] = []
+        // Topics in stream order, so that replaying them hands out ids in increasing order.
+        for t in topicsByName.values.sorted(by: { ($0.streamIds.first ?? 0) < ($1.streamIds.first ?? 0) }) {
+            out.append(.topic(.init(name: t.name, id: t.id, partitions: t.partitionCount, configs: t.configs,
+                                    streamIds: t.streamIds)))
+        }
+        out.append(.streamIdFloor(nextStreamId))
+        return out
+    }
+
     public func topic(named name: String) -> TopicInfo? { topicsByName[name] }
     public func topic(id: UUID) -> TopicInfo? { topicNamesById[id].flatMap { topicsByName[$0] } }
 
@@ -85,6 +105,8 @@ public struct MetadataImage: Sendable {
                 preconditionFailure("metadata log: removing unknown topic id \(id)")
             }
             for s in topicsByName.removeValue(forKey: name)!.streamIds { streams.removeValue(forKey: s) }
+        case .streamIdFloor(let floor):
+            nextStreamId = max(nextStreamId, floor)
         }
         nextOffset += 1
     }

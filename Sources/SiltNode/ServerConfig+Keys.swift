@@ -52,6 +52,8 @@ extension ServerConfig {
         .init("transaction.state.log.replication.factor", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
         .init("transaction.state.log.min.isr", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
         .init("group.initial.rebalance.delay.ms", .int, "3000", .atLeast(0), doc: "Used by the group coordinator."),
+        .init("metadata.log.max.record.bytes.between.snapshots", .long, "20971520", .atLeast(1),
+              doc: "Metadata log bytes after which the controller writes a snapshot."),
         // Object storage and WAL (AutoMQ's names).
         .init("s3.wal.path", .string, nil, doc: "WAL device or file."),
         .init("s3.wal.capacity", .long, "2147483648", .atLeast(1 << 20), doc: "WAL ring size."),

@@ -14,7 +14,9 @@ struct ControllerRole {
 
     func run() throws {
         let dir = config.logDirs[0] + "/__cluster_metadata"
-        let controller = try MetadataController(directory: dir, logger: logger, validateConfigs: TopicConfig.validate)
+        let snapshotBytes = Int(config.value("metadata.log.max.record.bytes.between.snapshots").value!)!
+        let controller = try MetadataController(directory: dir, logger: logger, snapshotIntervalBytes: snapshotBytes,
+                                                validateConfigs: TopicConfig.validate)
         let service = ControllerService(controller: controller, config: config, logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = KafkaServer(group: group, service: service, frameBytesMax: config.socketRequestMaxBytes, logger: logger)

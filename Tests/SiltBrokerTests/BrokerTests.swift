@@ -435,3 +435,38 @@ final class BrokerTests: XCTestCase {
         XCTAssertEqual(e.endOffset, 3)
     }
 }
+
+/// A broker that starts after the controller has snapshotted loads the snapshot
+/// (FetchSnapshot), then follows the records after it.
+final class MetadataSnapshotFollowTests: XCTestCase {
+    func testBrokerCatchesUpThroughASnapshot() throws {
+        let logger = Logger(label: "test")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-snapfollow-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try ServerConfig(properties: ["log.dirs": dir])
+        let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
+                                                snapshotIntervalBytes: 1500, validateConfigs: TopicConfig.validate)
+        for i in 0..<30 { try controller.createTopic(name: "s\(i)", partitions: 1, configs: [:], validateOnly: false) }
+        for i in 0..<10 { _ = try controller.deleteTopic(name: "s\(i)", id: nil) }
+        XCTAssertGreaterThan(controller.snapshot.endOffset, 0)
+        let service = ControllerService(controller: controller, config: config, logger: logger)
+        let logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
+        defer { logs.shutdown() }
+        let broker = Broker(config: config, clusterId: "c", controllerChannel:
+                                LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
+                            logs: logs, writePath: LocalFsyncWritePath(), logger: logger)
+        try broker.start(on: group.next())
+        defer { broker.stop() }
+        XCTAssertEqual(broker.metadata.image.topicsByName.keys.sorted(), controller.image.topicsByName.keys.sorted())
+        XCTAssertEqual(broker.metadata.image.nextOffset, controller.image.nextOffset)
+        XCTAssertNotNil(logs.partition(topic: "s29", partition: 0))
+        XCTAssertNil(logs.partition(topic: "s0", partition: 0))
+        // And keeps following after it.
+        try controller.createTopic(name: "later", partitions: 2, configs: [:], validateOnly: false)
+        try broker.metadata.catchUp(on: group.next()).wait()
+        XCTAssertEqual(broker.metadata.image.topic(named: "later")?.partitionCount, 2)
+        XCTAssertNotNil(logs.partition(topic: "later", partition: 1))
+    }
+}
