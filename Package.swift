@@ -19,7 +19,7 @@ let package = Package(
         // The C layer: CRC32C, io_uring (liburing), memfd, futex.
         .target(name: "CSupport", path: "CSupport",
                 cSettings: [.unsafeFlags(["-O2"])],
-                linkerSettings: [.linkedLibrary("uring")]),
+                linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("curl"), .linkedLibrary("crypto")]),
         // Kafka wire protocol: primitives plus types generated from the JSON specs.
         .target(name: "SiltProtocol", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
@@ -47,6 +47,16 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Object storage: the ObjectStore protocol, S3 (libcurl + OpenSSL SigV4) and file://.
+        .target(name: "SiltObjectStore", dependencies: [
+            "CSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Operator tooling: the s3url, generate-s3-url's checks, generate-start-command.
+        .target(name: "SiltAdmin", dependencies: [
+            "SiltObjectStore", "SiltNode",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Durable partition logs under log.dirs.
         .target(name: "SiltStorage", dependencies: [
             "CSupport", "SiltRecords",
@@ -72,7 +82,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "silt", dependencies: [
-            "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet",
+            "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet", "SiltAdmin", "SiltObjectStore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -92,6 +102,8 @@ let package = Package(
         .testTarget(name: "SiltControllerTests", dependencies: ["SiltController", "SiltNode"]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
         .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
+        .testTarget(name: "SiltObjectStoreTests", dependencies: ["SiltObjectStore", "CSupport"]),
+        .testTarget(name: "SiltAdminTests", dependencies: ["SiltAdmin", "SiltObjectStore", "SiltNode"]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -20,6 +20,8 @@
 # Knobs (environment): RECORD_BYTES=1024 RECORDS_PER_BATCH=15 PARTITIONS=6 CONNECTIONS=4
 # PIPELINE=8 WARMUP_S=5 DURATION_S=20 MAX_DURATION_S=25 SWEEP="10 25 50 75 90"
 # FIO_RUNTIME_S=10 SKIP_BUILD=0 KEEP=0 (keep the 4 GiB image) RESULTS=/var/tmp/silt-bench-results/<ts>
+# LOG_DIR=<work dir> (parent of the node's log.dirs; a diagnostic run may point it at /dev/shm to
+# take the segment files' periodic fdatasync off the disk the WAL uses)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,6 +44,7 @@ IMG=$WORK/wal.img
 SILT=$ROOT/.build/release/silt
 BENCH=$ROOT/.build/release/silt-bench
 TOPIC=bench-produce-latency
+DATA_DIR=${LOG_DIR:-$WORK}/silt-data.$$
 WAL_CAPACITY=$((2 << 30))
 
 say() { printf '%s\n' "$*"; }
@@ -63,6 +66,7 @@ cleanup() {
         wait "$NODE_PID" 2>/dev/null
     fi
     [ -n "$LOOP" ] && losetup -d "$LOOP" && say "detached $LOOP"
+    rm -rf "$DATA_DIR"
     if [ -d "$WORK" ]; then
         [ -f "$WORK/node.log" ] && cp "$WORK/node.log" "$RESULTS/" 2>/dev/null
         if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
@@ -98,6 +102,7 @@ WAL_BS=$((WAL_WRITE / 1024))k
 
 say "== silt produce latency benchmark  $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 say "host: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), kernel $(uname -r), $(awk '/MemTotal/{printf "%.1f GiB RAM", $2/1048576}' /proc/meminfo)"
+say "background: loadavg $(cut -d' ' -f1-3 /proc/loadavg); busiest other processes: $(ps -eo pcpu=,comm= --sort=-pcpu | head -4 | awk '{printf "%s %s%%; ", $2, $1}')"
 say "load: ${RECORDS_PER_BATCH} x ${RECORD_BYTES} B records per request (batch ${BATCH_BYTES} B -> WAL record ${WAL_WRITE} B alone), acks=all, ${PARTITIONS} partitions, ${CONNECTIONS} connections x ${PIPELINE} pipeline"
 
 # ---------------------------------------------------------------- device
@@ -177,7 +182,7 @@ PORT=$(free_port 29092)
 CPORT=$(free_port $((PORT + 1)))
 NODE_CMD=("$SILT" server
     --override node.id=0
-    --override "log.dirs=$WORK/data"
+    --override "log.dirs=$DATA_DIR"
     --override "listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT"
     --override "advertised.listeners=PLAINTEXT://127.0.0.1:$PORT"
     --override "s3.wal.path=$DEV"
@@ -213,7 +218,7 @@ jget() { jq -r ".$2" "$RESULTS/bench-$1.json" 2>/dev/null || echo "nan"; }
 say "== max rate (closed loop), ${MAX_DURATION_S}s after ${WARMUP_S}s warmup"
 bench max 0 "$MAX_DURATION_S" || die "max-rate run failed (see above)"
 MAX_MSGS=$(jget max achievedMsgsPerS)
-MAX_MBS=$(jget max mbPerS)
+MAX_MBS=$(printf '%.2f' "$(jget max mbPerS)")
 awk -v m="$MAX_MSGS" 'BEGIN{exit !(m > 0)}' || die "max-rate run achieved 0 msgs/s"
 
 RUNS="max"
@@ -231,7 +236,7 @@ for _ in $(seq 1 100); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.2; d
 if kill -0 "$NODE_PID" 2>/dev/null; then say "node did not exit within 20s of SIGTERM; SIGKILL"; kill -KILL "$NODE_PID"; fi
 wait "$NODE_PID" || NODE_RC=$?
 NODE_PID=""
-say "node exit status $NODE_RC"
+say "node exit status $NODE_RC; loadavg now $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- report
 say ""
@@ -254,7 +259,7 @@ say "== side by side (produce at 50% of max vs fio at the WAL write size $WAL_BS
 if [ -s "$RESULTS/bench-$HALF.json" ]; then
     P99=$(jget $HALF p99Ms); P999=$(jget $HALF p999Ms)
     verdict() { if awk "BEGIN{exit !($1)}"; then echo PASS; else echo MISS; fi; }
-    say "produce p99 @50%: $P99 ms   p99.9: $P999 ms   (max rate $MAX_MSGS msgs/s = $MAX_MBS MB/s)"
+    say "produce p99 @50%: $P99 ms   p99.9: $P999 ms   (max rate $(printf '%.0f' "$MAX_MSGS") msgs/s = $MAX_MBS MB/s)"
     say "fio $WAL_BS O_DSYNC (= one RWF_DSYNC WAL write) p99: $FIO_DSYNC_P99 ms, p99.9: $FIO_DSYNC_P999 ms"
     say "fio $WAL_BS write+fdatasync p99 (write p99 + fdatasync p99, an upper bound): $FIO_FDS_P99_SUM ms"
     R1=$(awk -v a="$P99" -v b="$FIO_DSYNC_P99" 'BEGIN{printf "ratio %.2fx, difference %+.3f ms", a/b, a-b}')

@@ -243,10 +243,10 @@ final class ProduceDriver {
                 .partitionResponses.first(where: { $0.index == partition })
             if let pr = pr {
                 if pr.errorCode == 0 { ok = true } else {
-                    noteError(pr.errorCode, "partition \(partition): \(kafkaErrorName(pr.errorCode)) \(pr.errorMessage ?? "")")
+                    noteError(pr.errorCode, "\(kafkaErrorName(pr.errorCode)): \(pr.errorMessage ?? "")")
                 }
             } else {
-                noteError(-1000, "partition \(partition): no result for it in the response")
+                noteError(-1000, "a produce response had no result for the partition sent")
             }
         } catch {
             abort("undecodable produce response: \(error)")
@@ -264,7 +264,7 @@ final class ProduceDriver {
 
     func noteError(_ code: Int16, _ sample: String) {
         errors[code, default: 0] += 1
-        if errorSamples.count < 10 { errorSamples.append(sample) }
+        if errorSamples.count < 10 && !errorSamples.contains(sample) { errorSamples.append(sample) }
     }
 
     /// End of the measured window: no new requests; queued (already due) ones still go out.

@@ -1,0 +1,1 @@
+// SiltAdmin: see the files of this module.

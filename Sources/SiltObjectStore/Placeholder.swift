@@ -1,0 +1,1 @@
+// SiltObjectStore: see the files of this module.
