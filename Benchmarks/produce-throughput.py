@@ -49,16 +49,21 @@ def main() -> int:
     ap.add_argument("--compression", default="none")
     ap.add_argument("--rate", type=float, default=0.0,
                     help="target messages/s (0 = as fast as possible; latency then includes client queueing)")
+    ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra silt --override for --start (repeatable)")
     ap.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     args = ap.parse_args()
 
     node = None
+    ok = False
     if args.start:
         sys.path.insert(0, str(ROOT / "Tests" / "integration"))
         from silt_helpers import Node  # noqa: E402
 
         tmp = tempfile.mkdtemp(prefix="silt-bench-")
-        node = Node(Path(tmp), {"num.partitions": str(args.partitions)})
+        overrides = {"num.partitions": str(args.partitions)}
+        overrides.update(kv.split("=", 1) for kv in args.override)
+        node = Node(Path(tmp), overrides)
         node.start()
         args.bootstrap = node.bootstrap
         print(f"started silt on {args.bootstrap} (data {tmp}, stderr {node.log_path})")
@@ -109,6 +114,8 @@ def main() -> int:
                     break
                 except BufferError:
                     p.poll(0.01)
+                    if mono() - start > args.timeout:
+                        break
             if i % 1000 == 0:
                 p.poll(0)
             if args.rate > 0:
@@ -116,9 +123,9 @@ def main() -> int:
                 if ahead > 0:
                     p.poll(ahead)
             if mono() - start > args.timeout:
-                print("timeout while producing", file=sys.stderr)
+                print(f"timeout: gave up producing after {args.timeout}s ({i} queued)", file=sys.stderr)
                 break
-        left = p.flush(max(1.0, args.timeout - (mono() - start)))
+        left = p.flush(max(5.0, args.timeout - (mono() - start)))
         elapsed = mono() - start
 
         n = len(latencies)
@@ -132,15 +139,23 @@ def main() -> int:
         print(f"throughput      {n / elapsed:,.0f} msg/s  {n * args.size / elapsed / 1e6:,.1f} MB/s")
         print(f"latency         p50 {percentile(lat, 50) * 1000:.1f} ms  p99 {percentile(lat, 99) * 1000:.1f} ms"
               f"  mean {statistics.fmean(lat) * 1000 if lat else float('nan'):.1f} ms")
-        return 0 if n == args.count else 1
+        ok = n == args.count
+        return 0 if ok else 1
     finally:
         if node is not None:
+            clean = ok
             try:
                 rc = node.stop()
                 print(f"silt stopped (exit {rc})")
+                clean = clean and rc == 0
             except Exception as e:  # noqa: BLE001 - a hung SIGTERM is reported, the node is killed
                 print(f"silt did not stop cleanly: {str(e).splitlines()[0]}", file=sys.stderr)
-            shutil.rmtree(node.workdir, ignore_errors=True)
+                clean = False
+            if clean:
+                shutil.rmtree(node.workdir, ignore_errors=True)
+            else:
+                shutil.rmtree(node.data_dir, ignore_errors=True)
+                print(f"kept silt's stderr for inspection: {node.log_path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@
 # FIO_RUNTIME_S=10 SKIP_BUILD=0 KEEP=0 (keep the 4 GiB image) RESULTS=/var/tmp/silt-bench-results/<ts>
 # LOG_DIR=<work dir> (parent of the node's log.dirs; a diagnostic run may point it at /dev/shm to
 # take the segment files' periodic fdatasync off the disk the WAL uses)
+# NODE_OVERRIDES="k=v k2=v2" (extra --override settings for the node, e.g. s3.wal.trim.interval.ms=5000)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -83,8 +84,12 @@ FSTYPE=$(stat -f -c %T "$WORK")
 
 # ---------------------------------------------------------------- build
 if [ "$SKIP_BUILD" != 1 ]; then
-    say "== building (swift build -c release --product silt --product silt-bench)"
-    (cd "$ROOT" && swift build -c release --product silt --product silt-bench 2>&1 | tail -3)
+    say "== building (swift build -c release --product silt, then --product silt-bench)"
+    # (one --product per invocation: SwiftPM keeps only the last one given)
+    for product in silt silt-bench; do
+        (cd "$ROOT" && swift build -c release --product "$product" 2>&1 | tail -1) \
+            || die "swift build --product $product failed"
+    done
 fi
 [ -x "$SILT" ] && [ -x "$BENCH" ] || die "missing $SILT or $BENCH (build first)"
 
@@ -188,6 +193,7 @@ NODE_CMD=("$SILT" server
     --override "s3.wal.path=$DEV"
     --override "s3.wal.capacity=$WAL_CAPACITY"
     --override "num.partitions=$PARTITIONS")
+for kv in ${NODE_OVERRIDES:-}; do NODE_CMD+=(--override "$kv"); done
 say "== node: ${NODE_CMD[*]}"
 "${NODE_CMD[@]}" >"$WORK/node.log" 2>&1 </dev/null &
 NODE_PID=$!
@@ -202,14 +208,17 @@ say "node pid $NODE_PID listening on 127.0.0.1:$PORT"
 # ---------------------------------------------------------------- silt-bench
 BENCH_ARGS=(produce --bootstrap "127.0.0.1:$PORT" --topic "$TOPIC" --partitions "$PARTITIONS"
     --connections "$CONNECTIONS" --pipeline "$PIPELINE" --record-bytes "$RECORD_BYTES"
-    --records-per-batch "$RECORDS_PER_BATCH" --acks -1 --warmup-s "$WARMUP_S" --json)
+    --records-per-batch "$RECORDS_PER_BATCH" --acks -1 --warmup-s "$WARMUP_S" --progress-interval-s 1 --json)
 # bench NAME RATE DURATION -> writes $RESULTS/bench-NAME.json; returns silt-bench's status
 bench() {
     local rc=0
     say "-- silt-bench ${BENCH_ARGS[*]} --rate $2 --duration-s $3"
     timeout $(( $3 + WARMUP_S + 120 )) "$BENCH" "${BENCH_ARGS[@]}" --rate "$2" --duration-s "$3" \
         >"$RESULTS/bench-$1.json" 2>"$RESULTS/bench-$1.err" || rc=$?
-    [ -s "$RESULTS/bench-$1.err" ] && sed 's/^/   /' "$RESULTS/bench-$1.err" >&2
+    # stderr holds one progress line per second (kept in the file) and any errors
+    grep -v '^progress ' "$RESULTS/bench-$1.err" | sed 's/^/   /' >&2 || true
+    worst=$(awk '/^progress /{for(i=1;i<=NF;i++) if($i ~ /^max=/){split($i,a,"="); if(a[2]+0>m){m=a[2]+0; t=$2}}} END{if(m) printf "%s %.1f ms", t, m}' "$RESULTS/bench-$1.err")
+    [ -n "$worst" ] && say "   worst 1-second interval: $worst (per-second lines in $RESULTS/bench-$1.err)"
     if ! kill -0 "$NODE_PID" 2>/dev/null; then tail -60 "$WORK/node.log" >&2; die "the node died during run $1"; fi
     return $rc
 }

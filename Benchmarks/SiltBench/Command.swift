@@ -44,6 +44,8 @@ struct Produce: ParsableCommand {
     @Option(help: "Produce API version (default: highest both sides support).") var produceVersion: Int16?
     @Option(help: "Open loop: abort the run if more than this many seconds of requests are queued in the client.")
     var maxBacklogS: Double = 2
+    @Option(help: "Print per-interval latency lines on stderr every this many seconds (0 = off).")
+    var progressIntervalS: Double = 0
     @Flag(help: "Print one JSON object line instead of the human-readable report.") var json = false
 
     func validate() throws {
@@ -95,7 +97,8 @@ struct Produce: ParsableCommand {
             topic: topic, partitions: partitions, connections: connections, pipeline: pipeline,
             recordBytes: recordBytes, recordsPerBatch: recordsPerBatch, acks: acks, rate: rate,
             durationS: durationS, warmupS: warmupS, brokerTimeoutMs: brokerTimeoutMs,
-            requestTimeoutS: requestTimeoutS, produceVersion: pv, maxBacklogS: maxBacklogS)
+            requestTimeoutS: requestTimeoutS, produceVersion: pv, maxBacklogS: maxBacklogS,
+            progressIntervalS: progressIntervalS)
         let driver = ProduceDriver(config: config, conns: conns, loop: loop)
         let result: ProduceReport
         do {

@@ -19,6 +19,7 @@ struct ProduceConfig {
     var requestTimeoutS: Double
     var produceVersion: Int16
     var maxBacklogS: Double
+    var progressIntervalS: Double
 }
 
 struct ProduceReport: Codable {
@@ -85,6 +86,8 @@ final class ProduceDriver {
 
     var hist = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000,
                                  numberOfSignificantValueDigits: .three)
+    var interval = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000,
+                                     numberOfSignificantValueDigits: .two)
     var measuredRequests: UInt64 = 0
     var ackedRecordsInWindow: UInt64 = 0
     var errors: [Int16: UInt64] = [:]
@@ -146,6 +149,7 @@ final class ProduceDriver {
         }
         timers.append(loop.scheduleTask(deadline: .uptimeNanoseconds(endNs)) { [unowned self] in self.stop() })
         scheduleWatchdog()
+        if cfg.progressIntervalS > 0 { scheduleProgress() }
         return promise.futureResult
     }
 
@@ -165,6 +169,24 @@ final class ProduceDriver {
                 return
             }
             self.scheduleWatchdog()
+        })
+    }
+
+    /// Per-interval latency line on stderr (all requests completed in the interval, warmup
+    /// included), to see when the tail happens.
+    func scheduleProgress() {
+        timers.append(loop.scheduleTask(in: .nanoseconds(Int64(cfg.progressIntervalS * 1e9))) { [unowned self] in
+            guard !self.finished else { return }
+            let t = Double(nowNs() - self.startNs) / 1e9
+            let h = self.interval
+            let line = h.totalCount == 0
+                ? String(format: "progress t=%.1fs no responses, backlog %d\n", t, self.backlog.count)
+                : String(format: "progress t=%.1fs n=%llu p50=%.3f p99=%.3f max=%.3f ms backlog=%d\n", t, h.totalCount,
+                         Double(h.valueAtPercentile(50)) / 1000, Double(h.valueAtPercentile(99)) / 1000,
+                         Double(h.max) / 1000, self.backlog.count)
+            FileHandle.standardError.write(Data(line.utf8))
+            self.interval.reset()
+            self.scheduleProgress()
         })
     }
 
@@ -252,11 +274,12 @@ final class ProduceDriver {
             abort("undecodable produce response: \(error)")
             return
         }
+        let us = min(max(1, (now &- intendedNs) / 1000), hist.highestTrackableValue)
         if measured {
             measuredRequests += 1
-            let us = max(1, (now &- intendedNs) / 1000)
-            _ = hist.record(min(us, hist.highestTrackableValue))
+            _ = hist.record(us)
         }
+        if cfg.progressIntervalS > 0 { _ = interval.record(us) }
         if ok && now >= warmupEndNs && now <= endNs { ackedRecordsInWindow += UInt64(cfg.recordsPerBatch) }
         dispatch()
         maybeFinish()

@@ -74,6 +74,7 @@ extension ServerConfig {
         .init("s3.region", .string, nil, doc: "S3 region."),
         .init("s3.bucket", .string, nil, doc: "S3 data bucket."),
         .init("s3.path.style", .bool, "false", doc: "Path-style addressing."),
+        .init("s3.credentials.file", .string, nil, doc: "A file with the S3 access and secret key (AWS shared-credentials format or s3.access.key=/s3.secret.key= lines)."),
         .init("autobalancer.controller.enable", .bool, "true", doc: "Continuous self-balancing."),
         .init("elasticstream.enable", .bool, "true", doc: "AutoMQ stream storage switch; always on in Silt."),
     ]

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SiltAdmin
 import SiltBroker
 import SiltNode
+import SiltObjectStore
 import SiltRing
 
 /// `silt server`: the node's supervisor. It validates the configuration, formats storage
@@ -20,6 +22,9 @@ struct Server: ParsableCommand {
     @Argument(help: "A Kafka-style server.properties file.")
     var propertiesFile: String?
 
+    @Option(name: .customLong("s3-url"), help: ArgumentHelp("The s3url printed by `silt admin generate-s3-url`.", valueName: "s3url"))
+    var s3url: String?
+
     @Option(name: .customLong("override"), help: ArgumentHelp("Set a configuration key.", valueName: "key=value"))
     var overrides: [String] = []
 
@@ -30,9 +35,16 @@ struct Server: ParsableCommand {
         do { try bootstrapLogging(level: logLevel) } catch { fail("\(error)") }
         var logger = Logger(label: "silt.supervisor")
 
+        // The s3url may carry the secret key: take it out of this process's argv (what `ps`
+        // and /proc/<pid>/cmdline show) as soon as it is parsed.
+        let parsedURL: S3URL?
+        do { parsedURL = try s3url.map(S3URL.parse) } catch { fail("--s3-url: \(error)") }
+        Server.scrubSecretsFromArgv()
+
         let config: ServerConfig
         do {
-            config = try ServerConfig.load(propertiesFile: propertiesFile, overrides: overrides)
+            config = try ServerConfig.load(propertiesFile: propertiesFile, layers: NodeStart.layers(s3url: parsedURL),
+                                           overrides: overrides)
         } catch {
             fail("configuration error: \(error)")
         }
@@ -49,6 +61,18 @@ struct Server: ParsableCommand {
         }
         logger.info("starting node", metadata: ["cluster.id": "\(clusterId)", "log.dir": "\(config.logDirs[0])",
                                                 "roles": "\(config.processRoles.map(\.rawValue).sorted())"])
+        if let url = parsedURL {
+            // Bind the ops bucket to this cluster on first start; refuse another cluster's bucket.
+            do {
+                let credentials = try NodeStart.credentials(s3url: url, config: config)
+                let store = try S3ObjectStore(config: url.s3Config(bucket: url.opsBucket, credentials: credentials), logger: logger)
+                let outcome = try NodeStart.prepareNodeStartBlocking(clusterId: clusterId, nodeId: config.nodeId,
+                                                                     store: store, bucket: url.opsBucket)
+                logger.info("object storage ready", metadata: ["s3url": "\(url.description)", "clusterMarker": "\(outcome)"])
+            } catch {
+                fail("object storage: \(error)")
+            }
+        }
 
         let roles: [RoleSpec]
         do {
@@ -61,6 +85,27 @@ struct Server: ParsableCommand {
         do { code = try supervisor.run() } catch { fail("supervisor: \(error)") }
         if code != 0 { logger.error("node stopped with exit code \(code)") }
         Foundation.exit(code)
+    }
+
+    /// Overwrites the values of secret parameters in this process's argv strings, in place.
+    static func scrubSecretsFromArgv() {
+        let markers = ["s3-secret-key=", "s3-access-key=", "s3.secret.key=", "s3.access.key="]
+        for i in 1..<Int(CommandLine.argc) {
+            guard let arg = CommandLine.unsafeArgv[i] else { continue }
+            let length = strlen(arg)
+            let text = String(cString: arg)
+            for marker in markers {
+                var searchFrom = text.startIndex
+                while let r = text.range(of: marker, range: searchFrom..<text.endIndex) {
+                    var j = text.utf8.distance(from: text.utf8.startIndex, to: r.upperBound)
+                    while j < length && arg[j] != Int8(UInt8(ascii: "&")) && arg[j] != Int8(UInt8(ascii: " ")) {
+                        arg[j] = Int8(UInt8(ascii: "*"))
+                        j += 1
+                    }
+                    searchFrom = r.upperBound
+                }
+            }
+        }
     }
 
     /// The role processes `process.roles` implies, with the descriptors each inherits.

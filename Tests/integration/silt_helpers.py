@@ -44,6 +44,16 @@ class NodeError(RuntimeError):
 _ALL_PROCS: list[subprocess.Popen] = []
 
 
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    _kill_leftovers()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
 @atexit.register
 def _kill_leftovers() -> None:
     """Never leave a broker running, even if pytest dies mid-test."""
@@ -51,13 +61,42 @@ def _kill_leftovers() -> None:
         _kill_group(p)
 
 
+def _descendants(pid: int) -> list[int]:
+    """All live descendants of `pid` (from /proc), children first found first."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 def _kill_group(p: subprocess.Popen) -> None:
-    """SIGKILL the node's whole process group (it runs in its own session), so no
-    role/child process outlives it holding ports or the data dir."""
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """SIGKILL the node: its process group (it runs in its own session) and every
+    descendant (role processes may sit in process groups of their own), so nothing
+    outlives it holding ports or the data dir."""
+    victims = _descendants(p.pid) if p.poll() is None else []
+    for sig_target in (lambda: os.killpg(p.pid, signal.SIGKILL), lambda: p.kill()):
+        try:
+            sig_target()
+        except (ProcessLookupError, PermissionError):
+            pass
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     try:
         p.wait(10)
     except subprocess.TimeoutExpired:

@@ -1,1 +1,0 @@
-// SiltAdmin: see the files of this module.

@@ -1,1 +1,0 @@
-// SiltObjectStore: see the files of this module.
