@@ -79,7 +79,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$WORK" "$RESULTS"
-FSTYPE=$(stat -f -c %T "$WORK")
+FSTYPE=$(findmnt -no FSTYPE -T "$WORK" 2>/dev/null || stat -f -c %T "$WORK")
 [ "$FSTYPE" = tmpfs ] && die "$WORK is on tmpfs; the benchmark needs a real disk"
 
 # ---------------------------------------------------------------- build

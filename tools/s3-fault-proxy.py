@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import socket
 import socketserver
 import struct
@@ -155,11 +156,14 @@ class Handler(socketserver.StreamRequestHandler):
             try:
                 up, upf = self.upstream()
                 up.sendall(raw_request)
-                got = read_head(upf)
-                if got is None:
-                    raise ConnectionError("upstream closed")
-                head_raw, status_line, headers = got
-                status = int(status_line.split()[1])
+                while True:
+                    got = read_head(upf)
+                    if got is None:
+                        raise ConnectionError("upstream closed")
+                    head_raw, status_line, headers = got
+                    status = int(status_line.split()[1])
+                    if not (100 <= status < 200):
+                        break
                 no_body = method == "HEAD" or status in (204, 304) or 100 <= status < 200
                 if not no_body and "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", ""):
                     body = upf.read()  # delimited by close
@@ -185,6 +189,10 @@ class Handler(socketserver.StreamRequestHandler):
                 raw, start, headers = got
                 parts = start.split()
                 method, target = parts[0], parts[1]
+                if headers.get("expect", "").lower() == "100-continue":
+                    # Answer the interim response ourselves; upstream 1xx replies are skipped.
+                    self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                    self.wfile.flush()
                 body = read_body(self.rfile, headers)
                 if target == "/__fault_stats":
                     data = STATE.dump().encode()
@@ -245,6 +253,8 @@ def main():
     ap.add_argument("--stats-file", default=None)
     ap.add_argument("--max-latency-ms", type=int, default=300)
     args = ap.parse_args()
+    # A parent (e.g. a test runner) may have blocked signals: SIGTERM must stop the proxy.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
     STATE = State(args)
     srv = Server(("127.0.0.1", args.port), Handler)
     STATE.dump()

@@ -10,6 +10,7 @@ import SiltRing
 ///  +8    ready u32 (futex word: 0 while the WAL recovers, then generation >= 1) │ pad u32
 ///  +16   recoveredStartLSN u64 │ +24 recoveredEndLSN u64 │ +32 recoveredBytes u64
 ///  +64   durableLSN u64        (release-stored by the WAL after each completed write)
+///  +72   usedBytes u64 │ +80 capacityBytes u64   (the WAL's fill level, for early trims)
 ///  +4096 recovered frames: WALFrameCodec records, recoveredBytes long
 /// ```
 /// On every start the WAL writer recovers its device, writes the valid tail here, stores
@@ -81,6 +82,14 @@ public final class WALState: @unchecked Sendable {
 
     /// WAL side: everything below `lsn` is on the device.
     public func storeDurable(_ lsn: UInt64) { silt_atomic_store_release_u64(word64(64), lsn) }
+
+    /// WAL side: how full the WAL is.
+    public func storeUsage(usedBytes: UInt64, capacityBytes: UInt64) {
+        silt_atomic_store_release_u64(word64(72), usedBytes)
+        silt_atomic_store_release_u64(word64(80), capacityBytes)
+    }
+    public var usedBytes: UInt64 { silt_atomic_load_acquire_u64(word64(72)) }
+    public var capacityBytes: UInt64 { silt_atomic_load_acquire_u64(word64(80)) }
 
     /// Broker side: waits (futex, no spinning) until a recovery is published.
     public func waitReady(timeout: Duration) -> Bool {

@@ -82,6 +82,8 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     private let logs: LogManager
     private let logger: Logger
     private let trimIntervalMs: Int
+    /// The WAL's fill level, for trimming early when it runs full (nil in tests without one).
+    private let walState: WALState?
     /// Serializes appends to the ring (one writer) and the waiter queue, in LSN order.
     private let lock = NSLock()
     private var waiters: [Waiter] = []
@@ -93,7 +95,8 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     private var threads: [Thread] = []
 
     public init(ring: LogRing, durableNotices: ControlRing, trimCommands: ControlRing, logs: LogManager,
-                trimIntervalMs: Int, logger: Logger) {
+                trimIntervalMs: Int, walState: WALState? = nil, logger: Logger) {
+        self.walState = walState
         self.ring = ring
         self.durableNotices = durableNotices
         self.trimCommands = trimCommands
@@ -120,27 +123,58 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// The LSN below which the WAL has everything.
     public var durablePosition: UInt64 { lock.withLock { durableLSN } }
 
+    /// Appends under the partition lock with a non-blocking ring append. When the ring is
+    /// full the segment write is undone and the caller waits for space with no lock held,
+    /// then tries again: the flusher (which needs the partition lock) and the durable-notice
+    /// thread (which needs this path's lock) keep running, so the WAL can trim and drain.
     public func append(_ log: PartitionLog, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
                        logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>) {
         let promise = eventLoop.makePromise(of: Void.self)
-        let info = try log.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) { bytes, info in
-            try self.lock.withLock {
-                let count = UInt32(clamping: info.lastOffset - info.baseOffset + 1)
-                let (startLSN, endLSN) = try bytes.withUnsafeReadableBytes { payload in
-                    try ring.append(streamId: streamId, baseOffset: info.baseOffset, count: count, payload: payload,
-                                    timeout: LogBufferWritePath.appendWaitMax)
+        let deadline = ContinuousClock.now + LogBufferWritePath.appendWaitMax
+        let spaceNeeded = min(ring.capacityBytes / 2, records.readableBytes + 2 * LogRing.frameHeaderBytes)
+        while true {
+            if ring.freeBytes < spaceNeeded {
+                // Known full: wait before writing the segment at all.
+                let left = deadline - ContinuousClock.now
+                if left > .zero { _ = ring.waitForSpace(bytes: spaceNeeded, timeout: min(left, .milliseconds(100))) }
+            }
+            do {
+                let info = try log.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) { bytes, info in
+                    try self.publishLocked(log, streamId: streamId, bytes: bytes, info: info, promise: promise)
                 }
-                waiters.append(Waiter(endLSN: endLSN, log: log, endOffset: info.lastOffset + 1, promise: promise))
-                let entry = TailEntry(baseOffset: info.baseOffset, endOffset: info.lastOffset + 1,
-                                      payloadLSN: startLSN + UInt64(LogRing.frameHeaderBytes), payloadBytes: bytes.readableBytes)
-                let key = streamId
-                tails[key, default: []].append(entry)
-                if tails[key]!.count > 2 * LogBufferWritePath.tailEntriesMax {
-                    tails[key]!.removeFirst(tails[key]!.count - LogBufferWritePath.tailEntriesMax)
+                return (info, promise.futureResult)
+            } catch RingError.full {
+                let left = deadline - ContinuousClock.now
+                guard left > .zero else {
+                    promise.fail(RingError.full)
+                    throw RingError.full
                 }
+                _ = ring.waitForSpace(bytes: spaceNeeded, timeout: min(left, .milliseconds(100)))
+            } catch {
+                promise.fail(error)
+                throw error
             }
         }
-        return (info, promise.futureResult)
+    }
+
+    /// Called under the partition lock: the ring append (never blocking) and the waiter.
+    private func publishLocked(_ log: PartitionLog, streamId: UInt64, bytes: ByteBuffer, info: AppendInfo,
+                               promise: EventLoopPromise<Void>) throws {
+        try lock.withLock {
+            let count = UInt32(clamping: info.lastOffset - info.baseOffset + 1)
+            let appended: (startLSN: UInt64, endLSN: UInt64)? = try bytes.withUnsafeReadableBytes {
+                (payload: UnsafeRawBufferPointer) throws -> (startLSN: UInt64, endLSN: UInt64)? in
+                try ring.tryAppend(streamId: streamId, baseOffset: info.baseOffset, count: count, payload: payload)
+            }
+            guard let (startLSN, endLSN) = appended else { throw RingError.full }
+            waiters.append(Waiter(endLSN: endLSN, log: log, endOffset: info.lastOffset + 1, promise: promise))
+            let entry = TailEntry(baseOffset: info.baseOffset, endOffset: info.lastOffset + 1,
+                                  payloadLSN: startLSN + UInt64(LogRing.frameHeaderBytes), payloadBytes: bytes.readableBytes)
+            tails[streamId, default: []].append(entry)
+            if tails[streamId]!.count > 2 * LogBufferWritePath.tailEntriesMax {
+                tails[streamId]!.removeFirst(tails[streamId]!.count - LogBufferWritePath.tailEntriesMax)
+            }
+        }
     }
 
     public func forgetStreams(_ ids: [UInt64]) {
@@ -237,11 +271,23 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         }
     }
 
+    /// Segment writeback is started every `writebackIntervalMs`, so that it trickles to disk
+    /// instead of arriving as one burst at the next fdatasync (a burst stalls the WAL's
+    /// writes when both share a disk).
+    static let writebackIntervalMs = 50
+
     /// Makes segment files durable and lets the WAL drop what they now hold.
     private func trimLoop() {
         var lastTrim: UInt64 = 0
+        var nextFlush = ContinuousClock.now + .milliseconds(trimIntervalMs)
         while !lock.withLock({ stopped }) {
-            Thread.sleep(forTimeInterval: Double(trimIntervalMs) / 1000)
+            Thread.sleep(forTimeInterval: Double(min(trimIntervalMs, LogBufferWritePath.writebackIntervalMs)) / 1000)
+            logs.startWriteback()
+            // Trim on schedule, or early once the WAL is half full (a small WAL at a high rate).
+            var walHalfFull = false
+            if let state = walState, state.capacityBytes > 0 { walHalfFull = state.usedBytes * 2 >= state.capacityBytes }
+            guard ContinuousClock.now >= nextFlush || walHalfFull else { continue }
+            nextFlush = ContinuousClock.now + .milliseconds(trimIntervalMs)
             let target = durablePosition
             guard target > lastTrim else { continue }
             // Every batch below `target` was written to its segment before it entered the

@@ -115,6 +115,13 @@ public final class LogManager: @unchecked Sendable {
         for log in all { log.flush() }
     }
 
+    /// External durability: starts writeback of what every partition wrote since the last
+    /// call, without waiting (see `PartitionLog.startWriteback`).
+    public func startWriteback() {
+        let all: [PartitionLog] = lock.withLock { Array(partitions.values) }
+        for log in all { log.startWriteback() }
+    }
+
     /// Calls `listener` (on a storage thread) whenever any partition's high watermark advances.
     public func addHighWatermarkListener(_ listener: @escaping @Sendable (PartitionLog, Int64) -> Void) {
         lock.withLock { listeners.append(listener) }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CSupport
 import Foundation
 import Logging
 import NIOCore
@@ -249,7 +250,8 @@ public final class PartitionLog: @unchecked Sendable {
             do {
                 try publish(buffer, info)
             } catch {
-                rollBackWriteLocked(active, toBytes: startBytes, cause: error)
+                // Not a storage failure (the log buffer is full, say): undo quietly.
+                rollBackWriteLocked(active, toBytes: startBytes, cause: error, quiet: true)
                 throw error
             }
             active.sizeBytes = startBytes + buffer.readableBytes
@@ -284,10 +286,12 @@ public final class PartitionLog: @unchecked Sendable {
     }
 
     /// Undoes a partial write. If even that fails the file content is unknown: go offline.
-    private func rollBackWriteLocked(_ segment: Segment, toBytes size: Int, cause: Error) {
+    private func rollBackWriteLocked(_ segment: Segment, toBytes size: Int, cause: Error, quiet: Bool = false) {
         do {
             try Sys.truncate(segment.fd, segment.path, toBytes: size)
-            logger.error("append failed, rolled back", metadata: ["partition": "\(topic)-\(partition)", "error": "\(cause)"])
+            if !quiet {
+                logger.error("append failed, rolled back", metadata: ["partition": "\(topic)-\(partition)", "error": "\(cause)"])
+            }
         } catch {
             logger.critical("append failed and rollback failed; partition offline",
                             metadata: ["partition": "\(topic)-\(partition)", "error": "\(error)"])
@@ -359,6 +363,24 @@ public final class PartitionLog: @unchecked Sendable {
         if let advancedTo {
             for listener in notify { listener(advancedTo) }
             onHighWatermarkAdvance?(self, advancedTo)
+        }
+    }
+
+    /// Starts (does not wait for) writeback of everything written since the last call, so
+    /// that the next fdatasync finds little to do. No cache flush is issued.
+    func startWriteback() {
+        lock.lock()
+        var ranges: [(Segment, Int, Int)] = []
+        for segment in dirtySegments where segment.sizeBytes > segment.writebackStartedBytes {
+            ranges.append((segment, segment.writebackStartedBytes, segment.sizeBytes - segment.writebackStartedBytes))
+            segment.writebackStartedBytes = segment.sizeBytes
+        }
+        lock.unlock()
+        for (segment, offset, bytes) in ranges {
+            let e = silt_start_writeback(segment.fd, Int64(offset), Int64(bytes))
+            if e != 0 {
+                logger.debug("sync_file_range failed", metadata: ["path": "\(segment.path)", "errno": "\(e)"])
+            }
         }
     }
 

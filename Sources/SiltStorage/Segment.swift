@@ -29,6 +29,8 @@ final class Segment {
     var sizeBytes: Int
     var nextOffset: Int64
     var maxTimestampMs: Int64 = -1
+    /// Bytes whose writeback has been started (`PartitionLog.startWriteback`).
+    var writebackStartedBytes = 0
     var index: [IndexEntry] = []
     private var bytesSinceIndexEntry = 0
 
@@ -38,6 +40,7 @@ final class Segment {
         self.path = path
         self.fd = fd
         self.sizeBytes = sizeBytes
+        self.writebackStartedBytes = sizeBytes
         self.nextOffset = baseOffset
     }
 

@@ -33,7 +33,8 @@ struct BrokerRole {
         let controller = KafkaClient(group: group, host: voter.host, port: voter.port,
                                      clientId: "silt-broker-\(config.nodeId)", logger: logger)
         let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, trimCommands: trimCommands,
-                                           logs: logs, trimIntervalMs: config.walTrimIntervalMs, logger: logger)
+                                           logs: logs, trimIntervalMs: config.walTrimIntervalMs, walState: state,
+                                           logger: logger)
         let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
                                                            clusterId: config.clusterId)
         let broker = Broker(config: config, clusterId: clusterId, controllerChannel: controller, logs: logs,

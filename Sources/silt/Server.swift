@@ -53,6 +53,19 @@ struct Server: ParsableCommand {
         if config.logDirs.count > 1 {
             logger.warning("several log.dirs given; this version stores everything in the first", metadata: ["log.dir": "\(config.logDirs[0])"])
         }
+        if let url = parsedURL {
+            // The s3url names the cluster; the bucket is checked before local storage is formatted.
+            let markerClusterId = config.clusterId ?? url.clusterId
+            // Bind the ops bucket to this cluster on first start; refuse another cluster's bucket.
+            do {
+                let credentials = try NodeStart.credentials(s3url: url, config: config)
+                let store = try S3ObjectStore(config: url.s3Config(bucket: url.opsBucket, credentials: credentials), logger: logger)
+                let outcome = try NodeStart.prepareNodeStartBlocking(clusterId: markerClusterId, nodeId: config.nodeId,
+                                                                     store: store, bucket: url.opsBucket)
+                logger.info("object storage ready", metadata: ["s3url": "\(url.description)", "clusterMarker": "\(outcome)"])
+            } catch {
+                fail("object storage: \(error)")
+            }
         let clusterId: String
         do {
             clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId, clusterId: config.clusterId)
@@ -61,17 +74,6 @@ struct Server: ParsableCommand {
         }
         logger.info("starting node", metadata: ["cluster.id": "\(clusterId)", "log.dir": "\(config.logDirs[0])",
                                                 "roles": "\(config.processRoles.map(\.rawValue).sorted())"])
-        if let url = parsedURL {
-            // Bind the ops bucket to this cluster on first start; refuse another cluster's bucket.
-            do {
-                let credentials = try NodeStart.credentials(s3url: url, config: config)
-                let store = try S3ObjectStore(config: url.s3Config(bucket: url.opsBucket, credentials: credentials), logger: logger)
-                let outcome = try NodeStart.prepareNodeStartBlocking(clusterId: clusterId, nodeId: config.nodeId,
-                                                                     store: store, bucket: url.opsBucket)
-                logger.info("object storage ready", metadata: ["s3url": "\(url.description)", "clusterMarker": "\(outcome)"])
-            } catch {
-                fail("object storage: \(error)")
-            }
         }
 
         let roles: [RoleSpec]
@@ -124,7 +126,7 @@ struct Server: ParsableCommand {
         if config.isController {
             roles.append(RoleSpec(name: "controller", executable: executable, arguments: ["role", "controller"],
                                   environment: environment, inheritedFds: configFds, stopOrder: 3,
-                                  stopTimeout: .seconds(10)))
+                                  stopTimeout: .seconds(5)))
         }
         if config.isBroker {
             let ringFd = try SharedMemory.createMemfd(name: "silt-log-buffer")
@@ -138,11 +140,11 @@ struct Server: ParsableCommand {
             let shared = configFds + [(ringFd, RoleFd.logRing), (durableFd, RoleFd.durableNotices),
                                       (trimFd, RoleFd.trimCommands), (stateFd, RoleFd.walState)]
             roles.append(RoleSpec(name: "wal", executable: executable, arguments: ["role", "wal"],
-                                  environment: environment, inheritedFds: shared, stopOrder: 2, stopTimeout: .seconds(15)))
+                                  environment: environment, inheritedFds: shared, stopOrder: 2, stopTimeout: .seconds(10)))
             roles.append(RoleSpec(name: "uploader", executable: executable, arguments: ["role", "uploader"],
-                                  environment: environment, inheritedFds: shared, stopOrder: 1, stopTimeout: .seconds(10)))
+                                  environment: environment, inheritedFds: shared, stopOrder: 1, stopTimeout: .seconds(5)))
             roles.append(RoleSpec(name: "broker", executable: executable, arguments: ["role", "broker"],
-                                  environment: environment, inheritedFds: shared, stopOrder: 0, stopTimeout: .seconds(20)))
+                                  environment: environment, inheritedFds: shared, stopOrder: 0, stopTimeout: .seconds(15)))
         }
         return roles
     }

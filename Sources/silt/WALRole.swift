@@ -78,6 +78,7 @@ struct WALRole {
                 guard m.kind == ControlMessage.kindTrim else { continue }
                 let trimmed = try wal.trim(to: min(m.value, wal.durableLSN))
                 walFull = false
+                state.storeUsage(usedBytes: wal.usedBytes, capacityBytes: wal.capacityBytes)
                 logger.trace("WAL trimmed", metadata: ["trimLSN": "\(trimmed)"])
             }
         }
@@ -112,13 +113,18 @@ struct WALRole {
                     if let durable = try wal.reap(wait: true) {
                         reader.advance(to: durable)
                         state.storeDurable(durable)
+                        state.storeUsage(usedBytes: wal.usedBytes, capacityBytes: wal.capacityBytes)
                         _ = durableNotices.tryPush(ControlMessage(kind: ControlMessage.kindDurable, value: durable))
                     }
                 } else if stop.isSet {
                     if reader.position == ring.writePosition || walFull { break }
                 } else if walFull {
                     if let m = trimCommands.pop(timeout: .milliseconds(50)) {
-                        if m.kind == ControlMessage.kindTrim { _ = try wal.trim(to: min(m.value, wal.durableLSN)); walFull = false }
+                        if m.kind == ControlMessage.kindTrim {
+                            _ = try wal.trim(to: min(m.value, wal.durableLSN))
+                            walFull = false
+                            state.storeUsage(usedBytes: wal.usedBytes, capacityBytes: wal.capacityBytes)
+                        }
                     }
                 } else {
                     _ = reader.waitForData(after: submitted, timeout: .milliseconds(50))

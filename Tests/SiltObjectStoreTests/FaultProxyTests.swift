@@ -18,7 +18,8 @@ final class FaultProxyTests: XCTestCase {
         proxy.standardOutput = out
         try proxy.run()
         defer {
-            proxy.terminate()
+            // SIGKILL: the test runner may block SIGTERM in the children it spawns.
+            kill(proxy.processIdentifier, SIGKILL)
             proxy.waitUntilExit()
             try? FileManager.default.removeItem(atPath: statsFile)
         }

@@ -76,7 +76,7 @@ final class MotoServer: @unchecked Sendable {
         let pidFile = NSTemporaryDirectory() + "silt-moto-\(getpid()).pid"
         let (status, out, err) = try TestSupport.run(
             ["/usr/bin/env", "python3", TestSupport.repoRoot + "/tools/moto-server", "--port", "0",
-             "--env-file", envFile, "--pid-file", pidFile, bucket])
+             "--env-file", envFile, "--pid-file", pidFile, "--watch-pid", String(getpid()), bucket])
         guard status == 0 else {
             if err.contains("No matching distribution") || err.contains("Could not find a version") || err.contains("pip") && err.contains("rror") {
                 startError = "moto cannot be installed (pip failed), skipping the S3 half: \(err.suffix(400))"

@@ -126,7 +126,7 @@ class Node:
             "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
             # AutoMQ's 2 GiB default WAL would cost 2 GiB of disk per test node.
-            "s3.wal.capacity": str(64 << 20),
+            "s3.wal.capacity": str(256 << 20),
         }
         self.overrides.update(overrides or {})
         self.proc: subprocess.Popen | None = None

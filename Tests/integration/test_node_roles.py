@@ -92,19 +92,21 @@ def test_kill_role_under_load_loses_no_acknowledged_message(node, role):
     assert re.search(rf"role={role} .*killed by signal 9|killed by signal 9.*role={role}", node.log_text()), \
         "the supervisor did not log the crash"
 
+    # A retried batch whose first attempt was written but not answered appears twice (this
+    # producer is not idempotent); what must hold is that every acknowledged message is at
+    # exactly the offset its delivery report gave, with no gap anywhere.
     got = consume_partitions(node, topic, range(PARTITIONS), total, timeout=120)
-    seen = {}
+    at: dict[tuple[int, int], bytes] = {}
     for part, msgs in got.items():
         offsets = [m.offset() for m in msgs]
         assert offsets == sorted(offsets), f"partition {part} out of order"
-        assert len(set(offsets)) == len(offsets)
         assert offsets == list(range(offsets[0], offsets[0] + len(offsets))), f"gap in partition {part}"
         for m in msgs:
-            seen.setdefault(m.value(), (m.partition(), m.offset()))
-    missing = [v for v in acked if v not in seen]
-    moved = [v for v, where in acked.items() if v in seen and seen[v] != where]
+            at[(m.partition(), m.offset())] = m.value()
+    missing = [v for v, where in acked.items() if where not in at]
+    moved = [v for v, where in acked.items() if where in at and at[where] != v]
     assert not missing, f"{len(missing)} acknowledged messages missing, e.g. {missing[:3]}"
-    assert not moved, f"{len(moved)} acknowledged messages at another offset, e.g. {moved[:3]}"
+    assert not moved, f"{len(moved)} acknowledged offsets hold another message, e.g. {moved[:3]}"
 
 
 def test_graceful_stop_drains_roles_in_order(node):
