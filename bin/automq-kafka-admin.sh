@@ -11,20 +11,9 @@ set -euo pipefail
 script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$script_dir")"
 
-find_silt() {
-    if [ -x "$repo/.build/release/silt" ]; then
-        echo "$repo/.build/release/silt"
-    elif [ -n "${SILT_BIN:-}" ] && [ -x "$SILT_BIN" ]; then
-        echo "$SILT_BIN"
-    elif command -v silt >/dev/null 2>&1; then
-        command -v silt
-    else
-        echo "automq-kafka-admin.sh: cannot find the silt binary; run 'swift build -c release --product silt' in $repo, set SILT_BIN, or put silt on PATH" >&2
-        return 1
-    fi
-}
-
-silt="$(find_silt)"
+tool=automq-kafka-admin.sh
+# shellcheck source=bin/find-silt.sh
+. "$script_dir/find-silt.sh"
 
 if [ $# -eq 0 ]; then
     exec "$silt" admin --help

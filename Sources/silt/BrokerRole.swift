@@ -14,10 +14,9 @@ struct BrokerRole {
     let logger: Logger
 
     func run() throws {
-        let ring = try LogRing.attach(fd: RoleFd.logRing)
-        let durableNotices = try ControlRing.attach(fd: RoleFd.durableNotices)
-        let trimCommands = try ControlRing.attach(fd: RoleFd.trimCommands)
-        let state = try WALState.attach(fd: RoleFd.walState)
+        let regions = try NodeRegions.attach()
+        let (ring, durableNotices, trimCommands, state) =
+            (regions.ring, regions.durableNotices, regions.trimCommands, regions.walState)
         logger.info("waiting for the WAL to recover")
         guard state.waitReady(timeout: .seconds(600)) else { throw RoleError("the WAL never became ready") }
 

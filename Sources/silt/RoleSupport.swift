@@ -1,7 +1,9 @@
 import Dispatch
 import Foundation
 import Logging
+import SiltBroker
 import SiltNode
+import SiltRing
 
 /// The fixed descriptor numbers a role process inherits from the supervisor.
 enum RoleFd {
@@ -10,6 +12,21 @@ enum RoleFd {
     static let durableNotices: Int32 = 5
     static let trimCommands: Int32 = 6
     static let walState: Int32 = 7
+}
+
+/// The shared memory a broker-side role attaches to (created by the supervisor).
+struct NodeRegions {
+    let ring: LogRing
+    let durableNotices: ControlRing
+    let trimCommands: ControlRing
+    let walState: WALState
+
+    static func attach() throws -> NodeRegions {
+        NodeRegions(ring: try LogRing.attach(fd: RoleFd.logRing),
+                    durableNotices: try ControlRing.attach(fd: RoleFd.durableNotices),
+                    trimCommands: try ControlRing.attach(fd: RoleFd.trimCommands),
+                    walState: try WALState.attach(fd: RoleFd.walState))
+    }
 }
 
 /// The node's effective configuration travels to role processes as JSON in a memfd (never

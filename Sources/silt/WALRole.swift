@@ -15,10 +15,9 @@ struct WALRole {
     let logger: Logger
 
     func run() throws {
-        let ring = try LogRing.attach(fd: RoleFd.logRing)
-        let durableNotices = try ControlRing.attach(fd: RoleFd.durableNotices)
-        let trimCommands = try ControlRing.attach(fd: RoleFd.trimCommands)
-        let state = try WALState.attach(fd: RoleFd.walState)
+        let regions = try NodeRegions.attach()
+        let (ring, durableNotices, trimCommands, state) =
+            (regions.ring, regions.durableNotices, regions.trimCommands, regions.walState)
         let walConfig = WALConfig(maxRecordPayloadBytes: WALRole.recordPayloadBytesMax(config),
                                   maxInFlightWrites: 8, durability: .dsyncWrite)
         let (wal, recovered) = try WAL.open(path: config.walPath, capacityBytes: config.walCapacityBytes,
