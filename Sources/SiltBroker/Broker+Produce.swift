@@ -34,9 +34,9 @@ extension Broker {
         }
         let image = metadata.image
         let nowMs = Broker.nowMs()
+        // Each appended partition's durability, and where its answer sits in `resp`.
         var durable: [EventLoopFuture<Void>] = []
-        // (topic index, partition index, promise of the durable result)
-        var pendingErrors: [(Int, Int, EventLoopFuture<Void>)] = []
+        var durableAt: [(topic: Int, partition: Int)] = []
         var anyError = false
 
         for t in req.topicData {
@@ -97,7 +97,7 @@ extension Broker {
                     pr.logAppendTimeMs = info.logAppendTimeMs
                     pr.logStartOffset = info.logStartOffset
                     durable.append(isDurable)
-                    pendingErrors.append((resp.responses.count, out.partitionResponses.count, isDurable))
+                    durableAt.append((resp.responses.count, out.partitionResponses.count))
                 } catch let e as RecordBatchError {
                     fail(e.kafkaErrorCode, e.description)
                     pr.recordErrors = []
@@ -124,7 +124,7 @@ extension Broker {
         }
         guard !durable.isEmpty else { return r.succeed(resp) }
         return EventLoopFuture.whenAllComplete(durable, on: r.eventLoop).map { results in
-            for (i, (ti, pi, _)) in pendingErrors.enumerated() {
+            for (i, (ti, pi)) in durableAt.enumerated() {
                 if case .failure(let error) = results[i] {
                     let code = (error as? StorageError)?.kafkaErrorCode ?? ErrorCode.kafkaStorageError
                     resp.responses[ti].partitionResponses[pi].errorCode = code

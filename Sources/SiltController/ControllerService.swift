@@ -96,7 +96,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
             return eventLoop.makeSucceededFuture(answer())
         }
         let promise = eventLoop.makePromise(of: FetchResponse.self)
-        let done = NIOLockedValueBoxBool()
+        let done = OnceFlag()
         let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(req.maxWaitMs))) {
             if done.set() { promise.succeed(answer()) }
         }
@@ -304,7 +304,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
 }
 
 /// A once-only flag shared between a timer and a wake-up.
-final class NIOLockedValueBoxBool: @unchecked Sendable {
+final class OnceFlag: @unchecked Sendable {
     private let lock = NSLock()
     private var fired = false
     /// True for the first caller only.
