@@ -57,6 +57,20 @@ let package = Package(
             "SiltObjectStore", "SiltNode",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Streams on object storage: the stream set object format, the block cache, uploads
+        // and compaction.
+        .target(name: "SiltStreams", dependencies: [
+            "CSupport", "SiltObjectStore", "SiltRecords",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Counters shared by a node's processes, served as Prometheus text.
+        .target(name: "SiltMetrics", dependencies: [
+            "CSupport", "SiltObjectStore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Durable partition logs under log.dirs.
         .target(name: "SiltStorage", dependencies: [
             "CSupport", "SiltRecords",
@@ -65,13 +79,14 @@ let package = Package(
         ]),
         // Metadata: topics, partitions, configs as an append-only log of records.
         .target(name: "SiltController", dependencies: [
-            "CSupport", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode",
+            "CSupport", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode", "SiltObjectStore",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The Kafka-facing broker: network server and API handlers.
         .target(name: "SiltBroker", dependencies: [
             "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltRing", "SiltWAL", "SiltNet",
+            "SiltStreams", "SiltObjectStore", "SiltMetrics",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -83,6 +98,7 @@ let package = Package(
         ]),
         .executableTarget(name: "silt", dependencies: [
             "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet", "SiltAdmin", "SiltObjectStore",
+            "SiltStreams", "SiltMetrics",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -99,10 +115,16 @@ let package = Package(
         .testTarget(name: "SiltRecordsTests", dependencies: ["SiltRecords", "CSupport"]),
         .testTarget(name: "SiltStorageTests", dependencies: ["SiltStorage", "SiltRecords"]),
         .testTarget(name: "SiltNodeTests", dependencies: ["SiltNode"]),
-        .testTarget(name: "SiltControllerTests", dependencies: ["SiltController", "SiltNode"]),
+        .testTarget(name: "SiltControllerTests", dependencies: ["SiltController", "SiltNode", "SiltObjectStore"]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
         .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
         .testTarget(name: "SiltObjectStoreTests", dependencies: ["SiltObjectStore", "CSupport"]),
+        .testTarget(name: "SiltStreamsTests", dependencies: ["SiltStreams", "SiltObjectStore", "SiltRecords", "CSupport"]),
+        .testTarget(name: "SiltMetricsTests", dependencies: [
+            "SiltMetrics", "SiltObjectStore", "CSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "SiltAdminTests", dependencies: ["SiltAdmin", "SiltObjectStore", "SiltNode"]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",

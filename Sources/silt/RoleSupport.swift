@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import SiltAdmin
 import SiltBroker
 import SiltNode
 import SiltRing
@@ -12,6 +13,50 @@ enum RoleFd {
     static let durableNotices: Int32 = 5
     static let trimCommands: Int32 = 6
     static let walState: Int32 = 7
+    /// S3 credentials as JSON (`{"accessKey":..,"secretKey":..}`), or an empty memfd.
+    static let credentials: Int32 = 8
+    /// The node's shared metrics counters.
+    static let metrics: Int32 = 9
+}
+
+/// S3 credentials travel to role processes in their own memfd: never on argv, in the
+/// environment, or in the configuration (which is logged).
+enum CredentialsTransfer {
+    static func write(_ credentials: S3Credentials?, to fd: Int32) throws {
+        guard let c = credentials else { return }
+        let data = try JSONEncoder().encode(["accessKey": c.accessKey, "secretKey": c.secretKey, "source": c.source])
+        try data.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                if n < 0 { if errno == EINTR { continue }; throw ConfigError(key: "credentials fd", value: "\(fd)", reason: String(cString: strerror(errno))) }
+                done += n
+            }
+        }
+    }
+
+    static func read(from fd: Int32 = RoleFd.credentials) throws -> S3Credentials? {
+        let bytes = try readAll(fd: fd)
+        if bytes.isEmpty { return nil }
+        let fields = try JSONDecoder().decode([String: String].self, from: Data(bytes))
+        guard let a = fields["accessKey"], let s = fields["secretKey"] else { return nil }
+        return S3Credentials(accessKey: a, secretKey: s, source: fields["source"] ?? "supervisor")
+    }
+}
+
+/// Everything in a memfd, read with pread from offset 0.
+func readAll(fd: Int32) throws -> [UInt8] {
+    var bytes = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    var offset: off_t = 0
+    while true {
+        let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
+        if n < 0 { if errno == EINTR { continue }; throw ConfigError(key: "fd \(fd)", value: "\(fd)", reason: String(cString: strerror(errno))) }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+        offset += off_t(n)
+    }
+    return bytes
 }
 
 /// The shared memory a broker-side role attaches to (created by the supervisor).
@@ -45,16 +90,7 @@ enum ConfigTransfer {
     }
 
     static func read(from fd: Int32) throws -> ServerConfig {
-        var bytes = [UInt8]()
-        var chunk = [UInt8](repeating: 0, count: 64 << 10)
-        var offset: off_t = 0
-        while true {
-            let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
-            if n < 0 { if errno == EINTR { continue }; throw ConfigError(key: "config fd", value: "\(fd)", reason: String(cString: strerror(errno))) }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            offset += off_t(n)
-        }
+        let bytes = try readAll(fd: fd)
         let properties = try JSONDecoder().decode([String: String].self, from: Data(bytes))
         return try ServerConfig(properties: properties)
     }

@@ -78,7 +78,7 @@ struct Server: ParsableCommand {
 
         let roles: [RoleSpec]
         do {
-            roles = try makeRoles(config)
+            roles = try makeRoles(config, parsedS3URL: parsedURL)
         } catch {
             fail("start-up failed: \(error)")
         }
@@ -111,7 +111,7 @@ struct Server: ParsableCommand {
     }
 
     /// The role processes `process.roles` implies, with the descriptors each inherits.
-    private func makeRoles(_ config: ServerConfig) throws -> [RoleSpec] {
+    private func makeRoles(_ config: ServerConfig, parsedS3URL: S3URL?) throws -> [RoleSpec] {
         let executable = Supervisor.currentExecutablePath()
         // SILT_ARGS (the systemd env file's start line) may carry S3 secrets: roles get
         // their configuration through the config fd, never through the environment.
@@ -120,13 +120,17 @@ struct Server: ParsableCommand {
 
         let configFd = try SharedMemory.createMemfd(name: "silt-config")
         try ConfigTransfer.write(config.explicit, to: configFd)
-        let configFds = [(source: configFd, target: RoleFd.config)]
+        // Credentials for the data bucket: resolved here, once, from the s3url, a file or
+        // the environment.
+        let credentialsFd = try SharedMemory.createMemfd(name: "silt-credentials")
+        try CredentialsTransfer.write(try NodeStart.credentials(s3url: parsedS3URL, config: config), to: credentialsFd)
+        let configFds = [(source: configFd, target: RoleFd.config), (source: credentialsFd, target: RoleFd.credentials)]
 
         var roles: [RoleSpec] = []
         if config.isController {
             roles.append(RoleSpec(name: "controller", executable: executable, arguments: ["role", "controller"],
                                   environment: environment, inheritedFds: configFds, stopOrder: 3,
-                                  stopTimeout: .seconds(5)))
+                                  stopTimeout: .seconds(10)))
         }
         if config.isBroker {
             let ringFd = try SharedMemory.createMemfd(name: "silt-log-buffer")
@@ -140,9 +144,10 @@ struct Server: ParsableCommand {
             let shared = configFds + [(ringFd, RoleFd.logRing), (durableFd, RoleFd.durableNotices),
                                       (trimFd, RoleFd.trimCommands), (stateFd, RoleFd.walState)]
             roles.append(RoleSpec(name: "wal", executable: executable, arguments: ["role", "wal"],
-                                  environment: environment, inheritedFds: shared, stopOrder: 2, stopTimeout: .seconds(10)))
+                                  environment: environment, inheritedFds: shared, stopOrder: 1, stopTimeout: .seconds(10)))
+            // After the WAL drained: the uploader uploads and commits what is pending.
             roles.append(RoleSpec(name: "uploader", executable: executable, arguments: ["role", "uploader"],
-                                  environment: environment, inheritedFds: shared, stopOrder: 1, stopTimeout: .seconds(5)))
+                                  environment: environment, inheritedFds: shared, stopOrder: 2, stopTimeout: .seconds(60)))
             roles.append(RoleSpec(name: "broker", executable: executable, arguments: ["role", "broker"],
                                   environment: environment, inheritedFds: shared, stopOrder: 0, stopTimeout: .seconds(15)))
         }
