@@ -128,6 +128,7 @@ let package = Package(
         .testTarget(name: "SiltAdminTests", dependencies: ["SiltAdmin", "SiltObjectStore", "SiltNode"]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",
+            "SiltMetrics", "SiltObjectStore", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

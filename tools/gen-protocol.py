@@ -4,7 +4,11 @@
 Usage (from the repo root, or anywhere):
     python3 tools/gen-protocol.py                 # (re)generate into the repo
     python3 tools/gen-protocol.py --check         # exit 1 if committed output is stale
-    python3 tools/gen-protocol.py --specs DIR     # specs dir (default ../shared/kafka-message-specs)
+    python3 tools/gen-protocol.py --specs DIR     # Kafka's specs dir (default ../shared/kafka-message-specs)
+    python3 tools/gen-protocol.py --silt-specs DIR  # Silt's own specs (default specs/silt in the repo)
+
+Both folders are read: Kafka's messages and Silt's internal controller APIs (api keys 600+,
+same JSON format) end up side by side in the same output.
 
 Outputs:
     Sources/SiltProtocol/Generated/<MessageName>.swift   (one per spec)
@@ -541,7 +545,7 @@ def gen_struct(m, name, fields, about, indent, is_root):
 
 
 def gen_message(m):
-    out = [HEADER.format(src=os.path.basename(m.src)), "import NIOCore", ""]
+    out = [HEADER.format(src=m.src), "import NIOCore", ""]
     body = gen_struct(m, m.name, m.root_fields, m.spec.get("about", "%s (%s)." % (m.name, m.type)), "", True)
     out += body
     for (sname, sfields, sabout) in m.structs:
@@ -706,13 +710,24 @@ def gen_tests(msgs):
     return "\n".join(out) + "\n"
 
 
-def generate(specs_dir, out_root):
-    files = sorted(f for f in os.listdir(specs_dir) if f.endswith(".json"))
+def generate(spec_dirs, out_root):
+    """spec_dirs: [(directory, label prefix for the generated header)]."""
     msgs = []
-    for fn in files:
-        spec = load_spec(os.path.join(specs_dir, fn))
-        msgs.append(Message(spec, fn))
+    for specs_dir, label in spec_dirs:
+        files = sorted(f for f in os.listdir(specs_dir) if f.endswith(".json"))
+        for fn in files:
+            spec = load_spec(os.path.join(specs_dir, fn))
+            msgs.append(Message(spec, label + fn))
     msgs.sort(key=lambda m: m.name)
+    names, keys = set(), {}
+    for m in msgs:
+        if m.name in names:
+            raise SystemExit("message %s is defined twice" % m.name)
+        names.add(m.name)
+        if m.api_key is not None:
+            other = keys.setdefault((m.api_key, m.type), m.name)
+            if other != m.name:
+                raise SystemExit("api key %d (%s) is used by both %s and %s" % (m.api_key, m.type, other, m.name))
     gen_dir = os.path.join(out_root, "Sources", "SiltProtocol", "Generated")
     test_dir = os.path.join(out_root, "Tests", "SiltProtocolTests")
     os.makedirs(gen_dir, exist_ok=True)
@@ -732,9 +747,14 @@ def main():
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--specs", default=os.path.join(repo, "..", "shared", "kafka-message-specs"))
+    ap.add_argument("--silt-specs", default=os.path.join(repo, "specs", "silt"),
+                    help="Silt's internal API specs (default: specs/silt in this repo)")
     ap.add_argument("--out", default=repo, help="repo root to write into (default: this repo)")
     ap.add_argument("--check", action="store_true", help="verify committed output is up to date")
     args = ap.parse_args()
+    spec_dirs = [(args.specs, "")]
+    if os.path.isdir(args.silt_specs):
+        spec_dirs.append((args.silt_specs, "specs/silt/"))
     if not args.check:
         gen_dir = os.path.join(args.out, "Sources", "SiltProtocol", "Generated")
         # remove stale generated files
@@ -742,12 +762,12 @@ def main():
             for fn in os.listdir(gen_dir):
                 if fn.endswith(".swift"):
                     os.remove(os.path.join(gen_dir, fn))
-        written = generate(args.specs, args.out)
+        written = generate(spec_dirs, args.out)
         print("generated %d files" % len(written))
         return 0
     tmp = tempfile.mkdtemp(prefix="gen-protocol-")
     try:
-        written = generate(args.specs, tmp)
+        written = generate(spec_dirs, tmp)
         bad = []
         for path in sorted(written):
             rel = os.path.relpath(path, tmp)

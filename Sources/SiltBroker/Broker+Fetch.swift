@@ -24,6 +24,9 @@ extension Broker {
         }
         let first = readFetch(req, r)
         let maxWaitMs = Int64(max(0, req.maxWaitMs))
+        if !first.objectReads.isEmpty, let reader = objectReader {
+            return readObjects(first.objectReads, reader: reader, req, r, maxWaitMs: maxWaitMs)
+        }
         if first.bytes >= Int(req.minBytes) || maxWaitMs == 0 || first.hasError || first.keys.isEmpty {
             return r.succeed(first.response)
         }
@@ -58,10 +61,66 @@ extension Broker {
         var bytes: Int
         var hasError: Bool
         var keys: [PartitionKey]
+        /// Partitions whose data at the fetch offset is no longer in memory: read from objects.
+        var objectReads: [ObjectRead] = []
     }
 
-    /// One pass over the requested partitions, reading what is there now.
-    func readFetch(_ req: FetchRequest, _ r: Request) -> FetchRead {
+    /// A read of committed stream data from object storage.
+    struct ObjectRead {
+        var key: PartitionKey
+        var streamId: UInt64
+        var offset: Int64
+        var maxBytes: Int
+        var minOneBatch: Bool
+    }
+
+    /// Reads the partitions the first pass could not serve from memory from object storage
+    /// (off the event loop), then answers with a second pass that uses those bytes. A
+    /// catching-up consumer thus waits on S3, never the loop that serves producers and tail
+    /// consumers.
+    private func readObjects(_ reads: [ObjectRead], reader: StreamObjectReader, _ req: FetchRequest, _ r: Request,
+                             maxWaitMs: Int64) -> EventLoopFuture<FetchResponse?> {
+        let promise = r.eventLoop.makePromise(of: FetchResponse?.self)
+        let image = metadata.image
+        let logger = r.logger
+        Task {
+            var got: [PartitionKey: Result<ByteBuffer, Error>] = [:]
+            await withTaskGroup(of: (PartitionKey, Result<ByteBuffer, Error>).self) { group in
+                for read in reads {
+                    group.addTask {
+                        do {
+                            let bytes = try await reader.read(streamId: read.streamId, from: read.offset, maxBytes: read.maxBytes,
+                                                              minOneBatch: read.minOneBatch, image: image)
+                            return (read.key, .success(bytes))
+                        } catch {
+                            return (read.key, .failure(error))
+                        }
+                    }
+                }
+                for await (key, result) in group { got[key] = result }
+            }
+            for case let (key, .failure(error)) in got {
+                logger.warning("object read failed", metadata: ["partition": "\(key)", "error": "\(error)"])
+            }
+            r.eventLoop.execute {
+                let again = self.readFetch(req, r, objectData: got)
+                if again.bytes == 0 && !again.hasError && maxWaitMs > 0 {
+                    // Committed but not yet visible here (the metadata log is on its way), or
+                    // nothing to read: answer after a short pause rather than spin the client.
+                    r.eventLoop.scheduleTask(in: .milliseconds(min(maxWaitMs, 100))) {
+                        promise.succeed(self.readFetch(req, r).response)
+                    }
+                } else {
+                    promise.succeed(again.response)
+                }
+            }
+        }
+        return promise.futureResult
+    }
+
+    /// One pass over the requested partitions, reading what is there now. `objectData`:
+    /// what an earlier pass asked object storage for, by partition.
+    func readFetch(_ req: FetchRequest, _ r: Request, objectData: [PartitionKey: Result<ByteBuffer, Error>] = [:]) -> FetchRead {
         let image = metadata.image
         var resp = FetchResponse()
         resp.sessionId = 0
@@ -69,6 +128,7 @@ extension Broker {
         var total = 0
         var hasError = false
         var keys: [PartitionKey] = []
+        var objectReads: [ObjectRead] = []
         for t in req.topics {
             var out = FetchResponse.FetchableTopicResponse()
             out.topic = t.topic
@@ -103,7 +163,8 @@ extension Broker {
                     out.partitions.append(pd)
                     continue
                 }
-                keys.append(PartitionKey(topic: topic.name, partition: p.partition))
+                let key = PartitionKey(topic: topic.name, partition: p.partition)
+                keys.append(key)
                 let hw = log.highWatermark
                 pd.highWatermark = hw
                 pd.lastStableOffset = hw
@@ -113,14 +174,26 @@ extension Broker {
                     hasError = true
                 } else if p.fetchOffset < hw {
                     let limit = min(Int(p.partitionMaxBytes), max(0, bytesLeft))
+                    let streamId = topic.streamIds[Int(p.partition)]
                     do {
                         // Kafka returns at least one whole batch for the first partition with data,
                         // even past the byte limits, so that a consumer can always make progress.
-                        let data = try writePath.readTail(log, streamId: topic.streamIds[Int(p.partition)], from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
-                            ?? log.read(from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
-                        pd.records = data
-                        total += data.readableBytes
-                        bytesLeft -= data.readableBytes
+                        var data: ByteBuffer?
+                        if let fromObjects = objectData[key] {
+                            let bytes = try fromObjects.get()
+                            if bytes.readableBytes <= limit || total == 0 { data = bytes } else { data = ByteBuffer() }
+                        } else {
+                            data = try writePath.readTail(log, streamId: streamId, from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
+                                ?? log.readLocal(from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
+                        }
+                        if let data {
+                            pd.records = data
+                            total += data.readableBytes
+                            bytesLeft -= data.readableBytes
+                        } else if objectReader != nil {
+                            objectReads.append(ObjectRead(key: key, streamId: streamId, offset: p.fetchOffset,
+                                                          maxBytes: max(limit, 1), minOneBatch: objectReads.isEmpty && total == 0))
+                        }
                     } catch let e as StorageError {
                         pd.errorCode = e.kafkaErrorCode
                         hasError = true
@@ -133,7 +206,7 @@ extension Broker {
             }
             resp.responses.append(out)
         }
-        return FetchRead(response: resp, bytes: total, hasError: hasError, keys: keys)
+        return FetchRead(response: resp, bytes: total, hasError: hasError, keys: keys, objectReads: objectReads)
     }
 
     // MARK: ListOffsets

@@ -1,45 +1,55 @@
+import Foundation
+import Logging
 import NIOCore
 import SiltController
 import SiltStorage
 
 extension Broker {
-    /// Replays the WAL's valid tail into the partition logs: every frame whose batches a
-    /// partition log lacks (lost with the page cache in a power cut) is appended again at
-    /// its original offsets. Frames the logs already hold are skipped; frames of deleted
-    /// topics are dropped. Returns (frames replayed, frames skipped).
-    @discardableResult
-    public func replayWAL(_ tail: UnsafeRawBufferPointer) throws -> (replayed: Int, skipped: Int) {
-        let image = metadata.image
-        var replayed = 0
-        var skipped = 0
+    /// After a whole-node restart the WAL hands over what it held past its trim point: data
+    /// the uploader had not committed to object storage. The uploader commits that first;
+    /// this waits until the metadata log shows it committed, so that every acknowledged
+    /// offset is readable before a client can connect. Returns the streams waited for.
+    public func awaitRecoveredCommitted(_ tail: UnsafeRawBufferPointer, timeout: Duration) throws -> Int {
+        var ends: [UInt64: Int64] = [:]
         for frame in try WALFrameCodec.decode(tail) {
-            guard let owner = image.streams[frame.streamId],
-                  let log = logs.partition(topic: owner.topic, partition: owner.partition) else {
-                skipped += 1
-                continue
-            }
-            let end = log.logEndOffset
-            let frameEnd = frame.baseOffset + Int64(frame.count)
-            if frameEnd <= end {
-                skipped += 1
-                continue
-            }
-            guard frame.baseOffset == end else {
-                // The WAL is trimmed only after the segments were synced, so this means the
-                // partition's files lost data the WAL no longer has.
-                logger.critical("WAL replay gap", metadata: [
-                    "partition": "\(owner.topic)-\(owner.partition)", "logEnd": "\(end)", "frameBase": "\(frame.baseOffset)"])
-                throw StorageError.corrupt(path: log.directory, positionBytes: 0,
-                                           reason: "WAL replay gap: log ends at \(end), WAL frame starts at \(frame.baseOffset)")
-            }
-            var bytes = ByteBufferAllocator().buffer(capacity: frame.payload.count)
-            bytes.writeBytes(frame.payload)
-            let newEnd = try log.appendRecovered(bytes)
-            log.advanceHighWatermark(to: newEnd)
-            replayed += 1
+            ends[frame.streamId] = max(ends[frame.streamId] ?? 0, frame.baseOffset + Int64(frame.count))
         }
-        if replayed > 0 { logs.flushAll() }
-        logger.info("WAL replayed", metadata: ["replayed": "\(replayed)", "skipped": "\(skipped)"])
-        return (replayed, skipped)
+        let live = metadata.image
+        ends = ends.filter { id, _ in live.streams[id] != nil }   // deleted topics' data is dead
+        guard !ends.isEmpty else { return 0 }
+        logger.info("waiting for the uploader to commit the WAL's recovered data", metadata: ["streams": "\(ends.count)"])
+        let deadline = ContinuousClock.now + timeout
+        var nextLog = ContinuousClock.now + .seconds(5)
+        while true {
+            let image = metadata.image
+            let pending = ends.filter { id, end in
+                image.streams[id] != nil && (image.streamStates[id]?.endOffset ?? 0) < end
+            }
+            if pending.isEmpty { break }
+            if ContinuousClock.now > deadline {
+                throw RecoveryError(description: "the uploader did not commit the WAL's recovered data of \(pending.count) streams "
+                                    + "within \(timeout) (is object storage reachable?)")
+            }
+            if ContinuousClock.now > nextLog {
+                logger.info("still waiting for recovered data to be committed", metadata: ["streams": "\(pending.count)"])
+                nextLog = ContinuousClock.now + .seconds(5)
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        return ends.count
     }
+
+    /// What an earlier broker process left in the log buffer becomes the tail of each stream.
+    public func recoverLogBufferTail(_ path: LogBufferWritePath) throws {
+        guard let streams = logs as? StreamLogManager else { return }
+        let ends = try path.recoverTail()
+        var byStream: [UInt64: StreamLog] = [:]
+        for log in streams.allStreams() { byStream[log.streamId] = log }
+        for (id, end) in ends { byStream[id]?.recover(endOffset: end) }
+        if !ends.isEmpty { logger.info("log buffer tail recovered", metadata: ["streams": "\(ends.count)"]) }
+    }
+}
+
+public struct RecoveryError: Error, CustomStringConvertible {
+    public var description: String
 }

@@ -18,8 +18,10 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let clusterId: String
     let controllerChannel: ControllerChannel
     let metadata: MetadataCache
-    let logs: LogManager
+    let logs: PartitionStore
     let writePath: WritePath
+    /// Reads committed stream data from object storage (nil: partitions keep data locally).
+    let objectReader: StreamObjectReader?
     let logger: Logger
     let fetchWaiters = FetchWaiters()
 
@@ -39,14 +41,15 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         DescribeClusterRequest.apiKey: 0...1,
     ]
 
-    public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: LogManager,
-                writePath: WritePath, logger: Logger) {
+    public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: PartitionStore,
+                writePath: WritePath, objectReader: StreamObjectReader? = nil, logger: Logger) {
         self.config = config
         self.clusterId = clusterId
         self.controllerChannel = controllerChannel
         self.metadata = MetadataCache(channel: controllerChannel, logger: logger)
         self.logs = logs
         self.writePath = writePath
+        self.objectReader = objectReader
         self.logger = logger
         let waiters = fetchWaiters
         logs.addHighWatermarkListener { log, _ in
@@ -74,7 +77,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         var known = Set<String>()
         for topic in image.topicsByName.values {
             known.insert(topic.name)
-            for p in 0..<topic.partitionCount { try openPartition(topic: topic.name, partition: p) }
+            for p in 0..<topic.partitionCount { try openPartition(topic, partition: p, image: image) }
         }
         for stale in Set(logs.allPartitions().map(\.topic)) where !known.contains(stale) {
             logger.warning("removing data of deleted topic", metadata: ["topic": "\(stale)"])
@@ -85,8 +88,16 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
 
     public func stop() { metadata.stop() }
 
-    func openPartition(topic: String, partition: Int32) throws {
-        _ = try logs.openOrCreate(topic: topic, partition: partition)
+    func openPartition(_ topic: TopicInfo, partition: Int32, image: MetadataImage) throws {
+        let streamId = topic.streamIds[Int(partition)]
+        let state = image.streamStates[streamId]
+        if let streams = logs as? StreamLogManager {
+            _ = try streams.openStream(topic: topic.name, partition: partition, streamId: streamId,
+                                       streamStart: state?.startOffset ?? 0, streamEnd: state?.endOffset ?? 0)
+        } else {
+            _ = try logs.openOrCreate(topic: topic.name, partition: partition, streamStart: state?.startOffset ?? 0,
+                                      streamEnd: state?.endOffset ?? 0)
+        }
     }
 
     /// Applies a metadata change to local storage: new partitions get logs, deleted topics
@@ -95,9 +106,18 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         for (name, topic) in new.topicsByName {
             let before = old.topic(named: name).flatMap { $0.id == topic.id ? $0.partitionCount : nil } ?? 0
             for p in before..<topic.partitionCount {
-                do { try openPartition(topic: name, partition: p) } catch {
+                do { try openPartition(topic, partition: p, image: new) } catch {
                     logger.error("cannot open partition", metadata: ["topic": "\(name)", "partition": "\(p)", "error": "\(error)"])
                 }
+            }
+        }
+        if let streams = logs as? StreamLogManager {
+            // Trims move log start offsets; a committed end beyond the local one (data that
+            // the uploader committed from the WAL after a restart) becomes readable.
+            for log in streams.allStreams() {
+                guard let state = new.streamStates[log.streamId] else { continue }
+                if state.startOffset > log.logStartOffset { log.trim(startOffset: state.startOffset) }
+                if state.endOffset > log.logEndOffset { log.recover(endOffset: state.endOffset) }
             }
         }
         for (name, topic) in old.topicsByName where new.topic(id: topic.id) == nil {

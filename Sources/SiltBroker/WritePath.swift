@@ -7,27 +7,28 @@ import SiltStorage
 
 /// How produced batches become durable.
 ///
-/// - `.localFsync`: the partition log fdatasyncs its own segments (group commit) before an
-///   acknowledgement. Used when the broker runs without a WAL (unit tests, tools).
-/// - `.logBuffer`: the broker appends each stored batch to the shared-memory log buffer;
+/// - `LocalFsyncWritePath`: the partition log fdatasyncs its own segments (group commit)
+///   before an acknowledgement. Used when the broker runs without a WAL (unit tests, tools).
+/// - `LogBufferWritePath`: the broker appends each batch to the shared-memory log buffer;
 ///   the WAL writer process persists it and reports the durable LSN back; acks and the high
-///   watermark follow that LSN. Segment files are fdatasync'ed lazily, before each WAL trim.
+///   watermark follow that LSN. The uploader builds objects from the same buffer, commits
+///   them through the controller and then trims the WAL; nothing goes to local files.
 ///
 /// ```
-///  produce ─▶ PartitionLog.append ──pwrite──▶ segment (page cache)
-///                  │ (under the partition lock, so buffer order = offset order)
-///                  └──▶ LogRing.append ─▶ [ log buffer ] ─▶ wal ─io_uring─▶ device
-///  ack ◀── waiter(endLSN) ◀── durable LSN ◀───────────────────────────────────┘
-///  every trimInterval: LogManager.flushAll() (fdatasync) ─▶ trim(durable LSN before it) ─▶ wal
+///  produce ─▶ StreamLog.append (offsets, under the partition lock)
+///                  └──▶ LogRing.append ─▶ [ log buffer ] ─┬▶ wal ─io_uring─▶ device
+///  ack ◀── waiter(endLSN) ◀── durable LSN ◀───────────────┘
+///                                         └──────────────▶ uploader ─▶ objects ─▶ commit ─▶ trim WAL
 /// ```
 public protocol WritePath: AnyObject, Sendable {
     /// Appends validated batches to `log` (stream `streamId`); the future completes once
     /// they are durable. Throws when nothing was appended.
-    func append(_ log: PartitionLog, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
+    func append(_ log: any Partition, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
                 logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>)
     /// Whole batches from the batch holding `offset`, below the high watermark, served from
-    /// memory when the path still has them; nil sends the reader to the segment files.
-    func readTail(_ log: PartitionLog, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer?
+    /// memory when the path still has them; nil sends the reader elsewhere (segment files or
+    /// object storage).
+    func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer?
     /// Drops what the path remembers of deleted streams.
     func forgetStreams(_ ids: [UInt64])
     func stop()
@@ -38,16 +39,17 @@ public protocol WritePath: AnyObject, Sendable {
 public final class LocalFsyncWritePath: WritePath, @unchecked Sendable {
     public init() {}
 
-    public func append(_ log: PartitionLog, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
+    public func append(_ log: any Partition, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
                        logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>) {
+        guard let local = log as? PartitionLog else { preconditionFailure("LocalFsyncWritePath needs segment-file partitions") }
         let promise = eventLoop.makePromise(of: Void.self)
-        let info = try log.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) {
+        let info = try local.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) {
             promise.completeWith($0)
         }
         return (info, promise.futureResult)
     }
 
-    public func readTail(_ log: PartitionLog, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? { nil }
+    public func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? { nil }
 
     public func forgetStreams(_ ids: [UInt64]) {}
 
@@ -55,64 +57,58 @@ public final class LocalFsyncWritePath: WritePath, @unchecked Sendable {
 }
 
 /// Durability by the WAL writer process, through the shared-memory log buffer.
+///
+/// Tail reads: every append is remembered (stream, offsets, LSN) until the log buffer may
+/// reuse its bytes, which is only after both the WAL and the uploader have passed them; the
+/// uploader passes only after the object holding them is committed. So a fetch finds each
+/// offset either here or, once committed, in object storage: never in neither for longer
+/// than the metadata log takes to reach this broker.
 public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// Longest a produce waits for room in a full log buffer before it fails (back-pressure).
     public static let appendWaitMax: Duration = .seconds(30)
 
     struct Waiter {
         let endLSN: UInt64
-        let log: PartitionLog
+        let log: any Partition
         let endOffset: Int64
         let promise: EventLoopPromise<Void>
     }
 
-    /// Where a recent append's bytes sit in the ring, for tail fetches.
+    /// Where an append's bytes sit in the ring, for tail fetches.
     struct TailEntry {
         let baseOffset: Int64
         let endOffset: Int64
         let payloadLSN: UInt64
         let payloadBytes: Int
     }
-    /// Recent appends kept per partition for tail fetches; older ones are read from files.
-    static let tailEntriesMax = 1024
 
     private let ring: LogRing
     private let durableNotices: ControlRing
-    private let trimCommands: ControlRing
-    private let logs: LogManager
     private let logger: Logger
-    private let trimIntervalMs: Int
-    /// The WAL's fill level, for trimming early when it runs full (nil in tests without one).
-    private let walState: WALState?
     /// Serializes appends to the ring (one writer) and the waiter queue, in LSN order.
     private let lock = NSLock()
     private var waiters: [Waiter] = []
     /// By stream id: ids are never reused, so a recreated topic never sees old entries.
+    /// Each list is in offset (and LSN) order; `tailHeads` marks the first live entry.
     private var tails: [UInt64: [TailEntry]] = [:]
+    private var tailHeads: [UInt64: Int] = [:]
     private var waiterHead = 0
     private var durableLSN: UInt64
     private var stopped = false
     private var threads: [Thread] = []
 
-    public init(ring: LogRing, durableNotices: ControlRing, trimCommands: ControlRing, logs: LogManager,
-                trimIntervalMs: Int, walState: WALState? = nil, logger: Logger) {
-        self.walState = walState
+    public init(ring: LogRing, durableNotices: ControlRing, logger: Logger) {
         self.ring = ring
         self.durableNotices = durableNotices
-        self.trimCommands = trimCommands
-        self.logs = logs
-        self.trimIntervalMs = trimIntervalMs
         self.logger = logger
         self.durableLSN = ring.readPosition(0)
     }
 
-    /// Starts the durable-notice and trim threads.
+    /// Starts the durable-notice thread.
     public func start() {
         let durable = Thread { [unowned self] in self.durableLoop() }
         durable.name = "silt-durable"
-        let trim = Thread { [unowned self] in self.trimLoop() }
-        trim.name = "silt-trim"
-        threads = [durable, trim]
+        threads = [durable]
         for t in threads { t.start() }
     }
 
@@ -123,18 +119,47 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// The LSN below which the WAL has everything.
     public var durablePosition: UInt64 { lock.withLock { durableLSN } }
 
+    /// The lowest LSN the ring still holds for certain: space below it may be reused.
+    private var reclaimedBelow: UInt64 { min(ring.readPosition(0), ring.readPosition(1)) }
+
+    /// Re-learns what an earlier incarnation of the broker left in the log buffer (everything
+    /// the uploader has not committed yet): tail entries, and the log end of each stream.
+    /// Returns per stream the end offset the buffer holds.
+    public func recoverTail() throws -> [UInt64: Int64] {
+        var ends: [UInt64: Int64] = [:]
+        let reader = ring.reader(1)
+        var position = reader.position
+        let end = ring.writePosition
+        try lock.withLock {
+            while position < end {
+                let batch = try reader.peek(from: position, maxBytes: 4 << 20)
+                if batch.isEmpty { break }
+                for f in batch.frames {
+                    let entry = TailEntry(baseOffset: f.baseOffset, endOffset: f.baseOffset + Int64(f.count),
+                                          payloadLSN: f.startLSN + UInt64(LogRing.frameHeaderBytes),
+                                          payloadBytes: f.payload.count)
+                    if let last = tails[f.streamId]?.last, last.endOffset > entry.baseOffset {
+                        continue   // replayed twice: keep the first
+                    }
+                    tails[f.streamId, default: []].append(entry)
+                    ends[f.streamId] = entry.endOffset
+                }
+                position = batch.endLSN
+            }
+        }
+        return ends
+    }
+
     /// Appends under the partition lock with a non-blocking ring append. When the ring is
-    /// full the segment write is undone and the caller waits for space with no lock held,
-    /// then tries again: the flusher (which needs the partition lock) and the durable-notice
-    /// thread (which needs this path's lock) keep running, so the WAL can trim and drain.
-    public func append(_ log: PartitionLog, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
+    /// full the caller waits for space with no lock held, then tries again, so the WAL and
+    /// the uploader keep draining the buffer meanwhile.
+    public func append(_ log: any Partition, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
                        logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>) {
         let promise = eventLoop.makePromise(of: Void.self)
         let deadline = ContinuousClock.now + LogBufferWritePath.appendWaitMax
         let spaceNeeded = min(ring.capacityBytes / 2, records.readableBytes + 2 * LogRing.frameHeaderBytes)
         while true {
             if ring.freeBytes < spaceNeeded {
-                // Known full: wait before writing the segment at all.
                 let left = deadline - ContinuousClock.now
                 if left > .zero { _ = ring.waitForSpace(bytes: spaceNeeded, timeout: min(left, .milliseconds(100))) }
             }
@@ -158,7 +183,7 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     }
 
     /// Called under the partition lock: the ring append (never blocking) and the waiter.
-    private func publishLocked(_ log: PartitionLog, streamId: UInt64, bytes: ByteBuffer, info: AppendInfo,
+    private func publishLocked(_ log: any Partition, streamId: UInt64, bytes: ByteBuffer, info: AppendInfo,
                                promise: EventLoopPromise<Void>) throws {
         try lock.withLock {
             let count = UInt32(clamping: info.lastOffset - info.baseOffset + 1)
@@ -171,14 +196,30 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
             let entry = TailEntry(baseOffset: info.baseOffset, endOffset: info.lastOffset + 1,
                                   payloadLSN: startLSN + UInt64(LogRing.frameHeaderBytes), payloadBytes: bytes.readableBytes)
             tails[streamId, default: []].append(entry)
-            if tails[streamId]!.count > 2 * LogBufferWritePath.tailEntriesMax {
-                tails[streamId]!.removeFirst(tails[streamId]!.count - LogBufferWritePath.tailEntriesMax)
-            }
+            pruneLocked(streamId)
         }
     }
 
+    /// Drops entries whose bytes the ring may already have reused (committed to objects).
+    private func pruneLocked(_ streamId: UInt64) {
+        guard let entries = tails[streamId] else { return }
+        let floor = reclaimedBelow
+        var head = tailHeads[streamId] ?? 0
+        while head < entries.count && entries[head].payloadLSN < floor { head += 1 }
+        if head > 1024 && head * 2 > entries.count {
+            tails[streamId]!.removeFirst(head)
+            head = 0
+        }
+        tailHeads[streamId] = head
+    }
+
     public func forgetStreams(_ ids: [UInt64]) {
-        lock.withLock { for id in ids { tails.removeValue(forKey: id) } }
+        lock.withLock {
+            for id in ids {
+                tails.removeValue(forKey: id)
+                tailHeads.removeValue(forKey: id)
+            }
+        }
     }
 
     /// Fetches answered from the log buffer, and bytes served that way (for tests and metrics).
@@ -186,14 +227,15 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     private var tailReadCount = 0
     private var tailReadBytes = 0
 
-    public func readTail(_ log: PartitionLog, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? {
+    public func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? {
         let hw = log.highWatermark
         // Pick the entries under the lock; copy the bytes outside it.
         let picked: [TailEntry] = lock.withLock {
-            guard let entries = tails[streamId], let first = entries.first, first.baseOffset <= offset else {
-                return []
-            }
-            var lo = 0
+            pruneLocked(streamId)
+            guard let entries = tails[streamId] else { return [] }
+            let head = tailHeads[streamId] ?? 0
+            guard head < entries.count, entries[head].baseOffset <= offset else { return [] }
+            var lo = head
             var hi = entries.count
             while lo < hi {   // first entry ending after `offset`
                 let mid = (lo + hi) / 2
@@ -217,7 +259,7 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
                 return ring.copyIfStillPresent(startLSN: e.payloadLSN, endLSN: e.payloadLSN + UInt64(e.payloadBytes),
                                                into: target) ? e.payloadBytes : 0
             }
-            if ok == 0 { break }   // overwritten meanwhile: serve what was copied, or fall back to files
+            if ok == 0 { break }   // reused meanwhile: serve what was copied, or send the reader to objects
         }
         guard buffer.readableBytes > 0 else { return nil }
         lock.withLock {
@@ -268,34 +310,6 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         for w in done {
             w.log.advanceHighWatermark(to: w.endOffset)
             w.promise.succeed(())
-        }
-    }
-
-    /// Segment writeback is started every `writebackIntervalMs`, so that it trickles to disk
-    /// instead of arriving as one burst at the next fdatasync (a burst stalls the WAL's
-    /// writes when both share a disk).
-    static let writebackIntervalMs = 50
-
-    /// Makes segment files durable and lets the WAL drop what they now hold.
-    private func trimLoop() {
-        var lastTrim: UInt64 = 0
-        var nextFlush = ContinuousClock.now + .milliseconds(trimIntervalMs)
-        while !lock.withLock({ stopped }) {
-            Thread.sleep(forTimeInterval: Double(min(trimIntervalMs, LogBufferWritePath.writebackIntervalMs)) / 1000)
-            logs.startWriteback()
-            // Trim on schedule, or early once the WAL is half full (a small WAL at a high rate).
-            var walHalfFull = false
-            if let state = walState, state.capacityBytes > 0 { walHalfFull = state.usedBytes * 2 >= state.capacityBytes }
-            guard ContinuousClock.now >= nextFlush || walHalfFull else { continue }
-            nextFlush = ContinuousClock.now + .milliseconds(trimIntervalMs)
-            let target = durablePosition
-            guard target > lastTrim else { continue }
-            // Every batch below `target` was written to its segment before it entered the
-            // ring, so after this flush the segments hold it all.
-            logs.flushAll()
-            if trimCommands.push(ControlMessage(kind: ControlMessage.kindTrim, value: target), timeout: .seconds(1)) {
-                lastTrim = target
-            }
         }
     }
 }

@@ -24,6 +24,11 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         CreateTopicsRequest.apiKey: 5...7,
         DeleteTopicsRequest.apiKey: 4...6,
         CreatePartitionsRequest.apiKey: 2...3,
+        // Silt's internal APIs (specs/silt/): the object lifecycle.
+        OpenUploaderRequest.apiKey: 0...0,
+        PrepareS3ObjectRequest.apiKey: 0...0,
+        CommitS3ObjectsRequest.apiKey: 0...0,
+        TrimStreamsRequest.apiKey: 0...0,
     ]
 
     public let controller: MetadataController
@@ -74,6 +79,22 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case CreatePartitionsRequest.apiKey:
             return try serveRequest(CreatePartitionsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 loop.makeSucceededFuture(self.createPartitions(req))
+            }
+        case OpenUploaderRequest.apiKey:
+            return try serveRequest(OpenUploaderRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.openUploader(req))
+            }
+        case PrepareS3ObjectRequest.apiKey:
+            return try serveRequest(PrepareS3ObjectRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.prepareObjects(req))
+            }
+        case CommitS3ObjectsRequest.apiKey:
+            return try serveRequest(CommitS3ObjectsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.commitObjects(req))
+            }
+        case TrimStreamsRequest.apiKey:
+            return try serveRequest(TrimStreamsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.trimStreams(req))
             }
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")

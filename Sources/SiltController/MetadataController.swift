@@ -12,6 +12,14 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case invalidReplicationFactor(String)
     case deletionDisabled
     case storage(String)
+    /// A node epoch that is not the node's current one (a fenced uploader).
+    case staleNodeEpoch(String)
+    /// A stream epoch that is not the stream's current one (a fenced writer).
+    case fencedStreamEpoch(String)
+    /// A range that does not start at the stream's committed end.
+    case offsetOutOfRange(String)
+    case invalidRequest(String)
+    case unknownStream(UInt64)
 
     /// Kafka's error code for this refusal.
     public var kafkaErrorCode: Int16 {
@@ -25,13 +33,20 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .invalidReplicationFactor: return 38   // INVALID_REPLICATION_FACTOR
         case .deletionDisabled: return 73           // TOPIC_DELETION_DISABLED
         case .storage: return -1                    // UNKNOWN_SERVER_ERROR
+        case .staleNodeEpoch: return 77             // STALE_BROKER_EPOCH
+        case .fencedStreamEpoch: return 74          // FENCED_LEADER_EPOCH
+        case .offsetOutOfRange: return 1            // OFFSET_OUT_OF_RANGE
+        case .invalidRequest: return 42             // INVALID_REQUEST
+        case .unknownStream: return 3               // UNKNOWN_TOPIC_OR_PARTITION
         }
     }
 
     public var description: String {
         switch self {
         case .invalidTopic(let m), .invalidPartitions(let m), .invalidConfig(let m),
-             .invalidReplicationFactor(let m), .storage(let m): return m
+             .invalidReplicationFactor(let m), .storage(let m), .staleNodeEpoch(let m), .fencedStreamEpoch(let m),
+             .offsetOutOfRange(let m), .invalidRequest(let m): return m
+        case .unknownStream(let id): return "Stream \(id) does not exist."
         case .topicAlreadyExists(let n): return "Topic '\(n)' already exists."
         case .unknownTopic(let n): return "Topic '\(n)' does not exist."
         case .unknownTopicId(let id): return "Topic id \(id) does not exist."
@@ -48,9 +63,12 @@ public final class MetadataController: @unchecked Sendable {
     public static let topicNameLengthMax = 249
     public static let partitionsMax: Int32 = 100_000
 
-    private let lock = NSLock()
+    let lock = NSLock()
     private let log: MetadataLog
-    private var _image: MetadataImage
+    var _image: MetadataImage
+    /// Expired prepared ids the janitor is deleting: no commit may take them any more,
+    /// whatever the clock says. In memory only; the janitor claims them again after a restart.
+    var janitorClaims = Set<UInt64>()
     /// The records after the latest snapshot, in log order (record i has offset
     /// `logStartOffset + i`); followers fetch from here, or from the snapshot below it.
     private var records: [MetadataRecord]
@@ -60,7 +78,7 @@ public final class MetadataController: @unchecked Sendable {
     /// Kafka's `metadata.log.max.record.bytes.between.snapshots`.
     let snapshotIntervalBytes: Int
     private var commitListeners: [(Int64) -> Void] = []
-    private let logger: Logger
+    let logger: Logger
     /// Validates topic config overrides; injected so the controller need not know the key table.
     private let validateConfigs: ([String: String]) throws -> Void
 
@@ -170,7 +188,7 @@ public final class MetadataController: @unchecked Sendable {
     }
 
     /// Writes records durably, then applies them. Caller holds the lock.
-    private func commit(_ new: [MetadataRecord]) throws {
+    func commit(_ new: [MetadataRecord]) throws {
         do { bytesSinceSnapshot += try log.append(new) } catch { throw ControllerError.storage("\(error)") }
         for r in new { _image.apply(r) }
         records += new

@@ -15,6 +15,28 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     /// Stream ids below this are spent (snapshots keep ids of deleted topics from coming back).
     case streamIdFloor(UInt64)
 
+    // The object lifecycle (see MetadataImage+Objects.swift): prepare → upload → commit,
+    // then trim / compaction / topic deletion make objects dead and the janitor destroys them.
+
+    /// An uploader of `nodeId` opened: its epoch is now `epoch`, which fences older incarnations.
+    case nodeEpoch(nodeId: Int32, epoch: Int64)
+    /// Object ids `firstId ..< firstId + count` are handed to `nodeId`'s uploader until `expiresAtMs`.
+    case prepareObjects(firstId: UInt64, count: Int32, nodeId: Int32, expiresAtMs: Int64)
+    /// Objects become committed, atomically replacing `compactedObjectIds` (if any).
+    case commitObjects(CommitObjectsRecord)
+    /// A stream's start offset moves forward to `newStartOffset`; data below it is dead.
+    case trimStream(streamId: UInt64, newStartOffset: Int64)
+    /// Objects deleted from the bucket (awaiting deletion) or prepared ids given up: gone from the image.
+    case destroyObjects(objectIds: [UInt64])
+    /// Snapshot form: a stream's full state (right after its topic record, before its objects).
+    case streamState(streamId: UInt64, epoch: Int64, startOffset: Int64, endOffset: Int64)
+    /// Snapshot form: a committed, live object (after the stream states).
+    case committedObject(CommittedObject)
+    /// Snapshot form: objects that are dead and await deletion from the bucket.
+    case deadObjects(objectIds: [UInt64])
+    /// Object ids below this are spent.
+    case objectIdFloor(UInt64)
+
     public struct TopicRecord: Codable, Equatable, Sendable {
         public var name: String
         public var id: UUID
@@ -27,6 +49,28 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
             precondition(streamIds.count == Int(partitions), "one stream per partition")
             self.name = name; self.id = id; self.partitions = partitions; self.configs = configs
             self.streamIds = streamIds
+        }
+    }
+
+    /// One object of a commit, as the metadata log stores it.
+    public struct NewObject: Codable, Equatable, Sendable {
+        public var objectId: UInt64
+        public var size: Int64
+        public var kind: ObjectKind
+        public var ranges: [StreamRange]
+        public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange]) {
+            self.objectId = objectId; self.size = size; self.kind = kind; self.ranges = ranges
+        }
+    }
+
+    /// One commit: new objects and the objects they replace, as one record so the swap is atomic.
+    public struct CommitObjectsRecord: Codable, Equatable, Sendable {
+        public var objects: [NewObject]
+        /// Committed objects the new ones replace (compaction); empty for a fresh upload.
+        public var compactedObjectIds: [UInt64]
+        public var committedAtMs: Int64
+        public init(objects: [NewObject], compactedObjectIds: [UInt64], committedAtMs: Int64) {
+            self.objects = objects; self.compactedObjectIds = compactedObjectIds; self.committedAtMs = committedAtMs
         }
     }
 }
@@ -47,7 +91,7 @@ public struct StreamOwner: Equatable, Sendable {
 }
 
 /// The state folded from the metadata log.
-public struct MetadataImage: Sendable {
+public struct MetadataImage: Equatable, Sendable {
     public private(set) var topicsByName: [String: TopicInfo] = [:]
     public private(set) var topicNamesById: [UUID: String] = [:]
     public private(set) var streams: [UInt64: StreamOwner] = [:]
@@ -56,12 +100,32 @@ public struct MetadataImage: Sendable {
     /// Offset of the next record; also the image's version.
     public private(set) var nextOffset: Int64 = 0
 
+    // Objects (maintained in MetadataImage+Objects.swift).
+
+    /// Every stream's epoch, start offset and committed end offset; born (0, 0, 0) with its partition.
+    public internal(set) var streamStates: [UInt64: StreamState] = [:]
+    /// Committed objects that hold at least one live range, by id.
+    public internal(set) var objects: [UInt64: CommittedObject] = [:]
+    /// Per stream, the live objects' ranges sorted by offset, contiguous up to the stream's
+    /// end offset (the first may start below the start offset); no entry for a stream without
+    /// live objects. Query with `objectRanges`.
+    public internal(set) var streamObjects: [UInt64: [ObjectRangeRef]] = [:]
+    /// Prepared, not yet committed object ids.
+    public internal(set) var preparedObjects: [UInt64: PreparedObject] = [:]
+    /// Dead objects (compacted away, or every range dead) whose keys the janitor deletes.
+    public internal(set) var objectsAwaitingDeletion: Set<UInt64> = []
+    /// The current epoch of each node's uploader.
+    public internal(set) var nodeEpochs: [Int32: Int64] = [:]
+    /// The next object id to hand out (ids are never reused).
+    public internal(set) var nextObjectId: UInt64 = 1
+
     public init() {}
 
     /// The image a snapshot ending at `endOffset` describes.
     public init(snapshot records: [MetadataRecord], endOffset: Int64) {
         for r in records { apply(r) }
         nextOffset = endOffset
+        for s in streamObjects.keys { checkStreamIndex(s) }
     }
 
     /// Records that rebuild this image from nothing (a snapshot's content).
@@ -73,6 +137,7 @@ public struct MetadataImage: Sendable {
                                     streamIds: t.streamIds)))
         }
         out.append(.streamIdFloor(nextStreamId))
+        out += objectSnapshotRecords
         return out
     }
 
@@ -104,9 +169,14 @@ public struct MetadataImage: Sendable {
             guard let name = topicNamesById.removeValue(forKey: id) else {
                 preconditionFailure("metadata log: removing unknown topic id \(id)")
             }
-            for s in topicsByName.removeValue(forKey: name)!.streamIds { streams.removeValue(forKey: s) }
+            let removed = topicsByName.removeValue(forKey: name)!.streamIds
+            for s in removed { streams.removeValue(forKey: s) }
+            streamsRemoved(removed)
         case .streamIdFloor(let floor):
             nextStreamId = max(nextStreamId, floor)
+        case .nodeEpoch, .prepareObjects, .commitObjects, .trimStream, .destroyObjects, .streamState, .committedObject,
+             .deadObjects, .objectIdFloor:
+            applyObjectRecord(record)
         }
         nextOffset += 1
     }
@@ -114,6 +184,7 @@ public struct MetadataImage: Sendable {
     private mutating func addStream(_ id: UInt64, _ owner: StreamOwner) {
         precondition(streams[id] == nil && id >= nextStreamId, "metadata log: stream \(id) reused")
         streams[id] = owner
+        streamStates[id] = StreamState(epoch: 0, startOffset: 0, endOffset: 0)
         nextStreamId = id + 1
     }
 }

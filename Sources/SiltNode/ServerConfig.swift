@@ -95,6 +95,10 @@ public struct ServerConfig: Sendable {
     public let logBufferBytes: Int
     /// How often segment files are made durable so the WAL can be trimmed.
     public let walTrimIntervalMs: Int
+    /// Stream storage (see docs/streams.md).
+    public let objectStorage: ObjectStorageConfig
+    /// The S3 read cache (`s3.block.cache.size`).
+    public var blockCacheBytes: Int { objectStorage.blockCacheBytes }
 
     public init(properties: [String: String] = [:]) throws {
         var warnings: [String] = []
@@ -211,6 +215,27 @@ public struct ServerConfig: Sendable {
         if ring & (ring - 1) != 0 { ring = 1 << (Int.bitWidth - (ring - 1).leadingZeroBitCount) }
         logBufferBytes = ring
         walTrimIntervalMs = Int(int("s3.wal.trim.interval.ms"))
+        let threshold = Int64(raw("s3.wal.upload.threshold")!)!
+        let blockCache = Int64(raw("s3.block.cache.size")!)!
+        objectStorage = ObjectStorageConfig(
+            uploadThresholdBytes: threshold <= 0 ? min(ring / 3, 500 << 20) : Int(threshold),
+            uploadIntervalMs: Int(Int64(raw("s3.wal.upload.interval.ms")!)!),
+            blockCacheBytes: blockCache <= 0 ? 128 << 20 : Int(blockCache),
+            objectBlockBytes: Int(int("s3.object.block.size")),
+            objectPartBytes: Int(int("s3.object.part.size")),
+            streamObjectSplitBytes: Int(int("s3.stream.object.split.size")),
+            streamSetCompactionIntervalMs: properties["s3.stream.set.object.compaction.interval.ms"].flatMap { Int($0) }
+                ?? Int(int("s3.stream.set.object.compaction.interval.minutes")) * 60_000,
+            streamObjectCompactionIntervalMs: properties["s3.stream.object.compaction.interval.ms"].flatMap { Int($0) }
+                ?? Int(int("s3.stream.object.compaction.interval.minutes")) * 60_000,
+            networkBaselineBytesPerSecond: Int(Int64(raw("s3.network.baseline.bandwidth")!)!),
+            uploadParallelism: Int(int("s3.upload.parallelism")),
+            prepareTTLMs: Int64(raw("s3.object.prepare.ttl.ms")!)!,
+            janitorIntervalMs: Int64(raw("s3.object.janitor.interval.ms")!)!)
+        if objectStorage.uploadThresholdBytes > ring / 2 {
+            throw ConfigError(key: "s3.wal.upload.threshold", value: String(threshold),
+                              reason: "must be at most half the log buffer (\(ring / 2) bytes): the buffer holds what waits for upload")
+        }
         if Int(messageMaxBytes) + 64 > logBufferBytes / 4 {
             throw ConfigError(key: "s3.wal.cache.size", value: String(cacheSize),
                               reason: "the log buffer (\(logBufferBytes) bytes) must be at least 4x message.max.bytes (\(messageMaxBytes))")
@@ -312,5 +337,41 @@ public struct ServerConfig: Sendable {
             return "'\(item)' is not LISTENER:PROTOCOL"
         }
         return nil
+    }
+}
+
+/// Stream storage settings (AutoMQ's `s3.*` names).
+public struct ObjectStorageConfig: Sendable {
+    /// Bytes waiting in the log buffer that trigger an upload (`s3.wal.upload.threshold`).
+    public var uploadThresholdBytes: Int
+    /// Longest wait before pending bytes are uploaded (`s3.wal.upload.interval.ms`).
+    public var uploadIntervalMs: Int
+    public var blockCacheBytes: Int
+    public var objectBlockBytes: Int
+    public var objectPartBytes: Int
+    public var streamObjectSplitBytes: Int
+    public var streamSetCompactionIntervalMs: Int
+    public var streamObjectCompactionIntervalMs: Int
+    public var networkBaselineBytesPerSecond: Int
+    public var uploadParallelism: Int
+    public var prepareTTLMs: Int64
+    public var janitorIntervalMs: Int64
+
+    public init(uploadThresholdBytes: Int, uploadIntervalMs: Int, blockCacheBytes: Int, objectBlockBytes: Int,
+                objectPartBytes: Int, streamObjectSplitBytes: Int, streamSetCompactionIntervalMs: Int,
+                streamObjectCompactionIntervalMs: Int, networkBaselineBytesPerSecond: Int, uploadParallelism: Int,
+                prepareTTLMs: Int64, janitorIntervalMs: Int64) {
+        self.uploadThresholdBytes = uploadThresholdBytes
+        self.uploadIntervalMs = uploadIntervalMs
+        self.blockCacheBytes = blockCacheBytes
+        self.objectBlockBytes = objectBlockBytes
+        self.objectPartBytes = objectPartBytes
+        self.streamObjectSplitBytes = streamObjectSplitBytes
+        self.streamSetCompactionIntervalMs = streamSetCompactionIntervalMs
+        self.streamObjectCompactionIntervalMs = streamObjectCompactionIntervalMs
+        self.networkBaselineBytesPerSecond = networkBaselineBytesPerSecond
+        self.uploadParallelism = uploadParallelism
+        self.prepareTTLMs = prepareTTLMs
+        self.janitorIntervalMs = janitorIntervalMs
     }
 }

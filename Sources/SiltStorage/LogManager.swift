@@ -60,12 +60,12 @@ public final class LogManager: @unchecked Sendable {
     deinit { shutdown() }
 
     /// The partition log, if it exists.
-    public func partition(topic: String, partition: Int32) -> PartitionLog? {
+    public func partitionLog(topic: String, partition: Int32) -> PartitionLog? {
         lock.withLock { partitions[PartitionKey(topic: topic, partition: partition)] }
     }
 
     /// Every open partition log.
-    public func allPartitions() -> [PartitionLog] {
+    public func allPartitionLogs() -> [PartitionLog] {
         lock.withLock { Array(partitions.values) }
     }
 
@@ -123,7 +123,7 @@ public final class LogManager: @unchecked Sendable {
     }
 
     /// Calls `listener` (on a storage thread) whenever any partition's high watermark advances.
-    public func addHighWatermarkListener(_ listener: @escaping @Sendable (PartitionLog, Int64) -> Void) {
+    public func addPartitionLogHighWatermarkListener(_ listener: @escaping @Sendable (PartitionLog, Int64) -> Void) {
         lock.withLock { listeners.append(listener) }
     }
 

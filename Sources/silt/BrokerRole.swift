@@ -2,7 +2,9 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SiltAdmin
 import SiltBroker
+import SiltMetrics
 import SiltNet
 import SiltNode
 import SiltRing
@@ -15,15 +17,11 @@ struct BrokerRole {
 
     func run() throws {
         let regions = try NodeRegions.attach()
-        let (ring, durableNotices, trimCommands, state) =
-            (regions.ring, regions.durableNotices, regions.trimCommands, regions.walState)
+        let (ring, durableNotices, state) = (regions.ring, regions.durableNotices, regions.walState)
         logger.info("waiting for the WAL to recover")
         guard state.waitReady(timeout: .seconds(600)) else { throw RoleError("the WAL never became ready") }
 
-        var storage = StorageConfig(logDir: config.logDirs[0], segmentBytes: config.logSegmentBytes)
-        storage.maxBatchBytes = max(storage.maxBatchBytes, Int(config.messageMaxBytes))
-        storage.externalDurability = true
-        let logs = try LogManager(config: storage, logger: logger)
+        let logs = StreamLogManager(maxBatchBytes: max(64 << 20, Int(config.messageMaxBytes)), logger: logger)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         guard let voter = config.quorumVoters.first(where: { $0.id == config.nodeId }) ?? config.quorumVoters.first else {
@@ -31,21 +29,26 @@ struct BrokerRole {
         }
         let controller = KafkaClient(group: group, host: voter.host, port: voter.port,
                                      clientId: "silt-broker-\(config.nodeId)", logger: logger)
-        let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, trimCommands: trimCommands,
-                                           logs: logs, trimIntervalMs: config.walTrimIntervalMs, walState: state,
-                                           logger: logger)
+        let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, logger: logger)
         let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
                                                            clusterId: config.clusterId)
+        let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
+        let store = MeteredObjectStore(try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(),
+                                                                 logger: logger), metrics: metrics)
+        let objectReader = ObjectStreamReader(store: store, clusterId: clusterId, cacheBytes: config.blockCacheBytes,
+                                              metrics: metrics, logger: logger)
         let broker = Broker(config: config, clusterId: clusterId, controllerChannel: controller, logs: logs,
-                            writePath: writePath, logger: logger)
+                            writePath: writePath, objectReader: objectReader, logger: logger)
         try broker.start(on: group.next())
-        try broker.replayWAL(state.recoveredFrames)
+        // After a node restart: what the WAL still held must reach object storage first.
+        _ = try broker.awaitRecoveredCommitted(state.recoveredFrames, timeout: .seconds(600))
         writePath.start()
         // Whatever an earlier incarnation of this process put in the buffer becomes durable
         // before anyone can read it.
         guard writePath.waitUntilDurable(timeout: .seconds(120)) else {
             throw RoleError("the WAL did not catch up with the log buffer")
         }
+        try broker.recoverLogBufferTail(writePath)
         let server = KafkaServer(group: group, service: broker, frameBytesMax: config.socketRequestMaxBytes, logger: logger)
         try server.start(endpoints: config.clientListeners.map { KafkaServer.Endpoint(name: $0.name, host: $0.host, port: $0.port) })
         logger.info("broker ready")
@@ -56,7 +59,6 @@ struct BrokerRole {
         if !writePath.waitUntilDurable(timeout: .seconds(10)) {
             logger.warning("broker stopping: the WAL did not drain within 10 s")
         }
-        logs.flushAll()
         writePath.stop()
         broker.stop()
         controller.close()

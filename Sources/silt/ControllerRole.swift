@@ -2,12 +2,13 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SiltAdmin
 import SiltController
 import SiltNet
 import SiltNode
 
-/// The controller role: owns the metadata log in `log.dirs` and serves it on the
-/// CONTROLLER listener.
+/// The controller role: owns the metadata log in `log.dirs`, serves it on the CONTROLLER
+/// listener, and runs the object janitor on the data bucket.
 struct ControllerRole {
     let config: ServerConfig
     let logger: Logger
@@ -18,15 +19,22 @@ struct ControllerRole {
         let controller = try MetadataController(directory: dir, logger: logger, snapshotIntervalBytes: snapshotBytes,
                                                 validateConfigs: TopicConfig.validate)
         let service = ControllerService(controller: controller, config: config, logger: logger)
+        let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
+                                                           clusterId: config.clusterId)
+        let dataStore = try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(), logger: logger)
+        let janitor = ObjectJanitor(controller: controller, store: dataStore, clusterId: clusterId, config: config,
+                                    logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let server = KafkaServer(group: group, service: service, frameBytesMax: config.socketRequestMaxBytes, logger: logger)
         let endpoints = config.listeners.filter { config.controllerListenerNames.contains($0.name) }
             .map { KafkaServer.Endpoint(name: $0.name, host: $0.host, port: $0.port) }
         try server.start(endpoints: endpoints)
+        janitor.start()
         logger.info("controller ready", metadata: ["records": "\(controller.image.nextOffset)"])
         waitForStopSignal()
         logger.info("controller stopping")
         server.stop()
+        janitor.stop()
         try? group.syncShutdownGracefully()
         logger.info("controller stopped")
     }

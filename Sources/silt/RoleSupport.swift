@@ -129,3 +129,18 @@ func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("silt: \(message)\n".utf8))
     exit(1)
 }
+
+final class StopFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    private var done = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+    var drained: Bool { lock.withLock { done } }
+    func markDrained() { lock.withLock { done = true } }
+}
+
+struct RoleError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SiltAdmin
 import SiltBroker
+import SiltMetrics
 import SiltNode
 import SiltObjectStore
 import SiltRing
@@ -49,6 +50,11 @@ struct Server: ParsableCommand {
             fail("configuration error: \(error)")
         }
         for w in config.warnings { logger.warning("\(w)") }
+        // The metrics exporter's address is checked before anything is created.
+        let exporterAddress: (host: String, port: Int)?
+        do { exporterAddress = try Server.metricsExporterAddress(config) } catch {
+            fail("configuration error: \(PrometheusExporter.uriConfigKey): \(error)")
+        }
         logger[metadataKey: "node"] = "\(config.nodeId)"
         if config.logDirs.count > 1 {
             logger.warning("several log.dirs given; this version stores everything in the first", metadata: ["log.dir": "\(config.logDirs[0])"])
@@ -76,15 +82,33 @@ struct Server: ParsableCommand {
                                                 "roles": "\(config.processRoles.map(\.rawValue).sorted())"])
         }
 
+        // The node's metrics: one region every role maps (fd RoleFd.metrics), served from here.
+        let metricsFd: Int32
+        let metrics: MetricsRegion
+        do {
+            metricsFd = try SharedMemory.createMemfd(name: "silt-metrics")
+            metrics = try MetricsRegion.create(fd: metricsFd)
+        } catch {
+            fail("start-up failed: metrics region: \(error)")
+        }
+        if config.isBroker { metrics.set(.walCapacityBytes, config.walCapacityBytes) }
+
         let roles: [RoleSpec]
         do {
-            roles = try makeRoles(config, parsedS3URL: parsedURL)
+            roles = try makeRoles(config, parsedS3URL: parsedURL, metricsFd: metricsFd)
         } catch {
             fail("start-up failed: \(error)")
+        }
+        var exporter: PrometheusExporter?
+        if let address = exporterAddress {
+            let e = PrometheusExporter(region: metrics, host: address.host, port: address.port, logger: logger)
+            do { try e.start() } catch { fail("metrics exporter (\(PrometheusExporter.uriConfigKey)): \(error)") }
+            exporter = e
         }
         let supervisor = Supervisor(roles: roles, policy: RestartPolicy(), logger: logger)
         let code: Int32
         do { code = try supervisor.run() } catch { fail("supervisor: \(error)") }
+        exporter?.stop()
         if code != 0 { logger.error("node stopped with exit code \(code)") }
         Foundation.exit(code)
     }
@@ -110,8 +134,15 @@ struct Server: ParsableCommand {
         }
     }
 
+    /// The address `s3.telemetry.metrics.exporter.uri` asks for, or nil when it is unset or empty.
+    static func metricsExporterAddress(_ config: ServerConfig) throws -> (host: String, port: Int)? {
+        guard let uri = config.explicit[PrometheusExporter.uriConfigKey],
+              !uri.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+        return try PrometheusExporter.parseExporterURI(uri)
+    }
+
     /// The role processes `process.roles` implies, with the descriptors each inherits.
-    private func makeRoles(_ config: ServerConfig, parsedS3URL: S3URL?) throws -> [RoleSpec] {
+    private func makeRoles(_ config: ServerConfig, parsedS3URL: S3URL?, metricsFd: Int32) throws -> [RoleSpec] {
         let executable = Supervisor.currentExecutablePath()
         // SILT_ARGS (the systemd env file's start line) may carry S3 secrets: roles get
         // their configuration through the config fd, never through the environment.
@@ -124,7 +155,9 @@ struct Server: ParsableCommand {
         // the environment.
         let credentialsFd = try SharedMemory.createMemfd(name: "silt-credentials")
         try CredentialsTransfer.write(try NodeStart.credentials(s3url: parsedS3URL, config: config), to: credentialsFd)
-        let configFds = [(source: configFd, target: RoleFd.config), (source: credentialsFd, target: RoleFd.credentials)]
+        // Every role inherits these: configuration, credentials and the metrics region.
+        let configFds = [(source: configFd, target: RoleFd.config), (source: credentialsFd, target: RoleFd.credentials),
+                         (source: metricsFd, target: RoleFd.metrics)]
 
         var roles: [RoleSpec] = []
         if config.isController {

@@ -9,17 +9,26 @@ import SiltNet
 import SiltNode
 import SiltProtocol
 import SiltRecords
+import SiltMetrics
+import SiltObjectStore
 import SiltRing
 import SiltStorage
+import SiltStreams
 import XCTest
 
 /// The broker's WAL write path against a real shared-memory log buffer, with a stand-in WAL
-/// writer thread in place of the WAL process: acks wait for the durable LSN, the high
-/// watermark follows it, and tail fetches are served from the buffer.
+/// writer thread in place of the WAL process and a real uploader over a file:// object
+/// store: acks wait for the durable LSN, the high watermark follows it, tail fetches are
+/// served from the buffer, and older ones from the objects the uploader committed.
 final class LogBufferWritePathTests: XCTestCase {
     var group: MultiThreadedEventLoopGroup!
     var dir: String!
-    var logs: LogManager!
+    var logs: StreamLogManager!
+    var controller: MetadataController!
+    var store: LocalObjectStore!
+    var uploader: Uploader?
+    var uploaderTask: Task<Void, Never>?
+    let uploaderStop = NIOLockedValueBox(false)
     var broker: Broker!
     var path: LogBufferWritePath!
     var ring: LogRing!
@@ -38,6 +47,8 @@ final class LogBufferWritePathTests: XCTestCase {
         let lock = NSLock()
         var paused = false
         var stopped = false
+        /// Also consume as the uploader (reader 1) would: for tests without an uploader.
+        var releaseUploaderReader = false
         var trims: [UInt64] = []
         var framesSeen = 0
         init(ring: LogRing, durable: ControlRing, trim: ControlRing) {
@@ -55,8 +66,10 @@ final class LogBufferWritePathTests: XCTestCase {
                 lock.withLock { framesSeen += batch.frames.count }
                 wal.advance(to: batch.endLSN)
                 _ = durable.tryPush(ControlMessage(kind: ControlMessage.kindDurable, value: batch.endLSN))
-                let up = try! uploader.peek()
-                uploader.advance(to: up.endLSN)
+                if lock.withLock({ releaseUploaderReader }) {
+                    let up = try! uploader.peek()
+                    uploader.advance(to: up.endLSN)
+                }
             }
         }
     }
@@ -75,22 +88,45 @@ final class LogBufferWritePathTests: XCTestCase {
         Thread { [fakeWAL] in fakeWAL!.run() }.start()
 
         let config = try ServerConfig(properties: ["log.dirs": dir])
-        let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
-                                                validateConfigs: TopicConfig.validate)
+        controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
+                                            validateConfigs: TopicConfig.validate)
         let service = ControllerService(controller: controller, config: config, logger: logger)
-        var storage = StorageConfig(logDir: dir)
-        storage.externalDurability = true
-        logs = try LogManager(config: storage, logger: logger)
-        path = LogBufferWritePath(ring: ring, durableNotices: durable, trimCommands: trim, logs: logs,
-                                  trimIntervalMs: 50, logger: logger)
+        logs = StreamLogManager(maxBatchBytes: 1 << 20, logger: logger)
+        store = try LocalObjectStore(rootDirectory: dir + "/objects")
+        path = LogBufferWritePath(ring: ring, durableNotices: durable, logger: logger)
         path.start()
         broker = Broker(config: config, clusterId: "c", controllerChannel:
                             LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
-                        logs: logs, writePath: path, logger: logger)
+                        logs: logs, writePath: path,
+                        objectReader: ObjectStreamReader(store: store, clusterId: "c", cacheBytes: 4 << 20,
+                                                         metrics: .local(), logger: logger),
+                        logger: logger)
         try broker.start(on: group.next())
     }
 
+    /// Runs a real uploader on the log buffer (the stand-in WAL stops releasing reader 1).
+    func startUploader(thresholdBytes: Int = 64 << 10, walState: WALState? = nil) async throws -> Uploader {
+        fakeWAL.lock.withLock { fakeWAL.releaseUploaderReader = false }
+        let config = ObjectStorageConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: 50, blockCacheBytes: 1 << 20,
+                                         objectBlockBytes: 32 << 10, objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20,
+                                         streamSetCompactionIntervalMs: 60_000, streamObjectCompactionIntervalMs: 60_000,
+                                         networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2, prepareTTLMs: 60_000,
+                                         janitorIntervalMs: 1000)
+        let stateFd = try SharedMemory.createMemfd(name: "t-state")
+        fds.append(stateFd)
+        let state = try walState ?? WALState.create(fd: stateFd, tailBytesMax: 1 << 20)
+        let u = Uploader(ring: ring, walState: state, trimCommands: trim, store: store,
+                         control: LocalUploaderControl(controller: controller, nodeId: 0), clusterId: "c", config: config,
+                         metrics: .local(), logger: logger)
+        try await u.open()
+        let stop = uploaderStop
+        uploaderTask = Task { await u.run(shouldStop: { stop.withLockedValue { $0 } }) }
+        uploader = u
+        return u
+    }
+
     override func tearDownWithError() throws {
+        uploaderStop.withLockedValue { $0 = true }
         fakeWAL.lock.withLock { fakeWAL.stopped = true }
         path.stop()
         broker.stop()
@@ -172,16 +208,6 @@ final class LogBufferWritePathTests: XCTestCase {
         XCTAssertEqual(headers.map(\.baseOffset), [0, 3])
         XCTAssertTrue(headers.allSatisfy { $0.isCRCValid(in: data.records!) })
         XCTAssertEqual(path.tailReads.count, before + 1, "the tail fetch did not come from the log buffer")
-        // The same bytes are in the segment files.
-        let fromFile = try logs.partition(topic: "wal", partition: 0)!.read(from: 0, maxBytes: 1 << 20, minOneBatch: true)
-        XCTAssertEqual(fromFile, data.records)
-
-        // Trims follow the durable LSN once the segments are synced.
-        let deadline = Date().addingTimeInterval(5)
-        while fakeWAL.lock.withLock({ fakeWAL.trims.isEmpty }) && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        let lastTrim = try XCTUnwrap(fakeWAL.lock.withLock { fakeWAL.trims.last })
-        XCTAssertLessThanOrEqual(lastTrim, ring.readPosition(0))
-        XCTAssertGreaterThan(lastTrim, 0)
     }
 
     func testManyProducesAreAckedInOrderAcrossWraps() throws {
@@ -192,6 +218,7 @@ final class LogBufferWritePathTests: XCTestCase {
         ct.replicationFactor = -1
         create.topics = [ct]
         XCTAssertEqual(try send(create, version: 7).wait()?.topics[0].errorCode, 0)
+        fakeWAL.lock.withLock { fakeWAL.releaseUploaderReader = true }   // no uploader here: free the space
         let value = String(repeating: "v", count: 4000)
         var futures: [EventLoopFuture<ProduceResponse?>] = []
         for _ in 0..<600 {   // ~2.4 MB through a 1 MiB ring: wraps and back-pressure
@@ -201,30 +228,122 @@ final class LogBufferWritePathTests: XCTestCase {
         XCTAssertEqual(offsets, (0..<600).map(Int64.init))
         XCTAssertEqual(try fetch("many", offset: 599).highWatermark, 600)
     }
-}
 
-/// WAL replay: the broker re-appends what its segment files lost, at the same offsets.
-final class WALReplayTests: XCTestCase {
-    func testReplayAppendsMissingFramesSkipsPresentOnesAndRefusesGaps() throws {
-        let logger = Logger(label: "test")
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        defer { try? group.syncShutdownGracefully() }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-replay-\(UUID())").path
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+    func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+        let box = NIOLockedValueBox<Result<T, Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                let v = try await body()
+                box.withLockedValue { $0 = .success(v) }
+            } catch {
+                box.withLockedValue { $0 = .failure(error) }
+            }
+            done.signal()
+        }
+        done.wait()
+        return try box.withLockedValue { $0! }.get()
+    }
+
+    func createTopic(_ name: String, partitions: Int32) throws -> TopicInfo {
+        var create = CreateTopicsRequest()
+        var ct = CreateTopicsRequest.CreatableTopic()
+        ct.name = name
+        ct.numPartitions = partitions
+        ct.replicationFactor = -1
+        create.topics = [ct]
+        XCTAssertEqual(try send(create, version: 7).wait()?.topics[0].errorCode, 0)
+        return try XCTUnwrap(controller.image.topic(named: name))
+    }
+
+    /// Every value of partition 0 of `topic` from `offset` to `end`, fetch by fetch.
+    func readValues(_ topic: String, from offset: Int64, to end: Int64) throws -> [String] {
+        var values: [String] = []
+        var next = offset
+        let deadline = Date().addingTimeInterval(30)
+        while next < end && Date() < deadline {
+            let data = try fetch(topic, offset: next)
+            XCTAssertEqual(data.errorCode, 0)
+            guard let records = data.records, records.readableBytes > 0 else { continue }
+            for h in try parseBatchHeaders(records) {
+                XCTAssertTrue(h.isCRCValid(in: records), "batch at \(h.baseOffset) fails its CRC")
+                var reader = try RecordReader(batch: records, header: h)
+                var o = h.baseOffset
+                while let r = try reader.next() {
+                    if o >= next { values.append(String(buffer: r.value!)); next = o + 1 }
+                    o += 1
+                }
+            }
+        }
+        return values
+    }
+
+    func waitUntil(_ what: String, timeout: TimeInterval = 20, _ condition: () -> Bool) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !condition() {
+            if Date() > deadline { XCTFail("timed out waiting until \(what)"); return }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+    }
+
+    func testUploadedDataIsReadBackFromObjectsAfterTheBufferMovedOn() throws {
+        let topic = try createTopic("up", partitions: 1)
+        let stream = topic.streamIds[0]
+        _ = try blocking { try await self.startUploader() }
+        let pad = String(repeating: "u", count: 4000)
+        var futures: [EventLoopFuture<ProduceResponse?>] = []
+        for i in 0..<600 {   // ~2.4 MB through a 1 MiB log buffer: only the uploader frees it
+            futures.append(try send(produceRequest("up", values: ["\(i)-" + pad]), version: 9))
+        }
+        XCTAssertEqual(try futures.map { try $0.wait()!.responses[0].partitionResponses[0].baseOffset }, (0..<600).map(Int64.init))
+        waitUntil("all 600 offsets are committed") { controller.image.streamStates[stream]?.endOffset == 600 }
+
+        // Objects are in the bucket, the ranges cover the stream from 0 without a gap, and the WAL was told to trim.
+        let refs = controller.image.objectRanges(streamId: stream, from: 0)
+        XCTAssertEqual(refs.first?.startOffset, 0)
+        XCTAssertEqual(refs.last?.endOffset, 600)
+        for (a, b) in zip(refs, refs.dropFirst()) { XCTAssertEqual(a.endOffset, b.startOffset, "gap between objects") }
+        let keys = try blocking { try await self.store.list(prefix: "", delimiter: nil, continuationToken: nil, maxKeys: 1000) }
+            .objects.map(\.key).filter { $0.contains("/o/") }
+        XCTAssertEqual(Set(keys), Set(refs.map { ObjectKeys.object(clusterId: "c", objectId: $0.objectId) }))
+        waitUntil("the WAL got a trim") { fakeWAL.lock.withLock { !fakeWAL.trims.isEmpty } }
+        XCTAssertLessThanOrEqual(fakeWAL.lock.withLock { fakeWAL.trims.last! }, ring.readPosition(0))
+
+        // Offset 0 left the buffer long ago: it comes back from the objects, byte for byte.
+        waitUntil("the broker's metadata shows the commit") { broker.metadata.image.streamStates[stream]?.endOffset == 600 }
+        let tailBefore = path.tailReads.count
+        let values = try readValues("up", from: 0, to: 600)
+        XCTAssertEqual(values, (0..<600).map { "\($0)-" + pad })
+        XCTAssertLessThan(path.tailReads.count - tailBefore, 600, "every fetch was served from memory")
+    }
+
+    func testARestartedBrokerRelearnsTheTailFromTheBuffer() throws {
+        let topic = try createTopic("again", partitions: 1)
+        for v in ["a", "b", "c"] { _ = try send(produceRequest("again", values: [v]), version: 9).wait() }
+        XCTAssertEqual(try fetch("again", offset: 0).highWatermark, 3)
+        // A new broker process over the same buffer: nothing committed yet, the tail is in memory.
         let config = try ServerConfig(properties: ["log.dirs": dir])
-        let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
-                                                validateConfigs: TopicConfig.validate)
-        let topic = try controller.createTopic(name: "r", partitions: 1, configs: [:], validateOnly: false)
-        var storage = StorageConfig(logDir: dir)
-        storage.externalDurability = true
-        let logs = try LogManager(config: storage, logger: logger)
-        defer { logs.shutdown() }
-        let broker = Broker(config: config, clusterId: "c", controllerChannel: LocalControllerChannel(
-            service: ControllerService(controller: controller, config: config, logger: logger),
-            eventLoop: group.next(), logger: logger), logs: logs, writePath: LocalFsyncWritePath(), logger: logger)
-        try broker.start(on: group.next())
-        defer { broker.stop() }
+        let service = ControllerService(controller: controller, config: config, logger: logger)
+        let freshLogs = StreamLogManager(maxBatchBytes: 1 << 20, logger: logger)
+        let freshPath = LogBufferWritePath(ring: ring, durableNotices: durable, logger: logger)
+        let fresh = Broker(config: config, clusterId: "c", controllerChannel:
+                            LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
+                           logs: freshLogs, writePath: freshPath, logger: logger)
+        defer { fresh.stop(); freshPath.stop() }
+        try fresh.start(on: group.next())
+        XCTAssertEqual(freshLogs.partition(topic: "again", partition: 0)?.logEndOffset, 0)
+        try fresh.recoverLogBufferTail(freshPath)
+        let log = try XCTUnwrap(freshLogs.stream(topic: "again", partition: 0))
+        XCTAssertEqual(log.streamId, topic.streamIds[0])
+        XCTAssertEqual(log.logEndOffset, 3)
+        XCTAssertEqual(log.highWatermark, 3)
+        let tail = try XCTUnwrap(freshPath.readTail(log, streamId: log.streamId, from: 0, maxBytes: 1 << 20, minOneBatch: true))
+        XCTAssertEqual(try parseBatchHeaders(tail).map(\.baseOffset), [0, 1, 2])
+    }
 
+    func testRecoveredWALRecordsAreUploadedBeforeTheBrokerServes() throws {
+        let topic = try createTopic("rec", partitions: 1)
+        let stream = topic.streamIds[0]
         func frame(base: Int64, values: [String], stream: UInt64) -> [UInt8] {
             var b = RecordBatchBuilder(baseOffset: base, partitionLeaderEpoch: 0)
             for v in values { b.append(key: nil as String?, value: v, timestamp: 1) }
@@ -236,29 +355,25 @@ final class WALReplayTests: XCTestCase {
             }
             return out + Array(batch.readableBytesView)
         }
-        let stream = topic.streamIds[0]
+        // What the WAL hands over after a node crash: two frames of a live stream and one of a deleted topic.
         let tail = frame(base: 0, values: ["a", "b"], stream: stream) + frame(base: 2, values: ["c"], stream: stream)
-            + frame(base: 0, values: ["x"], stream: 9999)   // a deleted topic's stream
-        var result = try tail.withUnsafeBytes { try broker.replayWAL($0) }
-        XCTAssertEqual(result.replayed, 2)
-        XCTAssertEqual(result.skipped, 1)
-        let log = try XCTUnwrap(logs.partition(topic: "r", partition: 0))
-        XCTAssertEqual(log.logEndOffset, 3)
-        XCTAssertEqual(log.highWatermark, 3)
-        XCTAssertEqual(try parseBatchHeaders(log.read(from: 0, maxBytes: 1 << 20, minOneBatch: true)).map(\.baseOffset), [0, 2])
-
-        // Replaying the same tail again changes nothing.
-        result = try tail.withUnsafeBytes { try broker.replayWAL($0) }
-        XCTAssertEqual(result.replayed, 0)
-        XCTAssertEqual(log.logEndOffset, 3)
-
-        // A frame past the log end means lost data: refuse, loudly.
-        let gap = frame(base: 10, values: ["z"], stream: stream)
-        XCTAssertThrowsError(try gap.withUnsafeBytes { try broker.replayWAL($0) })
-        XCTAssertEqual(log.logEndOffset, 3)
-
-        // Garbage in the hand-off region is refused, not trusted.
-        let garbage = [UInt8](repeating: 0xFF, count: 40)
-        XCTAssertThrowsError(try garbage.withUnsafeBytes { try broker.replayWAL($0) })
+            + frame(base: 0, values: ["x"], stream: 9999)
+        let stateFd = try SharedMemory.createMemfd(name: "t-recovered")
+        fds.append(stateFd)
+        let state = try WALState.create(fd: stateFd, tailBytesMax: 1 << 20)
+        state.publishRecovery(startLSN: 0, endLSN: UInt64(tail.count), frames: tail)
+        _ = try blocking { try await self.startUploader(walState: state) }
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 3, "open() uploads the recovered records")
+        XCTAssertEqual(try broker.awaitRecoveredCommitted(state.recoveredFrames, timeout: .seconds(10)), 1)
+        waitUntil("the broker sees the recovered end") { broker.metadata.image.streamStates[stream]?.endOffset == 3 }
+        waitUntil("the partition's log end follows the commit") { logs.partition(topic: "rec", partition: 0)?.highWatermark == 3 }
+        XCTAssertEqual(try readValues("rec", from: 0, to: 3), ["a", "b", "c"])
+        // A second uploader incarnation fences the first and skips what is committed.
+        let again = Uploader(ring: ring, walState: state, trimCommands: trim, store: store,
+                             control: LocalUploaderControl(controller: controller, nodeId: 0), clusterId: "c",
+                             config: uploader!.config, metrics: .local(), logger: logger)
+        try blocking { try await again.open() }
+        XCTAssertEqual(again.objectsCommitted, 0)
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 3)
     }
 }

@@ -774,6 +774,49 @@ extension BrokerRegistrationResponse {
         return m
     }
 }
+extension CommitS3ObjectsRequest {
+    static func _sample(version: Int16, nulls: Bool) -> CommitS3ObjectsRequest {
+        var m = CommitS3ObjectsRequest()
+        m.nodeId = 37
+        m.nodeEpoch = 55
+        m.objects = [CommitS3ObjectsRequest.S3Object._sample(version: version, nulls: nulls)]
+        m.compactedObjectIds = [13]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 52], 1234: []] }
+        return m
+    }
+}
+extension CommitS3ObjectsRequest.S3Object {
+    static func _sample(version: Int16, nulls: Bool) -> CommitS3ObjectsRequest.S3Object {
+        var m = CommitS3ObjectsRequest.S3Object()
+        m.objectId = 5
+        m.objectSize = 47
+        m.kind = 20
+        m.ranges = [CommitS3ObjectsRequest.StreamRange._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 21], 1234: []] }
+        return m
+    }
+}
+extension CommitS3ObjectsRequest.StreamRange {
+    static func _sample(version: Int16, nulls: Bool) -> CommitS3ObjectsRequest.StreamRange {
+        var m = CommitS3ObjectsRequest.StreamRange()
+        m.streamId = 39
+        m.streamEpoch = 17
+        m.startOffset = 74
+        m.endOffset = 17
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 57], 1234: []] }
+        return m
+    }
+}
+extension CommitS3ObjectsResponse {
+    static func _sample(version: Int16, nulls: Bool) -> CommitS3ObjectsResponse {
+        var m = CommitS3ObjectsResponse()
+        m.throttleTimeMs = 61
+        m.errorCode = 95
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 69], 1234: []] }
+        return m
+    }
+}
 extension ConsumerGroupDescribeRequest {
     static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupDescribeRequest {
         var m = ConsumerGroupDescribeRequest()
@@ -3518,6 +3561,59 @@ extension OffsetForLeaderEpochResponse.EpochEndOffset {
         return m
     }
 }
+extension OpenUploaderRequest {
+    static func _sample(version: Int16, nulls: Bool) -> OpenUploaderRequest {
+        var m = OpenUploaderRequest()
+        m.nodeId = 11
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 55], 1234: []] }
+        return m
+    }
+}
+extension OpenUploaderResponse {
+    static func _sample(version: Int16, nulls: Bool) -> OpenUploaderResponse {
+        var m = OpenUploaderResponse()
+        m.throttleTimeMs = 70
+        m.errorCode = 26
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.nodeEpoch = 38
+        m.streams = [OpenUploaderResponse.StreamState._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 64], 1234: []] }
+        return m
+    }
+}
+extension OpenUploaderResponse.StreamState {
+    static func _sample(version: Int16, nulls: Bool) -> OpenUploaderResponse.StreamState {
+        var m = OpenUploaderResponse.StreamState()
+        m.streamId = 1
+        m.epoch = 8
+        m.startOffset = 71
+        m.endOffset = 4
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 73], 1234: []] }
+        return m
+    }
+}
+extension PrepareS3ObjectRequest {
+    static func _sample(version: Int16, nulls: Bool) -> PrepareS3ObjectRequest {
+        var m = PrepareS3ObjectRequest()
+        m.nodeId = 57
+        m.nodeEpoch = 56
+        m.count = 33
+        m.ttlMs = 25
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 7], 1234: []] }
+        return m
+    }
+}
+extension PrepareS3ObjectResponse {
+    static func _sample(version: Int16, nulls: Bool) -> PrepareS3ObjectResponse {
+        var m = PrepareS3ObjectResponse()
+        m.throttleTimeMs = 57
+        m.errorCode = 14
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.firstObjectId = 12
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 83], 1234: []] }
+        return m
+    }
+}
 extension ProduceRequest {
     static func _sample(version: Int16, nulls: Bool) -> ProduceRequest {
         var m = ProduceRequest()
@@ -4289,6 +4385,43 @@ extension SyncGroupResponse {
         return m
     }
 }
+extension TrimStreamsRequest {
+    static func _sample(version: Int16, nulls: Bool) -> TrimStreamsRequest {
+        var m = TrimStreamsRequest()
+        m.streams = [TrimStreamsRequest.TrimStream._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 39], 1234: []] }
+        return m
+    }
+}
+extension TrimStreamsRequest.TrimStream {
+    static func _sample(version: Int16, nulls: Bool) -> TrimStreamsRequest.TrimStream {
+        var m = TrimStreamsRequest.TrimStream()
+        m.streamId = 84
+        m.newStartOffset = 55
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 7], 1234: []] }
+        return m
+    }
+}
+extension TrimStreamsResponse {
+    static func _sample(version: Int16, nulls: Bool) -> TrimStreamsResponse {
+        var m = TrimStreamsResponse()
+        m.throttleTimeMs = 74
+        m.streams = [TrimStreamsResponse.TrimStreamResult._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 37], 1234: []] }
+        return m
+    }
+}
+extension TrimStreamsResponse.TrimStreamResult {
+    static func _sample(version: Int16, nulls: Bool) -> TrimStreamsResponse.TrimStreamResult {
+        var m = TrimStreamsResponse.TrimStreamResult()
+        m.streamId = 57
+        m.errorCode = 41
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.startOffset = 58
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 3], 1234: []] }
+        return m
+    }
+}
 extension TxnOffsetCommitRequest {
     static func _sample(version: Int16, nulls: Bool) -> TxnOffsetCommitRequest {
         var m = TxnOffsetCommitRequest()
@@ -5050,6 +5183,24 @@ final class GeneratedRoundTripTests: XCTestCase {
             try assertRoundTrip(BrokerRegistrationResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == BrokerRegistrationResponse.lowestSupportedVersion || v == BrokerRegistrationResponse.highestSupportedVersion)
             try assertRoundTrip(BrokerRegistrationResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
             try assertRoundTrip(BrokerRegistrationResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testCommitS3ObjectsRequest() throws {
+        for v in CommitS3ObjectsRequest.lowestSupportedVersion...CommitS3ObjectsRequest.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(CommitS3ObjectsRequest._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == CommitS3ObjectsRequest.lowestSupportedVersion || v == CommitS3ObjectsRequest.highestSupportedVersion)
+            try assertRoundTrip(CommitS3ObjectsRequest._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(CommitS3ObjectsRequest(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testCommitS3ObjectsResponse() throws {
+        for v in CommitS3ObjectsResponse.lowestSupportedVersion...CommitS3ObjectsResponse.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(CommitS3ObjectsResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == CommitS3ObjectsResponse.lowestSupportedVersion || v == CommitS3ObjectsResponse.highestSupportedVersion)
+            try assertRoundTrip(CommitS3ObjectsResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(CommitS3ObjectsResponse(), version: v, expectNonDefault: false)
         }
     }
 
@@ -6016,6 +6167,42 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testOpenUploaderRequest() throws {
+        for v in OpenUploaderRequest.lowestSupportedVersion...OpenUploaderRequest.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(OpenUploaderRequest._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == OpenUploaderRequest.lowestSupportedVersion || v == OpenUploaderRequest.highestSupportedVersion)
+            try assertRoundTrip(OpenUploaderRequest._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(OpenUploaderRequest(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testOpenUploaderResponse() throws {
+        for v in OpenUploaderResponse.lowestSupportedVersion...OpenUploaderResponse.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(OpenUploaderResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == OpenUploaderResponse.lowestSupportedVersion || v == OpenUploaderResponse.highestSupportedVersion)
+            try assertRoundTrip(OpenUploaderResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(OpenUploaderResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testPrepareS3ObjectRequest() throws {
+        for v in PrepareS3ObjectRequest.lowestSupportedVersion...PrepareS3ObjectRequest.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(PrepareS3ObjectRequest._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == PrepareS3ObjectRequest.lowestSupportedVersion || v == PrepareS3ObjectRequest.highestSupportedVersion)
+            try assertRoundTrip(PrepareS3ObjectRequest._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(PrepareS3ObjectRequest(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testPrepareS3ObjectResponse() throws {
+        for v in PrepareS3ObjectResponse.lowestSupportedVersion...PrepareS3ObjectResponse.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(PrepareS3ObjectResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == PrepareS3ObjectResponse.lowestSupportedVersion || v == PrepareS3ObjectResponse.highestSupportedVersion)
+            try assertRoundTrip(PrepareS3ObjectResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(PrepareS3ObjectResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testProduceRequest() throws {
         for v in ProduceRequest.lowestSupportedVersion...ProduceRequest.highestSupportedVersion {
             let nonDefault = true
@@ -6304,6 +6491,24 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testTrimStreamsRequest() throws {
+        for v in TrimStreamsRequest.lowestSupportedVersion...TrimStreamsRequest.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(TrimStreamsRequest._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == TrimStreamsRequest.lowestSupportedVersion || v == TrimStreamsRequest.highestSupportedVersion)
+            try assertRoundTrip(TrimStreamsRequest._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(TrimStreamsRequest(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testTrimStreamsResponse() throws {
+        for v in TrimStreamsResponse.lowestSupportedVersion...TrimStreamsResponse.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(TrimStreamsResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == TrimStreamsResponse.lowestSupportedVersion || v == TrimStreamsResponse.highestSupportedVersion)
+            try assertRoundTrip(TrimStreamsResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(TrimStreamsResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testTxnOffsetCommitRequest() throws {
         for v in TxnOffsetCommitRequest.lowestSupportedVersion...TxnOffsetCommitRequest.highestSupportedVersion {
             let nonDefault = true
@@ -6458,6 +6663,6 @@ final class GeneratedRoundTripTests: XCTestCase {
     }
 
     func testGeneratedMessageCount() {
-        XCTAssertEqual(ApiKey.allCases.count, 88)
+        XCTAssertEqual(ApiKey.allCases.count, 92)
     }
 }

@@ -116,7 +116,7 @@ final class PartitionLogTests: XCTestCase {
         }
         let manager = try makeManager(dir, segmentBytes: 4096)
         defer { manager.shutdown() }
-        let log = try XCTUnwrap(manager.partition(topic: "rolling.topic-x", partition: 3))
+        let log = try XCTUnwrap(manager.partitionLog(topic: "rolling.topic-x", partition: 3))
         XCTAssertEqual(log.logEndOffset, expected.last!.nextOffset)
         XCTAssertEqual(log.highWatermark, log.logEndOffset)
         let reread = try readAll(log)
@@ -213,8 +213,8 @@ final class PartitionLogTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path + "/gone-0"))
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.path + "/gone-1"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.path + "/gone-2-0"))
-        XCTAssertNil(manager.partition(topic: "gone", partition: 0))
-        XCTAssertNotNil(manager.partition(topic: "gone-2", partition: 0))
+        XCTAssertNil(manager.partitionLog(topic: "gone", partition: 0))
+        XCTAssertNotNil(manager.partitionLog(topic: "gone-2", partition: 0))
         let records = makeRecords(count: 1)
         let headers = try validateProducedRecords(records, maxMessageBytes: 1 << 20, timestampType: .createTime, nowMs: 0)
         XCTAssertThrowsError(try p0.append(records, batches: headers, logAppendTime: false, nowMs: 0, onDurable: { _ in })) {

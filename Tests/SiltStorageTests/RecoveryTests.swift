@@ -48,7 +48,7 @@ final class RecoveryTests: XCTestCase {
 
         let manager = try makeManager(dir, segmentBytes: segmentBytes)
         defer { manager.shutdown() }
-        let log = try XCTUnwrap(manager.partition(topic: "t", partition: 0))
+        let log = try XCTUnwrap(manager.partitionLog(topic: "t", partition: 0))
         let expectedEnd = headers[survivors - 1].nextOffset
         XCTAssertEqual(log.logEndOffset, expectedEnd, "\(damage)")
         XCTAssertEqual(log.highWatermark, expectedEnd)
@@ -75,7 +75,7 @@ final class RecoveryTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir.path + "/not_a_partition", withIntermediateDirectories: true)
         let manager = try makeManager(dir)
         defer { manager.shutdown() }
-        XCTAssertTrue(manager.allPartitions().isEmpty)
+        XCTAssertTrue(manager.allPartitionLogs().isEmpty)
     }
 }
 
@@ -142,7 +142,7 @@ final class FaultTests: XCTestCase {
         // Recovery serves at least what was acknowledged, with the same offsets.
         let manager = try makeManager(dir)
         defer { manager.shutdown() }
-        let log = try XCTUnwrap(manager.partition(topic: "t", partition: 0))
+        let log = try XCTUnwrap(manager.partitionLog(topic: "t", partition: 0))
         XCTAssertGreaterThanOrEqual(log.logEndOffset, 3)
         XCTAssertEqual(try readAll(log).first?.lastOffset, 2)
     }

@@ -375,3 +375,448 @@ def roundtrip(node: Node, topic: str, count: int = 20) -> None:
     got = consume_partitions(node, topic, [0], count, timeout=30)[0]
     assert [m.value() for m in got] == [v for _, _, v, _ in msgs]
     assert [m.offset() for m in got] == [o for _, o in offsets]
+
+
+# ------------------------------------------------ stream storage helpers (issue 5)
+
+class EnvNode(Node):
+    """A Node whose processes get extra environment variables (e.g. KAFKA_S3_ACCESS_KEY /
+    KAFKA_S3_SECRET_KEY for an S3 data bucket). The variables are set in os.environ only
+    while start() spawns the supervisor (its role processes inherit them from it) and are
+    restored right after, so they never appear in an argv or in the start line logged."""
+
+    def __init__(self, workdir: Path, overrides: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None, env: dict[str, str] | None = None):
+        super().__init__(workdir, overrides, extra_args)
+        self.env = dict(env or {})
+
+    def start(self, timeout: float | None = None) -> "Node":
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            return super().start(timeout)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.25):
+    """Poll `predicate()` until it returns something truthy (returned); fail with `what`
+    (a string, or a callable giving one, evaluated at the deadline) after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout:.0f}s: {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
+def node_role_pids(node: Node) -> dict[str, int]:
+    """The role processes of `node` (children of its `silt server` supervisor, argv
+    `silt role <name>`) by role name."""
+    import re
+
+    out = subprocess.run(["pgrep", "-a", "-P", str(node.proc.pid)], capture_output=True, text=True).stdout
+    pids = {}
+    for line in out.splitlines():
+        m = re.match(r"(\d+) .* role (\w+)", line)
+        if m:
+            pids[m.group(2)] = int(m.group(1))
+    return pids
+
+
+# Prometheus text exposition: `name{a="x",b="y"} value` lines; '#' lines are comments.
+def parse_prometheus(text: str) -> dict[tuple[str, frozenset], float]:
+    """{(metric name, frozenset of (label, value))): value} for every sample line."""
+    import re
+
+    line_re = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\d+)?$')
+    label_re = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+    out: dict[tuple[str, frozenset], float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = line_re.match(line)
+        if not m:
+            raise ValueError(f"not a Prometheus sample line: {line!r}")
+        labels = frozenset(label_re.findall(m.group(2) or ""))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+class Metrics:
+    """One scrape of a node's Prometheus endpoint; get(name, **labels) sums the samples of
+    `name` over all label sets that contain the given labels (0.0 when there is none)."""
+
+    def __init__(self, samples: dict[tuple[str, frozenset], float]):
+        self.samples = samples
+
+    @classmethod
+    def scrape(cls, port: int, timeout: float = 5.0) -> "Metrics":
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=timeout) as r:
+            return cls(parse_prometheus(r.read().decode()))
+
+    def has(self, name: str) -> bool:
+        return any(n == name for n, _ in self.samples)
+
+    def get(self, name: str, **labels: str) -> float:
+        want = set(labels.items())
+        return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
+
+    def need(self, name: str, **labels: str) -> float:
+        """get(), but a metric that is not exported at all fails (a gauge that must reach 0
+        would otherwise pass by being absent)."""
+        want = set(labels.items())
+        assert any(n == name and want <= ls for n, ls in self.samples), \
+            f"metric {name}{labels or ''} is not exported (exported: {sorted({n for n, _ in self.samples})})"
+        return self.get(name, **labels)
+
+
+def scrape_metrics(port: int, timeout: float = 5.0) -> Metrics:
+    return Metrics.scrape(port, timeout)
+
+
+def prometheus_override(port: int) -> dict[str, str]:
+    """The --override that makes the supervisor serve /metrics on 127.0.0.1:`port`."""
+    return {"s3.telemetry.metrics.exporter.uri": f"prometheus://?host={HOST}&port={port}"}
+
+
+class DataBucket:
+    """The data bucket of a node, for counting the objects it holds: a local directory
+    (the file:// store; each key is a file under it) or an S3 bucket (boto3, SigV4).
+    Object keys are `<4 hex>/<cluster id>/o/<object id>`; keys() returns only those."""
+
+    OBJECT_MARK = "/o/"
+
+    def __init__(self, directory: Path | None = None, s3_env: dict | None = None, bucket: str | None = None):
+        self.directory = Path(directory) if directory is not None else None
+        self.s3_env, self.bucket = s3_env, bucket
+        self._client = None
+
+    @classmethod
+    def local(cls, directory: Path) -> "DataBucket":
+        return cls(directory=directory)
+
+    @classmethod
+    def s3(cls, s3_env: dict, bucket: str) -> "DataBucket":
+        return cls(s3_env=s3_env, bucket=bucket)
+
+    def client(self):
+        if self._client is None:
+            self._client = s3_client(self.s3_env)
+        return self._client
+
+    def all_keys(self) -> set[str]:
+        if self.directory is not None:
+            if not self.directory.exists():
+                return set()
+            out = set()
+            for dirpath, dirnames, filenames in os.walk(self.directory):
+                dirnames[:] = [d for d in dirnames if d != ".silt-staging"]
+                rel = Path(dirpath).relative_to(self.directory)
+                out.update(str(rel / f) if str(rel) != "." else f for f in filenames)
+            return out
+        keys: set[str] = set()
+        for page in self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket):
+            keys.update(o["Key"] for o in page.get("Contents", []))
+        return keys
+
+    def keys(self) -> set[str]:
+        return {k for k in self.all_keys() if self.OBJECT_MARK in k}
+
+    def count(self) -> int:
+        return len(self.keys())
+
+    def object_id(self, key: str) -> int:
+        return int(key.rsplit(self.OBJECT_MARK, 1)[1])
+
+    def pending_multipart_uploads(self) -> int:
+        """S3 only: multipart uploads started and neither completed nor aborted."""
+        if self.directory is not None:
+            return 0
+        r = self.client().list_multipart_uploads(Bucket=self.bucket)
+        return len(r.get("Uploads", []))
+
+    def __str__(self) -> str:
+        return f"file://{self.directory}" if self.directory is not None else f"s3://{self.bucket}"
+
+
+def s3_client(s3_env: dict):
+    """A boto3 S3 client for the moto-server env (S3_ENDPOINT, AWS_ACCESS_KEY_ID, ...)."""
+    import boto3
+    import botocore.config
+
+    return boto3.client("s3", endpoint_url=s3_env["S3_ENDPOINT"], region_name=s3_env.get("AWS_REGION", "us-east-1"),
+                        aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"],
+                        config=botocore.config.Config(s3={"addressing_style": "path"},
+                                                      retries={"max_attempts": 3}))
+
+
+def s3_bucket_override(bucket: str, endpoint: str, region: str = "us-east-1") -> dict[str, str]:
+    """The --override that puts a node's data in an S3 bucket at `endpoint` (path style)."""
+    return {"s3.data.buckets": f"0@s3://{bucket}?region={region}&endpoint={endpoint}&pathStyle=true"}
+
+
+def s3_node_env(s3_env: dict) -> dict[str, str]:
+    """The environment a node reads its S3 credentials from."""
+    return {"KAFKA_S3_ACCESS_KEY": s3_env["AWS_ACCESS_KEY_ID"], "KAFKA_S3_SECRET_KEY": s3_env["AWS_SECRET_ACCESS_KEY"]}
+
+
+def start_moto(workdir: Path, buckets: list[str]) -> tuple[dict, Path]:
+    """Start tools/moto-server (SigV4 enforced) with `buckets`; returns (its env, pid file).
+    The server dies with this process (--watch-pid)."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env_file, pid_file = workdir / "moto.env", workdir / "moto.pid"
+    subprocess.run([str(REPO_ROOT / "tools" / "moto-server"), "--port", "0", "--env-file", str(env_file),
+                    "--pid-file", str(pid_file), "--watch-pid", str(os.getpid()), *buckets],
+                   check=True, timeout=180, stdout=subprocess.DEVNULL)
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    return env, pid_file
+
+
+def stop_moto(pid_file: Path) -> None:
+    subprocess.run([str(REPO_ROOT / "tools" / "moto-server"), "--stop", "--pid-file", str(pid_file)], timeout=30)
+
+
+class FaultProxy:
+    """tools/s3-fault-proxy.py in front of `upstream`; .endpoint is what a node should use.
+    Use as a context manager, or call stop()."""
+
+    def __init__(self, upstream: str, fault_rate: float = 0.2, faults: str | None = None,
+                 max_latency_ms: int | None = None, seed: int | None = None, stats_file: Path | None = None):
+        cmd = [str(REPO_ROOT / ".venv" / "bin" / "python"), str(REPO_ROOT / "tools" / "s3-fault-proxy.py"),
+               "--upstream", upstream, "--port", "0", "--fault-rate", str(fault_rate)]
+        if faults is not None:
+            cmd += ["--faults", faults]
+        if max_latency_ms is not None:
+            cmd += ["--max-latency-ms", str(max_latency_ms)]
+        if seed is not None:
+            cmd += ["--seed", str(seed)]
+        if stats_file is not None:
+            cmd += ["--stats-file", str(stats_file)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        _ALL_PROCS.append(self.proc)
+        line = self.proc.stdout.readline()
+        if not line.startswith("LISTENING "):
+            self.stop()
+            raise RuntimeError(f"s3-fault-proxy did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.endpoint = f"http://{HOST}:{self.port}"
+
+    def stats(self) -> dict:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.endpoint}/__fault_stats", timeout=5) as r:
+            return json.loads(r.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def __enter__(self) -> "FaultProxy":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def debug_objects(node: Node, timeout: float = 30.0) -> dict:
+    """`silt debug objects --controller 127.0.0.1:<controller port>` as parsed JSON:
+    {"objects": [{id, key, size, kind, ranges}], "prepared": [ids], "awaitingDeletion": [ids],
+     "streams": [{id, topic, partition, start, end, epoch}]}."""
+    import json
+
+    r = subprocess.run([str(SILT_BIN), "debug", "objects", "--controller", f"{HOST}:{node.controller_port}"],
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise AssertionError(f"silt debug objects exited {r.returncode}: {r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+# ------------------------------------------------ produce / verify big payloads
+
+class PayloadSource:
+    """Deterministic, incompressible values: value(partition, seq) is a 12-byte header
+    (partition, seq) followed by a slice of a seeded random pool, so a value can be rebuilt
+    from its header and nothing has to be kept in memory per message but a digest."""
+
+    POOL_BYTES = 1 << 20
+
+    def __init__(self, size: int, seed: int = 5):
+        import random
+
+        assert size >= 16, "values carry a 12-byte header"
+        self.size = size
+        self.pool = random.Random(seed).randbytes(self.POOL_BYTES + size)
+
+    def value(self, partition: int, seq: int) -> bytes:
+        import struct
+
+        start = (seq * 7919 + partition * 104729) % self.POOL_BYTES
+        return struct.pack(">IQ", partition, seq) + self.pool[start:start + self.size - 12]
+
+    @staticmethod
+    def header(value: bytes) -> tuple[int, int]:
+        import struct
+
+        return struct.unpack(">IQ", value[:12])
+
+
+class AckLog:
+    """What the producer was told: per partition, acked offset -> sha1 of the value.
+    digest(p) is a sha256 over (offset, value sha1) in offset order, the same thing a
+    reader computes over what it reads at those offsets."""
+
+    def __init__(self):
+        self.acked: dict[int, dict[int, bytes]] = {}
+        self.errors: list[str] = []
+        self.bytes = 0
+
+    def on_delivery(self, err, msg) -> None:
+        import hashlib
+
+        if err is not None:
+            self.errors.append(str(err))
+            return
+        self.acked.setdefault(msg.partition(), {})[msg.offset()] = hashlib.sha1(msg.value()).digest()
+        self.bytes += len(msg.value())
+
+    def count(self) -> int:
+        return sum(len(d) for d in self.acked.values())
+
+    def ends(self) -> dict[int, int]:
+        """Per partition: last acked offset + 1 (where a reader may stop)."""
+        return {p: max(d) + 1 for p, d in self.acked.items() if d}
+
+    def digest(self, partition: int) -> str:
+        return ordered_digest(sorted(self.acked.get(partition, {}).items()))
+
+
+def ordered_digest(offset_sha1s) -> str:
+    """sha256 over (offset, sha1 of value) pairs, in the order given."""
+    import hashlib
+    import struct
+
+    h = hashlib.sha256()
+    for off, sha in offset_sha1s:
+        h.update(struct.pack(">q", off))
+        h.update(sha)
+    return h.hexdigest()
+
+
+def produce_stream(node: Node, topic: str, partitions: int, total_bytes: int, value_size: int,
+                   acks: AckLog | None = None, source: PayloadSource | None = None, flush_timeout: float = 300.0,
+                   first_seq: int = 0, rate_bytes_per_s: float | None = None, until=None,
+                   **producer_conf) -> AckLog:
+    """Produce ~total_bytes of `value_size` values round-robin over `partitions` with acks=all
+    (compression off), recording every delivery in `acks`; at most `rate_bytes_per_s` when
+    given, and stopping early once the threading.Event `until` is set. Returns the AckLog;
+    does NOT assert that there were no errors (the caller decides)."""
+    acks = acks or AckLog()
+    source = source or PayloadSource(value_size)
+    conf = {"linger.ms": 10, "compression.type": "none", "batch.size": 1_000_000,
+            "queue.buffering.max.kbytes": 65536, "message.timeout.ms": 300_000}
+    conf.update(producer_conf)
+    p = producer(node, **conf)
+    n = total_bytes // value_size
+    t0 = time.monotonic()
+    for i in range(n):
+        if until is not None and i % 256 == 0 and until.is_set():
+            break
+        seq = first_seq + i
+        part = seq % partitions
+        v = source.value(part, seq)
+        while True:
+            try:
+                p.produce(topic, value=v, partition=part, on_delivery=acks.on_delivery)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 256 == 0:
+            p.poll(0)
+            if rate_bytes_per_s:
+                ahead = (i * value_size) / rate_bytes_per_s - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+    remaining = p.flush(flush_timeout)
+    assert remaining == 0, f"{remaining} messages still undelivered after {flush_timeout}s"
+    return acks
+
+
+def read_back(node: Node, topic: str, ends: dict[int, int], timeout: float = 300.0, **consumer_conf) -> dict:
+    """Read every partition in `ends` from offset 0 up to its end offset (assign, no group
+    needed). Returns {partition: {"offsets": [..in read order..], "sha1": {offset: sha1}}}
+    (values are folded into sha1s, so 200 MB do not stay in memory)."""
+    import hashlib
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    conf = client_conf(node, **{"group.id": f"silt-readback-{time.monotonic_ns()}", "enable.auto.commit": False,
+                                "enable.auto.offset.store": False, "auto.offset.reset": "earliest",
+                                "fetch.max.bytes": 52428800, "max.partition.fetch.bytes": 4194304,
+                                "enable.partition.eof": False})
+    conf.update(consumer_conf)
+    c = Consumer(conf)
+    out = {p: {"offsets": [], "sha1": {}} for p in ends}
+    todo = {p for p, e in ends.items() if e > 0}
+    try:
+        c.incremental_assign([TopicPartition(topic, p, 0) for p in todo])
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() > deadline:
+                got = {p: len(out[p]["offsets"]) for p in ends}
+                raise AssertionError(f"read-back of {topic} incomplete after {timeout}s: read {got}, ends {ends}")
+            for m in c.consume(num_messages=10000, timeout=0.5):
+                if m.error():
+                    raise AssertionError(f"consumer error on {topic}: {m.error()}")
+                p = m.partition()
+                if p not in todo:
+                    continue
+                if m.offset() < ends[p]:
+                    out[p]["offsets"].append(m.offset())
+                    out[p]["sha1"][m.offset()] = hashlib.sha1(m.value()).digest()
+                if m.offset() >= ends[p] - 1:
+                    todo.discard(p)
+                    c.incremental_unassign([TopicPartition(topic, p)])
+        return out
+    finally:
+        c.close()
+
+
+def verify_read_back(acks: AckLog, got: dict, exact: bool = True) -> None:
+    """Every acked message is read at its acked offset with the same value, offsets are read
+    in order with no gap from 0, and the per-partition ordered digests are equal. With
+    exact=True the partition also holds nothing but acked messages (no retried duplicate)."""
+    for p, acked in sorted(acks.acked.items()):
+        offs = got[p]["offsets"]
+        end = max(acked) + 1
+        assert offs == list(range(end)), (
+            f"partition {p}: read offsets are not 0..{end - 1} in order without gaps "
+            f"(read {len(offs)}, first problem at index "
+            f"{next((i for i, o in enumerate(offs) if o != i), len(offs))})")
+        missing = [o for o in acked if o not in got[p]["sha1"]]
+        assert not missing, f"partition {p}: {len(missing)} acked offsets not read, e.g. {sorted(missing)[:5]}"
+        wrong = [o for o, sha in acked.items() if got[p]["sha1"][o] != sha]
+        assert not wrong, f"partition {p}: {len(wrong)} acked offsets hold another value, e.g. {sorted(wrong)[:5]}"
+        assert ordered_digest((o, got[p]["sha1"][o]) for o in sorted(acked)) == acks.digest(p), \
+            f"partition {p}: ordered digest of the read-back differs from the producer's"
+        if exact:
+            extra = sorted(set(got[p]["sha1"]) - set(acked))
+            assert not extra, f"partition {p}: {len(extra)} offsets hold messages nobody acked, e.g. {extra[:5]}"

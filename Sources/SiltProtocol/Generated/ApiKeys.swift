@@ -91,6 +91,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
     case writeShareGroupState = 85
     case deleteShareGroupState = 86
     case readShareGroupStateSummary = 87
+    case openUploader = 600
+    case prepareS3Object = 601
+    case commitS3Objects = 602
+    case trimStreams = 603
 
     public var name: String {
         switch self {
@@ -182,6 +186,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .writeShareGroupState: return "WriteShareGroupState"
         case .deleteShareGroupState: return "DeleteShareGroupState"
         case .readShareGroupStateSummary: return "ReadShareGroupStateSummary"
+        case .openUploader: return "OpenUploader"
+        case .prepareS3Object: return "PrepareS3Object"
+        case .commitS3Objects: return "CommitS3Objects"
+        case .trimStreams: return "TrimStreams"
         }
     }
 
@@ -275,6 +283,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .writeShareGroupState: return WriteShareGroupStateRequest.self
         case .deleteShareGroupState: return DeleteShareGroupStateRequest.self
         case .readShareGroupStateSummary: return ReadShareGroupStateSummaryRequest.self
+        case .openUploader: return OpenUploaderRequest.self
+        case .prepareS3Object: return PrepareS3ObjectRequest.self
+        case .commitS3Objects: return CommitS3ObjectsRequest.self
+        case .trimStreams: return TrimStreamsRequest.self
         }
     }
 
@@ -368,6 +380,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .writeShareGroupState: return WriteShareGroupStateResponse.self
         case .deleteShareGroupState: return DeleteShareGroupStateResponse.self
         case .readShareGroupStateSummary: return ReadShareGroupStateSummaryResponse.self
+        case .openUploader: return OpenUploaderResponse.self
+        case .prepareS3Object: return PrepareS3ObjectResponse.self
+        case .commitS3Objects: return CommitS3ObjectsResponse.self
+        case .trimStreams: return TrimStreamsResponse.self
         }
     }
 
@@ -461,6 +477,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .writeShareGroupState: return 0
         case .deleteShareGroupState: return 0
         case .readShareGroupStateSummary: return 0
+        case .openUploader: return 0
+        case .prepareS3Object: return 0
+        case .commitS3Objects: return 0
+        case .trimStreams: return 0
         }
     }
 
@@ -554,6 +574,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .writeShareGroupState: return 0
         case .deleteShareGroupState: return 0
         case .readShareGroupStateSummary: return 0
+        case .openUploader: return 0
+        case .prepareS3Object: return 0
+        case .commitS3Objects: return 0
+        case .trimStreams: return 0
         }
     }
 
@@ -647,6 +671,10 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .writeShareGroupState: return 0
         case .deleteShareGroupState: return 0
         case .readShareGroupStateSummary: return 0
+        case .openUploader: return 0
+        case .prepareS3Object: return 0
+        case .commitS3Objects: return 0
+        case .trimStreams: return 0
         }
     }
 

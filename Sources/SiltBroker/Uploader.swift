@@ -1,0 +1,279 @@
+import Foundation
+import Logging
+import SiltMetrics
+import SiltNode
+import SiltObjectStore
+import SiltRing
+import SiltStreams
+
+/// The stream state the uploader needs: where each stream's committed data ends.
+public struct UploaderStreamState: Sendable, Equatable {
+    public var epoch: Int64
+    public var startOffset: Int64
+    public var endOffset: Int64
+    public init(epoch: Int64, startOffset: Int64, endOffset: Int64) {
+        self.epoch = epoch
+        self.startOffset = startOffset
+        self.endOffset = endOffset
+    }
+}
+
+/// Why a commit was refused, as the controller says it.
+public enum UploaderCommitError: Error, CustomStringConvertible {
+    /// Another uploader of this node opened after us: stop writing.
+    case fenced(String)
+    /// Our view of a stream's committed end (or epoch) is stale: re-open and re-plan.
+    case stale(String)
+    /// Anything else the controller refused.
+    case refused(code: Int16, message: String)
+
+    public var description: String {
+        switch self {
+        case .fenced(let m): return "fenced: \(m)"
+        case .stale(let m): return "stale stream state: \(m)"
+        case .refused(let code, let m): return "refused (error \(code)): \(m)"
+        }
+    }
+}
+
+/// The controller operations of the object lifecycle, as the uploader uses them.
+public protocol UploaderControl: Sendable {
+    /// Fences earlier incarnations of this node's uploader; returns the state of every stream.
+    func open() async throws -> [UInt64: UploaderStreamState]
+    /// The first of `count` consecutive object ids, valid until `ttlMs` from now.
+    func prepare(count: Int, ttlMs: Int64) async throws -> UInt64
+    /// Commits objects atomically (fresh uploads, or a compaction replacing `compacted`).
+    func commit(objects: [NewObject], epochs: [UInt64: Int64], compacted: [UInt64]) async throws
+}
+
+/// The uploader: the log buffer's second reader.
+///
+/// ```
+///  [ log buffer ] ──peek (durable part only)──▶ StreamSetObjectBuilder ──▶ stream set object
+///        ▲                                                            └──▶ stream objects (big streams)
+///        │ advance reader 1 (frees the space)     prepare ids ─▶ upload (multipart, parallel parts)
+///        └──────────────────────────── commit ranges (controller) ◀─┘
+///                                           └──▶ trim the WAL to the object's end LSN
+/// ```
+///
+/// One object is in flight at a time (the in-flight memory bound is one object, at most
+/// `uploadThresholdBytes` plus a frame), and its frames stay in the log buffer until the
+/// commit: a broker reads them from memory until the metadata log says they are in an
+/// object, so a reader never sees a gap. A failed upload is retried with backoff, forever:
+/// while object storage is down the buffer fills and producers feel back-pressure; nothing
+/// is dropped.
+public final class Uploader: @unchecked Sendable {
+    let ring: LogRing
+    let walState: WALState
+    let trimCommands: ControlRing
+    let store: ObjectStore
+    let control: UploaderControl
+    let clusterId: String
+    let config: ObjectStorageConfig
+    let metrics: MetricsRegion
+    let logger: Logger
+    private let reader: LogRingReader
+
+    /// Committed end offset and epoch of each stream, as last learned or committed.
+    private var streams: [UInt64: UploaderStreamState] = [:]
+    private let lock = NSLock()
+    private var uploadedObjects = 0
+
+    public init(ring: LogRing, walState: WALState, trimCommands: ControlRing, store: ObjectStore, control: UploaderControl,
+                clusterId: String, config: ObjectStorageConfig, metrics: MetricsRegion, logger: Logger) {
+        self.ring = ring
+        self.walState = walState
+        self.trimCommands = trimCommands
+        self.store = store
+        self.control = control
+        self.clusterId = clusterId
+        self.config = config
+        self.metrics = metrics
+        self.logger = logger
+        self.reader = ring.reader(1)
+    }
+
+    /// Objects committed by this process (for tests and logs).
+    public var objectsCommitted: Int { lock.withLock { uploadedObjects } }
+
+    /// Opens the streams (fencing older incarnations), then uploads what the WAL recovered.
+    public func open() async throws {
+        let states = try await control.open()
+        lock.withLock { streams = states }
+        try await uploadRecovered()
+    }
+
+    /// Uploads until `shouldStop` turns true, then uploads everything durable and returns.
+    public func run(shouldStop: @escaping @Sendable () -> Bool) async {
+        var firstPendingAt: ContinuousClock.Instant?
+        var backoffMs = 200
+        while true {
+            let stopping = shouldStop()
+            let position = reader.position
+            let durable = ring.readPosition(0)
+            metrics.set(.walPendingBytes, durable > position ? durable - position : 0)
+            metrics.set(.logBufferUsedBytes, UInt64(ring.capacityBytes - ring.freeBytes))
+            metrics.set(.walUsedBytes, walState.usedBytes)
+            if durable <= position {
+                if stopping { return }
+                firstPendingAt = nil
+                try? await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            if firstPendingAt == nil { firstPendingAt = .now }
+            let due = Int(durable - position) >= config.uploadThresholdBytes
+                || ContinuousClock.now - firstPendingAt! >= .milliseconds(config.uploadIntervalMs)
+                || walIsFilling
+                || stopping
+            guard due else {
+                try? await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            do {
+                let end = min(durable, position + UInt64(config.uploadThresholdBytes))
+                try await uploadRing(from: position, to: end)
+                firstPendingAt = nil
+                backoffMs = 200
+            } catch {
+                logger.warning("upload failed; retrying", metadata: ["error": "\(error)", "retryInMs": "\(backoffMs)"])
+                metrics.add(.s3Errors)
+                if case UploaderCommitError.fenced = error {
+                    logger.critical("this uploader was fenced by a newer one; stopping")
+                    return
+                }
+                if case UploaderCommitError.stale = error {
+                    if let states = try? await control.open() { lock.withLock { streams = states } }
+                }
+                if stopping && backoffMs > 8_000 {
+                    logger.error("stopping with data not uploaded; the WAL keeps it for the next start",
+                                 metadata: ["bytes": "\(durable - position)"])
+                    return
+                }
+                try? await Task.sleep(for: .milliseconds(backoffMs))
+                backoffMs = min(backoffMs * 2, 10_000)
+            }
+        }
+    }
+
+    /// Upload early when the WAL is more than half full, whatever the threshold says.
+    private var walIsFilling: Bool {
+        walState.capacityBytes > 0 && walState.usedBytes * 2 >= walState.capacityBytes
+    }
+
+    /// Builds, uploads and commits the frames of the log buffer in `[start, end)`; then frees
+    /// the buffer space and trims the WAL.
+    func uploadRing(from start: UInt64, to end: UInt64) async throws {
+        let builder = StreamSetObjectBuilder(blockBytesTarget: config.objectBlockBytes)
+        var position = start
+        var frames = 0
+        let known = lock.withLock { streams }
+        var ends: [UInt64: Int64] = [:]
+        while position < end {
+            let batch = try reader.peek(from: position, maxBytes: Int(end - position))
+            if batch.isEmpty { break }
+            for f in batch.frames {
+                let frameEnd = f.baseOffset + Int64(f.count)
+                let committed = ends[f.streamId] ?? known[f.streamId]?.endOffset
+                if let committed, frameEnd <= committed { continue }   // committed by an earlier incarnation
+                builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
+                ends[f.streamId] = frameEnd
+                frames += 1
+            }
+            position = batch.endLSN
+        }
+        if frames > 0 {
+            try await uploadAndCommit(builder)
+        }
+        reader.advance(to: position)
+        trimWAL(to: position)
+    }
+
+    /// After a node restart: the WAL's records past its trim point, not yet in any object.
+    func uploadRecovered() async throws {
+        let tail = walState.recoveredFrames
+        guard tail.count > 0 else { return }
+        let frames = try WALFrameCodec.decode(tail)
+        let known = lock.withLock { streams }
+        let builder = StreamSetObjectBuilder(blockBytesTarget: config.objectBlockBytes)
+        var added = 0
+        var ends: [UInt64: Int64] = [:]
+        for f in frames {
+            let frameEnd = f.baseOffset + Int64(f.count)
+            guard let state = known[f.streamId] else { continue }   // the topic was deleted
+            if frameEnd <= (ends[f.streamId] ?? state.endOffset) { continue }
+            builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
+            ends[f.streamId] = frameEnd
+            added += 1
+        }
+        if added > 0 {
+            logger.info("uploading the WAL's recovered records", metadata: ["frames": "\(added)", "bytes": "\(builder.bytesAdded)"])
+            var delayMs = 200
+            while true {
+                do {
+                    try await uploadAndCommit(builder)
+                    break
+                } catch UploaderCommitError.fenced(let m) {
+                    throw UploaderCommitError.fenced(m)
+                } catch {
+                    logger.warning("upload of recovered records failed; retrying", metadata: ["error": "\(error)"])
+                    try await Task.sleep(for: .milliseconds(delayMs))
+                    delayMs = min(delayMs * 2, 10_000)
+                }
+            }
+        }
+        trimWAL(to: walState.recoveredEndLSN)
+    }
+
+    private func uploadAndCommit(_ builder: StreamSetObjectBuilder) async throws {
+        let started = ContinuousClock.now
+        let (streamSet, streamObjects) = builder.finish(splitBytes: config.streamObjectSplitBytes)
+        let built = (streamSet.map { [$0] } ?? []) + streamObjects
+        guard !built.isEmpty else { return }
+        let firstId = try await control.prepare(count: built.count, ttlMs: config.prepareTTLMs)
+        var committed: [NewObject] = []
+        try await withThrowingTaskGroup(of: NewObject.self) { group in
+            for (i, object) in built.enumerated() {
+                let id = firstId + UInt64(i)
+                let key = ObjectKeys.object(clusterId: clusterId, objectId: id)
+                let store = self.store
+                let config = self.config
+                group.addTask {
+                    _ = try await ObjectUploader.upload(object.bytes, key: key, store: store, partBytes: config.objectPartBytes,
+                                                        parallelism: config.uploadParallelism)
+                    return NewObject(objectId: id, size: Int64(object.bytes.count), kind: object.kind, ranges: object.ranges)
+                }
+            }
+            for try await o in group { committed.append(o) }
+        }
+        committed.sort { $0.objectId < $1.objectId }
+        let known = lock.withLock { streams }
+        var epochs: [UInt64: Int64] = [:]
+        for o in committed { for r in o.ranges { epochs[r.streamId] = known[r.streamId]?.epoch ?? 0 } }
+        try await control.commit(objects: committed, epochs: epochs, compacted: [])
+        lock.withLock {
+            for o in committed {
+                for r in o.ranges {
+                    var s = streams[r.streamId] ?? UploaderStreamState(epoch: 0, startOffset: r.startOffset, endOffset: r.endOffset)
+                    s.endOffset = max(s.endOffset, r.endOffset)
+                    streams[r.streamId] = s
+                }
+            }
+            uploadedObjects += committed.count
+        }
+        for o in committed {
+            metrics.add(o.kind == .streamSet ? .objectsUploadedStreamSet : .objectsUploadedStream)
+            metrics.add(.objectsUploadedBytes, UInt64(o.size))
+        }
+        let elapsed = ContinuousClock.now - started
+        metrics.observe(.uploadLatency, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        logger.debug("objects committed", metadata: [
+            "ids": "\(committed.map(\.objectId))", "bytes": "\(committed.reduce(0) { $0 + $1.size })",
+            "ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)"])
+    }
+
+    private func trimWAL(to lsn: UInt64) {
+        if !trimCommands.push(ControlMessage(kind: ControlMessage.kindTrim, value: lsn), timeout: .seconds(1)) {
+            logger.warning("WAL trim command not delivered; the next one covers it", metadata: ["lsn": "\(lsn)"])
+        }
+    }
+}

@@ -1,0 +1,240 @@
+// The metrics a node exports: one enum case per time series (a labelled family is several
+// adjacent cases sharing a name), plus the latency histograms.
+//
+// Adding a metric: add a case and its line in `descriptor`. The shared-memory layout is
+// derived from `allCases` (a counter's slot is its `rawValue`), and the region's header
+// carries a hash of the whole catalogue, so a process built with another catalogue fails
+// `MetricsRegion.attach` instead of writing into the wrong slots.
+
+/// A Prometheus metric type (as written on the `# TYPE` line).
+public enum MetricType: String, Sendable {
+    /// Only goes up (until the node restarts: the region lives as long as the supervisor).
+    case counter
+    /// Set to the current value by its owner.
+    case gauge
+}
+
+/// The `kind` label of object and compaction metrics.
+public enum MetricObjectKind: String, Sendable, CaseIterable {
+    /// A stream set object: data of many streams, written by the uploader from the WAL.
+    case streamSet = "stream_set"
+    /// A stream object: data of one stream, written by compaction.
+    case stream
+}
+
+/// Static facts about one time series.
+public struct MetricDescriptor: Sendable, Equatable {
+    /// The Prometheus name, with its unit and `_total` suffix (`silt_s3_put_bytes_total`).
+    public var name: String
+    public var help: String
+    public var type: MetricType
+    /// Label pairs in the order written (`[("kind", "stream")]`); empty when unlabelled.
+    public var labels: [Label]
+
+    public struct Label: Sendable, Equatable {
+        public var name: String
+        public var value: String
+    }
+
+    init(_ name: String, _ type: MetricType, _ help: String, labels: [(String, String)] = []) {
+        self.name = name
+        self.help = help
+        self.type = type
+        self.labels = labels.map { Label(name: $0.0, value: $0.1) }
+    }
+}
+
+/// One counter or gauge time series: one u64 slot in the node's `MetricsRegion`.
+///
+/// Cases of one labelled family (same `name`) must be adjacent: the exporter writes one
+/// `# HELP`/`# TYPE` header per run of equal names (checked by `MetricCatalogue.validate`).
+/// Labelled cases also have a constructor, so call sites read `.objectsUploaded(.stream)`.
+public enum Metric: Int, Sendable, CaseIterable {
+    // Object storage requests (counted by `MeteredObjectStore`).
+    case s3PutRequests
+    case s3PutBytes
+    case s3GetRequests
+    case s3GetBytes
+    case s3DeleteRequests
+    case s3ListRequests
+    case s3Errors
+    // Uploads and compaction.
+    case objectsUploadedStreamSet
+    case objectsUploadedStream
+    case objectsUploadedBytes
+    case objectsCommitted
+    case compactionsStreamSet
+    case compactionsStream
+    case compactionBytesRead
+    case compactionBytesWritten
+    case compactionBytesCopied
+    // The WAL and the log buffer.
+    case walPendingBytes
+    case walUsedBytes
+    case walCapacityBytes
+    case logBufferUsedBytes
+    // Reads.
+    case blockCacheHits
+    case blockCacheMisses
+    case blockCacheUsedBytes
+    case fetchObjectReads
+    case fetchTailReads
+
+    /// `silt_objects_uploaded_total{kind=...}`.
+    public static func objectsUploaded(_ kind: MetricObjectKind) -> Metric {
+        switch kind {
+        case .streamSet: return .objectsUploadedStreamSet
+        case .stream: return .objectsUploadedStream
+        }
+    }
+
+    /// `silt_compactions_total{kind=...}`.
+    public static func compactions(_ kind: MetricObjectKind) -> Metric {
+        switch kind {
+        case .streamSet: return .compactionsStreamSet
+        case .stream: return .compactionsStream
+        }
+    }
+
+    public var name: String { descriptor.name }
+    public var type: MetricType { descriptor.type }
+
+    /// Name, help, type and labels (computed once per case; see `MetricCatalogue`).
+    public var descriptor: MetricDescriptor { MetricCatalogue.counters[rawValue] }
+
+    /// The table behind `descriptor`: one line per case.
+    static func describe(_ m: Metric) -> MetricDescriptor {
+        switch m {
+        case .s3PutRequests:
+            return .init("silt_s3_put_requests_total", .counter,
+                         "PUT-class object storage requests: PutObject, CreateMultipartUpload, UploadPart, UploadPartCopy, CompleteMultipartUpload.")
+        case .s3PutBytes:
+            return .init("silt_s3_put_bytes_total", .counter, "Body bytes sent by PutObject and UploadPart requests.")
+        case .s3GetRequests:
+            return .init("silt_s3_get_requests_total", .counter, "GET-class object storage requests: GetObject and HeadObject.")
+        case .s3GetBytes:
+            return .init("silt_s3_get_bytes_total", .counter, "Body bytes received by GetObject requests.")
+        case .s3DeleteRequests:
+            return .init("silt_s3_delete_requests_total", .counter,
+                         "DeleteObject, DeleteObjects (one per 1000 keys) and AbortMultipartUpload requests.")
+        case .s3ListRequests:
+            return .init("silt_s3_list_requests_total", .counter, "ListObjectsV2 requests.")
+        case .s3Errors:
+            return .init("silt_s3_errors_total", .counter, "Object storage calls that failed (after the store's own retries).")
+        case .objectsUploadedStreamSet:
+            return .init("silt_objects_uploaded_total", .counter, "Objects uploaded and committed.", labels: [("kind", "stream_set")])
+        case .objectsUploadedStream:
+            return .init("silt_objects_uploaded_total", .counter, "Objects uploaded and committed.", labels: [("kind", "stream")])
+        case .objectsUploadedBytes:
+            return .init("silt_objects_uploaded_bytes_total", .counter, "Bytes of the objects uploaded and committed.")
+        case .objectsCommitted:
+            return .init("silt_objects_committed", .gauge, "Live objects, as the uploader last saw them.")
+        case .compactionsStreamSet:
+            return .init("silt_compactions_total", .counter, "Compactions completed.", labels: [("kind", "stream_set")])
+        case .compactionsStream:
+            return .init("silt_compactions_total", .counter, "Compactions completed.", labels: [("kind", "stream")])
+        case .compactionBytesRead:
+            return .init("silt_compaction_bytes_read_total", .counter, "Bytes compaction read from object storage.")
+        case .compactionBytesWritten:
+            return .init("silt_compaction_bytes_written_total", .counter, "Bytes compaction uploaded (not counting server-side copies).")
+        case .compactionBytesCopied:
+            return .init("silt_compaction_bytes_copied_total", .counter, "Bytes compaction copied server-side (UploadPartCopy).")
+        case .walPendingBytes:
+            return .init("silt_wal_pending_bytes", .gauge, "Bytes durable in the WAL and not yet uploaded.")
+        case .walUsedBytes:
+            return .init("silt_wal_used_bytes", .gauge, "Bytes of the WAL in use (not yet trimmed).")
+        case .walCapacityBytes:
+            return .init("silt_wal_capacity_bytes", .gauge, "Capacity of the WAL in bytes.")
+        case .logBufferUsedBytes:
+            return .init("silt_log_buffer_used_bytes", .gauge, "Bytes in use in the shared log buffer.")
+        case .blockCacheHits:
+            return .init("silt_block_cache_hits_total", .counter, "Block cache lookups that found the block.")
+        case .blockCacheMisses:
+            return .init("silt_block_cache_misses_total", .counter, "Block cache lookups that had to read object storage.")
+        case .blockCacheUsedBytes:
+            return .init("silt_block_cache_used_bytes", .gauge, "Bytes held by the block cache.")
+        case .fetchObjectReads:
+            return .init("silt_fetch_object_reads_total", .counter, "Fetch reads served from object storage (through the block cache).")
+        case .fetchTailReads:
+            return .init("silt_fetch_tail_reads_total", .counter, "Fetch reads served from the log buffer or the WAL tail.")
+        }
+    }
+}
+
+/// A latency histogram: cumulative Prometheus `le` buckets plus `_sum` and `_count`.
+public enum HistogramMetric: Int, Sendable, CaseIterable {
+    /// One object, from the start of its upload to its commit.
+    case uploadLatency
+
+    public var name: String { descriptor.name }
+    public var help: String { descriptor.help }
+    /// Upper bounds in seconds, strictly increasing; `+Inf` is implicit.
+    public var bucketsSeconds: [Double] { descriptor.bucketsSeconds }
+
+    public var descriptor: HistogramDescriptor { MetricCatalogue.histograms[rawValue] }
+
+    static func describe(_ h: HistogramMetric) -> HistogramDescriptor {
+        switch h {
+        case .uploadLatency:
+            return .init(name: "silt_upload_latency_seconds",
+                         help: "Time from the start of an object's upload to its commit.",
+                         bucketsSeconds: HistogramDescriptor.latencyBucketsSeconds)
+        }
+    }
+}
+
+/// Static facts about one histogram.
+public struct HistogramDescriptor: Sendable, Equatable {
+    public var name: String
+    public var help: String
+    public var bucketsSeconds: [Double]
+
+    /// 5 ms … 60 s: object storage requests take tens of milliseconds; a minute means
+    /// retries or a stalled store.
+    public static let latencyBucketsSeconds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+}
+
+/// The catalogue, computed once, and its checks.
+enum MetricCatalogue {
+    static let counters: [MetricDescriptor] = Metric.allCases.map(Metric.describe)
+    static let histograms: [HistogramDescriptor] = HistogramMetric.allCases.map(HistogramMetric.describe)
+
+    /// Broken catalogue rules (programmer errors), or an empty list.
+    static func problems() -> [String] {
+        var problems: [String] = []
+        var seen = Set<String>()
+        var previous: String?
+        for (i, d) in counters.enumerated() {
+            if d.name != previous {
+                if !seen.insert(d.name).inserted { problems.append("\(d.name): cases of one family are not adjacent") }
+                previous = d.name
+            } else {
+                let first = counters[i - 1]
+                if first.type != d.type || first.help != d.help { problems.append("\(d.name): type or help differ within the family") }
+                if first.labels.map(\.name) != d.labels.map(\.name) { problems.append("\(d.name): label names differ within the family") }
+                if first.labels == d.labels { problems.append("\(d.name): duplicate series") }
+            }
+            if !isValidName(d.name) { problems.append("\(d.name): not a valid metric name") }
+            if d.type == .counter && !d.name.hasSuffix("_total") { problems.append("\(d.name): a counter's name ends in _total") }
+        }
+        for h in histograms {
+            if !seen.insert(h.name).inserted { problems.append("\(h.name): duplicate name") }
+            if !isValidName(h.name) { problems.append("\(h.name): not a valid metric name") }
+            if h.bucketsSeconds.isEmpty { problems.append("\(h.name): no buckets") }
+            for (a, b) in zip(h.bucketsSeconds, h.bucketsSeconds.dropFirst()) where !(a < b) {
+                problems.append("\(h.name): buckets not strictly increasing at \(b)")
+            }
+            if let first = h.bucketsSeconds.first, !(first > 0) || !h.bucketsSeconds.allSatisfy(\.isFinite) {
+                problems.append("\(h.name): buckets must be finite and positive")
+            }
+        }
+        return problems
+    }
+
+    private static func isValidName(_ s: String) -> Bool {
+        guard let first = s.utf8.first else { return false }
+        let isLetter = { (c: UInt8) in (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || c == UInt8(ascii: "_") || c == UInt8(ascii: ":") }
+        let isDigit = { (c: UInt8) in c >= 0x30 && c <= 0x39 }
+        return isLetter(first) && s.utf8.allSatisfy { isLetter($0) || isDigit($0) }
+    }
+}

@@ -1,0 +1,118 @@
+// Builds stream set objects (and stream objects split off from them) from frames of record
+// batches, in the format of `ObjectIndex`. Used by the WAL uploader and by compaction.
+
+/// Accumulates frames of many streams, then lays them out as objects.
+///
+/// Frames of one stream must arrive in offset order with no gap or overlap (a violation
+/// is a bug upstream, so it is a precondition failure); frames of different streams
+/// interleave freely. Memory: one copy of every payload until `finish`, plus the output.
+public final class StreamSetObjectBuilder {
+    private struct Frame {
+        var baseOffset: Int64
+        var endOffset: Int64
+        var bytes: Range<Int>
+        var batchCount: Int
+    }
+
+    private struct StreamData {
+        var bytes: [UInt8] = []
+        var frames: [Frame] = []
+    }
+
+    public let blockBytesTarget: Int
+    private var streams: [UInt64: StreamData] = [:]
+    public private(set) var bytesAdded = 0
+    public var isEmpty: Bool { bytesAdded == 0 }
+
+    public init(blockBytesTarget: Int) {
+        precondition(blockBytesTarget > 0)
+        self.blockBytesTarget = blockBytesTarget
+    }
+
+    /// Adds whole record batches of `streamId` holding offsets `[baseOffset, endOffset)`.
+    public func add(streamId: UInt64, baseOffset: Int64, endOffset: Int64, payload: UnsafeRawBufferPointer) {
+        precondition(baseOffset >= 0 && baseOffset < endOffset, "empty or negative frame [\(baseOffset),\(endOffset))")
+        precondition(payload.count <= Int(UInt32.max), "payload too big for a block")
+        let batches: [(baseOffset: Int64, range: Range<Int>)]
+        do { batches = try RecordBatches.walk(payload) } catch { preconditionFailure("payload is not whole record batches: \(error)") }
+        precondition(batches.first?.baseOffset == baseOffset && batches.last!.baseOffset < endOffset,
+                     "payload batches do not match the frame [\(baseOffset),\(endOffset))")
+        var s = streams[streamId, default: StreamData()]
+        if let last = s.frames.last {
+            precondition(last.endOffset == baseOffset,
+                         "stream \(streamId): frame at \(baseOffset) after one ending at \(last.endOffset) (gap or overlap)")
+        }
+        let start = s.bytes.count
+        s.bytes.append(contentsOf: payload)
+        s.frames.append(Frame(baseOffset: baseOffset, endOffset: endOffset, bytes: start..<s.bytes.count, batchCount: batches.count))
+        streams[streamId] = s
+        bytesAdded += payload.count
+    }
+
+    /// Lays out what was added: every stream holding >= `splitBytes` in its own stream
+    /// object, the others in one stream set object (nil if none). Empties the builder.
+    public func finish(splitBytes: Int) -> (streamSet: BuiltObject?, streamObjects: [BuiltObject]) {
+        var set = ObjectWriter()
+        var streamObjects: [BuiltObject] = []
+        for id in streams.keys.sorted() {
+            let s = streams[id]!
+            if s.bytes.count >= splitBytes {
+                var w = ObjectWriter()
+                appendBlocks(of: s, streamId: id, to: &w)
+                streamObjects.append(w.finish(kind: .stream))
+            } else {
+                appendBlocks(of: s, streamId: id, to: &set)
+            }
+        }
+        streams.removeAll()
+        bytesAdded = 0
+        return (set.isEmpty ? nil : set.finish(kind: .streamSet), streamObjects)
+    }
+
+    /// Cuts a stream's frames into blocks: a block closes when the next frame would push it
+    /// past `blockBytesTarget`; a frame bigger than that gets a block of its own.
+    private func appendBlocks(of s: StreamData, streamId: UInt64, to w: inout ObjectWriter) {
+        var i = 0
+        while i < s.frames.count {
+            var j = i + 1
+            var size = s.frames[i].bytes.count
+            while j < s.frames.count && size + s.frames[j].bytes.count <= blockBytesTarget {
+                size += s.frames[j].bytes.count
+                j += 1
+            }
+            let batches = s.frames[i..<j].reduce(0) { $0 + $1.batchCount }
+            w.appendBlock(streamId: streamId, startOffset: s.frames[i].baseOffset, endOffset: s.frames[j - 1].endOffset,
+                          batchCount: batches, body: s.bytes[s.frames[i].bytes.lowerBound..<s.frames[j - 1].bytes.upperBound])
+            i = j
+        }
+    }
+}
+
+/// Appends blocks, then index and footer. Blocks must come in (streamId, offset) order.
+struct ObjectWriter {
+    private(set) var bytes: [UInt8] = []
+    private(set) var entries: [ObjectIndex.Entry] = []
+    var isEmpty: Bool { entries.isEmpty }
+
+    mutating func appendBlock(streamId: UInt64, startOffset: Int64, endOffset: Int64, batchCount: Int, body: ArraySlice<UInt8>) {
+        if let last = entries.last {
+            precondition(last.streamId < streamId || (last.streamId == streamId && last.endOffset == startOffset),
+                         "blocks out of order: \(streamId)@\(startOffset) after \(last.streamId)@\(last.endOffset)")
+        }
+        entries.append(ObjectIndex.Entry(streamId: streamId, startOffset: startOffset, endOffset: endOffset,
+                                         position: Int64(bytes.count), size: body.count, batchCount: batchCount))
+        bytes.append(contentsOf: body)
+    }
+
+    consuming func finish(kind: ObjectKind) -> BuiltObject {
+        let dataBytes = Int64(bytes.count)
+        bytes += ObjectIndex.encodeIndexAndFooter(entries, dataBytes: dataBytes)
+        // Assert on the write side: the object must parse back to what we wrote.
+        let index: ObjectIndex
+        do { index = try ObjectIndex(validating: entries, dataBytes: dataBytes) } catch {
+            preconditionFailure("built an invalid object: \(error)")
+        }
+        precondition(kind == .streamSet || index.ranges.count == 1, "a stream object holds exactly one stream")
+        return BuiltObject(bytes: bytes, ranges: index.ranges, kind: kind)
+    }
+}
