@@ -115,7 +115,10 @@ let package = Package(
         .testTarget(name: "SiltRecordsTests", dependencies: ["SiltRecords", "CSupport"]),
         .testTarget(name: "SiltStorageTests", dependencies: ["SiltStorage", "SiltRecords"]),
         .testTarget(name: "SiltNodeTests", dependencies: ["SiltNode"]),
-        .testTarget(name: "SiltControllerTests", dependencies: ["SiltController", "SiltNode", "SiltObjectStore"]),
+        .testTarget(name: "SiltControllerTests", dependencies: [
+            "SiltController", "SiltNode", "SiltObjectStore", "SiltProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
         .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
         .testTarget(name: "SiltObjectStoreTests", dependencies: ["SiltObjectStore", "CSupport"]),

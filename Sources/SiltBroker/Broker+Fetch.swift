@@ -1,7 +1,9 @@
+import Logging
 import NIOCore
 import SiltController
 import SiltNet
 import SiltProtocol
+import SiltRecords
 import SiltStorage
 
 /// Fetch (with long poll), ListOffsets and OffsetForLeaderEpoch.
@@ -214,6 +216,8 @@ extension Broker {
     func listOffsets(_ req: ListOffsetsRequest, _ r: Request) -> EventLoopFuture<ListOffsetsResponse?> {
         let image = metadata.image
         var resp = ListOffsetsResponse()
+        /// Timestamp lookups on streams: (topic index, partition index, stream, timestamp).
+        var scans: [(t: Int, p: Int, log: StreamLog, timestamp: Int64)] = []
         for t in req.topics {
             var out = ListOffsetsResponse.ListOffsetsTopicResponse()
             out.name = t.name
@@ -235,7 +239,12 @@ extension Broker {
                 switch p.timestamp {
                 case -1: found = (log.highWatermark, -1)                 // latest
                 case -2: found = (log.logStartOffset, -1)                // earliest
-                default: found = p.timestamp < 0 ? nil : log.offsetForTimestamp(p.timestamp)
+                default:
+                    if let stream = log as? StreamLog, p.timestamp >= 0 {
+                        scans.append((resp.topics.count, out.partitions.count, stream, p.timestamp))
+                    } else {
+                        found = p.timestamp < 0 ? nil : log.offsetForTimestamp(p.timestamp)
+                    }
                 }
                 if r.version == 0 {
                     pr.oldStyleOffsets = found.map { [$0.offset] } ?? []
@@ -248,7 +257,58 @@ extension Broker {
             }
             resp.topics.append(out)
         }
-        return r.succeed(resp)
+        guard !scans.isEmpty else { return r.succeed(resp) }
+        // Streams keep no time index: scan their batches (memory, then objects) off the loop.
+        let promise = r.eventLoop.makePromise(of: ListOffsetsResponse?.self)
+        let version = r.version
+        Task {
+            for scan in scans {
+                let found = await self.offsetForTimestamp(scan.log, scan.timestamp, image: image, logger: r.logger)
+                if version == 0 {
+                    resp.topics[scan.t].partitions[scan.p].oldStyleOffsets = found.map { [$0.offset] } ?? []
+                } else {
+                    resp.topics[scan.t].partitions[scan.p].offset = found?.offset ?? -1
+                    resp.topics[scan.t].partitions[scan.p].timestamp = found?.timestamp ?? -1
+                    resp.topics[scan.t].partitions[scan.p].leaderEpoch = found == nil ? -1 : Broker.leaderEpoch
+                }
+            }
+            promise.succeed(resp)
+        }
+        return promise.futureResult
+    }
+
+    /// The first record at or after `timestampMs` (batch-granular for compressed and
+    /// LogAppendTime batches, as `PartitionLog.offsetForTimestamp`), scanning the stream
+    /// from its start. O(stream size); a time index in the object format would bound it.
+    func offsetForTimestamp(_ log: StreamLog, _ timestampMs: Int64, image: MetadataImage,
+                            logger: Logger) async -> (offset: Int64, timestamp: Int64)? {
+        var next = log.logStartOffset
+        let hw = log.highWatermark
+        do {
+            while next < hw {
+                var data = writePath.readTail(log, streamId: log.streamId, from: next, maxBytes: 1 << 20, minOneBatch: true)
+                if data == nil, let reader = objectReader {
+                    data = try await reader.read(streamId: log.streamId, from: next, maxBytes: 1 << 20, minOneBatch: true, image: image)
+                }
+                guard let records = data, records.readableBytes > 0 else { return nil }
+                let headers = try parseBatchHeaders(records)
+                guard let last = headers.last else { return nil }
+                for header in headers where header.nextOffset > next && header.maxTimestamp >= timestampMs {
+                    if header.isCompressed || header.timestampType == .logAppendTime {
+                        return (max(header.baseOffset, next), header.maxTimestamp)
+                    }
+                    var reader = try RecordReader(batch: records, header: header)
+                    while let record = try reader.next(), record.offset < hw {
+                        if record.offset >= next && record.timestamp >= timestampMs { return (record.offset, record.timestamp) }
+                    }
+                }
+                guard last.nextOffset > next else { return nil }
+                next = last.nextOffset
+            }
+        } catch {
+            logger.warning("timestamp lookup failed", metadata: ["partition": "\(log.topic)-\(log.partition)", "error": "\(error)"])
+        }
+        return nil
     }
 
     // MARK: OffsetForLeaderEpoch

@@ -119,8 +119,14 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// The LSN below which the WAL has everything.
     public var durablePosition: UInt64 { lock.withLock { durableLSN } }
 
-    /// The lowest LSN the ring still holds for certain: space below it may be reused.
-    private var reclaimedBelow: UInt64 { min(ring.readPosition(0), ring.readPosition(1)) }
+    /// Below this LSN the writer has reused the ring's bytes. Bytes the two readers have
+    /// passed stay valid (and are served from memory) until then; `copyIfStillPresent`
+    /// catches a reuse that races with a copy.
+    private var reclaimedBelow: UInt64 {
+        let written = ring.writePosition
+        let capacity = UInt64(ring.capacityBytes)
+        return written > capacity ? written - capacity : 0
+    }
 
     /// Re-learns what an earlier incarnation of the broker left in the log buffer (everything
     /// the uploader has not committed yet): tail entries, and the log end of each stream.
@@ -200,7 +206,8 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         }
     }
 
-    /// Drops entries whose bytes the ring may already have reused (committed to objects).
+    /// Drops entries whose bytes the ring has reused (committed to objects long before: the
+    /// uploader frees space only after the commit).
     private func pruneLocked(_ streamId: UInt64) {
         guard let entries = tails[streamId] else { return }
         let floor = reclaimedBelow

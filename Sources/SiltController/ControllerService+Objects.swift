@@ -27,7 +27,7 @@ extension ControllerService {
     func prepareObjects(_ req: PrepareS3ObjectRequest) -> PrepareS3ObjectResponse {
         var resp = PrepareS3ObjectResponse()
         do {
-            let ttlMs = req.ttlMs < 0 ? config.objectPrepareTtlMs : req.ttlMs
+            let ttlMs = req.ttlMs < 0 ? config.objectStorage.prepareTTLMs : req.ttlMs
             let first = try controller.prepareObjects(nodeId: req.nodeId, nodeEpoch: req.nodeEpoch, count: req.count, ttlMs: ttlMs)
             resp.firstObjectId = Int64(bitPattern: first)
         } catch {
@@ -80,11 +80,4 @@ extension ControllerService {
         if let e = error as? ControllerError { return (e.kafkaErrorCode, e.description) }
         return (-1, "\(error)")   // UNKNOWN_SERVER_ERROR
     }
-}
-
-extension ServerConfig {
-    /// `s3.object.prepare.ttl.ms`: how long a prepared object id may stay uncommitted.
-    var objectPrepareTtlMs: Int64 { Int64(value("s3.object.prepare.ttl.ms").value ?? "") ?? 3_600_000 }
-    /// `s3.object.janitor.interval.ms`: how often the janitor deletes dead and expired objects.
-    var objectJanitorIntervalMs: Int64 { Int64(value("s3.object.janitor.interval.ms").value ?? "") ?? 10_000 }
 }

@@ -64,11 +64,11 @@ public final class ObjectJanitor: @unchecked Sendable {
         self.nowMs = nowMs
     }
 
-    /// A janitor with the node's `s3.object.janitor.interval.ms`.
+    /// A janitor with the node's `s3.object.janitor.interval.ms` and `s3.object.deletion.delay.ms`.
     public convenience init(controller: MetadataController, store: ObjectStore, clusterId: String, config: ServerConfig,
                             logger: Logger) {
-        self.init(controller: controller, store: store, clusterId: clusterId, intervalMs: config.objectJanitorIntervalMs,
-                  logger: logger)
+        self.init(controller: controller, store: store, clusterId: clusterId, intervalMs: config.objectStorage.janitorIntervalMs,
+                  deletionDelayMs: config.objectStorage.deletionDelayMs, logger: logger)
     }
 
     /// Starts the background loop (a pass at once, then one every interval).

@@ -76,6 +76,8 @@ extension ServerConfig {
               doc: "How long a prepared object id may stay uncommitted before the janitor deletes the object."),
         .init("s3.object.janitor.interval.ms", .long, "10000", .atLeast(100),
               doc: "How often the controller deletes expired prepared objects and unreferenced objects."),
+        .init("s3.object.deletion.delay.ms", .long, "60000", .atLeast(0),
+              doc: "How long a dead object (compacted away, trimmed, deleted topic) stays in the bucket for reads in flight."),
         .init("s3.upload.parallelism", .int, "4", .atLeast(1), doc: "Parts of one multipart upload in flight at once."),
         .init("s3.telemetry.metrics.exporter.uri", .string, nil,
               doc: "prometheus://?host=127.0.0.1&port=9090 serves Prometheus text at /metrics."),

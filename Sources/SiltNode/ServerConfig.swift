@@ -96,7 +96,7 @@ public struct ServerConfig: Sendable {
     /// How often segment files are made durable so the WAL can be trimmed.
     public let walTrimIntervalMs: Int
     /// Stream storage (see docs/streams.md).
-    public let objectStorage: ObjectStorageConfig
+    public private(set) var objectStorage: ObjectStorageConfig
     /// The S3 read cache (`s3.block.cache.size`).
     public var blockCacheBytes: Int { objectStorage.blockCacheBytes }
 
@@ -232,6 +232,7 @@ public struct ServerConfig: Sendable {
             uploadParallelism: Int(int("s3.upload.parallelism")),
             prepareTTLMs: Int64(raw("s3.object.prepare.ttl.ms")!)!,
             janitorIntervalMs: Int64(raw("s3.object.janitor.interval.ms")!)!)
+        objectStorage.deletionDelayMs = Int64(raw("s3.object.deletion.delay.ms")!)!
         if objectStorage.uploadThresholdBytes > ring / 2 {
             throw ConfigError(key: "s3.wal.upload.threshold", value: String(threshold),
                               reason: "must be at most half the log buffer (\(ring / 2) bytes): the buffer holds what waits for upload")
@@ -356,6 +357,8 @@ public struct ObjectStorageConfig: Sendable {
     public var uploadParallelism: Int
     public var prepareTTLMs: Int64
     public var janitorIntervalMs: Int64
+    /// How long a dead object stays in the bucket, for reads that started before it died.
+    public var deletionDelayMs: Int64 = 60_000
 
     public init(uploadThresholdBytes: Int, uploadIntervalMs: Int, blockCacheBytes: Int, objectBlockBytes: Int,
                 objectPartBytes: Int, streamObjectSplitBytes: Int, streamSetCompactionIntervalMs: Int,

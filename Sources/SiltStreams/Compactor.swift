@@ -66,6 +66,10 @@ public struct CompactionConfig: Sendable {
     public var streamSetBytesMax: Int64
     /// Merges of stream objects per run.
     public var streamObjectMergesMax: Int
+    /// A stream with at least this much data in one stream set compaction gets stream
+    /// objects of its own; smaller streams are merged into one new stream set object
+    /// (`s3.stream.object.split.size`).
+    public var streamSplitBytes: Int64 = 8 << 20
 
     public init(blockBytes: Int = 1 << 20, partBytes: Int = 16 << 20, parallelism: Int = 4,
                 streamObjectMaxBytes: Int64 = 1 << 30, bandwidthBytesPerSecond: Int64 = 100 << 20,
@@ -156,21 +160,34 @@ public final class Compactor: @unchecked Sendable {
         var batchCount: Int
     }
 
-    /// Rewrites the oldest stream set objects into one stream object per stream and
-    /// contiguous run of offsets (split at `streamObjectMaxBytes`), dropping deleted streams
-    /// and batches wholly below a stream's start offset, then commits the swap at once.
+    /// Rewrites the oldest small stream set objects: each stream with at least
+    /// `streamSplitBytes` among them (or whose data there is not one contiguous run) gets
+    /// stream objects of its own (one per contiguous run, split at `streamObjectMaxBytes`);
+    /// the other streams are merged into one new stream set object. Deleted streams and
+    /// batches wholly below a stream's start offset are dropped. One atomic commit swaps
+    /// the lot. Stream set objects of at least half `streamSetBytesMax` count as done, so
+    /// the input (held in memory) stays within `streamSetBytesMax`.
     public func compactStreamSetObjects() async throws -> CompactionResult {
         var result = CompactionResult()
         let live = try await catalog.liveObjects()
         var selected: [CatalogObject] = []
         var selectedBytes: Int64 = 0
-        for o in live.filter({ $0.kind == .streamSet }).sorted(by: { ($0.committedAtMs, $0.objectId) < ($1.committedAtMs, $1.objectId) }) {
+        let candidates = live.filter { $0.kind == .streamSet && $0.size < max(1, config.streamSetBytesMax / 2) }
+        for o in candidates.sorted(by: { ($0.committedAtMs, $0.objectId) < ($1.committedAtMs, $1.objectId) }) {
             guard selected.count < config.streamSetObjectsMax,
                   selected.isEmpty || selectedBytes + o.size <= config.streamSetBytesMax else { break }
             selected.append(o)
             selectedBytes += o.size
         }
-        guard !selected.isEmpty else { return result }
+        var deadData = false
+        for o in selected {
+            for r in o.ranges {
+                let start = await catalog.streamStartOffset(r.streamId)
+                if start == nil || r.endOffset <= start! { deadData = true }
+            }
+        }
+        // One object with nothing dead in it: rewriting it gains nothing.
+        guard selected.count >= 2 || (selected.count == 1 && deadData) else { return result }
 
         var pieces: [UInt64: [Piece]] = [:]
         for o in selected {
@@ -182,9 +199,7 @@ public final class Compactor: @unchecked Sendable {
                 throw CompactionError.inconsistent("\(o.key) is \(bytes.count) bytes, the catalog says \(o.size)")
             }
             let index = try ObjectIndex.parse(object: bytes)
-            guard index.ranges == o.ranges else {
-                throw CompactionError.inconsistent("\(o.key) holds \(index.ranges), the catalog says \(o.ranges)")
-            }
+            try Self.check(o, holds: index)
             for e in index.entries {
                 let from = Int(e.position)
                 pieces[e.streamId, default: []].append(Piece(startOffset: e.startOffset, endOffset: e.endOffset,
@@ -193,9 +208,23 @@ public final class Compactor: @unchecked Sendable {
         }
 
         var built: [BuiltObject] = []
+        let merged = StreamSetObjectBuilder(blockBytesTarget: config.blockBytes)
         for streamId in pieces.keys.sorted() {
             guard let startOffset = await catalog.streamStartOffset(streamId) else { continue }  // deleted
-            built += try buildStreamObjects(streamId: streamId, pieces: pieces[streamId]!, startOffset: startOffset)
+            let streamPieces = pieces[streamId]!.sorted { $0.startOffset < $1.startOffset }
+            let bytes = streamPieces.reduce(0) { $0 + $1.bytes.count }
+            let contiguous = zip(streamPieces, streamPieces.dropFirst()).allSatisfy { $0.endOffset == $1.startOffset }
+            if Int64(bytes) >= config.streamSplitBytes || !contiguous {
+                built += try buildStreamObjects(streamId: streamId, pieces: streamPieces, startOffset: startOffset)
+                continue
+            }
+            for p in streamPieces {
+                guard let (base, data) = try trimmed(p, streamId: streamId, startOffset: startOffset) else { continue }
+                data.withUnsafeBytes { merged.add(streamId: streamId, baseOffset: base, endOffset: p.endOffset, payload: $0) }
+            }
+        }
+        if !merged.isEmpty, let set = merged.finish(splitBytes: Int.max).streamSet {
+            built.insert(set, at: 0)
         }
 
         var newObjects: [NewObject] = []
@@ -212,7 +241,7 @@ public final class Compactor: @unchecked Sendable {
                                                                 parallelism: config.parallelism)
                     result.requests += stats.requests
                     result.bytesWritten += stats.bytes
-                    newObjects.append(NewObject(objectId: id, size: Int64(b.bytes.count), kind: .stream, ranges: b.ranges))
+                    newObjects.append(NewObject(objectId: id, size: Int64(b.bytes.count), kind: b.kind, ranges: b.ranges))
                 }
             }
         } catch {
@@ -231,6 +260,20 @@ public final class Compactor: @unchecked Sendable {
         return result
     }
 
+    /// A piece without the batches wholly below `startOffset` (the one holding it stays);
+    /// nil when nothing is left.
+    private func trimmed(_ p: Piece, streamId: UInt64, startOffset: Int64) throws -> (base: Int64, bytes: ArraySlice<UInt8>)? {
+        guard p.endOffset > startOffset else { return nil }  // wholly below the start offset
+        guard p.startOffset < startOffset else { return (p.startOffset, p.bytes) }
+        return try p.bytes.withUnsafeBytes { buf in
+            let batches = try RecordBatches.walk(block: buf, entry: ObjectIndex.Entry(
+                streamId: streamId, startOffset: p.startOffset, endOffset: p.endOffset, position: 0,
+                size: p.bytes.count, batchCount: p.batchCount))
+            let keep = batches[RecordBatches.indexOfBatch(containing: startOffset, in: batches)]
+            return (keep.baseOffset, p.bytes.dropFirst(keep.range.lowerBound))
+        }
+    }
+
     /// Stream objects of one stream's pieces: one per contiguous run, split at the size bound.
     private func buildStreamObjects(streamId: UInt64, pieces: [Piece], startOffset: Int64) throws -> [BuiltObject] {
         let sorted = pieces.sorted { $0.startOffset < $1.startOffset }
@@ -247,20 +290,7 @@ public final class Compactor: @unchecked Sendable {
             if i > 0 && p.startOffset < sorted[i - 1].endOffset {
                 throw CompactionError.inconsistent("stream \(streamId): data at \(p.startOffset) overlaps data ending at \(sorted[i - 1].endOffset)")
             }
-            guard p.endOffset > startOffset else { continue }  // wholly below the start offset
-            var bytes = p.bytes
-            var base = p.startOffset
-            if p.startOffset < startOffset {
-                // Drop the batches wholly below the start offset; keep the one holding it.
-                try bytes.withUnsafeBytes { buf in
-                    let batches = try RecordBatches.walk(block: buf, entry: ObjectIndex.Entry(
-                        streamId: streamId, startOffset: p.startOffset, endOffset: p.endOffset, position: 0,
-                        size: p.bytes.count, batchCount: p.batchCount))
-                    let keep = batches[RecordBatches.indexOfBatch(containing: startOffset, in: batches)]
-                    base = keep.baseOffset
-                    bytes = p.bytes.dropFirst(keep.range.lowerBound)
-                }
-            }
+            guard let (base, bytes) = try trimmed(p, streamId: streamId, startOffset: startOffset) else { continue }
             let indexOverhead = ObjectIndex.entryBytes * 2 + ObjectIndex.footerBytes
             if base != builderEnd || Int64(builder.bytesAdded + bytes.count + indexOverhead) > config.streamObjectMaxBytes {
                 flush()  // a new run of offsets, or the object is full
@@ -337,9 +367,7 @@ public final class Compactor: @unchecked Sendable {
                 result.requests += 1
                 result.bytesRead += n
             }
-            guard index.ranges == o.ranges else {
-                throw CompactionError.inconsistent("\(o.key) holds \(index.ranges), the catalog says \(o.ranges)")
-            }
+            try Self.check(o, holds: index)
             indexes.append(index)
         }
         var entries: [ObjectIndex.Entry] = []
@@ -427,6 +455,16 @@ public final class Compactor: @unchecked Sendable {
         } catch {
             try? await store.abortMultipartUpload(key, uploadId: uploadId)
             throw error
+        }
+    }
+
+    /// Asserts after the read: every range the catalog has for `o` is inside what its index holds
+    /// (the catalog may know less, e.g. a range dropped for a deleted stream, never more).
+    private static func check(_ o: CatalogObject, holds index: ObjectIndex) throws {
+        for r in o.ranges where !index.ranges.contains(where: {
+            $0.streamId == r.streamId && $0.startOffset <= r.startOffset && r.endOffset <= $0.endOffset
+        }) {
+            throw CompactionError.inconsistent("\(o.key) holds \(index.ranges), the catalog says \(o.ranges)")
         }
     }
 

@@ -61,8 +61,7 @@ struct DebugObjects: ParsableCommand {
             "streams": streams,
         ]
         let data = try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys])
-        FileHandle.standardOutput.write(data)
-        FileHandle.standardOutput.write(Data("\n".utf8))
+        print(String(decoding: data, as: UTF8.self))
     }
 
     private func readClusterId() throws -> String? {

@@ -72,6 +72,8 @@ struct Server: ParsableCommand {
             } catch {
                 fail("object storage: \(error)")
             }
+        }
+        // Formatted here, before any role starts: roles read the cluster id (object keys carry it).
         let clusterId: String
         do {
             clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId, clusterId: config.clusterId)
@@ -80,7 +82,6 @@ struct Server: ParsableCommand {
         }
         logger.info("starting node", metadata: ["cluster.id": "\(clusterId)", "log.dir": "\(config.logDirs[0])",
                                                 "roles": "\(config.processRoles.map(\.rawValue).sorted())"])
-        }
 
         // The node's metrics: one region every role maps (fd RoleFd.metrics), served from here.
         let metricsFd: Int32

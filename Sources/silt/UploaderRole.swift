@@ -93,11 +93,12 @@ struct UploaderRole {
                                 metrics: MetricsRegion, group: EventLoopGroup, stop: StopFlag) async {
         let storage = config.objectStorage
         let catalog = MetadataCatalog(cache: cache, control: control, clusterId: clusterId, loop: group.next())
-        let compactor = Compactor(store: store, catalog: catalog, clusterId: clusterId,
-                                  config: CompactionConfig(blockBytes: storage.objectBlockBytes, partBytes: storage.objectPartBytes,
+        var compaction = CompactionConfig(blockBytes: storage.objectBlockBytes, partBytes: storage.objectPartBytes,
                                                            parallelism: storage.uploadParallelism,
-                                                           bandwidthBytesPerSecond: Int64(storage.networkBaselineBytesPerSecond)),
-                                  logger: logger)
+                                                           bandwidthBytesPerSecond: Int64(storage.networkBaselineBytesPerSecond),
+                                                           streamSetBytesMax: Int64(UploaderRole.compactionBytesMax(storage)))
+        compaction.streamSplitBytes = Int64(storage.streamObjectSplitBytes)
+        let compactor = Compactor(store: store, catalog: catalog, clusterId: clusterId, config: compaction, logger: logger)
         var nextStreamSet = ContinuousClock.now + .milliseconds(storage.streamSetCompactionIntervalMs)
         var nextStream = ContinuousClock.now + .milliseconds(storage.streamObjectCompactionIntervalMs)
         while !Task.isCancelled && !stop.isSet {
@@ -109,8 +110,13 @@ struct UploaderRole {
                 metrics.set(.objectsCommitted, UInt64(cache.image.committedObjects.count))
                 if now >= nextStreamSet {
                     nextStreamSet = now + .milliseconds(storage.streamSetCompactionIntervalMs)
-                    let r = try await compactor.compactStreamSetObjects()
-                    record(r, kind: .streamSet, metrics: metrics)
+                    // Several rounds while there is work: each round's input is bounded.
+                    for _ in 0..<16 where !stop.isSet {
+                        let r = try await compactor.compactStreamSetObjects()
+                        record(r, kind: .streamSet, metrics: metrics)
+                        if r.objectsBefore == 0 { break }
+                        try await catalog.catchUp()
+                    }
                 }
                 if now >= nextStream {
                     nextStream = now + .milliseconds(storage.streamObjectCompactionIntervalMs)
@@ -122,6 +128,12 @@ struct UploaderRole {
                 logger.warning("compaction failed; next period retries", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    /// Stream set compaction holds its input in memory: bound it like an upload (the
+    /// node's memory is the log buffer + the block cache + this + a fixed overhead).
+    static func compactionBytesMax(_ storage: ObjectStorageConfig) -> Int {
+        max(4 * storage.uploadThresholdBytes, 64 << 20)
     }
 
     private func record(_ r: CompactionResult, kind: SiltStreams.ObjectKind, metrics: MetricsRegion) {

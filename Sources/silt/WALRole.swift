@@ -20,6 +20,11 @@ struct WALRole {
             (regions.ring, regions.durableNotices, regions.trimCommands, regions.walState)
         let walConfig = WALConfig(maxRecordPayloadBytes: WALRole.recordPayloadBytesMax(config),
                                   maxInFlightWrites: 8, durability: .dsyncWrite)
+        // A WAL file (development) lives under log.dirs, which may not exist yet on a first start.
+        let parent = (config.walPath as NSString).deletingLastPathComponent
+        if !parent.isEmpty && !config.walPath.hasPrefix("/dev/") {
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
+        }
         let (wal, recovered) = try WAL.open(path: config.walPath, capacityBytes: config.walCapacityBytes,
                                             nodeId: Int(config.nodeId), config: walConfig, logger: logger)
         logger.info("WAL opened", metadata: [

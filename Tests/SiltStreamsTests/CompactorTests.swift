@@ -91,10 +91,15 @@ final class CompactorTests: XCTestCase {
         let sso = try await Compactor(store: store, catalog: catalog, clusterId: cluster, config: config,
                                       logger: Logger(label: "test")).compactStreamSetObjects()
         XCTAssertEqual(sso.objectsBefore, 3)
-        XCTAssertEqual(sso.objectsAfter, 7)  // stream 1: 3 (7 MiB bound), 2: 1, 3: 1, 5: 2 (around object 50)
+        // Stream 1 (18 MiB, over the 8 MiB split size): 3 stream objects (7 MiB bound); stream 5
+        // (not contiguous: object 50 holds its middle): 2; the small streams 2 and 3 share one
+        // new stream set object.
+        XCTAssertEqual(sso.objectsAfter, 6)
         var objects = try await catalog.liveObjects()
-        XCTAssertEqual(objects.count, 8)
-        XCTAssertFalse(objects.contains { $0.kind == .streamSet })
+        XCTAssertEqual(objects.count, 7)
+        let sets = objects.filter { $0.kind == .streamSet }
+        XCTAssertEqual(sets.count, 1)
+        XCTAssertEqual(sets.first.map { Set($0.ranges.map(\.streamId)) }, [2, 3])
         let commits = await catalog.commits
         XCTAssertEqual(commits, 1)
         XCTAssertGreaterThan(sso.bytesRead, 18 << 20)
@@ -117,7 +122,7 @@ final class CompactorTests: XCTestCase {
         XCTAssertEqual(so.objectsBefore, 6)  // stream 1: 3 → 1, stream 5: 3 → 1
         XCTAssertEqual(so.objectsAfter, 2)
         objects = try await catalog.liveObjects()
-        XCTAssertEqual(objects.count, 4)
+        XCTAssertEqual(objects.count, 3)
         XCTAssertEqual(Set(objects.flatMap(\.ranges).map(\.streamId)), [1, 2, 3, 5])
         // The two ~7 MiB sections of stream 1 were copied server-side, the small rest uploaded.
         XCTAssertEqual(store.count("uploadPartCopy"), 2)
@@ -153,6 +158,41 @@ final class CompactorTests: XCTestCase {
             XCTAssertNil(head)
         }
         try await verifyReadBack(store, catalog, batches, deletedGone: false)
+    }
+
+    /// A small section before a big one: the small part is topped up to 5 MiB from the big
+    /// section, and the rest of the big section is still copied server-side.
+    func testMergeTopsUpASmallPartBeforeCopying() async throws {
+        let (local, d) = try temporaryStore()
+        dir = d
+        let store = CountingStore(local)
+        let catalog = FakeCatalog(clusterId: cluster)
+        await catalog.setStart(9, 0)
+        var all: [Batch] = []
+        var next: Int64 = 0
+        for (i, count) in [8, 88].enumerated() {  // ~1 MiB, then ~11 MiB
+            let b = StreamSetObjectBuilder(blockBytesTarget: 1 << 20)
+            for f in Batches.frames(start: next, count: count, batchBytes: 64 << 10) {
+                b.add(9, f)
+                let walked = try f.bytes.withUnsafeBytes { try RecordBatches.walk($0) }
+                for (j, w) in walked.enumerated() {
+                    all.append((w.baseOffset, j + 1 < walked.count ? walked[j + 1].baseOffset : f.end, Array(f.bytes[w.range])))
+                }
+                next = f.end
+            }
+            let built = b.finish(splitBytes: 0).streamObjects[0]
+            _ = try await store.put(ObjectKeys.object(clusterId: cluster, objectId: UInt64(i + 1)), built.bytes, ifNoneMatch: false)
+            await catalog.add(UInt64(i + 1), built, at: 0)
+        }
+        let result = try await Compactor(store: store, catalog: catalog, clusterId: cluster,
+                                         config: CompactionConfig(partBytes: 5 << 20, bandwidthBytesPerSecond: 0),
+                                         logger: Logger(label: "test")).compactStreamObjects()
+        XCTAssertEqual(result.objectsBefore, 2)
+        XCTAssertEqual(store.count("uploadPartCopy"), 1)
+        XCTAssertGreaterThan(result.bytesCopiedServerSide, 5 << 20)
+        XCTAssertLessThan(result.bytesCopiedServerSide, 8 << 20)  // ~4 MiB of the big one went into part 1
+        XCTAssertEqual(store.count("uploadPart"), 2)  // part 1 (topped up to 5 MiB) and index + footer
+        try await verifyReadBack(store, catalog, [9: all])
     }
 
     func testTokenBucketThrottles() async throws {
