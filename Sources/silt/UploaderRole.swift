@@ -94,9 +94,9 @@ struct UploaderRole {
         let storage = config.objectStorage
         let catalog = MetadataCatalog(cache: cache, control: control, clusterId: clusterId, loop: group.next())
         var compaction = CompactionConfig(blockBytes: storage.objectBlockBytes, partBytes: storage.objectPartBytes,
-                                                           parallelism: storage.uploadParallelism,
-                                                           bandwidthBytesPerSecond: Int64(storage.networkBaselineBytesPerSecond),
-                                                           streamSetBytesMax: Int64(UploaderRole.compactionBytesMax(storage)))
+                                          parallelism: storage.uploadParallelism,
+                                          bandwidthBytesPerSecond: Int64(storage.networkBaselineBytesPerSecond),
+                                          streamSetBytesMax: Int64(UploaderRole.compactionBytesMax(storage)))
         compaction.streamSplitBytes = Int64(storage.streamObjectSplitBytes)
         let compactor = Compactor(store: store, catalog: catalog, clusterId: clusterId, config: compaction, logger: logger)
         var nextStreamSet = ContinuousClock.now + .milliseconds(storage.streamSetCompactionIntervalMs)
@@ -249,7 +249,7 @@ final class MetadataCatalog: ObjectCatalog, @unchecked Sendable {
 
     func streamStartOffset(_ streamId: UInt64) async -> Int64? { cache.image.streamStates[streamId]?.startOffset }
 
-    func prepareObjects(count: Int) async throws -> UInt64 { try await control.prepare(count: count, ttlMs: 3_600_000) }
+    func prepareObjects(count: Int) async throws -> UInt64 { try await control.prepare(count: count, ttlMs: -1) }
 
     func commitCompaction(newObjects: [NewObject], compactedObjectIds: [UInt64]) async throws {
         try await control.commit(objects: newObjects, epochs: [:], compacted: compactedObjectIds)

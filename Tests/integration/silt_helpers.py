@@ -643,7 +643,8 @@ def debug_objects(node: Node, timeout: float = 30.0) -> dict:
      "streams": [{id, topic, partition, start, end, epoch}]}."""
     import json
 
-    r = subprocess.run([str(SILT_BIN), "debug", "objects", "--controller", f"{HOST}:{node.controller_port}"],
+    r = subprocess.run([str(SILT_BIN), "debug", "objects", "--controller", f"{HOST}:{node.controller_port}",
+                        "--log-dir", str(node.data_dir)],
                        capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise AssertionError(f"silt debug objects exited {r.returncode}: {r.stderr.strip()}")

@@ -44,8 +44,10 @@ STREAM_DEFAULTS = {
     "s3.wal.upload.interval.ms": "1000",
     "s3.stream.set.object.compaction.interval.ms": "3000",
     "s3.stream.object.compaction.interval.ms": "3000",
-    "s3.object.prepare.ttl.ms": "3000",
+    "s3.object.prepare.ttl.ms": "10000",         # long enough for a compaction through moto
     "s3.object.janitor.interval.ms": "500",
+    # Dead objects (compacted away, deleted topics) leave the bucket after 1 s, not 60.
+    "s3.object.deletion.delay.ms": "1000",
 }
 NO_COMPACTION = {"s3.stream.set.object.compaction.interval.ms": "3600000",
                  "s3.stream.object.compaction.interval.ms": "3600000"}
@@ -348,7 +350,8 @@ def test_deleted_topic_leaves_no_object(store, stream_node):
     wait_uploaded(node, timeout=120)
     wait_until(lambda: bucket.count() > before, 30, f"the topic's data never reached {bucket}")
 
-    fs = admin(node).delete_topics([topic], operation_timeout=30, request_timeout=30)
+    a = admin(node)  # held: a collected client cancels its futures
+    fs = a.delete_topics([topic], operation_timeout=30, request_timeout=30)
     fs[topic].result(timeout=30)
     t0 = time.monotonic()
     wait_until(lambda: bucket.count() == before, 30,
