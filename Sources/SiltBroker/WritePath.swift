@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import SiltMetrics
 import SiltRecords
 import SiltRing
 import SiltStorage
@@ -97,7 +98,11 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     private var stopped = false
     private var threads: [Thread] = []
 
-    public init(ring: LogRing, durableNotices: ControlRing, logger: Logger) {
+    /// Counts tail fetches (`silt_fetch_tail_reads_total`).
+    private let metrics: MetricsRegion
+
+    public init(ring: LogRing, durableNotices: ControlRing, metrics: MetricsRegion = .local(), logger: Logger) {
+        self.metrics = metrics
         self.ring = ring
         self.durableNotices = durableNotices
         self.logger = logger
@@ -273,6 +278,7 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
             tailReadCount += 1
             tailReadBytes += buffer.readableBytes
         }
+        metrics.add(.fetchTailReads)
         return buffer
     }
 

@@ -177,7 +177,7 @@ public enum HistogramMetric: Int, Sendable, CaseIterable {
         switch h {
         case .uploadLatency:
             return .init(name: "silt_upload_latency_seconds",
-                         help: "Time from the start of an object's upload to its commit.",
+                         help: "Time from the start of an upload round (a stream set object and the stream objects split off it) to its commit.",
                          bucketsSeconds: HistogramDescriptor.latencyBucketsSeconds)
         }
     }

@@ -58,7 +58,7 @@ extension ServerConfig {
         .init("s3.wal.path", .string, nil, doc: "WAL device or file."),
         .init("s3.wal.capacity", .long, "2147483648", .atLeast(1 << 20), doc: "WAL ring size."),
         .init("s3.wal.cache.size", .long, "-1", .atLeast(-1), doc: "Log buffer size; -1 sizes it from memory."),
-        .init("s3.wal.trim.interval.ms", .int, "1000", .atLeast(10), doc: "How often segment files are synced so the WAL can be trimmed."),
+        .init("s3.wal.trim.interval.ms", .int, "1000", .atLeast(10), doc: "Unused since the WAL is trimmed after each object commit; accepted for old start lines."),
         .init("s3.wal.upload.threshold", .long, "-1", .atLeast(-1), doc: "Bytes that trigger an upload."),
         .init("s3.wal.upload.interval.ms", .long, "60000", .atLeast(1), doc: "Longest wait before an upload."),
         .init("s3.block.cache.size", .long, "-1", .atLeast(-1), doc: "S3 read cache size."),

@@ -29,10 +29,10 @@ struct BrokerRole {
         }
         let controller = KafkaClient(group: group, host: voter.host, port: voter.port,
                                      clientId: "silt-broker-\(config.nodeId)", logger: logger)
-        let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, logger: logger)
+        let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
+        let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, metrics: metrics, logger: logger)
         let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
                                                            clusterId: config.clusterId)
-        let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
         let store = MeteredObjectStore(try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(),
                                                                  logger: logger), metrics: metrics)
         let objectReader = ObjectStreamReader(store: store, clusterId: clusterId, cacheBytes: config.blockCacheBytes,

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import SiltAdmin
 import SiltController
+import SiltMetrics
 import SiltNet
 import SiltNode
 
@@ -21,7 +22,9 @@ struct ControllerRole {
         let service = ControllerService(controller: controller, config: config, logger: logger)
         let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
                                                            clusterId: config.clusterId)
-        let dataStore = try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(), logger: logger)
+        let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
+        let dataStore = MeteredObjectStore(try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(),
+                                                                     logger: logger), metrics: metrics)
         let janitor = ObjectJanitor(controller: controller, store: dataStore, clusterId: clusterId, config: config,
                                     logger: logger)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)

@@ -130,10 +130,11 @@ struct UploaderRole {
         }
     }
 
-    /// Stream set compaction holds its input in memory: bound it like an upload (the
-    /// node's memory is the log buffer + the block cache + this + a fixed overhead).
+    /// Stream set compaction holds its input (and its output) in memory: 4 uploads' worth,
+    /// at least 64 MiB, at most 256 MiB. Stream set objects of at least half this are left
+    /// as they are (big enough), so large uploads are never rewritten.
     static func compactionBytesMax(_ storage: ObjectStorageConfig) -> Int {
-        max(4 * storage.uploadThresholdBytes, 64 << 20)
+        min(max(4 * storage.uploadThresholdBytes, 64 << 20), 256 << 20)
     }
 
     private func record(_ r: CompactionResult, kind: SiltStreams.ObjectKind, metrics: MetricsRegion) {

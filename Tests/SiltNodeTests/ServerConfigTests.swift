@@ -30,6 +30,31 @@ final class ServerConfigTests: XCTestCase {
         }
     }
 
+    func testStreamStorageKeys() throws {
+        let defaults = try ServerConfig(properties: [:]).objectStorage
+        XCTAssertEqual(defaults.uploadThresholdBytes, (64 << 20) / 3, "a third of the 64 MiB log buffer")
+        XCTAssertEqual(defaults.uploadIntervalMs, 60_000)
+        XCTAssertEqual(defaults.blockCacheBytes, 128 << 20)
+        XCTAssertEqual(defaults.objectPartBytes, 16 << 20)
+        XCTAssertEqual(defaults.streamSetCompactionIntervalMs, 5 * 60_000)
+        XCTAssertEqual(defaults.deletionDelayMs, 60_000)
+        let tuned = try ServerConfig(properties: [
+            "s3.wal.cache.size": "16777216", "s3.wal.upload.threshold": "4194304",
+            "s3.stream.set.object.compaction.interval.ms": "3000", "s3.object.deletion.delay.ms": "0",
+        ]).objectStorage
+        XCTAssertEqual(tuned.uploadThresholdBytes, 4 << 20)
+        XCTAssertEqual(tuned.streamSetCompactionIntervalMs, 3000)
+        XCTAssertEqual(tuned.streamObjectCompactionIntervalMs, 30 * 60_000)
+        XCTAssertEqual(tuned.deletionDelayMs, 0)
+        // The buffer holds what waits for upload: a threshold over half of it could never fill.
+        XCTAssertThrowsError(try ServerConfig(properties: ["s3.wal.cache.size": "16777216", "s3.wal.upload.threshold": "9000000"])) {
+            XCTAssertEqual(($0 as? ConfigError)?.key, "s3.wal.upload.threshold")
+        }
+        XCTAssertThrowsError(try ServerConfig(properties: ["s3.object.part.size": "1024"])) {
+            XCTAssertEqual(($0 as? ConfigError)?.key, "s3.object.part.size")
+        }
+    }
+
     func testAutoMQStartLineIsAccepted() throws {
         let c = try ServerConfig.load(propertiesFile: nil, overrides: [
             "process.roles=broker,controller", "node.id=1",
