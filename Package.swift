@@ -79,7 +79,7 @@ let package = Package(
         ]),
         // Metadata: topics, partitions, configs as an append-only log of records.
         .target(name: "SiltController", dependencies: [
-            "CSupport", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode", "SiltObjectStore",
+            "CSupport", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode", "SiltObjectStore", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -116,7 +116,7 @@ let package = Package(
         .testTarget(name: "SiltStorageTests", dependencies: ["SiltStorage", "SiltRecords"]),
         .testTarget(name: "SiltNodeTests", dependencies: ["SiltNode"]),
         .testTarget(name: "SiltControllerTests", dependencies: [
-            "SiltController", "SiltNode", "SiltObjectStore", "SiltProtocol",
+            "SiltController", "SiltNode", "SiltObjectStore", "SiltProtocol", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),

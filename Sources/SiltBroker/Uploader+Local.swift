@@ -34,7 +34,7 @@ public final class LocalUploaderControl: UploaderControl, @unchecked Sendable {
         let e = lock.withLock { epoch }
         let commits = objects.map { o in
             MetadataController.CommitObject(
-                objectId: o.objectId, size: o.size, kind: SiltController.ObjectKind(rawValue: o.kind.rawValue)!,
+                objectId: o.objectId, size: o.size, kind: o.kind,
                 ranges: o.ranges.map {
                     MetadataController.CommitRange(streamId: $0.streamId, streamEpoch: epochs[$0.streamId] ?? 0,
                                                    startOffset: $0.startOffset, endOffset: $0.endOffset)

@@ -1,3 +1,4 @@
+import SiltStreams
 import Foundation
 import SiltNode
 import SiltProtocol

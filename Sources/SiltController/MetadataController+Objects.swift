@@ -1,3 +1,4 @@
+import SiltStreams
 import Foundation
 
 /// The object lifecycle: uploaders open (fencing older incarnations), prepare object ids,

@@ -1,23 +1,7 @@
 import Foundation
+import SiltStreams
 
-/// What an object holds: many streams' data, or one stream's.
-public enum ObjectKind: Int8, Codable, Sendable {
-    /// Built from the WAL: many streams' batches, sorted by (stream, offset).
-    case streamSet = 0
-    /// Built by compaction: one stream's data.
-    case stream = 1
-}
-
-/// Offsets `startOffset ..< endOffset` of one stream.
-public struct StreamRange: Codable, Equatable, Hashable, Sendable {
-    public var streamId: UInt64
-    public var startOffset: Int64
-    /// Exclusive.
-    public var endOffset: Int64
-    public init(streamId: UInt64, startOffset: Int64, endOffset: Int64) {
-        self.streamId = streamId; self.startOffset = startOffset; self.endOffset = endOffset
-    }
-}
+// `ObjectKind` and `StreamRange` are SiltStreams' (the object format's) own types.
 
 /// A stream as the controller sees it.
 ///

@@ -1,3 +1,4 @@
+import SiltStreams
 import Foundation
 
 /// A record of the metadata log. The controller's state is the fold of these records in

@@ -165,14 +165,17 @@ public final class Compactor: @unchecked Sendable {
     /// stream objects of its own (one per contiguous run, split at `streamObjectMaxBytes`);
     /// the other streams are merged into one new stream set object. Deleted streams and
     /// batches wholly below a stream's start offset are dropped. One atomic commit swaps
-    /// the lot. Stream set objects of at least half `streamSetBytesMax` count as done, so
-    /// the input (held in memory) stays within `streamSetBytesMax`.
+    /// the lot. Stream set objects of at least half `streamSetBytesMax`, or of at least one
+    /// part, count as done; the input (held in memory) stays within `streamSetBytesMax`.
     public func compactStreamSetObjects() async throws -> CompactionResult {
         var result = CompactionResult()
         let live = try await catalog.liveObjects()
         var selected: [CatalogObject] = []
         var selectedBytes: Int64 = 0
-        let candidates = live.filter { $0.kind == .streamSet && $0.size < max(1, config.streamSetBytesMax / 2) }
+        // Small: below half the input bound, and below one part (an object of a whole part
+        // is as cheap to write and to read as objects get; rewriting it only costs requests).
+        let small = min(max(1, config.streamSetBytesMax / 2), Int64(config.partBytes))
+        let candidates = live.filter { $0.kind == .streamSet && $0.size < small }
         for o in candidates.sorted(by: { ($0.committedAtMs, $0.objectId) < ($1.committedAtMs, $1.objectId) }) {
             guard selected.count < config.streamSetObjectsMax,
                   selected.isEmpty || selectedBytes + o.size <= config.streamSetBytesMax else { break }

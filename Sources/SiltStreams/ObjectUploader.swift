@@ -21,18 +21,21 @@ public enum ObjectUploader {
     /// S3's limit on the parts of one upload.
     public static let partsMax = 10_000
 
-    /// Uploads `bytes` to `key`: a single PUT when `bytes.count <= partBytes`, else a multipart
-    /// upload of `partBytes` parts (at most `parallelism` in flight), aborted (best effort) on failure.
+    /// Uploads `bytes` to `key`: a single PUT when the object is smaller than two parts, else a
+    /// multipart upload of `partBytes` parts, the last one taking the remainder (so no part is
+    /// ever smaller than `partBytes`, and no request is spent on a small tail), at most
+    /// `parallelism` in flight, aborted (best effort) on failure. Every request costs the same
+    /// whatever its size, so this is the fewest requests that keep parts of `partBytes`.
     public static func upload(_ bytes: [UInt8], key: String, store: ObjectStore, partBytes: Int,
                               parallelism: Int) async throws -> UploadStats {
         precondition(partBytes >= Int(multipartMinimumPartBytes), "parts must be >= \(multipartMinimumPartBytes) bytes")
         precondition(parallelism >= 1)
-        if bytes.count <= partBytes {
+        if bytes.count < 2 * partBytes {
             _ = try await store.put(key, bytes, ifNoneMatch: false)
             return UploadStats(requests: 1, bytes: bytes.count, parts: 0)
         }
         let partSize = max(partBytes, (bytes.count + partsMax - 1) / partsMax)
-        let partCount = (bytes.count + partSize - 1) / partSize
+        let partCount = bytes.count / partSize
         let uploadId = try await store.createMultipartUpload(key)
         do {
             var etags = [String](repeating: "", count: partCount)
@@ -41,7 +44,7 @@ public enum ObjectUploader {
                 func addPart() {
                     let n = next
                     next += 1
-                    let body = Array(bytes[(n * partSize)..<min(bytes.count, (n + 1) * partSize)])
+                    let body = Array(bytes[(n * partSize)..<(n == partCount - 1 ? bytes.count : (n + 1) * partSize)])
                     group.addTask { (n, try await store.uploadPart(key, uploadId: uploadId, partNumber: n + 1, body: body)) }
                 }
                 while next < min(parallelism, partCount) { addPart() }

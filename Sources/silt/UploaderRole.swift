@@ -137,7 +137,7 @@ struct UploaderRole {
         min(max(4 * storage.uploadThresholdBytes, 64 << 20), 256 << 20)
     }
 
-    private func record(_ r: CompactionResult, kind: SiltStreams.ObjectKind, metrics: MetricsRegion) {
+    private func record(_ r: CompactionResult, kind: ObjectKind, metrics: MetricsRegion) {
         guard r.objectsBefore > 0 else { return }
         metrics.add(kind == .streamSet ? .compactionsStreamSet : .compactionsStream)
         metrics.add(.compactionBytesRead, UInt64(r.bytesRead))
@@ -241,10 +241,7 @@ final class MetadataCatalog: ObjectCatalog, @unchecked Sendable {
         let image = cache.image
         return image.committedObjects.map { o in
             CatalogObject(objectId: o.objectId, key: ObjectKeys.object(clusterId: clusterId, objectId: o.objectId), size: o.size,
-                          kind: SiltStreams.ObjectKind(rawValue: o.kind.rawValue)!,
-                          ranges: o.ranges.map { SiltStreams.StreamRange(streamId: $0.streamId, startOffset: $0.startOffset,
-                                                                          endOffset: $0.endOffset) },
-                          committedAtMs: o.committedAtMs)
+                          kind: o.kind, ranges: o.ranges, committedAtMs: o.committedAtMs)
         }
     }
 

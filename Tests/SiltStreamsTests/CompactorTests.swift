@@ -87,7 +87,8 @@ final class CompactorTests: XCTestCase {
         let (store, catalog, batches) = try await populate()
         try await verifyReadBack(store, catalog, batches, deletedGone: false)
 
-        var config = CompactionConfig(partBytes: 5 << 20, parallelism: 2, streamObjectMaxBytes: 7 << 20, bandwidthBytesPerSecond: 0)
+        // 16 MiB parts: the ~7 MiB stream set objects count as small.
+        var config = CompactionConfig(partBytes: 16 << 20, parallelism: 2, streamObjectMaxBytes: 7 << 20, bandwidthBytesPerSecond: 0)
         let sso = try await Compactor(store: store, catalog: catalog, clusterId: cluster, config: config,
                                       logger: Logger(label: "test")).compactStreamSetObjects()
         XCTAssertEqual(sso.objectsBefore, 3)
@@ -139,8 +140,8 @@ final class CompactorTests: XCTestCase {
     func testFailedUploadDeletesWhatWasUploadedAndLeavesTheCatalog() async throws {
         let (store, catalog, batches) = try await populate()
         let before = try await catalog.liveObjects()
-        store.failUploadPart = true  // the 7 MiB stream objects go multipart, and part 2 fails
-        let config = CompactionConfig(partBytes: 5 << 20, parallelism: 1, streamObjectMaxBytes: 7 << 20, bandwidthBytesPerSecond: 0)
+        store.failUploadPart = true  // stream 1's 18 MiB stream object goes multipart (8 MiB parts), and a part fails
+        let config = CompactionConfig(partBytes: 8 << 20, parallelism: 1, streamObjectMaxBytes: 64 << 20, bandwidthBytesPerSecond: 0)
         do {
             _ = try await Compactor(store: store, catalog: catalog, clusterId: cluster, config: config,
                                     logger: Logger(label: "test")).compactStreamSetObjects()

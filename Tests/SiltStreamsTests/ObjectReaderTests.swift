@@ -118,12 +118,17 @@ final class ObjectReaderTests: XCTestCase {
         let small = [UInt8](repeating: 7, count: 1000)
         let s1 = try await ObjectUploader.upload(small, key: "a/small", store: store, partBytes: 5 << 20, parallelism: 2)
         XCTAssertEqual(s1, UploadStats(requests: 1, bytes: 1000, parts: 0))
+        // Under two parts: still one PUT (a multipart upload would cost 4 requests).
+        let medium = [UInt8](repeating: 9, count: (10 << 20) - 1)
+        let s3 = try await ObjectUploader.upload(medium, key: "a/medium", store: store, partBytes: 5 << 20, parallelism: 2)
+        XCTAssertEqual(s3, UploadStats(requests: 1, bytes: medium.count, parts: 0))
+        // 12 MiB in 5 MiB parts: 2 parts, the last taking the 2 MiB remainder (no small tail part).
         let big = (0..<(12 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 >> 3) }
         let s2 = try await ObjectUploader.upload(big, key: "a/big", store: store, partBytes: 5 << 20, parallelism: 2)
-        XCTAssertEqual(s2, UploadStats(requests: 5, bytes: big.count, parts: 3))
+        XCTAssertEqual(s2, UploadStats(requests: 4, bytes: big.count, parts: 2))
         let got = try await store.get("a/big", range: nil)
         XCTAssertEqual(got, big)
-        XCTAssertEqual(store.count("uploadPart"), 3)
+        XCTAssertEqual(store.count("uploadPart"), 2)
         // A failing part aborts the upload and rethrows; nothing is left behind.
         store.failUploadPart = true
         do {
