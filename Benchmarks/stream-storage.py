@@ -296,7 +296,8 @@ def measure_latency(bench: Bench, seconds: float, rate: float, value_size: int, 
             now = time.perf_counter()
             if now >= due:
                 break
-            p.poll(min(0.0005, due - now))
+            # librdkafka's poll timeout is whole milliseconds: a shorter one spins a core.
+            p.poll(max(0.001, due - now))
         p.produce(topic, value=value, partition=i % bench.args.partitions, on_delivery=make_cb(time.perf_counter()))
         p.poll(0)
     p.flush(60)
@@ -311,6 +312,7 @@ def phase_latency(bench: Bench) -> dict:
     topic = "bench-latency"
     create_topic(bench.node, topic, a.partitions)
     log(f"[{bench.store}] latency: warm-up {a.latency_warmup_s}s, then {a.latency_seconds}s at {a.latency_rate}/s alone")
+    bench.restart()   # both measurements start from the same state: a node just restarted
     measure_latency(bench, a.latency_warmup_s, a.latency_rate, a.latency_value_size, topic)
     alone = measure_latency(bench, a.latency_seconds, a.latency_rate, a.latency_value_size, topic)
     log(f"[{bench.store}] latency: {a.latency_seconds}s with a concurrent catch-up reader")

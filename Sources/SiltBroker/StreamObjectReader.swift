@@ -20,8 +20,14 @@ public final class ObjectStreamReader: StreamObjectReader, @unchecked Sendable {
     let clusterId: String
     let metrics: MetricsRegion
 
-    public init(store: ObjectStore, clusterId: String, cacheBytes: Int, metrics: MetricsRegion, logger: Logger) {
+    /// Catch-up reads share `s3.network.baseline.bandwidth` (bytes/s), so that a consumer
+    /// reading history cannot take all of the node's network and CPU from producers.
+    let throttle: TokenBucket
+
+    public init(store: ObjectStore, clusterId: String, cacheBytes: Int, bandwidthBytesPerSecond: Int64 = 0,
+                metrics: MetricsRegion, logger: Logger) {
         self.reader = ObjectReader(store: store, cache: BlockCache(capacityBytes: cacheBytes), logger: logger)
+        self.throttle = TokenBucket(bytesPerSecond: bandwidthBytesPerSecond)
         self.clusterId = clusterId
         self.metrics = metrics
     }
@@ -57,6 +63,7 @@ public final class ObjectStreamReader: StreamObjectReader, @unchecked Sendable {
             next = end
             if out.readableBytes >= maxBytes { break }
         }
+        if out.readableBytes > 0 { try await throttle.acquire(out.readableBytes) }   // paces this reader only
         return out
     }
 

@@ -40,9 +40,15 @@ public final class LocalObjectStore: ObjectStore, @unchecked Sendable {
 
     public func get(_ key: String, range: ClosedRange<Int64>?) async throws -> [UInt8] {
         let path = try pathFor(key)
-        guard let data = Self.readFile(path) else { throw ObjectStoreError.noSuchKey("no such key: \(key)") }
-        guard let range else { return data }
-        return try Self.slice(data, range, key: key)
+        guard let range else {
+            guard let data = Self.readFile(path) else { throw ObjectStoreError.noSuchKey("no such key: \(key)") }
+            return data
+        }
+        // Only the range is read (a block of a large object must not cost the whole object).
+        guard let data = try Self.readRange(path, range, key: key) else {
+            throw ObjectStoreError.noSuchKey("no such key: \(key)")
+        }
+        return data
     }
 
     public func head(_ key: String) async throws -> ObjectInfo? {
@@ -255,6 +261,35 @@ public final class LocalObjectStore: ObjectStore, @unchecked Sendable {
     }
 
     /// The whole file, or nil when absent (or a directory).
+    /// The bytes of `range` (S3's rules: the start must be inside the object, the end is
+    /// clamped to it), or nil when the file does not exist.
+    private static func readRange(_ path: String, _ range: ClosedRange<Int64>, key: String) throws -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let size = Int64(st.st_size)
+        guard range.lowerBound >= 0, range.lowerBound < size else {
+            throw ObjectStoreError.invalidRange("range \(range) outside \(size)-byte object \(key)")
+        }
+        let count = Int(min(range.upperBound + 1, size) - range.lowerBound)
+        var out = [UInt8](repeating: 0, count: count)
+        var done = 0
+        let ok: Bool = out.withUnsafeMutableBytes { buf in
+            while done < count {
+                let n = pread(fd, buf.baseAddress! + done, count - done, off_t(range.lowerBound) + off_t(done))
+                if n < 0 { if errno == EINTR { continue }; return false }
+                if n == 0 { break }
+                done += n
+            }
+            return true
+        }
+        guard ok else { throw ioError("read", key) }
+        if done < count { out.removeLast(count - done) }
+        return out
+    }
+
     private static func readFile(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }

@@ -110,18 +110,19 @@ public enum CompactionError: Error, Equatable, CustomStringConvertible {
 
 /// A token bucket of bytes per second with a one-second burst. A request bigger than the
 /// burst goes into debt and waits it out, so big objects pass, at the configured rate.
-actor TokenBucket {
+public actor TokenBucket {
     private let rate: Double
     private var tokens: Double
     private var last: ContinuousClock.Instant
 
-    init(bytesPerSecond: Int64) {
+    /// `bytesPerSecond` <= 0: unlimited.
+    public init(bytesPerSecond: Int64) {
         rate = Double(bytesPerSecond)
         tokens = Double(bytesPerSecond)
         last = .now
     }
 
-    func acquire(_ bytes: Int) async throws {
+    public func acquire(_ bytes: Int) async throws {
         guard rate > 0 else { return }
         let now = ContinuousClock.now
         let elapsed = now - last

@@ -36,6 +36,7 @@ struct BrokerRole {
         let store = MeteredObjectStore(try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(),
                                                                  logger: logger), metrics: metrics)
         let objectReader = ObjectStreamReader(store: store, clusterId: clusterId, cacheBytes: config.blockCacheBytes,
+                                              bandwidthBytesPerSecond: Int64(config.objectStorage.networkBaselineBytesPerSecond),
                                               metrics: metrics, logger: logger)
         let broker = Broker(config: config, clusterId: clusterId, controllerChannel: controller, logs: logs,
                             writePath: writePath, objectReader: objectReader, logger: logger)
