@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "Tests" / "integration"))
 
 from silt_helpers import (EnvNode, Metrics, PayloadSource, client_conf, create_topic, debug_objects,  # noqa: E402
-                          free_port, producer, prometheus_override, s3_bucket_override, s3_client, s3_node_env,
+                          free_port, node_role_pids, producer, prometheus_override, s3_bucket_override, s3_client, s3_node_env,
                           start_moto, stop_moto)
 
 MiB, GiB = 1 << 20, 1 << 30
@@ -258,7 +258,22 @@ def phase_catchup(bench: Bench) -> dict:
     r["fetch_object_reads"] = after.get("silt_fetch_object_reads_total") - before.get("silt_fetch_object_reads_total")
     r["fetch_tail_reads"] = after.get("silt_fetch_tail_reads_total") - before.get("silt_fetch_tail_reads_total")
     r["block_cache_hits"] = after.get("silt_block_cache_hits_total") - before.get("silt_block_cache_hits_total")
+    r["rss_mib_after"] = role_rss_mib(bench.node)
     return r
+
+
+def role_rss_mib(node) -> dict[str, float]:
+    """Resident memory of each role process (VmRSS, MiB; shared log-buffer pages count in
+    every process that touched them)."""
+    out = {}
+    for role, pid in node_role_pids(node).items():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out[role] = round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            pass
+    return out
 
 
 # ----------------------------------------------------------------- phase 3: produce latency

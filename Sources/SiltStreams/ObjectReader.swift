@@ -98,8 +98,19 @@ public final class ObjectReader: @unchecked Sendable {
     // MARK: - Blocks
 
     /// The bytes of `blocks` (in order), from the cache or from coalesced range GETs.
-    private func fetch(objectId: UInt64, key: String, blocks: [ObjectIndex.Entry]) async throws -> [[UInt8]] {
+    private func fetch(objectId: UInt64, key: String, blocks: [ObjectIndex.Entry],
+                       isReadahead: Bool = false) async throws -> [[UInt8]] {
         var out: [[UInt8]?] = blocks.map { cache.get(objectId: objectId, position: $0.position) }
+        if !isReadahead {
+            // A block that readahead is fetching right now: wait for it rather than GET it twice.
+            for (i, e) in blocks.enumerated() where out[i] == nil {
+                let key = BlockCache.Key(objectId: objectId, position: e.position)
+                if let inFlight = lock.withLock({ prefetching[key] }) {
+                    await inFlight.value
+                    out[i] = cache.get(objectId: objectId, position: e.position)
+                }
+            }
+        }
         var i = 0
         while i < blocks.count {
             guard out[i] == nil else { i += 1; continue }
@@ -168,7 +179,7 @@ public final class ObjectReader: @unchecked Sendable {
                 guard let self else { return }
                 defer { self.lock.withLock { for k in keys { self.prefetching[k] = nil } } }
                 do {
-                    _ = try await self.fetch(objectId: objectId, key: key, blocks: toFetch)
+                    _ = try await self.fetch(objectId: objectId, key: key, blocks: toFetch, isReadahead: true)
                 } catch {
                     self.logger.debug("readahead failed", metadata: ["key": "\(key)", "error": "\(error)"])
                 }
