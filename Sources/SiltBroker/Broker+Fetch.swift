@@ -192,9 +192,12 @@ extension Broker {
                             pd.records = data
                             total += data.readableBytes
                             bytesLeft -= data.readableBytes
-                        } else if objectReader != nil {
+                        } else if objectReader != nil && (limit > 0 || (objectReads.isEmpty && total == 0)) {
+                            // Reserve the read's budget now: object reads must not fetch more
+                            // than the response can carry (the rest would be GETs thrown away).
                             objectReads.append(ObjectRead(key: key, streamId: streamId, offset: p.fetchOffset,
                                                           maxBytes: max(limit, 1), minOneBatch: objectReads.isEmpty && total == 0))
+                            bytesLeft -= limit
                         }
                     } catch let e as StorageError {
                         pd.errorCode = e.kafkaErrorCode
