@@ -27,7 +27,7 @@ extension Broker {
         let first = readFetch(req, r)
         let maxWaitMs = Int64(max(0, req.maxWaitMs))
         if !first.objectReads.isEmpty, let reader = objectReader {
-            return readObjects(first.objectReads, reader: reader, req, r, maxWaitMs: maxWaitMs)
+            return readObjects(first.objectReads, served: first.served, reader: reader, req, r, maxWaitMs: maxWaitMs)
         }
         if first.bytes >= Int(req.minBytes) || maxWaitMs == 0 || first.hasError || first.keys.isEmpty {
             return r.succeed(first.response)
@@ -65,6 +65,8 @@ extension Broker {
         var keys: [PartitionKey]
         /// Partitions whose data at the fetch offset is no longer in memory: read from objects.
         var objectReads: [ObjectRead] = []
+        /// What this pass read from memory or local files, so a second pass need not read it again.
+        var served: [PartitionKey: ByteBuffer] = [:]
     }
 
     /// A read of committed stream data from object storage.
@@ -80,13 +82,13 @@ extension Broker {
     /// (off the event loop), then answers with a second pass that uses those bytes. A
     /// catching-up consumer thus waits on S3, never the loop that serves producers and tail
     /// consumers.
-    private func readObjects(_ reads: [ObjectRead], reader: StreamObjectReader, _ req: FetchRequest, _ r: Request,
-                             maxWaitMs: Int64) -> EventLoopFuture<FetchResponse?> {
+    private func readObjects(_ reads: [ObjectRead], served: [PartitionKey: ByteBuffer], reader: StreamObjectReader,
+                             _ req: FetchRequest, _ r: Request, maxWaitMs: Int64) -> EventLoopFuture<FetchResponse?> {
         let promise = r.eventLoop.makePromise(of: FetchResponse?.self)
         let image = metadata.image
         let logger = r.logger
         Task {
-            var got: [PartitionKey: Result<ByteBuffer, Error>] = [:]
+            var got: [PartitionKey: Result<ByteBuffer, Error>] = served.mapValues { .success($0) }
             await withTaskGroup(of: (PartitionKey, Result<ByteBuffer, Error>).self) { group in
                 for read in reads {
                     group.addTask {
@@ -131,6 +133,7 @@ extension Broker {
         var hasError = false
         var keys: [PartitionKey] = []
         var objectReads: [ObjectRead] = []
+        var served: [PartitionKey: ByteBuffer] = [:]
         for t in req.topics {
             var out = FetchResponse.FetchableTopicResponse()
             out.topic = t.topic
@@ -189,6 +192,7 @@ extension Broker {
                                 ?? log.readLocal(from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
                         }
                         if let data {
+                            if objectData[key] == nil && data.readableBytes > 0 { served[key] = data }
                             pd.records = data
                             total += data.readableBytes
                             bytesLeft -= data.readableBytes
@@ -211,7 +215,8 @@ extension Broker {
             }
             resp.responses.append(out)
         }
-        return FetchRead(response: resp, bytes: total, hasError: hasError, keys: keys, objectReads: objectReads)
+        return FetchRead(response: resp, bytes: total, hasError: hasError, keys: keys, objectReads: objectReads,
+                         served: served)
     }
 
     // MARK: ListOffsets

@@ -47,11 +47,7 @@ public final class LocalUploaderControl: UploaderControl, @unchecked Sendable {
         do {
             return try body()
         } catch let e as ControllerError {
-            switch e.kafkaErrorCode {
-            case 77: throw UploaderCommitError.fenced("\(e)")
-            case 1, 74: throw UploaderCommitError.stale("\(e)")
-            default: throw UploaderCommitError.refused(code: e.kafkaErrorCode, message: "\(e)")
-            }
+            throw UploaderCommitError.from(code: e.kafkaErrorCode, message: "\(e)") ?? e
         }
     }
 }

@@ -27,6 +27,16 @@ public enum UploaderCommitError: Error, CustomStringConvertible {
     /// Anything else the controller refused.
     case refused(code: Int16, message: String)
 
+    /// The controller's answer to an uploader request, by Kafka error code (0: nil).
+    public static func from(code: Int16, message: String?) -> UploaderCommitError? {
+        switch code {
+        case 0: return nil
+        case 77: return .fenced(message ?? "stale node epoch")                 // STALE_BROKER_EPOCH
+        case 1, 74: return .stale(message ?? "stream state changed")           // OFFSET_OUT_OF_RANGE, FENCED_LEADER_EPOCH
+        default: return .refused(code: code, message: message ?? "")
+        }
+    }
+
     public var description: String {
         switch self {
         case .fenced(let m): return "fenced: \(m)"

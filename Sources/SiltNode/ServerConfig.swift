@@ -93,8 +93,6 @@ public struct ServerConfig: Sendable {
     public let walCapacityBytes: UInt64
     /// The shared-memory log buffer's data area (`s3.wal.cache.size`), a power of two.
     public let logBufferBytes: Int
-    /// How often segment files are made durable so the WAL can be trimmed.
-    public let walTrimIntervalMs: Int
     /// Stream storage (see docs/streams.md).
     public private(set) var objectStorage: ObjectStorageConfig
     /// The S3 read cache (`s3.block.cache.size`).
@@ -214,7 +212,6 @@ public struct ServerConfig: Sendable {
         ring = max(ring, 1 << 20)
         if ring & (ring - 1) != 0 { ring = 1 << (Int.bitWidth - (ring - 1).leadingZeroBitCount) }
         logBufferBytes = ring
-        walTrimIntervalMs = Int(int("s3.wal.trim.interval.ms"))
         let threshold = Int64(raw("s3.wal.upload.threshold")!)!
         let blockCache = Int64(raw("s3.block.cache.size")!)!
         objectStorage = ObjectStorageConfig(

@@ -212,12 +212,7 @@ final class ControllerUploaderControl: UploaderControl, @unchecked Sendable {
     }
 
     static func check(_ code: Int16, _ message: String?) throws {
-        switch code {
-        case 0: return
-        case 77: throw UploaderCommitError.fenced(message ?? "stale node epoch")
-        case 1, 74: throw UploaderCommitError.stale(message ?? "stream state changed")
-        default: throw UploaderCommitError.refused(code: code, message: message ?? "")
-        }
+        if let error = UploaderCommitError.from(code: code, message: message) { throw error }
     }
 }
 
