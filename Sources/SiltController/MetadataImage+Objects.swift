@@ -159,7 +159,7 @@ extension MetadataImage {
             }
         case .objectIdFloor(let floor):
             nextObjectId = max(nextObjectId, floor)
-        case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor:
+        case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig:
             preconditionFailure("not an object record: \(record)")
         }
     }
