@@ -66,8 +66,12 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
         public var size: Int64
         public var kind: ObjectKind
         public var ranges: [StreamRange]
-        public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange]) {
-            self.objectId = objectId; self.size = size; self.kind = kind; self.ranges = ranges
+        /// Per range (same order): bytes and newest timestamp, for retention. Absent in logs
+        /// written before Silt kept them (decoded as nil; retention then estimates).
+        public var rangeStats: [RangeStats]?
+        public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange], rangeStats: [RangeStats]? = nil) {
+            precondition(rangeStats == nil || rangeStats!.count == ranges.count, "one stats entry per range")
+            self.objectId = objectId; self.size = size; self.kind = kind; self.ranges = ranges; self.rangeStats = rangeStats
         }
     }
 
