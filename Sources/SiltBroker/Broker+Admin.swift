@@ -207,7 +207,7 @@ extension Broker {
     func describeConfigs(_ req: DescribeConfigsRequest, _ r: Request) -> EventLoopFuture<DescribeConfigsResponse?> {
         var resp = DescribeConfigsResponse()
         let image = metadata.image
-        let view = TopicConfigView(config: config)
+        let resolver = TopicConfigResolver(config: config, image: image, nodeId: nodeId)
         for res in req.resources {
             var out = DescribeConfigsResponse.DescribeConfigsResult()
             out.resourceType = res.resourceType
@@ -221,15 +221,15 @@ extension Broker {
                     resp.results.append(out)
                     continue
                 }
-                entries = view.entries(overrides: topic.configs)
+                entries = resolver.topicEntries(overrides: topic.configs)
             case 4:   // BROKER
-                guard res.resourceName.isEmpty || res.resourceName == String(nodeId) else {
+                if let refusal = localConfigRefusal(type: res.resourceType, name: res.resourceName) {
                     out.errorCode = ErrorCode.invalidRequest
-                    out.errorMessage = "Broker \(res.resourceName) is not this node (\(nodeId))."
+                    out.errorMessage = refusal
                     resp.results.append(out)
                     continue
                 }
-                entries = view.brokerEntries()
+                entries = resolver.brokerEntries(node: res.resourceName.isEmpty ? nil : nodeId)
             default:
                 out.errorCode = ErrorCode.invalidRequest
                 out.errorMessage = "Resource type \(res.resourceType) is not supported."

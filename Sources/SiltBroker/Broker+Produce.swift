@@ -9,11 +9,6 @@ import SiltStorage
 /// Produce: validate every batch as Kafka does, append it (offsets assigned in place),
 /// and answer acks=1/-1 once the data is durable; acks=0 gets no answer at all.
 extension Broker {
-    /// The effective value of a topic config: the topic's override, else the broker default.
-    func topicConfig(_ topic: TopicInfo, _ key: String) -> String {
-        topic.configs[key] ?? config.topicDefault(key).value!
-    }
-
     func produce(_ req: ProduceRequest, _ r: Request) throws -> EventLoopFuture<ProduceResponse?> {
         let acks = req.acks
         var resp = ProduceResponse()
@@ -66,14 +61,14 @@ extension Broker {
                     if req.transactionalId != nil {
                         throw RecordBatchError.invalidRecord("transactions are not supported by this broker yet")
                     }
-                    let timestampType: TimestampType = topicConfig(topic, "message.timestamp.type") == "LogAppendTime"
+                    let timestampType: TimestampType = topicConfig(topic, "message.timestamp.type", image: image) == "LogAppendTime"
                         ? .logAppendTime : .createTime
                     let batches = try validateProducedRecords(
                         records,
-                        maxMessageBytes: Int(topicConfig(topic, "max.message.bytes"))!,
+                        maxMessageBytes: Int(topicConfig(topic, "max.message.bytes", image: image))!,
                         timestampType: timestampType,
-                        messageTimestampBeforeMaxMs: Int64(topicConfig(topic, "message.timestamp.before.max.ms"))!,
-                        messageTimestampAfterMaxMs: Int64(topicConfig(topic, "message.timestamp.after.max.ms"))!,
+                        messageTimestampBeforeMaxMs: Int64(topicConfig(topic, "message.timestamp.before.max.ms", image: image))!,
+                        messageTimestampAfterMaxMs: Int64(topicConfig(topic, "message.timestamp.after.max.ms", image: image))!,
                         nowMs: nowMs)
                     if let idempotent = batches.first(where: { $0.hasProducerId }) {
                         // InitProducerId is not served yet, so no client can hold a producer id.

@@ -39,6 +39,9 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         DescribeConfigsRequest.apiKey: 0...4,
         CreatePartitionsRequest.apiKey: 0...3,
         DescribeClusterRequest.apiKey: 0...1,
+        AlterConfigsRequest.apiKey: 0...2,
+        IncrementalAlterConfigsRequest.apiKey: 0...1,
+        DeleteRecordsRequest.apiKey: 0...2,
     ]
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: PartitionStore,
@@ -157,6 +160,10 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case CreatePartitionsRequest.apiKey: return try serve(CreatePartitionsRequest.self, frame, context, createPartitions)
         case DescribeConfigsRequest.apiKey: return try serve(DescribeConfigsRequest.self, frame, context, describeConfigs)
         case DescribeClusterRequest.apiKey: return try serve(DescribeClusterRequest.self, frame, context, describeCluster)
+        case AlterConfigsRequest.apiKey: return try serve(AlterConfigsRequest.self, frame, context, alterConfigs)
+        case IncrementalAlterConfigsRequest.apiKey:
+            return try serve(IncrementalAlterConfigsRequest.self, frame, context, incrementalAlterConfigs)
+        case DeleteRecordsRequest.apiKey: return try serve(DeleteRecordsRequest.self, frame, context, deleteRecords)
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")
         }

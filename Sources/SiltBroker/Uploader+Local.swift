@@ -35,9 +35,9 @@ public final class LocalUploaderControl: UploaderControl, @unchecked Sendable {
         let commits = objects.map { o in
             MetadataController.CommitObject(
                 objectId: o.objectId, size: o.size, kind: o.kind,
-                ranges: o.ranges.map {
-                    MetadataController.CommitRange(streamId: $0.streamId, streamEpoch: epochs[$0.streamId] ?? 0,
-                                                   startOffset: $0.startOffset, endOffset: $0.endOffset)
+                ranges: o.ranges.enumerated().map { i, r in
+                    MetadataController.CommitRange(streamId: r.streamId, streamEpoch: epochs[r.streamId] ?? 0,
+                                                   startOffset: r.startOffset, endOffset: r.endOffset, stats: o.stats?[i])
                 })
         }
         try mapped { try controller.commitObjects(nodeId: nodeId, nodeEpoch: e, objects: commits, compactedObjectIds: compacted) }

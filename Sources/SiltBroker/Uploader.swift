@@ -250,7 +250,8 @@ public final class Uploader: @unchecked Sendable {
                 group.addTask {
                     _ = try await ObjectUploader.upload(object.bytes, key: key, store: store, partBytes: config.objectPartBytes,
                                                         parallelism: config.uploadParallelism)
-                    return NewObject(objectId: id, size: Int64(object.bytes.count), kind: object.kind, ranges: object.ranges)
+                    return NewObject(objectId: id, size: Int64(object.bytes.count), kind: object.kind, ranges: object.ranges,
+                                     stats: object.stats)
                 }
             }
             for try await o in group { committed.append(o) }

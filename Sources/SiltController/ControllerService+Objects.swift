@@ -48,7 +48,8 @@ extension ControllerService {
                     objectId: UInt64(bitPattern: o.objectId), size: o.objectSize, kind: kind,
                     ranges: o.ranges.map {
                         MetadataController.CommitRange(streamId: UInt64(bitPattern: $0.streamId), streamEpoch: $0.streamEpoch,
-                                                       startOffset: $0.startOffset, endOffset: $0.endOffset)
+                                                       startOffset: $0.startOffset, endOffset: $0.endOffset,
+                                                       stats: $0.bytes < 0 ? nil : RangeStats(bytes: $0.bytes, maxTimestampMs: $0.maxTimestampMs))
                     })
             }
             try controller.commitObjects(nodeId: req.nodeId, nodeEpoch: req.nodeEpoch, objects: objects,

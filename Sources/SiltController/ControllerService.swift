@@ -24,6 +24,8 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         CreateTopicsRequest.apiKey: 5...7,
         DeleteTopicsRequest.apiKey: 4...6,
         CreatePartitionsRequest.apiKey: 2...3,
+        AlterConfigsRequest.apiKey: 0...2,
+        IncrementalAlterConfigsRequest.apiKey: 0...1,
         // Silt's internal APIs (specs/silt/): the object lifecycle.
         OpenUploaderRequest.apiKey: 0...0,
         PrepareS3ObjectRequest.apiKey: 0...0,
@@ -79,6 +81,14 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case CreatePartitionsRequest.apiKey:
             return try serveRequest(CreatePartitionsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 loop.makeSucceededFuture(self.createPartitions(req))
+            }
+        case AlterConfigsRequest.apiKey:
+            return try serveRequest(AlterConfigsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.alterConfigs(req))
+            }
+        case IncrementalAlterConfigsRequest.apiKey:
+            return try serveRequest(IncrementalAlterConfigsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.incrementalAlterConfigs(req))
             }
         case OpenUploaderRequest.apiKey:
             return try serveRequest(OpenUploaderRequest.self, frame: frame, eventLoop: loop) { req, _ in
@@ -255,7 +265,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
                 out.topicId = req.validateOnly ? .zero : topic.id.kafka
                 out.numPartitions = topic.partitionCount
                 out.replicationFactor = 1
-                out.configs = TopicConfigView(config: config).entries(overrides: configs).map { e in
+                out.configs = TopicConfigResolver(config: config, image: controller.image).topicEntries(overrides: configs).map { e in
                     var c = CreateTopicsResponse.CreatableTopicConfigs()
                     c.name = e.name
                     c.value = e.value

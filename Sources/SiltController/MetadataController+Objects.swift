@@ -37,8 +37,11 @@ extension MetadataController {
         public var startOffset: Int64
         /// Exclusive.
         public var endOffset: Int64
-        public init(streamId: UInt64, streamEpoch: Int64, startOffset: Int64, endOffset: Int64) {
+        /// Bytes of the range and its newest timestamp (retention); nil if the uploader did not say.
+        public var stats: RangeStats?
+        public init(streamId: UInt64, streamEpoch: Int64, startOffset: Int64, endOffset: Int64, stats: RangeStats? = nil) {
             self.streamId = streamId; self.streamEpoch = streamEpoch; self.startOffset = startOffset; self.endOffset = endOffset
+            self.stats = stats
         }
     }
 
@@ -105,6 +108,9 @@ extension MetadataController {
                 }
                 guard o.size >= 0 else { throw ControllerError.invalidRequest("Object \(o.objectId) has a negative size.") }
                 guard !o.ranges.isEmpty else { throw ControllerError.invalidRequest("Object \(o.objectId) has no ranges.") }
+                for r in o.ranges where (r.stats?.bytes ?? 0) > o.size {
+                    throw ControllerError.invalidRequest("Object \(o.objectId): range of stream \(r.streamId) claims more bytes than the object has.")
+                }
                 for r in o.ranges where !(r.startOffset >= 0 && r.startOffset < r.endOffset) {
                     throw ControllerError.invalidRequest(
                         "Object \(o.objectId): range \(r.startOffset)..<\(r.endOffset) of stream \(r.streamId) is empty or inverted.")
@@ -122,7 +128,7 @@ extension MetadataController {
                 objects: objects.map { o in
                     MetadataRecord.NewObject(objectId: o.objectId, size: o.size, kind: o.kind, ranges: o.ranges.map {
                         StreamRange(streamId: $0.streamId, startOffset: $0.startOffset, endOffset: $0.endOffset)
-                    })
+                    }, rangeStats: o.ranges.allSatisfy { $0.stats != nil } ? o.ranges.map { $0.stats! } : nil)
                 },
                 compactedObjectIds: compactedObjectIds, committedAtMs: nowMs))
             let encoder = JSONEncoder()

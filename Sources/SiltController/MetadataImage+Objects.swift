@@ -40,9 +40,25 @@ public struct CommittedObject: Codable, Equatable, Sendable {
     /// Everything the object holds, dead ranges included.
     public var ranges: [StreamRange]
     public var committedAtMs: Int64
-    public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange], committedAtMs: Int64) {
+    /// Per range (same order as `ranges`): bytes and newest timestamp; nil for objects
+    /// committed before Silt kept them.
+    public var rangeStats: [RangeStats]?
+    public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange], committedAtMs: Int64,
+                rangeStats: [RangeStats]? = nil) {
         self.objectId = objectId; self.size = size; self.kind = kind; self.ranges = ranges
-        self.committedAtMs = committedAtMs
+        self.committedAtMs = committedAtMs; self.rangeStats = rangeStats
+    }
+
+    /// What retention counts for the object's range of `streamId`: its recorded stats, or
+    /// for an object without them an estimate (its size shared evenly among its ranges, and
+    /// its commit time, which is never older than its records: retention only comes late).
+    public func stats(streamId: UInt64) -> RangeStats? {
+        guard let i = ranges.firstIndex(where: { $0.streamId == streamId }) else { return nil }
+        if let s = rangeStats?[i] {
+            return s.maxTimestampMs == RangeStats.unknownTimestampMs
+                ? RangeStats(bytes: s.bytes, maxTimestampMs: committedAtMs) : s
+        }
+        return RangeStats(bytes: size / Int64(ranges.count), maxTimestampMs: committedAtMs)
     }
 }
 
@@ -159,7 +175,7 @@ extension MetadataImage {
             }
         case .objectIdFloor(let floor):
             nextObjectId = max(nextObjectId, floor)
-        case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor:
+        case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig:
             preconditionFailure("not an object record: \(record)")
         }
     }
@@ -205,7 +221,7 @@ extension MetadataImage {
             precondition(!o.ranges.isEmpty && o.ranges.allSatisfy { $0.startOffset >= 0 && $0.startOffset < $0.endOffset },
                          "metadata log: object \(o.objectId) has empty or inverted ranges")
             let committed = CommittedObject(objectId: o.objectId, size: o.size, kind: o.kind, ranges: o.ranges,
-                                            committedAtMs: commit.committedAtMs)
+                                            committedAtMs: commit.committedAtMs, rangeStats: o.rangeStats)
             if insertLiveRanges(of: committed) {
                 objects[o.objectId] = committed
             } else {

@@ -37,6 +37,13 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     case deadObjects(objectIds: [UInt64])
     /// Object ids below this are spent.
     case objectIdFloor(UInt64)
+    /// A dynamic broker config is set (`value != nil`) or removed: for node `nodeId`, or for
+    /// every node when `nodeId == MetadataRecord.clusterDefaultNode` (Kafka's resource name "").
+    /// Also the snapshot form (one record per key).
+    case brokerConfig(nodeId: Int32, key: String, value: String?)
+
+    /// The node id of cluster-wide dynamic broker defaults (the BROKER resource named "").
+    public static let clusterDefaultNode: Int32 = -1
 
     public struct TopicRecord: Codable, Equatable, Sendable {
         public var name: String
@@ -59,8 +66,12 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
         public var size: Int64
         public var kind: ObjectKind
         public var ranges: [StreamRange]
-        public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange]) {
-            self.objectId = objectId; self.size = size; self.kind = kind; self.ranges = ranges
+        /// Per range (same order): bytes and newest timestamp, for retention. Absent in logs
+        /// written before Silt kept them (decoded as nil; retention then estimates).
+        public var rangeStats: [RangeStats]?
+        public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange], rangeStats: [RangeStats]? = nil) {
+            precondition(rangeStats == nil || rangeStats!.count == ranges.count, "one stats entry per range")
+            self.objectId = objectId; self.size = size; self.kind = kind; self.ranges = ranges; self.rangeStats = rangeStats
         }
     }
 
@@ -100,6 +111,9 @@ public struct MetadataImage: Equatable, Sendable {
     public private(set) var nextStreamId: UInt64 = 1
     /// Offset of the next record; also the image's version.
     public private(set) var nextOffset: Int64 = 0
+    /// Dynamic broker configs by node id (`MetadataRecord.clusterDefaultNode`: cluster-wide
+    /// defaults); no entry for a node without any. Resolved by `TopicConfigResolver`.
+    public private(set) var brokerConfigs: [Int32: [String: String]] = [:]
 
     // Objects (maintained in MetadataImage+Objects.swift).
 
@@ -138,6 +152,11 @@ public struct MetadataImage: Equatable, Sendable {
                                     streamIds: t.streamIds)))
         }
         out.append(.streamIdFloor(nextStreamId))
+        for node in brokerConfigs.keys.sorted() {
+            for (key, value) in brokerConfigs[node]!.sorted(by: { $0.key < $1.key }) {
+                out.append(.brokerConfig(nodeId: node, key: key, value: value))
+            }
+        }
         out += objectSnapshotRecords
         return out
     }
@@ -175,6 +194,10 @@ public struct MetadataImage: Equatable, Sendable {
             streamsRemoved(removed)
         case .streamIdFloor(let floor):
             nextStreamId = max(nextStreamId, floor)
+        case .brokerConfig(let node, let key, let value):
+            precondition(node >= MetadataRecord.clusterDefaultNode, "metadata log: broker config of node \(node)")
+            brokerConfigs[node, default: [:]][key] = value
+            if brokerConfigs[node]!.isEmpty { brokerConfigs[node] = nil }   // no empty maps: images compare equal
         case .nodeEpoch, .prepareObjects, .commitObjects, .trimStream, .destroyObjects, .streamState, .committedObject,
              .deadObjects, .objectIdFloor:
             applyObjectRecord(record)

@@ -9,10 +9,20 @@ public struct ConfigEntry: Sendable {
     public var type: ConfigType
     public var doc: String
     public var synonyms: [(name: String, value: String?, source: Int8)]
+
+    public init(name: String, value: String?, source: Int8, readOnly: Bool, sensitive: Bool, type: ConfigType, doc: String,
+                synonyms: [(name: String, value: String?, source: Int8)]) {
+        self.name = name; self.value = value; self.source = source; self.readOnly = readOnly; self.sensitive = sensitive
+        self.type = type; self.doc = doc; self.synonyms = synonyms
+    }
 }
 
 public enum ConfigSource {
     public static let dynamicTopic: Int8 = 1
+    /// Set with AlterConfigs on this node's BROKER resource.
+    public static let dynamicBroker: Int8 = 2
+    /// Set with AlterConfigs on the BROKER resource "" (every node).
+    public static let dynamicDefaultBroker: Int8 = 3
     public static let staticBroker: Int8 = 4
     public static let defaultConfig: Int8 = 5
 }

@@ -15,14 +15,18 @@ public struct CatalogObject: Sendable, Equatable {
     public var kind: ObjectKind
     public var ranges: [StreamRange]
     public var committedAtMs: Int64
+    /// Per range: bytes and newest timestamp (nil: committed before Silt kept them).
+    public var stats: [RangeStats]?
 
-    public init(objectId: UInt64, key: String, size: Int64, kind: ObjectKind, ranges: [StreamRange], committedAtMs: Int64) {
+    public init(objectId: UInt64, key: String, size: Int64, kind: ObjectKind, ranges: [StreamRange], committedAtMs: Int64,
+                stats: [RangeStats]? = nil) {
         self.objectId = objectId
         self.key = key
         self.size = size
         self.kind = kind
         self.ranges = ranges
         self.committedAtMs = committedAtMs
+        self.stats = stats
     }
 }
 
@@ -31,12 +35,16 @@ public struct NewObject: Sendable, Equatable {
     public var size: Int64
     public var kind: ObjectKind
     public var ranges: [StreamRange]
+    /// Per range: bytes and newest timestamp, for retention (nil: unknown).
+    public var stats: [RangeStats]?
 
-    public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange]) {
+    public init(objectId: UInt64, size: Int64, kind: ObjectKind, ranges: [StreamRange], stats: [RangeStats]? = nil) {
+        precondition(stats == nil || stats!.count == ranges.count, "one stats entry per range")
         self.objectId = objectId
         self.size = size
         self.kind = kind
         self.ranges = ranges
+        self.stats = stats
     }
 }
 
@@ -245,7 +253,8 @@ public final class Compactor: @unchecked Sendable {
                                                                 parallelism: config.parallelism)
                     result.requests += stats.requests
                     result.bytesWritten += stats.bytes
-                    newObjects.append(NewObject(objectId: id, size: Int64(b.bytes.count), kind: b.kind, ranges: b.ranges))
+                    newObjects.append(NewObject(objectId: id, size: Int64(b.bytes.count), kind: b.kind, ranges: b.ranges,
+                                                stats: b.stats))
                 }
             }
         } catch {
@@ -405,7 +414,11 @@ public final class Compactor: @unchecked Sendable {
             throw CompactionError.inconsistent("merged object \(key) does not have the expected \(size) bytes")
         }
         result.requests += 1
-        return NewObject(objectId: id, size: size, kind: .stream, ranges: merged.ranges)
+        // Bytes come from the merged index (exact); timestamps from the sources' stats (unknown if any lacks them).
+        let timestamps = sources.map { $0.stats?.first?.maxTimestampMs }
+        let stats = timestamps.contains(where: { $0 == nil }) ? nil
+            : [RangeStats(bytes: dataBytes, maxTimestampMs: timestamps.map { $0! }.max() ?? RangeStats.unknownTimestampMs)]
+        return NewObject(objectId: id, size: size, kind: .stream, ranges: merged.ranges, stats: stats)
     }
 
     private func uploadWithCopies(_ sources: [CatalogObject], _ indexes: [ObjectIndex], tail: [UInt8], key: String,

@@ -17,6 +17,8 @@ public struct BuiltObject: Sendable {
     /// One range per stream, sorted by streamId, covering exactly the offsets the object holds.
     public var ranges: [StreamRange]
     public var kind: ObjectKind
+    /// Per range (same order as `ranges`): bytes and newest timestamp, for retention.
+    public var stats: [RangeStats] = []
 }
 
 /// A malformed object (or a bug upstream): every parse failure is one of these, never a crash.
@@ -268,6 +270,16 @@ enum RecordBatches {
 
     /// The batches tiling `bytes`, as (baseOffset, byte range); throws when they don't tile it
     /// exactly or their base offsets are not strictly increasing.
+    /// Byte position of maxTimestamp in a v2 batch header (after baseOffset, batchLength,
+    /// partitionLeaderEpoch, magic, crc, attributes, lastOffsetDelta, baseTimestamp).
+    static let maxTimestampPosition = 35
+
+    /// The batch's maxTimestamp (the batch at `range`, already walked).
+    static func maxTimestamp(_ bytes: UnsafeRawBufferPointer, batch range: Range<Int>) -> Int64 {
+        precondition(range.count >= maxTimestampPosition + 8, "batch shorter than its header")
+        return Int64(bigEndian: bytes.loadUnaligned(fromByteOffset: range.lowerBound + maxTimestampPosition, as: Int64.self))
+    }
+
     static func walk(_ bytes: UnsafeRawBufferPointer) throws -> [(baseOffset: Int64, range: Range<Int>)] {
         var out: [(baseOffset: Int64, range: Range<Int>)] = []
         var p = 0

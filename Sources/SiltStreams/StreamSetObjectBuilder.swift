@@ -17,6 +17,9 @@ public final class StreamSetObjectBuilder {
     private struct StreamData {
         var bytes: [UInt8] = []
         var frames: [Frame] = []
+        /// Newest batch timestamp added (retention's age of the range).
+        var maxTimestampMs = RangeStats.unknownTimestampMs
+        var stats: RangeStats { RangeStats(bytes: Int64(bytes.count), maxTimestampMs: maxTimestampMs) }
     }
 
     public let blockBytesTarget: Int
@@ -42,6 +45,7 @@ public final class StreamSetObjectBuilder {
             precondition(last.endOffset == baseOffset,
                          "stream \(streamId): frame at \(baseOffset) after one ending at \(last.endOffset) (gap or overlap)")
         }
+        for b in batches { s.maxTimestampMs = max(s.maxTimestampMs, RecordBatches.maxTimestamp(payload, batch: b.range)) }
         let start = s.bytes.count
         s.bytes.append(contentsOf: payload)
         s.frames.append(Frame(baseOffset: baseOffset, endOffset: endOffset, bytes: start..<s.bytes.count, batchCount: batches.count))
@@ -53,20 +57,28 @@ public final class StreamSetObjectBuilder {
     /// object, the others in one stream set object (nil if none). Empties the builder.
     public func finish(splitBytes: Int) -> (streamSet: BuiltObject?, streamObjects: [BuiltObject]) {
         var set = ObjectWriter()
+        var setStats: [RangeStats] = []
         var streamObjects: [BuiltObject] = []
         for id in streams.keys.sorted() {
             let s = streams[id]!
             if s.bytes.count >= splitBytes {
                 var w = ObjectWriter()
                 appendBlocks(of: s, streamId: id, to: &w)
-                streamObjects.append(w.finish(kind: .stream))
+                var o = w.finish(kind: .stream)
+                o.stats = [s.stats]
+                streamObjects.append(o)
             } else {
                 appendBlocks(of: s, streamId: id, to: &set)
+                setStats.append(s.stats)   // streams in id order: the order of the object's ranges
             }
         }
         streams.removeAll()
         bytesAdded = 0
-        return (set.isEmpty ? nil : set.finish(kind: .streamSet), streamObjects)
+        guard !set.isEmpty else { return (nil, streamObjects) }
+        var streamSet = set.finish(kind: .streamSet)
+        streamSet.stats = setStats
+        precondition(streamSet.stats.count == streamSet.ranges.count, "one stats entry per range")
+        return (streamSet, streamObjects)
     }
 
     /// Cuts a stream's frames into blocks: a block closes when the next frame would push it

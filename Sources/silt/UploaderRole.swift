@@ -196,8 +196,12 @@ final class ControllerUploaderControl: UploaderControl, @unchecked Sendable {
             obj.objectId = Int64(bitPattern: o.objectId)
             obj.objectSize = o.size
             obj.kind = o.kind.rawValue
-            obj.ranges = o.ranges.map { r in
+            obj.ranges = o.ranges.enumerated().map { i, r in
                 var range = CommitS3ObjectsRequest.StreamRange()
+                if let s = o.stats?[i] {
+                    range.bytes = s.bytes
+                    range.maxTimestampMs = s.maxTimestampMs
+                }
                 range.streamId = Int64(bitPattern: r.streamId)
                 range.streamEpoch = epochs[r.streamId] ?? 0
                 range.startOffset = r.startOffset
@@ -236,7 +240,7 @@ final class MetadataCatalog: ObjectCatalog, @unchecked Sendable {
         let image = cache.image
         return image.committedObjects.map { o in
             CatalogObject(objectId: o.objectId, key: ObjectKeys.object(clusterId: clusterId, objectId: o.objectId), size: o.size,
-                          kind: o.kind, ranges: o.ranges, committedAtMs: o.committedAtMs)
+                          kind: o.kind, ranges: o.ranges, committedAtMs: o.committedAtMs, stats: o.rangeStats)
         }
     }
 

@@ -803,6 +803,8 @@ extension CommitS3ObjectsRequest.StreamRange {
         m.streamEpoch = 17
         m.startOffset = 74
         m.endOffset = 17
+        m.bytes = 2
+        m.maxTimestampMs = 6
         if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 57], 1234: []] }
         return m
     }

@@ -99,6 +99,10 @@ public struct CommitS3ObjectsRequest: KafkaRequest {
         public var startOffset: Int64 = 0
         /// The offset after the last one in the object (exclusive).
         public var endOffset: Int64 = 0
+        /// Bytes of the stream's batches in the object (retention by size); -1 if unknown.
+        public var bytes: Int64 = -1
+        /// The newest batch maxTimestamp in the range (retention by time); -1 if unknown.
+        public var maxTimestampMs: Int64 = -1
         /// Tagged fields this version of Silt does not know, by tag; preserved for re-encoding.
         public var unknownTaggedFields: [Int: [UInt8]] = [:]
 
@@ -111,8 +115,15 @@ public struct CommitS3ObjectsRequest: KafkaRequest {
             self.startOffset = try buffer.readKafkaInt64("StreamRange.StartOffset")
             self.endOffset = try buffer.readKafkaInt64("StreamRange.EndOffset")
             if _flexible {
-                for (_tag, _data) in try buffer.readKafkaTaggedFields("StreamRange tagged fields") {
-                    self.unknownTaggedFields[_tag] = Array(_data.readableBytesView)
+                for (_tag, var _data) in try buffer.readKafkaTaggedFields("StreamRange tagged fields") {
+                    switch _tag {
+                    case 0:
+                        self.bytes = try _data.readKafkaInt64("StreamRange.Bytes")
+                    case 1:
+                        self.maxTimestampMs = try _data.readKafkaInt64("StreamRange.MaxTimestampMs")
+                    default:
+                        self.unknownTaggedFields[_tag] = Array(_data.readableBytesView)
+                    }
                 }
             }
         }
@@ -124,7 +135,18 @@ public struct CommitS3ObjectsRequest: KafkaRequest {
             buffer.writeKafkaInt64(self.startOffset)
             buffer.writeKafkaInt64(self.endOffset)
             if _flexible {
-                buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
+                var _tagged: [(tag: Int, data: ByteBuffer)] = []
+                if self.bytes != -1 {
+                    var _t = ByteBuffer()
+                    _t.writeKafkaInt64(self.bytes)
+                    _tagged.append((tag: 0, data: _t))
+                }
+                if self.maxTimestampMs != -1 {
+                    var _t = ByteBuffer()
+                    _t.writeKafkaInt64(self.maxTimestampMs)
+                    _tagged.append((tag: 1, data: _t))
+                }
+                buffer.writeKafkaTaggedFields(_tagged, unknown: self.unknownTaggedFields)
             }
         }
     }

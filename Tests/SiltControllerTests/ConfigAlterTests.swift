@@ -1,0 +1,160 @@
+import Foundation
+import Logging
+@testable import SiltController
+import SiltNode
+import XCTest
+
+/// AlterConfigs / IncrementalAlterConfigs semantics, dynamic broker configs, and the
+/// resolution order of a topic key (topic → node → cluster default → static → default).
+final class ConfigAlterTests: XCTestCase {
+    var dir: String!
+
+    override func setUp() {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-configs-\(UUID())").path
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func open(snapshotIntervalBytes: Int = 20 << 20) throws -> MetadataController {
+        try MetadataController(directory: dir, logger: Logger(label: "test"), snapshotIntervalBytes: snapshotIntervalBytes,
+                               validateConfigs: TopicConfig.validate)
+    }
+
+    let topic = ConfigResource(type: ConfigResource.topicType, name: "t")
+    let node0 = ConfigResource(type: ConfigResource.brokerType, name: "0")
+    let cluster = ConfigResource(type: ConfigResource.brokerType, name: "")
+
+    func set(_ k: String, _ v: String?) -> ConfigChange { ConfigChange(name: k, op: .set, value: v) }
+
+    func assertRefused(_ c: MetadataController, code: Int16, contains text: String, file: StaticString = #filePath,
+                       line: UInt = #line, _ body: () throws -> Void) {
+        let before = c.image
+        XCTAssertThrowsError(try body(), file: file, line: line) { e in
+            guard let e = e as? ControllerError else { return XCTFail("not a ControllerError: \(e)", file: file, line: line) }
+            XCTAssertEqual(e.kafkaErrorCode, code, e.description, file: file, line: line)
+            XCTAssertTrue(e.description.contains(text), e.description, file: file, line: line)
+        }
+        XCTAssertEqual(c.image, before, "a refusal writes nothing", file: file, line: line)
+    }
+
+    func testLegacyAlterReplacesAllOverrides() throws {
+        let c = try open()
+        let config = try ServerConfig(properties: ["log.dirs": dir])
+        try c.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "1000", "cleanup.policy": "compact"],
+                          validateOnly: false)
+        try c.alterConfigs(topic, changes: [set("retention.bytes", "5000")], replaceAll: true, validateOnly: false,
+                           staticConfig: config)
+        XCTAssertEqual(c.image.topic(named: "t")?.configs, ["retention.bytes": "5000"], "unspecified keys return to default")
+        // validateOnly checks and writes nothing.
+        let before = c.image
+        try c.alterConfigs(topic, changes: [set("retention.ms", "7")], replaceAll: true, validateOnly: true, staticConfig: config)
+        XCTAssertEqual(c.image, before)
+    }
+
+    func testIncrementalOperations() throws {
+        let c = try open()
+        let config = try ServerConfig(properties: ["log.dirs": dir])
+        try c.createTopic(name: "t", partitions: 1, configs: ["retention.ms": "1000"], validateOnly: false)
+        try c.alterConfigs(topic, changes: [set("retention.bytes", "10"), ConfigChange(name: "cleanup.policy", op: .append, value: "compact")],
+                           replaceAll: false, validateOnly: false, staticConfig: config)
+        XCTAssertEqual(c.image.topic(named: "t")?.configs,
+                       ["retention.ms": "1000", "retention.bytes": "10", "cleanup.policy": "delete,compact"],
+                       "SET keeps other overrides; APPEND starts from the inherited value")
+        try c.alterConfigs(topic, changes: [ConfigChange(name: "cleanup.policy", op: .subtract, value: "delete"),
+                                            ConfigChange(name: "retention.ms", op: .delete, value: nil)],
+                           replaceAll: false, validateOnly: false, staticConfig: config)
+        XCTAssertEqual(c.image.topic(named: "t")?.configs, ["retention.bytes": "10", "cleanup.policy": "compact"])
+        assertRefused(c, code: 40, contains: "not allowed for config key: retention.bytes") {
+            try c.alterConfigs(topic, changes: [ConfigChange(name: "retention.bytes", op: .append, value: "1")],
+                               replaceAll: false, validateOnly: false, staticConfig: config)
+        }
+    }
+
+    func testBadInputIsRefusedWithKafkaErrors() throws {
+        let c = try open()
+        let config = try ServerConfig(properties: ["log.dirs": dir])
+        try c.createTopic(name: "t", partitions: 1, configs: [:], validateOnly: false)
+        assertRefused(c, code: 40, contains: "Unknown topic config name: no.such.key") {
+            try c.alterConfigs(topic, changes: [set("no.such.key", "1")], replaceAll: false, validateOnly: false, staticConfig: config)
+        }
+        assertRefused(c, code: 40, contains: "retention.ms") {
+            try c.alterConfigs(topic, changes: [set("retention.ms", "soon")], replaceAll: false, validateOnly: false,
+                               staticConfig: config)
+        }
+        assertRefused(c, code: 40, contains: "must be one of") {
+            try c.alterConfigs(topic, changes: [set("cleanup.policy", "shred")], replaceAll: true, validateOnly: true,
+                               staticConfig: config)
+        }
+        assertRefused(c, code: 3, contains: "'nope' does not exist") {
+            try c.alterConfigs(ConfigResource(type: 2, name: "nope"), changes: [set("retention.ms", "1")], replaceAll: false,
+                               validateOnly: false, staticConfig: config)
+        }
+        assertRefused(c, code: 42, contains: "duplicate config keys") {
+            try c.alterConfigs(topic, changes: [set("retention.ms", "1"), set("retention.ms", "2")], replaceAll: false,
+                               validateOnly: false, staticConfig: config)
+        }
+        assertRefused(c, code: 40, contains: "Cannot update these configs dynamically: [log.dirs]") {
+            try c.alterConfigs(node0, changes: [set("log.dirs", "/x")], replaceAll: false, validateOnly: false, staticConfig: config)
+        }
+        assertRefused(c, code: 42, contains: "Unable to parse broker name") {
+            try c.alterConfigs(ConfigResource(type: 4, name: "x"), changes: [set("log.retention.ms", "1")], replaceAll: false,
+                               validateOnly: false, staticConfig: config)
+        }
+    }
+
+    func testResolutionOrderAndSources() throws {
+        let c = try open()
+        let config = try ServerConfig(properties: ["log.dirs": dir, "log.retention.ms": "111", "node.id": "0"])
+        try c.createTopic(name: "t", partitions: 1, configs: [:], validateOnly: false)
+        func resolved() -> (String, Int8, [Int8]) {
+            let r = TopicConfigResolver(config: config, image: c.image)
+            let e = r.topicEntries(overrides: c.image.topic(named: "t")!.configs).first { $0.name == "retention.ms" }!
+            XCTAssertEqual(r.value("retention.ms", topic: c.image.topic(named: "t")!), e.value)
+            return (e.value!, e.source, e.synonyms.map(\.source))
+        }
+        XCTAssertTrue(resolved() == ("111", ConfigSource.staticBroker, [4, 5]))
+        try c.alterConfigs(cluster, changes: [set("log.retention.ms", "222")], replaceAll: false, validateOnly: false,
+                           staticConfig: config)
+        XCTAssertTrue(resolved() == ("222", ConfigSource.dynamicDefaultBroker, [3, 4, 5]))
+        try c.alterConfigs(node0, changes: [set("log.retention.ms", "333")], replaceAll: false, validateOnly: false,
+                           staticConfig: config)
+        XCTAssertTrue(resolved() == ("333", ConfigSource.dynamicBroker, [2, 3, 4, 5]))
+        try c.alterConfigs(topic, changes: [set("retention.ms", "444")], replaceAll: false, validateOnly: false,
+                           staticConfig: config)
+        XCTAssertTrue(resolved() == ("444", ConfigSource.dynamicTopic, [1, 2, 3, 4, 5]))
+        // Another node's dynamic config does not apply here.
+        try c.alterConfigs(ConfigResource(type: 4, name: "9"), changes: [set("log.retention.bytes", "9")], replaceAll: false,
+                           validateOnly: false, staticConfig: config)
+        XCTAssertEqual(TopicConfigResolver(config: config, image: c.image).value("retention.bytes", overrides: [:]), "-1")
+        // The broker resource shows the dynamic layers; "" only the cluster defaults.
+        let r = TopicConfigResolver(config: config, image: c.image)
+        let nodeEntry = r.brokerEntries(node: 0).first { $0.name == "log.retention.ms" }!
+        XCTAssertEqual(nodeEntry.value, "333")
+        XCTAssertEqual(nodeEntry.source, ConfigSource.dynamicBroker)
+        XCTAssertFalse(nodeEntry.readOnly)
+        XCTAssertTrue(r.brokerEntries(node: 0).first { $0.name == "log.dirs" }!.readOnly)
+        XCTAssertEqual(r.brokerEntries(node: nil).map(\.name), ["log.retention.ms"])
+    }
+
+    func testConfigsSurviveReplayAndSnapshot() throws {
+        let config = try ServerConfig(properties: ["log.dirs": dir])
+        do {
+            let c = try open(snapshotIntervalBytes: 1)   // a snapshot after every commit
+            try c.createTopic(name: "t", partitions: 1, configs: [:], validateOnly: false)
+            try c.alterConfigs(topic, changes: [set("retention.ms", "5")], replaceAll: false, validateOnly: false,
+                               staticConfig: config)
+            try c.alterConfigs(cluster, changes: [set("log.retention.bytes", "77")], replaceAll: false, validateOnly: false,
+                               staticConfig: config)
+            try c.alterConfigs(node0, changes: [set("message.max.bytes", "2048")], replaceAll: false, validateOnly: false,
+                               staticConfig: config)
+            // Removing the last key of a node leaves no empty entry (images compare equal after replay).
+            try c.alterConfigs(node0, changes: [ConfigChange(name: "message.max.bytes", op: .delete, value: nil)],
+                               replaceAll: false, validateOnly: false, staticConfig: config)
+            let snapshot = MetadataImage(snapshot: c.image.snapshotRecords, endOffset: c.image.nextOffset)
+            XCTAssertEqual(snapshot, c.image)
+        }
+        let reopened = try open()
+        XCTAssertEqual(reopened.image.topic(named: "t")?.configs, ["retention.ms": "5"])
+        XCTAssertEqual(reopened.image.brokerConfigs, [MetadataRecord.clusterDefaultNode: ["log.retention.bytes": "77"]])
+    }
+}
