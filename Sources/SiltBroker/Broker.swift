@@ -24,6 +24,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let objectReader: StreamObjectReader?
     let logger: Logger
     let fetchWaiters = FetchWaiters()
+    /// This broker's block of producer ids (Broker+Producer.swift).
+    let producerIds = ProducerIdAllocator()
 
     /// The APIs and versions this broker serves, and nothing else: an API that is not in
     /// this table is not advertised, and a request for it closes the connection.
@@ -39,6 +41,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         DescribeConfigsRequest.apiKey: 0...4,
         CreatePartitionsRequest.apiKey: 0...3,
         DescribeClusterRequest.apiKey: 0...1,
+        InitProducerIdRequest.apiKey: 0...5,
     ]
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: PartitionStore,
@@ -157,6 +160,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case CreatePartitionsRequest.apiKey: return try serve(CreatePartitionsRequest.self, frame, context, createPartitions)
         case DescribeConfigsRequest.apiKey: return try serve(DescribeConfigsRequest.self, frame, context, describeConfigs)
         case DescribeClusterRequest.apiKey: return try serve(DescribeClusterRequest.self, frame, context, describeCluster)
+        case InitProducerIdRequest.apiKey: return try serve(InitProducerIdRequest.self, frame, context, initProducerId)
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")
         }

@@ -161,6 +161,8 @@ extension MetadataImage {
             nextObjectId = max(nextObjectId, floor)
         case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor:
             preconditionFailure("not an object record: \(record)")
+        case .producerIds:
+            preconditionFailure("not an object record: \(record)")
         }
     }
 

@@ -37,6 +37,9 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     case deadObjects(objectIds: [UInt64])
     /// Object ids below this are spent.
     case objectIdFloor(UInt64)
+    /// Producer ids below `nextProducerId` are spent: the block ending there went to broker
+    /// `brokerId` (Kafka's ProducerIdsRecord). Snapshots carry it with brokerId -1.
+    case producerIds(brokerId: Int32, nextProducerId: Int64)
 
     public struct TopicRecord: Codable, Equatable, Sendable {
         public var name: String
@@ -100,6 +103,8 @@ public struct MetadataImage: Equatable, Sendable {
     public private(set) var nextStreamId: UInt64 = 1
     /// Offset of the next record; also the image's version.
     public private(set) var nextOffset: Int64 = 0
+    /// The next producer id to hand out (ids are never reused; see `MetadataController.allocateProducerIds`).
+    public private(set) var nextProducerId: Int64 = 0
 
     // Objects (maintained in MetadataImage+Objects.swift).
 
@@ -139,6 +144,7 @@ public struct MetadataImage: Equatable, Sendable {
         }
         out.append(.streamIdFloor(nextStreamId))
         out += objectSnapshotRecords
+        if nextProducerId > 0 { out.append(.producerIds(brokerId: -1, nextProducerId: nextProducerId)) }
         return out
     }
 
@@ -175,6 +181,9 @@ public struct MetadataImage: Equatable, Sendable {
             streamsRemoved(removed)
         case .streamIdFloor(let floor):
             nextStreamId = max(nextStreamId, floor)
+        case .producerIds(_, let next):
+            precondition(next > nextProducerId, "metadata log: producer ids \(next) reused")
+            nextProducerId = next
         case .nodeEpoch, .prepareObjects, .commitObjects, .trimStream, .destroyObjects, .streamState, .committedObject,
              .deadObjects, .objectIdFloor:
             applyObjectRecord(record)
