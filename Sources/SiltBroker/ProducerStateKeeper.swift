@@ -33,6 +33,8 @@ public final class ProducerStateKeeper: @unchecked Sendable {
     /// The last snapshot written per stream, to skip partitions that did not change.
     private var written: [UInt64: ProducerStateSnapshot] = [:]
     private var stopped = false
+    /// Batches the last `recover` replayed from the log (the snapshots covered the rest).
+    public private(set) var replayedBatches = 0
     private var thread: Thread?
     private let wake = NSCondition()
 
@@ -86,6 +88,7 @@ public final class ProducerStateKeeper: @unchecked Sendable {
             producers += table.count
             replayedBatches += batches
         }
+        self.replayedBatches = replayedBatches
         logger.info("producer state recovered", metadata: ["producers": "\(producers)", "replayedBatches": "\(replayedBatches)"])
     }
 
@@ -125,6 +128,10 @@ public final class ProducerStateKeeper: @unchecked Sendable {
         passLock.lock()
         defer { passLock.unlock() }
         let now = Broker.nowMs()
+        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+            logger.error("cannot create the producer state directory", metadata: ["path": "\(directory)", "error": "\(error)"])
+            return
+        }
         var live = Set<UInt64>()
         for (log, streamId) in partitions() {
             live.insert(streamId)

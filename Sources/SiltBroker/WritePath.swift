@@ -44,10 +44,15 @@ public final class LocalFsyncWritePath: WritePath, @unchecked Sendable {
                        logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>) {
         guard let local = log as? PartitionLog else { preconditionFailure("LocalFsyncWritePath needs segment-file partitions") }
         let promise = eventLoop.makePromise(of: Void.self)
-        let info = try local.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) {
-            promise.completeWith($0)
+        do {
+            let info = try local.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) {
+                promise.completeWith($0)
+            }
+            return (info, promise.futureResult)
+        } catch {
+            promise.fail(error)   // nothing was appended; no durability callback will come
+            throw error
         }
-        return (info, promise.futureResult)
     }
 
     public func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? { nil }

@@ -4,7 +4,7 @@ public struct StorageConfig: Sendable {
     public var logDir: String
     /// Directories in `logDir` that belong to other components (the metadata log, the WAL)
     /// and are neither partitions nor unknown.
-    public var reservedDirectoryNames: Set<String> = ["__cluster_metadata"]
+    public var reservedDirectoryNames: Set<String> = ["__cluster_metadata", "producer-state"]
     /// When true, a write-ahead log owns durability: appends are acknowledged by the WAL,
     /// the high watermark moves only through `PartitionLog.advanceHighWatermark(to:)`, and
     /// segment files are fdatasync'ed lazily by `LogManager.flushAll()` (before a WAL trim).
