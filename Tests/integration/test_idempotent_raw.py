@@ -192,6 +192,12 @@ def test_restart_between_batches_keeps_deduplication(node, graceful):
         node.kill()
         node.start(timeout=120)
 
+    # The state came from the snapshot written at the clean stop, or (kill -9: no snapshot
+    # yet) from replaying the three batches of the log.
+    recovered = [line for line in node.log_text().splitlines() if "producer state recovered" in line]
+    assert recovered, "no producer state recovery logged"
+    assert f"replayedBatches={0 if graceful else 3}" in recovered[-1], recovered[-1]
+
     c = Connection(node.port)
     try:
         # Replays of earlier batches (one before the restart's last, and the last) are still deduplicated.
