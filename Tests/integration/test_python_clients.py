@@ -70,7 +70,9 @@ def test_aiokafka_roundtrip(node):
     msgs = expected_messages("aio")
 
     async def run():
-        prod = AIOKafkaProducer(bootstrap_servers=node.bootstrap, acks="all", request_timeout_ms=30000)
+        # aiokafka's default is not idempotent; ask for it, so that its InitProducerId and sequences are exercised.
+        prod = AIOKafkaProducer(bootstrap_servers=node.bootstrap, acks="all", request_timeout_ms=30000,
+                                enable_idempotence=True)
         await asyncio.wait_for(prod.start(), 30)
         try:
             acked = []
