@@ -78,7 +78,7 @@ extension Broker {
                     if batches.contains(where: { $0.isTransactional }) {
                         throw RecordBatchError.invalidRecord("transactional batches are not supported by this broker")
                     }
-                    if let stranger = batches.first(where: { $0.hasProducerId && !isAllocatedProducerId($0.producerId) }) {
+                    if let stranger = batches.first(where: { $0.hasProducerId && !isAllocatedProducerId($0.producerId, image: image) }) {
                         // The sequence rules live in the partition (`ProducerStateTable`); an id
                         // the controller never handed out cannot have come from InitProducerId.
                         throw ProducerStateError.unknownProducerId(

@@ -122,7 +122,7 @@ extension Broker {
 
     /// True when `producerId` was handed out by the controller at some point: below the end
     /// of every block in the metadata log, or of the block this broker holds.
-    func isAllocatedProducerId(_ producerId: Int64) -> Bool {
-        producerId < max(metadata.image.nextProducerId, producerIds.blockEnd)
+    func isAllocatedProducerId(_ producerId: Int64, image: MetadataImage) -> Bool {
+        producerId < max(image.nextProducerId, producerIds.blockEnd)
     }
 }
