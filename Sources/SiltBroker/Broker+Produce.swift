@@ -70,13 +70,14 @@ extension Broker {
                         messageTimestampBeforeMaxMs: Int64(topicConfig(topic, "message.timestamp.before.max.ms", image: image))!,
                         messageTimestampAfterMaxMs: Int64(topicConfig(topic, "message.timestamp.after.max.ms", image: image))!,
                         nowMs: nowMs)
-                    if let idempotent = batches.first(where: { $0.hasProducerId }) {
-                        // InitProducerId is not served yet, so no client can hold a producer id.
-                        pr.errorCode = ErrorCode.unknownProducerId
-                        pr.errorMessage = "Producer id \(idempotent.producerId) is unknown: idempotent produce is not supported yet."
-                        anyError = true
-                        out.partitionResponses.append(pr)
-                        continue
+                    if batches.contains(where: { $0.isTransactional }) {
+                        throw RecordBatchError.invalidRecord("transactional batches are not supported by this broker")
+                    }
+                    if let stranger = batches.first(where: { $0.hasProducerId && !isAllocatedProducerId($0.producerId, image: image) }) {
+                        // The sequence rules live in the partition (`ProducerStateTable`); an id
+                        // the controller never handed out cannot have come from InitProducerId.
+                        throw ProducerStateError.unknownProducerId(
+                            "Producer id \(stranger.producerId) was never allocated by this cluster; call InitProducerId.")
                     }
                     if batches.isEmpty {
                         pr.errorCode = ErrorCode.corruptMessage
@@ -88,6 +89,10 @@ extension Broker {
                     let (info, isDurable) = try writePath.append(
                         log, streamId: topic.streamIds[Int(p.index)], records: records, batches: batches,
                         logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop)
+                    if info.duplicate {
+                        r.logger.debug("duplicate idempotent batch answered with its original offsets",
+                                       metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "baseOffset": "\(info.baseOffset)"])
+                    }
                     pr.baseOffset = info.baseOffset
                     pr.logAppendTimeMs = info.logAppendTimeMs
                     pr.logStartOffset = info.logStartOffset
@@ -97,6 +102,9 @@ extension Broker {
                     fail(e.kafkaErrorCode, e.description)
                     pr.recordErrors = []
                     r.logger.debug("produce rejected", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])
+                } catch let e as ProducerStateError {
+                    fail(e.kafkaErrorCode, e.description)
+                    r.logger.debug("idempotent produce refused", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])
                 } catch RingError.full {
                     fail(ErrorCode.requestTimedOut, "The log buffer stayed full: the WAL is not keeping up.")
                     r.logger.warning("produce timed out waiting for log buffer space",

@@ -24,6 +24,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let objectReader: StreamObjectReader?
     let logger: Logger
     let fetchWaiters = FetchWaiters()
+    /// This broker's block of producer ids (Broker+Producer.swift).
+    let producerIds = ProducerIdAllocator()
 
     /// The APIs and versions this broker serves, and nothing else: an API that is not in
     /// this table is not advertised, and a request for it closes the connection.
@@ -42,6 +44,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         AlterConfigsRequest.apiKey: 0...2,
         IncrementalAlterConfigsRequest.apiKey: 0...1,
         DeleteRecordsRequest.apiKey: 0...2,
+        InitProducerIdRequest.apiKey: 0...5,
     ]
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: PartitionStore,
@@ -164,6 +167,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case IncrementalAlterConfigsRequest.apiKey:
             return try serve(IncrementalAlterConfigsRequest.self, frame, context, incrementalAlterConfigs)
         case DeleteRecordsRequest.apiKey: return try serve(DeleteRecordsRequest.self, frame, context, deleteRecords)
+        case InitProducerIdRequest.apiKey: return try serve(InitProducerIdRequest.self, frame, context, initProducerId)
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")
         }

@@ -7,6 +7,7 @@ enum ErrorCode {
     static let unknownTopicOrPartition: Int16 = 3
     static let leaderNotAvailable: Int16 = 5
     static let requestTimedOut: Int16 = 7
+    static let coordinatorLoadInProgress: Int16 = 14
     static let invalidTopic: Int16 = 17
     static let invalidRequiredAcks: Int16 = 21
     static let unsupportedVersion: Int16 = 35

@@ -44,10 +44,15 @@ public final class LocalFsyncWritePath: WritePath, @unchecked Sendable {
                        logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>) {
         guard let local = log as? PartitionLog else { preconditionFailure("LocalFsyncWritePath needs segment-file partitions") }
         let promise = eventLoop.makePromise(of: Void.self)
-        let info = try local.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) {
-            promise.completeWith($0)
+        do {
+            let info = try local.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) {
+                promise.completeWith($0)
+            }
+            return (info, promise.futureResult)
+        } catch {
+            promise.fail(error)   // nothing was appended; no durability callback will come
+            throw error
         }
-        return (info, promise.futureResult)
     }
 
     public func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? { nil }
@@ -178,6 +183,7 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
                 let info = try log.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) { bytes, info in
                     try self.publishLocked(log, streamId: streamId, bytes: bytes, info: info, promise: promise)
                 }
+                if info.duplicate { waitForDuplicate(log, info: info, promise: promise) }
                 return (info, promise.futureResult)
             } catch RingError.full {
                 let left = deadline - ContinuousClock.now
@@ -208,6 +214,26 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
                                   payloadLSN: startLSN + UInt64(LogRing.frameHeaderBytes), payloadBytes: bytes.readableBytes)
             tails[streamId, default: []].append(entry)
             pruneLocked(streamId)
+        }
+    }
+
+    /// A retry of a batch already in the log is answered once the original is durable. Its
+    /// bytes are somewhere below the ring's current write position, so a waiter at that
+    /// position (in LSN order with the others) completes no earlier than the original's.
+    private func waitForDuplicate(_ log: any Partition, info: AppendInfo, promise: EventLoopPromise<Void>) {
+        if log.highWatermark > info.lastOffset {
+            promise.succeed(())
+            return
+        }
+        let durableAlready: Bool = lock.withLock {
+            let target = ring.writePosition
+            if durableLSN >= target { return true }   // no later notice would wake the waiter
+            waiters.append(Waiter(endLSN: target, log: log, endOffset: info.lastOffset + 1, promise: promise))
+            return false
+        }
+        if durableAlready {
+            log.advanceHighWatermark(to: info.lastOffset + 1)
+            promise.succeed(())
         }
     }
 

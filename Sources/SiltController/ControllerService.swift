@@ -31,6 +31,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         PrepareS3ObjectRequest.apiKey: 0...0,
         CommitS3ObjectsRequest.apiKey: 0...0,
         TrimStreamsRequest.apiKey: 0...0,
+        AllocateProducerIdsRequest.apiKey: 0...0,
     ]
 
     public let controller: MetadataController
@@ -105,6 +106,10 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case TrimStreamsRequest.apiKey:
             return try serveRequest(TrimStreamsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 loop.makeSucceededFuture(self.trimStreams(req))
+            }
+        case AllocateProducerIdsRequest.apiKey:
+            return try serveRequest(AllocateProducerIdsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.allocateProducerIds(req))
             }
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")

@@ -177,6 +177,8 @@ extension MetadataImage {
             nextObjectId = max(nextObjectId, floor)
         case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig:
             preconditionFailure("not an object record: \(record)")
+        case .producerIds:
+            preconditionFailure("not an object record: \(record)")
         }
     }
 

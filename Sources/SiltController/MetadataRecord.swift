@@ -44,6 +44,9 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
 
     /// The node id of cluster-wide dynamic broker defaults (the BROKER resource named "").
     public static let clusterDefaultNode: Int32 = -1
+    /// Producer ids below `nextProducerId` are spent: the block ending there went to broker
+    /// `brokerId` (Kafka's ProducerIdsRecord). Snapshots carry it with brokerId -1.
+    case producerIds(brokerId: Int32, nextProducerId: Int64)
 
     public struct TopicRecord: Codable, Equatable, Sendable {
         public var name: String
@@ -114,6 +117,8 @@ public struct MetadataImage: Equatable, Sendable {
     /// Dynamic broker configs by node id (`MetadataRecord.clusterDefaultNode`: cluster-wide
     /// defaults); no entry for a node without any. Resolved by `TopicConfigResolver`.
     public private(set) var brokerConfigs: [Int32: [String: String]] = [:]
+    /// The next producer id to hand out (ids are never reused; see `MetadataController.allocateProducerIds`).
+    public private(set) var nextProducerId: Int64 = 0
 
     // Objects (maintained in MetadataImage+Objects.swift).
 
@@ -158,6 +163,7 @@ public struct MetadataImage: Equatable, Sendable {
             }
         }
         out += objectSnapshotRecords
+        if nextProducerId > 0 { out.append(.producerIds(brokerId: -1, nextProducerId: nextProducerId)) }
         return out
     }
 
@@ -198,6 +204,9 @@ public struct MetadataImage: Equatable, Sendable {
             precondition(node >= MetadataRecord.clusterDefaultNode, "metadata log: broker config of node \(node)")
             brokerConfigs[node, default: [:]][key] = value
             if brokerConfigs[node]!.isEmpty { brokerConfigs[node] = nil }   // no empty maps: images compare equal
+        case .producerIds(_, let next):
+            precondition(next > nextProducerId, "metadata log: producer ids \(next) reused")
+            nextProducerId = next
         case .nodeEpoch, .prepareObjects, .commitObjects, .trimStream, .destroyObjects, .streamState, .committedObject,
              .deadObjects, .objectIdFloor:
             applyObjectRecord(record)

@@ -53,6 +53,8 @@ extension ServerConfig {
         .init("offsets.topic.replication.factor", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
         .init("transaction.state.log.replication.factor", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
         .init("transaction.state.log.min.isr", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
+        .init("producer.id.expiration.ms", .int, "86400000", .atLeast(1),
+              doc: "How long a partition remembers an idle idempotent producer's sequence numbers."),
         .init("group.initial.rebalance.delay.ms", .int, "3000", .atLeast(0), doc: "Used by the group coordinator."),
         .init("metadata.log.max.record.bytes.between.snapshots", .long, "20971520", .atLeast(1),
               doc: "Metadata log bytes after which the controller writes a snapshot."),

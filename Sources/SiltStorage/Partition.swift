@@ -25,6 +25,25 @@ public protocol Partition: AnyObject, Sendable {
     /// no data locally and the caller reads from the log buffer or object storage.
     func readLocal(from offset: Int64, maxBytes: Int, minOneBatch: Bool) throws -> ByteBuffer?
     func offsetForTimestamp(_ timestampMs: Int64) -> (offset: Int64, timestamp: Int64)?
+
+    // Idempotent producers (ProducerState.swift). `append` checks and updates this state under
+    // the partition lock; a retry of a batch already written returns `AppendInfo.duplicate`.
+
+    /// A copy of the producer state with the log end offset it covers (for a snapshot).
+    func producerStateSnapshot() -> ProducerStateSnapshot
+    /// Recovery: replaces the producer state, before the partition takes appends.
+    func loadProducerState(_ table: ProducerStateTable)
+    /// Forgets producers idle for `expirationMs` (`producer.id.expiration.ms`); returns how many.
+    @discardableResult
+    func expireProducers(nowMs: Int64, expirationMs: Int64) -> Int
+}
+
+extension AppendInfo {
+    /// The answer to a retry: the offsets of the batch already written.
+    static func duplicate(of batch: ProducerBatch, logAppendTime: Bool, logStartOffset: Int64) -> AppendInfo {
+        AppendInfo(baseOffset: batch.firstOffset, lastOffset: batch.lastOffset,
+                   logAppendTimeMs: logAppendTime ? batch.timestampMs : -1, logStartOffset: logStartOffset, duplicate: true)
+    }
 }
 
 extension Partition {
@@ -52,6 +71,17 @@ public protocol PartitionStore: AnyObject, Sendable {
 extension PartitionLog: Partition {
     public func readLocal(from offset: Int64, maxBytes: Int, minOneBatch: Bool) throws -> ByteBuffer? {
         try read(from: offset, maxBytes: maxBytes, minOneBatch: minOneBatch)
+    }
+
+    public func producerStateSnapshot() -> ProducerStateSnapshot {
+        lock.withLock { ProducerStateSnapshot(offset: logEndOffsetStorage, table: producers) }
+    }
+
+    public func loadProducerState(_ table: ProducerStateTable) { lock.withLock { producers = table } }
+
+    @discardableResult
+    public func expireProducers(nowMs: Int64, expirationMs: Int64) -> Int {
+        lock.withLock { producers.expire(nowMs: nowMs, expirationMs: expirationMs) }
     }
 }
 

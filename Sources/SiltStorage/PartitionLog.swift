@@ -62,6 +62,8 @@ public final class PartitionLog: @unchecked Sendable {
     var failure: StorageError?
     var listeners: [UInt64: @Sendable (Int64) -> Void] = [:]
     var nextListenerId: UInt64 = 0
+    /// Idempotent producers of this partition (see `ProducerStateTable`).
+    var producers = ProducerStateTable()
 
     // Guarded by the flusher's lock.
     var flushQueued = false
@@ -219,10 +221,21 @@ public final class PartitionLog: @unchecked Sendable {
         var buffer = records
         let logAppendTimeMs: Int64? = logAppendTime ? nowMs : nil
         let info: AppendInfo
+        // Runs after the partition lock is released (inner scopes unwind first).
+        var flushForDuplicate = false
+        defer { if flushForDuplicate { scheduleFlush?(self) } }
         do {
             lock.lock()
             defer { lock.unlock() }
             if let failure { throw failure }
+            if let original = try producers.validate(batches) {
+                // A retry: answered once the original is durable, with its offsets.
+                if let onDurable {
+                    waiters.append((endOffset: original.lastOffset + 1, callback: onDurable))
+                    flushForDuplicate = true
+                }
+                return .duplicate(of: original, logAppendTime: logAppendTime, logStartOffset: logStartOffsetStorage)
+            }
             var active = segments[segments.count - 1]
             if active.sizeBytes > 0 && active.sizeBytes + buffer.readableBytes > config.segmentBytes {
                 active = try rollLocked()
@@ -261,6 +274,7 @@ public final class PartitionLog: @unchecked Sendable {
             }
             assert(active.nextOffset == offset)
             logEndOffsetStorage = offset
+            producers.record(assigned)
             if let onDurable {
                 waiters.append((endOffset: offset, callback: onDurable))
             } else {

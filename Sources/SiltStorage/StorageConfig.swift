@@ -4,7 +4,7 @@ public struct StorageConfig: Sendable {
     public var logDir: String
     /// Directories in `logDir` that belong to other components (the metadata log, the WAL)
     /// and are neither partitions nor unknown.
-    public var reservedDirectoryNames: Set<String> = ["__cluster_metadata"]
+    public var reservedDirectoryNames: Set<String> = ["__cluster_metadata", "producer-state"]
     /// When true, a write-ahead log owns durability: appends are acknowledged by the WAL,
     /// the high watermark moves only through `PartitionLog.advanceHighWatermark(to:)`, and
     /// segment files are fdatasync'ed lazily by `LogManager.flushAll()` (before a WAL trim).
@@ -50,11 +50,15 @@ public struct AppendInfo: Sendable, Equatable {
     /// The LogAppendTime written into the batches, or -1 for CreateTime.
     public var logAppendTimeMs: Int64
     public var logStartOffset: Int64
+    /// True when the append was a retry of an idempotent producer's batch that is already in
+    /// the log: nothing was appended and the offsets are the original ones (see `ProducerStateTable`).
+    public var duplicate: Bool
 
-    public init(baseOffset: Int64, lastOffset: Int64, logAppendTimeMs: Int64, logStartOffset: Int64) {
+    public init(baseOffset: Int64, lastOffset: Int64, logAppendTimeMs: Int64, logStartOffset: Int64, duplicate: Bool = false) {
         self.baseOffset = baseOffset
         self.lastOffset = lastOffset
         self.logAppendTimeMs = logAppendTimeMs
         self.logStartOffset = logStartOffset
+        self.duplicate = duplicate
     }
 }

@@ -26,6 +26,7 @@ public final class StreamLog: Partition, @unchecked Sendable {
     private var end: Int64
     private var hw: Int64
     private var closed = false
+    private var producers = ProducerStateTable()
     var onHighWatermarkAdvance: ((StreamLog, Int64) -> Void)?
 
     /// A stream whose objects hold `[startOffset, endOffset)`.
@@ -55,17 +56,35 @@ public final class StreamLog: Partition, @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if closed { throw StorageError.closed(topic: topic, partition: partition) }
+        if let original = try producers.validate(batches) {
+            return .duplicate(of: original, logAppendTime: logAppendTime, logStartOffset: start)
+        }
         var offset = end
+        var stored: [RecordBatchHeader] = []
+        stored.reserveCapacity(batches.count)
         for batch in batches {
             let header = assignOffsets(&buffer, at: batch.index, baseOffset: offset,
                                        partitionLeaderEpoch: partitionLeaderEpoch, logAppendTimeMs: logAppendTimeMs)
             offset = header.nextOffset
+            stored.append(header)
         }
         let info = AppendInfo(baseOffset: end, lastOffset: offset - 1, logAppendTimeMs: logAppendTimeMs ?? -1,
                               logStartOffset: start)
         try publish(buffer, info)
         end = offset
+        producers.record(stored)
         return info
+    }
+
+    public func producerStateSnapshot() -> ProducerStateSnapshot {
+        lock.withLock { ProducerStateSnapshot(offset: end, table: producers) }
+    }
+
+    public func loadProducerState(_ table: ProducerStateTable) { lock.withLock { producers = table } }
+
+    @discardableResult
+    public func expireProducers(nowMs: Int64, expirationMs: Int64) -> Int {
+        lock.withLock { producers.expire(nowMs: nowMs, expirationMs: expirationMs) }
     }
 
     public func advanceHighWatermark(to offset: Int64) {

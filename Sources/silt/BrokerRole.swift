@@ -50,6 +50,10 @@ struct BrokerRole {
             throw RoleError("the WAL did not catch up with the log buffer")
         }
         try broker.recoverLogBufferTail(writePath)
+        // Idempotent producers' state, complete before the first produce can arrive.
+        let producerStates = ProducerStateKeeper(broker: broker, config: config, logger: logger)
+        try producerStates.recover()
+        producerStates.start()
         let server = KafkaServer(group: group, service: broker, frameBytesMax: config.socketRequestMaxBytes, logger: logger)
         try server.start(endpoints: config.clientListeners.map { KafkaServer.Endpoint(name: $0.name, host: $0.host, port: $0.port) })
         logger.info("broker ready")
@@ -60,6 +64,8 @@ struct BrokerRole {
         if !writePath.waitUntilDurable(timeout: .seconds(10)) {
             logger.warning("broker stopping: the WAL did not drain within 10 s")
         }
+        producerStates.stop()
+        producerStates.snapshotAll()
         writePath.stop()
         broker.stop()
         controller.close()

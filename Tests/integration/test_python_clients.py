@@ -32,8 +32,8 @@ def test_kafka_python_roundtrip(node):
     topic = "kp-roundtrip"
     create_topic(node, topic, partitions=PARTITIONS)
     msgs = expected_messages("kp")
-    # enable_idempotence=False: kafka-python 3 defaults to an idempotent producer (InitProducerId)
-    prod = KafkaProducer(bootstrap_servers=node.bootstrap, acks="all", linger_ms=5, enable_idempotence=False,
+    # kafka-python 3 defaults to an idempotent producer (InitProducerId, sequence numbers).
+    prod = KafkaProducer(bootstrap_servers=node.bootstrap, acks="all", linger_ms=5,
                          request_timeout_ms=30000, max_block_ms=30000)
     try:
         futures = [prod.send(topic, key=k, value=v, partition=i % PARTITIONS) for i, (k, v) in enumerate(msgs)]
@@ -70,8 +70,9 @@ def test_aiokafka_roundtrip(node):
     msgs = expected_messages("aio")
 
     async def run():
+        # aiokafka's default is not idempotent; ask for it, so that its InitProducerId and sequences are exercised.
         prod = AIOKafkaProducer(bootstrap_servers=node.bootstrap, acks="all", request_timeout_ms=30000,
-                                enable_idempotence=False)
+                                enable_idempotence=True)
         await asyncio.wait_for(prod.start(), 30)
         try:
             acked = []
