@@ -75,6 +75,9 @@ extension Broker {
                         messageTimestampBeforeMaxMs: Int64(topicConfig(topic, "message.timestamp.before.max.ms"))!,
                         messageTimestampAfterMaxMs: Int64(topicConfig(topic, "message.timestamp.after.max.ms"))!,
                         nowMs: nowMs)
+                    if topicConfig(topic, "cleanup.policy").contains("compact") {
+                        try requireRecordKeys(records, headers: batches, topicPartition: "\(t.name)-\(p.index)")
+                    }
                     if let idempotent = batches.first(where: { $0.hasProducerId }) {
                         // InitProducerId is not served yet, so no client can hold a producer id.
                         pr.errorCode = ErrorCode.unknownProducerId

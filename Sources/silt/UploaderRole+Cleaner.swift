@@ -1,0 +1,46 @@
+import Foundation
+import SiltController
+import SiltNode
+import SiltStreams
+
+/// The log cleaner's settings and inputs, as the uploader role reads them.
+extension UploaderRole {
+    /// `log.cleaner.enable`.
+    var cleanerEnabled: Bool { ConfigKeyDef.parseBool(config.value("log.cleaner.enable").value ?? "true") ?? true }
+
+    /// `log.cleaner.backoff.ms`: the pause between passes.
+    var cleanerBackoffMs: Int64 { Int64(config.value("log.cleaner.backoff.ms").value ?? "") ?? 15_000 }
+
+    func logCleanerConfig() -> LogCleanerConfig {
+        let storage = config.objectStorage
+        return LogCleanerConfig(blockBytes: storage.objectBlockBytes, partBytes: storage.objectPartBytes,
+                                parallelism: storage.uploadParallelism,
+                                bandwidthBytesPerSecond: Int64(storage.networkBaselineBytesPerSecond),
+                                streamBytesMax: Int64(config.value("log.cleaner.stream.max.bytes").value ?? "") ?? 128 << 20)
+    }
+
+    /// The effective value of a topic config for the cleaner: the topic's override, else the
+    /// static server config (the topic key, its broker synonym, then the default). The one
+    /// place to redirect once dynamic broker configs exist.
+    static func effectiveTopicConfig(_ topic: TopicInfo, _ key: String, config: ServerConfig) -> String? {
+        topic.configs[key] ?? config.topicDefault(key).value
+    }
+
+    /// Every stream of a topic whose effective cleanup.policy contains `compact`, with the
+    /// topic's cleaner settings, in stream id order.
+    static func cleanableStreams(image: MetadataImage, config: ServerConfig) -> [CleanableStream] {
+        var out: [CleanableStream] = []
+        for topic in image.topicsByName.values {
+            let policy = ConfigKeyDef.parseList(effectiveTopicConfig(topic, "cleanup.policy", config: config) ?? "delete")
+            guard policy.contains("compact") else { continue }
+            let retention = Int64(effectiveTopicConfig(topic, "delete.retention.ms", config: config) ?? "") ?? 86_400_000
+            let ratio = Double(effectiveTopicConfig(topic, "min.cleanable.dirty.ratio", config: config) ?? "") ?? 0.5
+            let lag = Int64(effectiveTopicConfig(topic, "min.compaction.lag.ms", config: config) ?? "") ?? 0
+            for id in topic.streamIds where image.streamStates[id] != nil {
+                out.append(CleanableStream(streamId: id, deleteRetentionMs: retention, minCleanableDirtyRatio: ratio,
+                                           minCompactionLagMs: lag))
+            }
+        }
+        return out.sorted { $0.streamId < $1.streamId }
+    }
+}
