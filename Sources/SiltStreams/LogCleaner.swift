@@ -89,7 +89,10 @@ public final class LogCleaner: @unchecked Sendable {
     /// is (records since then) / (those + records left); nothing here survives a restart, so
     /// the first pass after one cleans every compacted stream once. Records, not bytes: the
     /// metadata has no per-range byte sizes (an SSO's size is shared by many streams).
-    private var cleaned: [UInt64: (endOffset: Int64, records: Int)] = [:]
+    /// `tombstoneDueMs`: when the oldest tombstone kept will have expired; from then on the
+    /// stream is cleaned whatever its ratio (as Kafka does since KIP-534), or a quiet topic
+    /// would keep its tombstones for good.
+    private var cleaned: [UInt64: (endOffset: Int64, records: Int, tombstoneDueMs: Int64?)] = [:]
     /// Streams already reported once (too big, compressed batches), so the log stays quiet.
     private var reported: Set<String> = []
 
@@ -134,7 +137,7 @@ public final class LogCleaner: @unchecked Sendable {
         }
         let rangeStart = max(first.range.startOffset, startOffset)
         let rangeEnd = last.range.endOffset
-        if !force && !isDirty(s, from: rangeStart, to: rangeEnd) { return nil }
+        if !force && !isDirty(s, from: rangeStart, to: rangeEnd, nowMs: nowMs) { return nil }
         let totalBytes = holding.reduce(Int64(0)) { $0 + $1.object.size }
         guard totalBytes <= config.streamBytesMax else {
             report("big-\(s.streamId)", "stream too big to clean: skipped", [
@@ -179,7 +182,7 @@ public final class LogCleaner: @unchecked Sendable {
 
         let newObjects = try await upload(built, result: &result)
         try await catalog.commitCompaction(newObjects: newObjects, compactedObjectIds: holding.map(\.object.objectId))
-        cleaned[s.streamId] = (kept.cleanableEnd ?? rangeEnd, result.recordsAfter)
+        cleaned[s.streamId] = (kept.cleanableEnd ?? rangeEnd, result.recordsAfter, kept.tombstoneDueMs)
         result.objectsBefore = holding.count
         result.objectsAfter = newObjects.count
         logger.info("cleaned a compacted stream", metadata: [
@@ -190,8 +193,9 @@ public final class LogCleaner: @unchecked Sendable {
     }
 
     /// Enough records since the last clean: dirty / (dirty + what the last clean left) >= the ratio.
-    private func isDirty(_ s: CleanableStream, from start: Int64, to end: Int64) -> Bool {
+    private func isDirty(_ s: CleanableStream, from start: Int64, to end: Int64, nowMs: Int64) -> Bool {
         guard let last = cleaned[s.streamId] else { return true }
+        if let due = last.tombstoneDueMs, nowMs >= due { return true }
         let dirty = end - max(last.endOffset, start)
         guard dirty > 0 else { return false }
         return Double(dirty) / Double(dirty + Int64(last.records)) >= s.minCleanableDirtyRatio
@@ -209,13 +213,15 @@ public final class LogCleaner: @unchecked Sendable {
     ///    batch always stays, so no gap ever ends the committed data (a fetch there would find nothing).
     ///    Compressed and control batches stay whole: their records cannot be read here.
     private func filter(_ batches: [CleanerBatch], _ s: CleanableStream, nowMs: Int64,
-                        result: inout StreamCleanResult) -> (batches: [(baseOffset: Int64, bytes: ArraySlice<UInt8>)], cleanableEnd: Int64?) {
+                        result: inout StreamCleanResult)
+        -> (batches: [(baseOffset: Int64, bytes: ArraySlice<UInt8>)], cleanableEnd: Int64?, tombstoneDueMs: Int64?) {
         let cleanable = batches.firstIndex { $0.maxTimestamp > nowMs - s.minCompactionLagMs } ?? batches.count
         var latest: [ArraySlice<UInt8>: Int64] = [:]
         for b in batches[..<cleanable] {
             for r in b.records ?? [] { if let k = r.key { latest[k] = r.offset } }
         }
         var out: [(baseOffset: Int64, bytes: ArraySlice<UInt8>)] = []
+        var tombstoneDueMs: Int64?
         for (i, b) in batches.enumerated() {
             result.recordsBefore += b.recordCount
             guard i < cleanable, let records = b.records else {
@@ -236,6 +242,10 @@ public final class LogCleaner: @unchecked Sendable {
                     result.tombstonesDropped += 1
                     return false
                 }
+                if r.isTombstone {
+                    let due = b.maxTimestamp + s.deleteRetentionMs
+                    tombstoneDueMs = min(tombstoneDueMs ?? due, due)
+                }
                 return true
             }
             result.recordsAfter += keep.count
@@ -247,7 +257,7 @@ public final class LogCleaner: @unchecked Sendable {
                 out.append((b.baseOffset, CleanerBatches.rewrite(b, keeping: keep)[...]))
             }
         }
-        return (out, cleanable < batches.count ? batches[cleanable].baseOffset : nil)
+        return (out, cleanable < batches.count ? batches[cleanable].baseOffset : nil, tombstoneDueMs)
     }
 
     /// One stream object holding `batches` and claiming exactly `[start, end)`: frames of about

@@ -181,8 +181,12 @@ final class LogCleanerTests: XCTestCase {
         XCTAssertEqual(got.records.map(\.offset), [4, 5])
         XCTAssertEqual(got.records.map(\.key), ["b", "c"])
         XCTAssertEqual(got.records.map(\.value), [nil, "2"])
-        // Later, the second tombstone expires too; the stream's last record always stays.
-        _ = try await c.clean(CleanableStream(streamId: 1, deleteRetentionMs: retention), nowMs: now + retention, force: true)
+        // Nothing new: not dirty until the kept tombstone is due.
+        let early = try await c.clean(CleanableStream(streamId: 1, deleteRetentionMs: retention), nowMs: now + 1_000)
+        XCTAssertNil(early)
+        // Then it expires too, with no new data; the stream's last record always stays.
+        let due = try await c.clean(CleanableStream(streamId: 1, deleteRetentionMs: retention), nowMs: now + retention)
+        XCTAssertEqual(due?.tombstonesDropped, 1)
         got = try await readAll(store, catalog, 1)
         XCTAssertEqual(got.records.map(\.offset), [5])
     }
