@@ -107,10 +107,14 @@ public final class LogCleaner: @unchecked Sendable {
 
     /// Cleans each stream that is dirty enough, one commit per stream. A failure is logged and
     /// leaves that stream for the next pass; the others go on. Not reentrant: one pass at a time.
-    public func cleanDirtyStreams(_ streams: [CleanableStream], nowMs: Int64) async -> [StreamCleanResult] {
+    /// `beforeEach` runs before each stream (the uploader catches up with the metadata log
+    /// there, so the next stream sees the objects the previous commit made).
+    public func cleanDirtyStreams(_ streams: [CleanableStream], nowMs: Int64,
+                                  beforeEach: () async throws -> Void = {}) async -> [StreamCleanResult] {
         var out: [StreamCleanResult] = []
         for s in streams {
             do {
+                try await beforeEach()
                 if let r = try await clean(s, nowMs: nowMs) { out.append(r) }
             } catch {
                 logger.warning("log cleaning failed; the next pass retries", metadata: ["stream": "\(s.streamId)", "error": "\(error)"])

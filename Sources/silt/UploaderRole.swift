@@ -132,7 +132,8 @@ struct UploaderRole {
                     // Log compaction (cleanup.policy=compact): same loop, so it never races the compactor.
                     try await catalog.catchUp()
                     let streams = UploaderRole.cleanableStreams(image: cache.image, config: config)
-                    _ = await cleaner.cleanDirtyStreams(streams, nowMs: MetadataController.wallClockMs())
+                    _ = await cleaner.cleanDirtyStreams(streams, nowMs: MetadataController.wallClockMs(),
+                                                        beforeEach: { try await catalog.catchUp() })
                     nextClean = ContinuousClock.now + .milliseconds(cleanerBackoffMs)
                 }
             } catch {
