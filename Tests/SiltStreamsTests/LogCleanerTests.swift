@@ -163,6 +163,22 @@ final class LogCleanerTests: XCTestCase {
         }
         let tail = try await readAll(store, catalog, 1, from: 9)
         XCTAssertTrue(tail.records.isEmpty)
+
+        // The compactor merges the cleaned stream object (gaps inside) with a newer one.
+        let next = StreamSetObjectBuilder(blockBytesTarget: 200)
+        Self.batch(9, [("y", "1"), ("y", "2")], timestamp: now).withUnsafeBytes {
+            next.add(streamId: 1, baseOffset: 9, endOffset: 11, payload: $0)
+        }
+        let newer = next.finish(splitBytes: 0).streamObjects[0]
+        _ = try await store.put(ObjectKeys.object(clusterId: cluster, objectId: 3), newer.bytes, ifNoneMatch: false)
+        await catalog.add(3, newer, at: 3)
+        let merged = try await Compactor(store: store, catalog: catalog, clusterId: cluster, config: CompactionConfig(),
+                                         logger: Logger(label: "t")).compactStreamObjects()
+        XCTAssertEqual(merged.objectsBefore, 2)
+        let afterMerge = try await readAll(store, catalog, 1)
+        XCTAssertEqual(afterMerge.records.map(\.offset), [2, 6, 7, 8, 9, 10])
+        let fromGap = try await readAll(store, catalog, 1, from: 4)
+        XCTAssertEqual(fromGap.records.first?.offset, 6)
     }
 
     func testTombstonesGoAfterDeleteRetention() async throws {
