@@ -187,6 +187,11 @@ extension Broker {
                         if let fromObjects = objectData[key] {
                             let bytes = try fromObjects.get()
                             if bytes.readableBytes <= limit || total == 0 { data = bytes } else { data = ByteBuffer() }
+                        } else if objectReader != nil, topicConfig(topic, "cleanup.policy", image: image).contains("compact"),
+                                  let committed = image.streamStates[streamId]?.endOffset, p.fetchOffset < committed {
+                            // Compacted topic: committed offsets are read from objects, which the
+                            // log cleaner rewrites; the log buffer still holds what it removed.
+                            data = nil
                         } else {
                             data = try writePath.readTail(log, streamId: streamId, from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
                                 ?? log.readLocal(from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)

@@ -73,6 +73,9 @@ extension Broker {
                     if batches.contains(where: { $0.isTransactional }) {
                         throw RecordBatchError.invalidRecord("transactional batches are not supported by this broker")
                     }
+                    if topicConfig(topic, "cleanup.policy", image: image).contains("compact") {
+                        try requireRecordKeys(records, headers: batches, topicPartition: "\(t.name)-\(p.index)")
+                    }
                     if let stranger = batches.first(where: { $0.hasProducerId && !isAllocatedProducerId($0.producerId, image: image) }) {
                         // The sequence rules live in the partition (`ProducerStateTable`); an id
                         // the controller never handed out cannot have come from InitProducerId.

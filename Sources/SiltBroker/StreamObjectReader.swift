@@ -50,7 +50,12 @@ public final class ObjectStreamReader: StreamObjectReader, @unchecked Sendable {
             if budget <= 0 && !(out.readableBytes == 0 && minOneBatch) { break }
             let bytes = try await reader.read(objectId: ref.objectId, key: ObjectKeys.object(clusterId: clusterId, objectId: ref.objectId),
                                               objectSize: object.size, streamId: streamId, from: next, maxBytes: max(budget, 1))
-            if bytes.isEmpty { break }
+            if bytes.isEmpty {
+                // Nothing at or after `next` in this object: the log cleaner removed the end of
+                // its range. The stream goes on in the next object (Kafka: the next batch).
+                next = max(next, ref.endOffset)
+                continue
+            }
             let end = Self.endOffset(of: bytes)
             if bytes.count > budget {
                 // Only the first batch of a fetch may go past the limit (Kafka's rule).

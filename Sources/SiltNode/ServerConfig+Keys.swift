@@ -41,6 +41,13 @@ extension ServerConfig {
               doc: "How often the controller applies time and size retention (trims streams)."),
         .init("log.cleanup.policy", .list, "delete", .oneOf(["delete", "compact"]), doc: "Default cleanup policy."),
         .init("log.cleaner.delete.retention.ms", .long, "86400000", .atLeast(0), doc: "Tombstone retention."),
+        .init("log.cleaner.enable", .bool, "true", doc: "Run the log cleaner (in the uploader) for topics with cleanup.policy=compact."),
+        .init("log.cleaner.backoff.ms", .long, "15000", .atLeast(0), doc: "Pause between log cleaner passes."),
+        .init("log.cleaner.min.cleanable.ratio", .double, "0.5", .custom(TopicConfig.validateRatio),
+              doc: "Default min.cleanable.dirty.ratio of topics."),
+        .init("log.cleaner.min.compaction.lag.ms", .long, "0", .atLeast(0), doc: "Default min.compaction.lag.ms of topics."),
+        .init("log.cleaner.stream.max.bytes", .long, "134217728", .atLeast(1 << 20),
+              doc: "Silt: the largest stream (bytes of the objects holding it) the log cleaner cleans; it holds them in memory."),
         .init("log.message.timestamp.type", .string, "CreateTime", .oneOf(["CreateTime", "LogAppendTime"]),
               doc: "Default timestamp type of topics."),
         .init("log.message.timestamp.before.max.ms", .long, String(Int64.max), .atLeast(0),
@@ -132,11 +139,22 @@ public enum TopicConfig {
                        doc: "Segment age."), brokerSynonym: "log.roll.ms"),
         Def(key: .init("delete.retention.ms", .long, "86400000", .atLeast(0), readOnly: false,
                        doc: "Tombstone retention."), brokerSynonym: "log.cleaner.delete.retention.ms"),
+        Def(key: .init("min.cleanable.dirty.ratio", .double, "0.5", .custom(TopicConfig.validateRatio), readOnly: false,
+                       doc: "Share of records written since the last clean that makes the log cleaner clean a partition again."),
+            brokerSynonym: "log.cleaner.min.cleanable.ratio"),
+        Def(key: .init("min.compaction.lag.ms", .long, "0", .atLeast(0), readOnly: false,
+                       doc: "The youngest a record may be and still be cleaned."), brokerSynonym: "log.cleaner.min.compaction.lag.ms"),
         Def(key: .init("min.insync.replicas", .int, "1", .atLeast(1), readOnly: false,
                        doc: "Accepted for compatibility."), brokerSynonym: "min.insync.replicas"),
         Def(key: .init("compression.type", .string, "producer", .oneOf(["producer"]), readOnly: false,
                        doc: "Silt stores batches as the producer compressed them."), brokerSynonym: "compression.type"),
     ]
+
+    /// A ratio between 0 and 1 (`min.cleanable.dirty.ratio`).
+    @Sendable static func validateRatio(_ raw: String) -> String? {
+        guard let v = Double(raw), v >= 0, v <= 1 else { return "must be between 0 and 1" }
+        return nil
+    }
 
     public static let defsByName: [String: Def] = Dictionary(uniqueKeysWithValues: defs.map { ($0.key.name, $0) })
 

@@ -283,7 +283,9 @@ public final class Compactor: @unchecked Sendable {
                 streamId: streamId, startOffset: p.startOffset, endOffset: p.endOffset, position: 0,
                 size: p.bytes.count, batchCount: p.batchCount))
             let keep = batches[RecordBatches.indexOfBatch(containing: startOffset, in: batches)]
-            return (keep.baseOffset, p.bytes.dropFirst(keep.range.lowerBound))
+            // After the log cleaner the kept batch may start past startOffset (a gap): the
+            // range still starts at startOffset, so the live ranges stay covered exactly.
+            return (min(keep.baseOffset, startOffset), p.bytes.dropFirst(keep.range.lowerBound))
         }
     }
 

@@ -307,11 +307,32 @@ enum RecordBatches {
             throw ObjectFormatError.malformedBlock("block at \(entry.position) has \(bytes.count) bytes, index says \(entry.size)")
         }
         let batches = try walk(bytes)
-        guard batches.count == entry.batchCount, batches.first?.baseOffset == entry.startOffset,
+        // The first batch may start after the block's startOffset: the log cleaner removes
+        // batches and leaves gaps, while blocks keep tiling the stream's offsets.
+        guard batches.count == entry.batchCount, let first = batches.first, first.baseOffset >= entry.startOffset,
               let last = batches.last, last.baseOffset < entry.endOffset else {
             throw ObjectFormatError.malformedBlock("block at \(entry.position) does not match its index entry \(entry)")
         }
         return batches
+    }
+
+    /// The offset of the last record of the batch at `range` in `bytes`: base + lastOffsetDelta
+    /// (big-endian i32 at 23). A buffer too short to hold that field (never a real batch)
+    /// counts as ending at its base.
+    static func lastOffset(of batch: (baseOffset: Int64, range: Range<Int>), in bytes: UnsafeRawBufferPointer) -> Int64 {
+        guard batch.range.count >= 27 else { return batch.baseOffset }
+        let delta = Int32(bigEndian: bytes.loadUnaligned(fromByteOffset: batch.range.lowerBound + 23, as: Int32.self))
+        return batch.baseOffset + Int64(max(0, delta))
+    }
+
+    /// Index of the first batch whose last offset is >= `offset` (Kafka's fetch semantics: an
+    /// offset inside a batch the log cleaner removed reads from the next batch), or
+    /// `batches.count` when every batch ends before it.
+    static func indexOfFirstBatch(endingAtOrAfter offset: Int64, in batches: [(baseOffset: Int64, range: Range<Int>)],
+                                  bytes: UnsafeRawBufferPointer) -> Int {
+        var i = indexOfBatch(containing: offset, in: batches)
+        while i < batches.count && lastOffset(of: batches[i], in: bytes) < offset { i += 1 }
+        return i
     }
 
     /// Index of the batch holding `offset` (the last one whose base <= offset), or 0 when all start after it.

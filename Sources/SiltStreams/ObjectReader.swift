@@ -47,39 +47,47 @@ public final class ObjectReader: @unchecked Sendable {
     /// Bytes received by those GETs.
     public var getBytes: Int { lock.withLock { getByteCount } }
 
-    /// Whole record batches of `streamId` from the batch holding `offset`, up to `maxBytes`
-    /// but at least one batch; empty when the object holds nothing of the stream at/after `offset`.
+    /// Whole record batches of `streamId` from the first batch whose last offset is >= `offset`,
+    /// up to `maxBytes` but at least one batch; empty when the object holds nothing of the
+    /// stream at/after `offset`. After the log cleaner a stream has gaps: an offset inside a
+    /// removed batch reads from the next batch (Kafka's semantics), even in a later block.
     public func read(objectId: UInt64, key: String, objectSize: Int64?, streamId: UInt64, from offset: Int64,
                      maxBytes: Int) async throws -> [UInt8] {
         let index = try await index(objectId: objectId, key: key, objectSize: objectSize)
         let blocks = index.blocks(streamId: streamId, from: offset)
-        guard let first = blocks.first else { return [] }
-        // Blocks to fetch: the first, then more while they may still fit.
-        var chosen = [first]
-        var planned = first.size
-        for e in blocks.dropFirst() where planned < maxBytes {
-            chosen.append(e)
-            planned += e.size
-        }
-        let data = try await fetch(objectId: objectId, key: key, blocks: chosen)
-
+        var rest = blocks[...]
         var out: [UInt8] = []
-        var lastUsed = first
-        for (i, e) in chosen.enumerated() {
-            let full = try data[i].withUnsafeBytes { buf -> Bool in
-                let batches = try RecordBatches.walk(block: buf, entry: e)
-                let from = i == 0 ? RecordBatches.indexOfBatch(containing: offset, in: batches) : 0
-                for b in batches[from...] {
-                    // Stop at the first batch that doesn't fit: a skipped batch would be a hole.
-                    if !out.isEmpty && out.count + b.range.count > maxBytes { return true }
-                    out.append(contentsOf: buf[b.range])
-                }
-                return false
+        // Bounded: each pass consumes at least one block.
+        while let first = rest.first {
+            // Blocks to fetch: the first, then more while they may still fit.
+            var chosen = [first]
+            var planned = first.size
+            for e in rest.dropFirst() where planned < maxBytes {
+                chosen.append(e)
+                planned += e.size
             }
-            lastUsed = e
-            if full { break }
+            let data = try await fetch(objectId: objectId, key: key, blocks: chosen)
+            var lastUsed = first
+            for (i, e) in chosen.enumerated() {
+                let full = try data[i].withUnsafeBytes { buf -> Bool in
+                    let batches = try RecordBatches.walk(block: buf, entry: e)
+                    let from = RecordBatches.indexOfFirstBatch(endingAtOrAfter: offset, in: batches, bytes: buf)
+                    for b in batches[from...] {
+                        // Stop at the first batch that doesn't fit: a skipped batch would be a hole.
+                        if !out.isEmpty && out.count + b.range.count > maxBytes { return true }
+                        out.append(contentsOf: buf[b.range])
+                    }
+                    return false
+                }
+                lastUsed = e
+                if full { break }
+            }
+            if !out.isEmpty {
+                readahead(objectId: objectId, key: key, streamId: streamId, first: first, last: lastUsed, blocks: blocks)
+                return out
+            }
+            rest = rest.dropFirst(chosen.count)   // only a gap at the end of these blocks: go on
         }
-        readahead(objectId: objectId, key: key, streamId: streamId, first: first, last: lastUsed, blocks: blocks)
         return out
     }
 

@@ -32,13 +32,15 @@ public final class StreamSetObjectBuilder {
         self.blockBytesTarget = blockBytesTarget
     }
 
-    /// Adds whole record batches of `streamId` holding offsets `[baseOffset, endOffset)`.
+    /// Adds whole record batches of `streamId` holding offsets `[baseOffset, endOffset)`. The
+    /// first batch may start after `baseOffset` (the log cleaner's output has gaps: the frame
+    /// still claims the offsets of the batches it removed, so a stream's ranges stay contiguous).
     public func add(streamId: UInt64, baseOffset: Int64, endOffset: Int64, payload: UnsafeRawBufferPointer) {
         precondition(baseOffset >= 0 && baseOffset < endOffset, "empty or negative frame [\(baseOffset),\(endOffset))")
         precondition(payload.count <= Int(UInt32.max), "payload too big for a block")
         let batches: [(baseOffset: Int64, range: Range<Int>)]
         do { batches = try RecordBatches.walk(payload) } catch { preconditionFailure("payload is not whole record batches: \(error)") }
-        precondition(batches.first?.baseOffset == baseOffset && batches.last!.baseOffset < endOffset,
+        precondition(batches.first.map { $0.baseOffset >= baseOffset } == true && batches.last!.baseOffset < endOffset,
                      "payload batches do not match the frame [\(baseOffset),\(endOffset))")
         var s = streams[streamId, default: StreamData()]
         if let last = s.frames.last {

@@ -88,7 +88,8 @@ struct UploaderRole {
         }
     }
 
-    /// Stream set compaction and stream object compaction, each on its own period.
+    /// Stream set compaction and stream object compaction, each on its own period, and the
+    /// log cleaner every `log.cleaner.backoff.ms`.
     private func compactionLoop(store: ObjectStore, control: ControllerUploaderControl, cache: MetadataCache, clusterId: String,
                                 metrics: MetricsRegion, group: EventLoopGroup, stop: StopFlag) async {
         let storage = config.objectStorage
@@ -99,12 +100,15 @@ struct UploaderRole {
                                           streamSetBytesMax: Int64(UploaderRole.compactionBytesMax(storage)))
         compaction.streamSplitBytes = Int64(storage.streamObjectSplitBytes)
         let compactor = Compactor(store: store, catalog: catalog, clusterId: clusterId, config: compaction, logger: logger)
+        let cleaner = LogCleaner(store: store, catalog: catalog, clusterId: clusterId, config: logCleanerConfig(), logger: logger)
+        var nextClean = ContinuousClock.now + .milliseconds(cleanerBackoffMs)
         var nextStreamSet = ContinuousClock.now + .milliseconds(storage.streamSetCompactionIntervalMs)
         var nextStream = ContinuousClock.now + .milliseconds(storage.streamObjectCompactionIntervalMs)
         while !Task.isCancelled && !stop.isSet {
             try? await Task.sleep(for: .milliseconds(200))
             let now = ContinuousClock.now
-            guard now >= nextStreamSet || now >= nextStream else { continue }
+            let cleanDue = cleanerEnabled && now >= nextClean
+            guard now >= nextStreamSet || now >= nextStream || cleanDue else { continue }
             do {
                 try await catalog.catchUp()
                 metrics.set(.objectsCommitted, UInt64(cache.image.committedObjects.count))
@@ -123,6 +127,14 @@ struct UploaderRole {
                     try await catalog.catchUp()
                     let r = try await compactor.compactStreamObjects()
                     record(r, kind: .stream, metrics: metrics)
+                }
+                if cleanDue {
+                    // Log compaction (cleanup.policy=compact): same loop, so it never races the compactor.
+                    try await catalog.catchUp()
+                    let streams = UploaderRole.cleanableStreams(image: cache.image, config: config)
+                    _ = await cleaner.cleanDirtyStreams(streams, nowMs: MetadataController.wallClockMs(),
+                                                        beforeEach: { try await catalog.catchUp() })
+                    nextClean = ContinuousClock.now + .milliseconds(cleanerBackoffMs)
                 }
             } catch {
                 logger.warning("compaction failed; next period retries", metadata: ["error": "\(error)"])

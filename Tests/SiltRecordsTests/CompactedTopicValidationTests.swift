@@ -1,0 +1,28 @@
+import NIOCore
+import SiltRecords
+import XCTest
+
+/// A compacted topic accepts only keyed records (Kafka: INVALID_RECORD).
+final class CompactedTopicValidationTests: XCTestCase {
+    func validated(_ records: [(String?, String?)], compressed: Bool = false) throws -> (ByteBuffer, [RecordBatchHeader]) {
+        var b = RecordBatchBuilder(baseTimestamp: 1_000)
+        if compressed { b.claimedCompression = .gzip }
+        for (k, v) in records { b.append(key: k, value: v, timestamp: 1_000) }
+        let buf = b.build()
+        return (buf, try validateProducedRecords(buf, maxMessageBytes: 1 << 20, timestampType: .createTime, nowMs: 1_000))
+    }
+
+    func testKeylessRecordIsInvalidRecord() throws {
+        let (buf, headers) = try validated([("a", "1"), (nil, "2")])
+        XCTAssertThrowsError(try requireRecordKeys(buf, headers: headers, topicPartition: "t-0")) { e in
+            let e = e as! RecordBatchError
+            XCTAssertEqual(e.kafkaErrorCode, 87)
+            XCTAssertTrue(e.description.contains("Compacted topic cannot accept message without key in topic partition t-0."))
+        }
+    }
+
+    func testKeyedRecordsAndTombstonesPass() throws {
+        let (buf, headers) = try validated([("a", "1"), ("a", nil)])
+        XCTAssertNoThrow(try requireRecordKeys(buf, headers: headers, topicPartition: "t-0"))
+    }
+}
