@@ -24,35 +24,24 @@ extension Broker {
     }
 
     func alterConfigs(_ req: AlterConfigsRequest, _ r: Request) -> EventLoopFuture<AlterConfigsResponse?> {
-        var fwd = req
-        fwd.resources = req.resources.filter { localConfigRefusal(type: $0.resourceType, name: $0.resourceName) == nil }
-        let forwarded = fwd
-        let answered: EventLoopFuture<[AlterConfigsResponse.AlterConfigsResourceResponse]> = forwarded.resources.isEmpty
-            ? r.eventLoop.makeSucceededFuture([])
-            : forward(forwarded, version: Broker.controllerAlterConfigsVersion, r).map(\.responses).recover { error in
-                forwarded.resources.map { res in
-                    var out = AlterConfigsResponse.AlterConfigsResourceResponse()
-                    out.resourceType = res.resourceType
-                    out.resourceName = res.resourceName
-                    out.errorCode = ErrorCode.requestTimedOut
-                    out.errorMessage = "The controller did not answer: \(error)"
-                    return out
-                }
+        typealias Out = AlterConfigsResponse.AlterConfigsResourceResponse
+        return forwardPerResource(req.resources, type: \.resourceType, name: \.resourceName, r,
+            answer: { res, code, message -> Out in
+                var out = Out()
+                out.resourceType = res.resourceType
+                out.resourceName = res.resourceName
+                out.errorCode = code
+                out.errorMessage = message
+                return out
+            },
+            forward: { resources in
+                var fwd = req
+                fwd.resources = resources
+                return self.forward(fwd, version: Broker.controllerAlterConfigsVersion, r).map(\.responses)
             }
-        return answered.map { results in
-            var remote = results[...]
+        ).map { responses in
             var resp = AlterConfigsResponse()
-            resp.responses = req.resources.map { res in
-                if let refusal = self.localConfigRefusal(type: res.resourceType, name: res.resourceName) {
-                    var out = AlterConfigsResponse.AlterConfigsResourceResponse()
-                    out.resourceType = res.resourceType
-                    out.resourceName = res.resourceName
-                    out.errorCode = ErrorCode.invalidRequest
-                    out.errorMessage = refusal
-                    return out
-                }
-                return remote.popFirst()!
-            }
+            resp.responses = responses
             return resp
         }
     }
@@ -60,36 +49,50 @@ extension Broker {
     func incrementalAlterConfigs(_ req: IncrementalAlterConfigsRequest, _ r: Request)
         -> EventLoopFuture<IncrementalAlterConfigsResponse?>
     {
-        var fwd = req
-        fwd.resources = req.resources.filter { localConfigRefusal(type: $0.resourceType, name: $0.resourceName) == nil }
-        let forwarded = fwd
-        let answered: EventLoopFuture<[IncrementalAlterConfigsResponse.AlterConfigsResourceResponse]> = forwarded.resources.isEmpty
+        typealias Out = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse
+        return forwardPerResource(req.resources, type: \.resourceType, name: \.resourceName, r,
+            answer: { res, code, message -> Out in
+                var out = Out()
+                out.resourceType = res.resourceType
+                out.resourceName = res.resourceName
+                out.errorCode = code
+                out.errorMessage = message
+                return out
+            },
+            forward: { resources in
+                var fwd = req
+                fwd.resources = resources
+                return self.forward(fwd, version: Broker.controllerIncrementalAlterConfigsVersion, r).map(\.responses)
+            }
+        ).map { responses in
+            var resp = IncrementalAlterConfigsResponse()
+            resp.responses = responses
+            return resp
+        }
+    }
+
+    /// Answers the resources this broker refuses itself, forwards the others in one request
+    /// (`forward` gets them in request order and answers them in the same order), and puts
+    /// the answers back in request order. A controller that does not answer times out
+    /// every forwarded resource.
+    private func forwardPerResource<Resource, Out>(
+        _ resources: [Resource], type: KeyPath<Resource, Int8>, name: KeyPath<Resource, String>, _ r: Request,
+        answer: @escaping (Resource, Int16, String?) -> Out,
+        forward: ([Resource]) -> EventLoopFuture<[Out]>
+    ) -> EventLoopFuture<[Out]> {
+        let refusals = resources.map { localConfigRefusal(type: $0[keyPath: type], name: $0[keyPath: name]) }
+        let forwarded = zip(resources, refusals).filter { $0.1 == nil }.map(\.0)
+        let answered: EventLoopFuture<[Out]> = forwarded.isEmpty
             ? r.eventLoop.makeSucceededFuture([])
-            : forward(forwarded, version: Broker.controllerIncrementalAlterConfigsVersion, r).map(\.responses).recover { error in
-                forwarded.resources.map { res in
-                    var out = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse()
-                    out.resourceType = res.resourceType
-                    out.resourceName = res.resourceName
-                    out.errorCode = ErrorCode.requestTimedOut
-                    out.errorMessage = "The controller did not answer: \(error)"
-                    return out
-                }
+            : forward(forwarded).recover { error in
+                forwarded.map { answer($0, ErrorCode.requestTimedOut, "The controller did not answer: \(error)") }
             }
         return answered.map { results in
             var remote = results[...]
-            var resp = IncrementalAlterConfigsResponse()
-            resp.responses = req.resources.map { res in
-                if let refusal = self.localConfigRefusal(type: res.resourceType, name: res.resourceName) {
-                    var out = IncrementalAlterConfigsResponse.AlterConfigsResourceResponse()
-                    out.resourceType = res.resourceType
-                    out.resourceName = res.resourceName
-                    out.errorCode = ErrorCode.invalidRequest
-                    out.errorMessage = refusal
-                    return out
-                }
+            return zip(resources, refusals).map { res, refusal in
+                if let refusal { return answer(res, ErrorCode.invalidRequest, refusal) }
                 return remote.popFirst()!
             }
-            return resp
         }
     }
 }
