@@ -50,6 +50,7 @@ struct BrokerRole {
             throw RoleError("the WAL did not catch up with the log buffer")
         }
         try broker.recoverLogBufferTail(writePath)
+        try broker.startGroupCoordinator(on: group.next())
         let server = KafkaServer(group: group, service: broker, frameBytesMax: config.socketRequestMaxBytes, logger: logger)
         try server.start(endpoints: config.clientListeners.map { KafkaServer.Endpoint(name: $0.name, host: $0.host, port: $0.port) })
         logger.info("broker ready")
