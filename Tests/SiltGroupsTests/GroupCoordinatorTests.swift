@@ -189,31 +189,31 @@ final class GroupCoordinatorTests: XCTestCase {
         XCTAssertNil(answer.last, "answered only once durable")
         let pending = h.coordinator.fetchOffsets(groupId: "g", partitions: [tp0], requireStable: true).1
         XCTAssertEqual(pending.first?.error, GroupErrorCode.unstableOffsetCommit)
-        XCTAssertEqual(h.fetch([tp0]), [tp0: -1])
+        XCTAssertEqual(h.fetch("g", [tp0]), [tp0: -1])
         h.topic.release()
         XCTAssertEqual(answer.last, 0)
-        XCTAssertEqual(h.fetch([tp0], stable: true), [tp0: 10])
+        XCTAssertEqual(h.fetch("g", [tp0], stable: true), [tp0: 10])
     }
 
     func testFailedAppendIsRetriable() {
         let h = Harness()
         h.topic.failing = true
         XCTAssertEqual(h.commit(generation: -1, memberId: "", [tp0: 10]).last, GroupErrorCode.coordinatorNotAvailable)
-        XCTAssertEqual(h.fetch([tp0]), [tp0: -1])
+        XCTAssertEqual(h.fetch("g", [tp0]), [tp0: -1])
     }
 
     func testDeleteGroupsAndOffsets() {
         let h = Harness()
-        var deleted = Box<Int16>()
-        h.coordinator.deleteGroup("nope") { deleted.put($0) }
-        XCTAssertEqual(deleted.last, GroupErrorCode.groupIdNotFound)
+        let unknown = Box<Int16>()
+        h.coordinator.deleteGroup("nope") { unknown.put($0) }
+        XCTAssertEqual(unknown.last, GroupErrorCode.groupIdNotFound)
         let subscription = ConsumerProtocolSubscription.encodedWithVersion(topics: ["t"])
         let (a, _) = h.joinNew(protocols: [(name: "range", metadata: subscription)])
         _ = h.sync(generation: 1, memberId: a)
         XCTAssertEqual(h.commit(generation: 1, memberId: a, [tp0: 1, TopicPartition("old", 0): 2]).last, 0)
-        deleted = Box<Int16>()
-        h.coordinator.deleteGroup("g") { deleted.put($0) }
-        XCTAssertEqual(deleted.last, GroupErrorCode.nonEmptyGroup)
+        let busy = Box<Int16>()
+        h.coordinator.deleteGroup("g") { busy.put($0) }
+        XCTAssertEqual(busy.last, GroupErrorCode.nonEmptyGroup)
         let offsetsDeleted = Box<(Int16, [TopicPartition: Int16])>()
         h.coordinator.deleteOffsets(groupId: "g", partitions: [tp0, TopicPartition("old", 0)]) { offsetsDeleted.put(($0, $1)) }
         XCTAssertEqual(offsetsDeleted.last?.0, 0)
@@ -221,7 +221,7 @@ final class GroupCoordinatorTests: XCTestCase {
         XCTAssertEqual(offsetsDeleted.last?.1[TopicPartition("old", 0)], 0)
         XCTAssertEqual(h.fetch(), [tp0: 1])
         _ = h.coordinator.leave(groupId: "g", members: [(memberId: a, groupInstanceId: nil)])
-        deleted = Box<Int16>()
+        let deleted = Box<Int16>()
         h.coordinator.deleteGroup("g") { deleted.put($0) }
         XCTAssertEqual(deleted.last, 0)
         XCTAssertEqual(h.coordinator.describe("g").state, .dead)

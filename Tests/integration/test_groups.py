@@ -59,6 +59,7 @@ class GroupMember:
         self.name, self.topic, self.seen, self.lock = name, topic, seen, lock
         self.processed: dict[tuple[str, int], int] = {}   # (topic, partition) → next offset
         self.commit_errors: list[str] = []
+        self.count = 0
         self.consumer = Consumer(client_conf(node, **{
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "partition.assignment.strategy": strategy, "client.id": name, **FAST_HEARTBEATS}))
@@ -92,6 +93,7 @@ class GroupMember:
             with self.lock:
                 for m in batch:
                     self.seen[m.value()] += 1
+            self.count += len(batch)
             for m in batch:
                 self.processed[(m.topic(), m.partition())] = m.offset() + 1
             self.commit()
@@ -107,7 +109,7 @@ class GroupMember:
         self.consumer.close()   # LeaveGroup
 
 
-def produce_in_background(node, topic: str, values: list[bytes], chunk: int = 1000, pause: float = 0.1) -> threading.Thread:
+def produce_in_background(node, topic: str, values: list[bytes], chunk: int = 1000, pause: float = 0.15) -> threading.Thread:
     """Produces `values` in chunks over a few seconds, so members join and leave meanwhile."""
     def run():
         for i in range(0, len(values), chunk):
@@ -136,8 +138,11 @@ def test_confluent_group_members_join_and_leave(gnode, strategy):
     members = [GroupMember(gnode, group, topic, strategy, f"c{i}", seen, lock).start() for i in range(3)]
     producing = produce_in_background(gnode, topic, values)
     wait_until(lambda: consumed() >= total // 3, 60, "a third of the messages consumed")
+    assert producing.is_alive(), "the member should leave while messages are produced"
     members[1].close()                      # a member leaves mid-stream
+    assert members[1].count > 0
     wait_until(lambda: consumed() >= total // 2, 60, "half of the messages consumed")
+    assert producing.is_alive(), "the member should join while messages are produced"
     members.append(GroupMember(gnode, group, topic, strategy, "c3", seen, lock).start())   # and one joins
     producing.join(120)
     assert not producing.is_alive()
@@ -151,6 +156,7 @@ def test_confluent_group_members_join_and_leave(gnode, strategy):
     errors = [e for m in members for e in m.commit_errors]
     assert not duplicates, f"{len(duplicates)} messages consumed twice (commit errors: {errors[:3]})"
     assert sum(seen.values()) == total
+    assert members[3].count > 0, "the member that joined late got partitions"
 
     ends = end_offsets(gnode, topic, 6)
     assert committed_offsets(gnode, group, topic, 6) == ends
