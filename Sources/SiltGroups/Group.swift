@@ -129,6 +129,9 @@ final class Group {
     var joinDeadlineMs: Int64 = 0
     var initialDelayUntilMs: Int64?
     var joinDeadlineMaxMs: Int64 = 0
+    /// When a generation's SyncGroups are due: members that have not sent theirs by then
+    /// are dropped (Kafka's pending-sync expiry), so a stuck leader cannot hold the group.
+    var syncDeadlineMs: Int64 = 0
     var offsets: [TopicPartition: CommittedOffset] = [:]
     /// Commits written but not yet durable: what `requireStable` fetches must not read past.
     var pendingCommits: [TopicPartition: Int] = [:]

@@ -279,6 +279,7 @@ extension GroupCoordinator {
         g.protocolName = g.selectProtocol()
         if g.leaderId.flatMap({ g.members[$0] }) == nil { g.leaderId = g.memberOrder.first }
         g.transition(to: .completingRebalance, nowMs: now)
+        g.syncDeadlineMs = now + g.maxRebalanceTimeoutMs
         for m in g.members.values {
             let cb = m.joinCallback!
             m.joinCallback = nil

@@ -155,6 +155,11 @@ public final class GroupCoordinator: @unchecked Sendable {
                     removeMember(g, id, now: now, &fx)
                 }
                 if g.state == .preparingRebalance && now >= g.joinDeadlineMs { completeJoin(g, now: now, &fx) }
+                if g.state == .completingRebalance && now >= g.syncDeadlineMs {
+                    let late = g.memberOrder.filter { g.members[$0]?.isAwaitingSync == false }
+                    for id in late { g.remove(id) }
+                    if !late.isEmpty { prepareRebalance(g, now: now, &fx) }
+                }
                 // Member ids handed out to clients that never came back leave nothing behind.
                 if g.state == .empty && g.generationId == 0 && g.members.isEmpty && g.pendingMembers.isEmpty
                     && g.offsets.isEmpty && g.pendingCommits.isEmpty {

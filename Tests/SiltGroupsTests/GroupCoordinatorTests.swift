@@ -110,6 +110,27 @@ final class GroupCoordinatorTests: XCTestCase {
         XCTAssertEqual(max(joinA.last!.members.count, joinB.last!.members.count), 2)
     }
 
+    /// A member that never sends its SyncGroup within the rebalance timeout is dropped;
+    /// the members that did wait learn of the new rebalance.
+    func testMissingSyncGroupExpires() {
+        let h = Harness()
+        let (a, _) = h.joinNew(session: 60_000, rebalance: 20_000)
+        _ = h.sync(generation: 1, memberId: a)
+        let (b, joinB) = h.joinNew(session: 60_000, rebalance: 20_000)
+        let rejoinA = h.join(memberId: a, session: 60_000, rebalance: 20_000)
+        XCTAssertEqual(joinB.last?.generationId, 2)
+        XCTAssertEqual(rejoinA.last?.leader, a)
+        let syncB = h.sync(generation: 2, memberId: b)   // the leader, a, never syncs
+        for _ in 0..<7 {
+            h.advance(3000)
+            _ = h.coordinator.heartbeat(groupId: "g", generationId: 2, memberId: a, groupInstanceId: nil)
+        }
+        XCTAssertEqual(syncB.last?.error, GroupErrorCode.rebalanceInProgress)
+        XCTAssertEqual(h.coordinator.heartbeat(groupId: "g", generationId: 2, memberId: a, groupInstanceId: nil),
+                       GroupErrorCode.unknownMemberId)
+        XCTAssertEqual(h.join(memberId: b, session: 60_000, rebalance: 20_000).last?.members.map(\.memberId), [b])
+    }
+
     func testInvalidSessionTimeoutAndMaxSize() {
         let h = Harness(maxSize: 1)
         XCTAssertEqual(h.join(session: 10).last?.error, GroupErrorCode.invalidSessionTimeout)
