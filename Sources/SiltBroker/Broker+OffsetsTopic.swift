@@ -75,7 +75,15 @@ extension Broker {
                         guard !header.isControl else { return }
                         let decoded = try header.records(in: batch).compactMap { record -> GroupRecords.Decoded? in
                             guard let key = record.key else { return nil }
-                            return try GroupRecords.decode(key: key, value: record.value)
+                            do {
+                                return try GroupRecords.decode(key: key, value: record.value)
+                            } catch {
+                                // A record this coordinator cannot read (a newer key type) must not
+                                // keep the partition's groups loading forever: skip it, loudly.
+                                logger.warning("skipping an unreadable record", metadata: [
+                                    "partition": "\(Broker.offsetsTopic)-\(p)", "offset": "\(record.offset)", "error": "\(error)"])
+                                return nil
+                            }
                         }
                         groupsSeen += decoded.count
                         coordinator.replay(partition: p, decoded)

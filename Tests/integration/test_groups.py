@@ -299,6 +299,15 @@ def test_list_describe_delete_groups(gnode):
     md = a.list_topics(timeout=10)
     assert "__consumer_offsets" in md.topics
 
+    # Only the coordinator writes its internal topic.
+    from confluent_kafka import KafkaError, Producer
+
+    errors = []
+    p = Producer(client_conf(gnode, **{"acks": "all", "message.send.max.retries": 0}))
+    p.produce("__consumer_offsets", key=b"junk", value=b"junk", partition=0, on_delivery=lambda err, msg: errors.append(err))
+    p.flush(30)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.TOPIC_EXCEPTION, errors
+
 
 # ------------------------------------------------------ bad input, raw protocol
 
