@@ -63,12 +63,13 @@ extension Broker {
         guard let coordinator = groupCoordinator else {
             return coordinatorUnavailable(r) { var resp = JoinGroupResponse(); resp.errorCode = $0; return resp }
         }
-        let join = JoinRequest(
+        var join = JoinRequest(
             groupId: req.groupId, memberId: req.memberId, groupInstanceId: r.version >= 5 ? req.groupInstanceId : nil,
             protocolType: req.protocolType, protocols: req.protocols.map { (name: $0.name, metadata: $0.metadata) },
             sessionTimeoutMs: req.sessionTimeoutMs,
             rebalanceTimeoutMs: r.version >= 1 ? req.rebalanceTimeoutMs : req.sessionTimeoutMs,
             clientId: r.header.clientId ?? "", clientHost: r.context.clientHost, requireKnownMemberId: r.version >= 4)
+        join.supportsSkipAssignment = r.version >= 9
         let promise = r.eventLoop.makePromise(of: JoinGroupResponse?.self)
         coordinator.join(join) { result in
             var resp = JoinGroupResponse()
@@ -78,6 +79,7 @@ extension Broker {
             resp.protocolName = result.protocolName
             resp.leader = result.leader
             resp.memberId = result.memberId
+            resp.skipAssignment = result.skipAssignment
             resp.members = result.members.map { m in
                 var out = JoinGroupResponse.JoinGroupResponseMember()
                 out.memberId = m.memberId

@@ -11,6 +11,8 @@ public struct JoinRequest: Sendable {
     public var clientHost: String
     /// v4+: a member without an id first gets one with MEMBER_ID_REQUIRED (KIP-394).
     public var requireKnownMemberId: Bool
+    /// v9+ (KIP-814): a restarted static leader can be told to skip the assignment.
+    public var supportsSkipAssignment = false
 
     public init(groupId: String, memberId: String = "", groupInstanceId: String? = nil, protocolType: String = "consumer",
                 protocols: [(name: String, metadata: [UInt8])], sessionTimeoutMs: Int32, rebalanceTimeoutMs: Int32,
@@ -37,6 +39,8 @@ public struct JoinResult: Sendable {
     public var memberId: String
     /// Every member with its metadata for the chosen protocol; only the leader gets them.
     public var members: [JoinedMember] = []
+    /// KIP-814: the leader gets the members but must not compute a new assignment.
+    public var skipAssignment = false
 
     public init(error: Int16, memberId: String) { self.error = error; self.memberId = memberId }
 }
@@ -127,7 +131,8 @@ extension GroupCoordinator {
     /// KIP-345: a static member that restarted (unknown member id, known instance id) takes
     /// over its old member id. Its old incarnation's parked requests are fenced. In a stable
     /// group with unchanged protocols there is no rebalance: it gets the current generation
-    /// back and re-syncs its old assignment.
+    /// back and re-syncs its old assignment. A restarted leader too, if it can be told to
+    /// skip the assignment (KIP-814, JoinGroup v9+); an older one rebalances the group.
     private func rejoinStaticMember(_ g: Group, instance: String, oldId: String, _ req: JoinRequest, now: Int64,
                                     _ completion: @escaping @Sendable (JoinResult) -> Void, _ fx: inout [() -> Void]) {
         let m = g.members[oldId]!
@@ -144,12 +149,9 @@ extension GroupCoordinator {
         g.replaceStaticMember(instance, oldId: oldId, newId: newId)
         let protocolsChanged = !m.sameProtocols(req.protocols)
         update(m, req, now: now)
-        if g.state == .stable && !protocolsChanged && !wasLeader {
-            var result = JoinResult(error: GroupErrorCode.none, memberId: newId)
-            result.generationId = g.generationId
-            result.protocolType = g.protocolType
-            result.protocolName = g.protocolName
-            result.leader = g.leaderId ?? ""
+        if g.state == .stable && !protocolsChanged && (!wasLeader || req.supportsSkipAssignment) {
+            var result = joinResult(g, for: m)
+            result.skipAssignment = wasLeader
             fx.append { completion(result) }
             persistGroup(g, &fx)   // the new member id must survive a coordinator restart
             return

@@ -168,6 +168,27 @@ final class GroupCoordinatorTests: XCTestCase {
         XCTAssertEqual(errors, [GroupErrorCode.fencedInstanceId])
     }
 
+    /// KIP-814: a restarted static leader keeps the group stable when it can skip the
+    /// assignment (v9+); an older client rebalances it.
+    func testStaticLeaderRestart() {
+        let h = Harness()
+        let leader = h.join(instance: "i-1").last!
+        _ = h.sync(generation: 1, memberId: leader.memberId, instance: "i-1", assignments: [leader.memberId: [7]])
+        var req = JoinRequest(groupId: "g", groupInstanceId: "i-1", protocols: consumerProtocols,
+                              sessionTimeoutMs: 10_000, rebalanceTimeoutMs: 30_000)
+        req.supportsSkipAssignment = true
+        let skipped = Box<JoinResult>()
+        h.coordinator.join(req) { skipped.put($0) }
+        XCTAssertEqual(skipped.last?.skipAssignment, true)
+        XCTAssertEqual(skipped.last?.generationId, 1)
+        XCTAssertEqual(skipped.last?.leader, skipped.last?.memberId)
+        XCTAssertEqual(skipped.last?.members.count, 1)
+        XCTAssertEqual(h.coordinator.describe("g").state, .stable)
+        let old = h.join(instance: "i-1").last!   // v < 9: the group rebalances
+        XCTAssertEqual(old.generationId, 2)
+        XCTAssertFalse(old.skipAssignment)
+    }
+
     func testBatchedLeave() {
         let h = Harness()
         let (a, _) = h.joinNew()

@@ -53,16 +53,18 @@ class GroupMember:
     """A confluent-kafka consumer in a thread that records what it processes and commits
     after processing (synchronously, and for revoked partitions before giving them up)."""
 
-    def __init__(self, node, group: str, topic: str, strategy: str, name: str, seen: Counter, lock: threading.Lock):
+    def __init__(self, node, group: str, topic: str, strategy: str, name: str, seen: Counter, lock: threading.Lock,
+                 **extra):
         from confluent_kafka import Consumer
 
         self.name, self.topic, self.seen, self.lock = name, topic, seen, lock
         self.processed: dict[tuple[str, int], int] = {}   # (topic, partition) → next offset
         self.commit_errors: list[str] = []
         self.count = 0
+        self.revokes = 0
         self.consumer = Consumer(client_conf(node, **{
             "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": strategy, "client.id": name, **FAST_HEARTBEATS}))
+            "partition.assignment.strategy": strategy, "client.id": name, **FAST_HEARTBEATS, **extra}))
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, name=name, daemon=True)
 
@@ -79,6 +81,7 @@ class GroupMember:
             self.commit_errors.append(str(e))
 
     def on_revoke(self, consumer, partitions) -> None:
+        self.revokes += 1
         self.commit({(tp.topic, tp.partition) for tp in partitions})
         for tp in partitions:
             self.processed.pop((tp.topic, tp.partition), None)
@@ -236,6 +239,44 @@ def test_kcat_balanced_consumer_commits(gnode):
     lines = out.stdout.decode().split()
     assert sorted(lines) == sorted(f"v{i}" for i in range(3000))
     wait_until(lambda: committed_offsets(gnode, "kcat-group", "kcat-topic", 3) == ends, 15, "kcat's commits visible")
+
+
+def test_static_member_restart_keeps_its_partitions(gnode):
+    """KIP-345: a static member (group.instance.id) that restarts within its session takes
+    its old place; the other member is not rebalanced."""
+    create_topic(gnode, "static-topic", partitions=2)
+    produce_all(gnode, "static-topic", [(i % 2, None, f"a{i}".encode(), None) for i in range(20)])
+    seen, lock = Counter(), threading.Lock()
+    adm = admin(gnode)
+    a = GroupMember(gnode, "static-group", "static-topic", "range", "sa", seen, lock, **{"group.instance.id": "i-a"}).start()
+    # a leads: the restart below is a follower's.
+    wait_until(lambda: adm.describe_consumer_groups(["static-group"])["static-group"].result(timeout=30).state.name
+               == "STABLE", 30, "the first member alone in a stable group")
+    b = GroupMember(gnode, "static-group", "static-topic", "range", "sb", seen, lock, **{"group.instance.id": "i-b"}).start()
+
+    def describe():
+        return adm.describe_consumer_groups(["static-group"])["static-group"].result(timeout=30)
+
+    def settled():
+        d = describe()
+        return (d.state.name == "STABLE" and len(d.members) == 2
+                and all(len(m.assignment.topic_partitions) == 1 for m in d.members))
+
+    wait_until(settled, 30, "both static members with one partition each")
+    before = {m.group_instance_id: (m.member_id, m.assignment.topic_partitions[0].partition) for m in describe().members}
+    revokes_before = a.revokes
+    b.close()   # a static member leaves no LeaveGroup behind: its place waits for it
+    b2 = GroupMember(gnode, "static-group", "static-topic", "range", "sb2", seen, lock, **{"group.instance.id": "i-b"}).start()
+    produce_all(gnode, "static-topic", [(i % 2, None, f"b{i}".encode(), None) for i in range(20)])
+    wait_until(lambda: all(seen[f"b{i}".encode()] for i in range(20)), 30, "both partitions consumed after the restart")
+    after = {m.group_instance_id: (m.member_id, m.assignment.topic_partitions[0].partition) for m in describe().members}
+    revokes_after = a.revokes
+    a.close()
+    b2.close()
+    assert after["i-a"] == before["i-a"]
+    assert after["i-b"][1] == before["i-b"][1], "the restarted member got its partition back"
+    assert after["i-b"][0] != before["i-b"][0], "under a new member id"
+    assert revokes_after == revokes_before, "the other member was not rebalanced"
 
 
 # ------------------------------------------------------------------- durability
