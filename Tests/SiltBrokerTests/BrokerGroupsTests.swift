@@ -164,10 +164,50 @@ final class BrokerGroupsTests: XCTestCase {
         XCTAssertEqual(try call(commit, version: 8).topics.first?.partitions.first?.errorCode, GroupErrorCode.illegalGeneration)
 
         try checkFetched()
+        try checkAdministration()
         broker.stop()
         logs.shutdown()
         try start()
         try checkFetched()
+    }
+
+    /// The group is stable and subscribed to "t": its offsets and itself stay.
+    private func checkAdministration() throws {
+        var offsetDelete = OffsetDeleteRequest()
+        offsetDelete.groupId = "g"
+        var dt = OffsetDeleteRequest.OffsetDeleteRequestTopic()
+        dt.name = "t"
+        var dp = OffsetDeleteRequest.OffsetDeleteRequestPartition()
+        dp.partitionIndex = 0
+        dt.partitions = [dp]
+        offsetDelete.topics = [dt]
+        let od = try call(offsetDelete, version: 0)
+        XCTAssertEqual(od.errorCode, 0)
+        XCTAssertEqual(od.topics.first?.partitions.first?.errorCode, GroupErrorCode.groupSubscribedToTopic)
+
+        var list = ListGroupsRequest()
+        list.statesFilter = ["stable"]
+        list.typesFilter = ["classic"]
+        XCTAssertEqual(try call(list, version: 5).groups.map(\.groupId), ["g"])
+        XCTAssertEqual(try call(list, version: 5).groups.first?.groupState, "Stable")
+        list.typesFilter = ["consumer"]
+        XCTAssertEqual(try call(list, version: 5).groups.count, 0, "no KIP-848 groups here")
+        list.typesFilter = []
+        list.statesFilter = ["Empty"]
+        XCTAssertEqual(try call(list, version: 4).groups.count, 0)
+
+        var describe = DescribeGroupsRequest()
+        describe.groups = ["g", "nobody"]
+        let described = try call(describe, version: 5)
+        XCTAssertEqual(described.groups.map(\.groupState), ["Stable", "Dead"])
+        XCTAssertEqual(described.groups[0].protocolData, "range")
+        XCTAssertEqual(described.groups[0].members.first?.memberAssignment, [1, 2, 3])
+        XCTAssertEqual(described.groups[0].members.first?.clientId, "groups-tests")
+
+        var delete = DeleteGroupsRequest()
+        delete.groupsNames = ["g", "nobody"]
+        let deleted = try call(delete, version: 2)
+        XCTAssertEqual(deleted.results.map(\.errorCode), [GroupErrorCode.nonEmptyGroup, GroupErrorCode.groupIdNotFound])
     }
 
     private func checkFetched() throws {
