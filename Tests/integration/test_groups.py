@@ -106,16 +106,25 @@ class GroupMember:
         return self
 
     def close(self) -> None:
+        if self.stop.is_set():
+            return
         self.stop.set()
         self.thread.join(30)
+        assert not self.thread.is_alive(), f"{self.name}'s poll loop is stuck"
         self.commit()
         self.consumer.close()   # LeaveGroup
 
 
-def produce_in_background(node, topic: str, values: list[bytes], chunk: int = 1000, pause: float = 0.15) -> threading.Thread:
-    """Produces `values` in chunks over a few seconds, so members join and leave meanwhile."""
+def produce_in_background(node, topic: str, values: list[bytes], consumed, chunk: int = 1000,
+                          pause: float = 0.15, lag_max: int = 5000) -> threading.Thread:
+    """Produces `values` in chunks over several seconds, never more than `lag_max` ahead of
+    the consumers, so the production is still running when members join and leave at
+    consumption milestones."""
     def run():
         for i in range(0, len(values), chunk):
+            deadline = time.monotonic() + 60
+            while i - consumed() > lag_max and time.monotonic() < deadline:
+                time.sleep(0.02)
             produce_all(node, topic, [(None, v, v, None) for v in values[i:i + chunk]])
             time.sleep(pause)
 
@@ -139,19 +148,21 @@ def test_confluent_group_members_join_and_leave(gnode, strategy):
             return len(seen)
 
     members = [GroupMember(gnode, group, topic, strategy, f"c{i}", seen, lock).start() for i in range(3)]
-    producing = produce_in_background(gnode, topic, values)
-    wait_until(lambda: consumed() >= total // 3, 60, "a third of the messages consumed")
-    assert producing.is_alive(), "the member should leave while messages are produced"
-    members[1].close()                      # a member leaves mid-stream
-    assert members[1].count > 0
-    wait_until(lambda: consumed() >= total // 2, 60, "half of the messages consumed")
-    assert producing.is_alive(), "the member should join while messages are produced"
-    members.append(GroupMember(gnode, group, topic, strategy, "c3", seen, lock).start())   # and one joins
-    producing.join(120)
-    assert not producing.is_alive()
-    wait_until(lambda: consumed() >= total, 90, f"all {total} messages consumed")
-    for m in members[0:1] + members[2:]:
-        m.close()
+    try:
+        producing = produce_in_background(gnode, topic, values, consumed)
+        wait_until(lambda: consumed() >= total // 3, 60, "a third of the messages consumed")
+        assert producing.is_alive(), "the member should leave while messages are produced"
+        members[1].close()                      # a member leaves mid-stream
+        assert members[1].count > 0
+        wait_until(lambda: consumed() >= total // 2, 60, "half of the messages consumed")
+        assert producing.is_alive(), "the member should join while messages are produced"
+        members.append(GroupMember(gnode, group, topic, strategy, "c3", seen, lock).start())   # and one joins
+        producing.join(120)
+        assert not producing.is_alive()
+        wait_until(lambda: consumed() >= total, 90, f"all {total} messages consumed")
+    finally:
+        for m in members:
+            m.close()
 
     missing = [v for v in values if seen[v] == 0]
     assert not missing, f"{len(missing)} messages never consumed, e.g. {missing[:3]}"
