@@ -83,10 +83,15 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The classic group coordinator and committed offsets (state kept in __consumer_offsets).
+        .target(name: "SiltGroups", dependencies: [
+            "SiltProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         // The Kafka-facing broker: network server and API handlers.
         .target(name: "SiltBroker", dependencies: [
             "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltRing", "SiltWAL", "SiltNet",
-            "SiltStreams", "SiltObjectStore", "SiltMetrics",
+            "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltGroups",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -119,6 +124,8 @@ let package = Package(
             "SiltController", "SiltNode", "SiltObjectStore", "SiltProtocol", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        .testTarget(name: "SiltGroupsTests", dependencies: ["SiltGroups", "SiltProtocol",
+                                                           .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
         .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
         .testTarget(name: "SiltObjectStoreTests", dependencies: ["SiltObjectStore", "CSupport"]),

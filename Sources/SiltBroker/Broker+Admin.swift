@@ -113,7 +113,7 @@ extension Broker {
         var out = MetadataResponse.MetadataResponseTopic()
         out.name = topic.name
         out.topicId = topic.id.kafka
-        out.isInternal = false
+        out.isInternal = topic.name == Broker.offsetsTopic
         out.partitions = (0..<topic.partitionCount).map { p in
             var part = MetadataResponse.MetadataResponsePartition()
             part.partitionIndex = p

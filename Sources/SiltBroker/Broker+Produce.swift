@@ -52,6 +52,13 @@ extension Broker {
                     out.partitionResponses.append(pr)
                     continue
                 }
+                // Kafka's rule: only the coordinator writes its internal topic (its loader
+                // trusts the record formats there).
+                guard t.name != Broker.offsetsTopic || r.header.clientId == "__admin_client" else {
+                    fail(ErrorCode.invalidTopic, "Cannot append to internal topic \(t.name).")
+                    out.partitionResponses.append(pr)
+                    continue
+                }
                 guard let records = p.records else {
                     fail(ErrorCode.corruptMessage, "Produce request without records.")
                     out.partitionResponses.append(pr)

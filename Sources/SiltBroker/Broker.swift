@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import SiltController
+import SiltGroups
 import SiltNet
 import SiltNode
 import SiltProtocol
@@ -26,6 +27,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let fetchWaiters = FetchWaiters()
     /// This broker's block of producer ids (Broker+Producer.swift).
     let producerIds = ProducerIdAllocator()
+    /// Set by `startGroupCoordinator` before the listeners open; nil: groups are unavailable.
+    var groupCoordinator: GroupCoordinator?
 
     /// The APIs and versions this broker serves, and nothing else: an API that is not in
     /// this table is not advertised, and a request for it closes the connection.
@@ -45,6 +48,17 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         IncrementalAlterConfigsRequest.apiKey: 0...1,
         DeleteRecordsRequest.apiKey: 0...2,
         InitProducerIdRequest.apiKey: 0...5,
+        FindCoordinatorRequest.apiKey: 0...6,
+        JoinGroupRequest.apiKey: 0...9,
+        SyncGroupRequest.apiKey: 0...5,
+        HeartbeatRequest.apiKey: 0...4,
+        LeaveGroupRequest.apiKey: 0...5,
+        OffsetCommitRequest.apiKey: 0...9,      // v10+ names topics by id: not in the specs served here
+        OffsetFetchRequest.apiKey: 0...9,
+        ListGroupsRequest.apiKey: 0...5,
+        DescribeGroupsRequest.apiKey: 0...5,
+        DeleteGroupsRequest.apiKey: 0...2,
+        OffsetDeleteRequest.apiKey: 0...0,
     ]
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: PartitionStore,
@@ -168,6 +182,17 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
             return try serve(IncrementalAlterConfigsRequest.self, frame, context, incrementalAlterConfigs)
         case DeleteRecordsRequest.apiKey: return try serve(DeleteRecordsRequest.self, frame, context, deleteRecords)
         case InitProducerIdRequest.apiKey: return try serve(InitProducerIdRequest.self, frame, context, initProducerId)
+        case FindCoordinatorRequest.apiKey: return try serve(FindCoordinatorRequest.self, frame, context, findCoordinator)
+        case JoinGroupRequest.apiKey: return try serve(JoinGroupRequest.self, frame, context, joinGroup)
+        case SyncGroupRequest.apiKey: return try serve(SyncGroupRequest.self, frame, context, syncGroup)
+        case HeartbeatRequest.apiKey: return try serve(HeartbeatRequest.self, frame, context, heartbeat)
+        case LeaveGroupRequest.apiKey: return try serve(LeaveGroupRequest.self, frame, context, leaveGroup)
+        case OffsetCommitRequest.apiKey: return try serve(OffsetCommitRequest.self, frame, context, offsetCommit)
+        case OffsetFetchRequest.apiKey: return try serve(OffsetFetchRequest.self, frame, context, offsetFetch)
+        case ListGroupsRequest.apiKey: return try serve(ListGroupsRequest.self, frame, context, listGroups)
+        case DescribeGroupsRequest.apiKey: return try serve(DescribeGroupsRequest.self, frame, context, describeGroups)
+        case DeleteGroupsRequest.apiKey: return try serve(DeleteGroupsRequest.self, frame, context, deleteGroups)
+        case OffsetDeleteRequest.apiKey: return try serve(OffsetDeleteRequest.self, frame, context, offsetDelete)
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")
         }

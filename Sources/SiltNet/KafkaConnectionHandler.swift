@@ -52,7 +52,8 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         let frame = unwrapInboundIn(data)
         let sequence = nextSequence
         nextSequence += 1
-        let request = RequestContext(eventLoop: context.eventLoop, listenerName: listenerName, logger: logger)
+        var request = RequestContext(eventLoop: context.eventLoop, listenerName: listenerName, logger: logger)
+        request.clientHost = context.remoteAddress?.ipAddress.map { "/\($0)" } ?? ""
         let future: EventLoopFuture<ByteBuffer?>
         do {
             future = try service.handle(frame: frame, context: request)
@@ -124,6 +125,8 @@ public struct RequestContext {
     public let eventLoop: EventLoop
     public let listenerName: String
     public let logger: Logger
+    /// The client's IP address as Kafka shows it in group descriptions ("/127.0.0.1"), or "".
+    public var clientHost: String = ""
     public init(eventLoop: EventLoop, listenerName: String, logger: Logger) {
         self.eventLoop = eventLoop; self.listenerName = listenerName; self.logger = logger
     }

@@ -63,6 +63,11 @@ extension ServerConfig {
         .init("producer.id.expiration.ms", .int, "86400000", .atLeast(1),
               doc: "How long a partition remembers an idle idempotent producer's sequence numbers."),
         .init("group.initial.rebalance.delay.ms", .int, "3000", .atLeast(0), doc: "Used by the group coordinator."),
+        .init("group.min.session.timeout.ms", .int, "6000", .atLeast(0), doc: "Shortest session timeout a group member may ask for."),
+        .init("group.max.session.timeout.ms", .int, "1800000", .atLeast(0), doc: "Longest session timeout a group member may ask for."),
+        .init("group.max.size", .int, String(Int32.max), .atLeast(1), doc: "Most members of one classic group."),
+        .init("offsets.topic.num.partitions", .int, "50", .atLeast(1), doc: "Partitions of __consumer_offsets (fixed once created)."),
+        .init("offset.metadata.max.bytes", .int, "4096", .atLeast(0), doc: "Largest commit metadata string accepted."),
         .init("metadata.log.max.record.bytes.between.snapshots", .long, "20971520", .atLeast(1),
               doc: "Metadata log bytes after which the controller writes a snapshot."),
         // Object storage and WAL (AutoMQ's names).

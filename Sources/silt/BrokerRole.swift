@@ -54,6 +54,7 @@ struct BrokerRole {
         let producerStates = ProducerStateKeeper(broker: broker, config: config, logger: logger)
         try producerStates.recover()
         producerStates.start()
+        try broker.startGroupCoordinator(on: group.next())
         let server = KafkaServer(group: group, service: broker, frameBytesMax: config.socketRequestMaxBytes, logger: logger)
         try server.start(endpoints: config.clientListeners.map { KafkaServer.Endpoint(name: $0.name, host: $0.host, port: $0.port) })
         logger.info("broker ready")

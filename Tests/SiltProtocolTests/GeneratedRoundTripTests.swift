@@ -2678,6 +2678,41 @@ extension GetTelemetrySubscriptionsResponse {
         return m
     }
 }
+extension GroupMetadataKey {
+    static func _sample(version: Int16, nulls: Bool) -> GroupMetadataKey {
+        var m = GroupMetadataKey()
+        m.group = "group-\u{e9}"
+        return m
+    }
+}
+extension GroupMetadataValue {
+    static func _sample(version: Int16, nulls: Bool) -> GroupMetadataValue {
+        var m = GroupMetadataValue()
+        m.protocolType = "protocolType-\u{e9}"
+        m.generation = 80
+        m.`protocol` = (nulls) ? nil : "protocol-\u{e9}"
+        m.leader = (nulls) ? nil : "leader-\u{e9}"
+        if version >= 2 { m.currentStateTimestamp = 43 }
+        m.members = [GroupMetadataValue.MemberMetadata._sample(version: version, nulls: nulls)]
+        if version >= 4 { m.unknownTaggedFields = [90: [0x5A, 76], 1234: []] }
+        return m
+    }
+}
+extension GroupMetadataValue.MemberMetadata {
+    static func _sample(version: Int16, nulls: Bool) -> GroupMetadataValue.MemberMetadata {
+        var m = GroupMetadataValue.MemberMetadata()
+        m.memberId = "memberId-\u{e9}"
+        if version >= 3 { m.groupInstanceId = (nulls) ? nil : "groupInstanceId-\u{e9}" }
+        m.clientId = "clientId-\u{e9}"
+        m.clientHost = "clientHost-\u{e9}"
+        if version >= 1 { m.rebalanceTimeout = 80 }
+        m.sessionTimeout = 33
+        m.subscription = [1, 2, 55]
+        m.assignment = [1, 2, 76]
+        if version >= 4 { m.unknownTaggedFields = [90: [0x5A, 85], 1234: []] }
+        return m
+    }
+}
 extension HeartbeatRequest {
     static func _sample(version: Int16, nulls: Bool) -> HeartbeatRequest {
         var m = HeartbeatRequest()
@@ -3294,6 +3329,15 @@ extension MetadataResponse.MetadataResponsePartition {
         return m
     }
 }
+extension OffsetCommitKey {
+    static func _sample(version: Int16, nulls: Bool) -> OffsetCommitKey {
+        var m = OffsetCommitKey()
+        m.group = "group-\u{e9}"
+        m.topic = "topic-\u{e9}"
+        m.partition = 22
+        return m
+    }
+}
 extension OffsetCommitRequest {
     static func _sample(version: Int16, nulls: Bool) -> OffsetCommitRequest {
         var m = OffsetCommitRequest()
@@ -3352,6 +3396,18 @@ extension OffsetCommitResponse.OffsetCommitResponsePartition {
         m.partitionIndex = 9
         m.errorCode = 74
         if version >= 8 { m.unknownTaggedFields = [90: [0x5A, 83], 1234: []] }
+        return m
+    }
+}
+extension OffsetCommitValue {
+    static func _sample(version: Int16, nulls: Bool) -> OffsetCommitValue {
+        var m = OffsetCommitValue()
+        m.offset = 75
+        if version >= 3 { m.leaderEpoch = 27 }
+        m.metadata = "metadata-\u{e9}"
+        m.commitTimestamp = 59
+        if version >= 1 && version <= 1 { m.expireTimestamp = 47 }
+        if version >= 4 { m.unknownTaggedFields = [90: [0x5A, 78], 1234: []] }
         return m
     }
 }
@@ -5845,6 +5901,24 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testGroupMetadataKey() throws {
+        for v in GroupMetadataKey.lowestSupportedVersion...GroupMetadataKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(GroupMetadataKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == GroupMetadataKey.lowestSupportedVersion || v == GroupMetadataKey.highestSupportedVersion)
+            try assertRoundTrip(GroupMetadataKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(GroupMetadataKey(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testGroupMetadataValue() throws {
+        for v in GroupMetadataValue.lowestSupportedVersion...GroupMetadataValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(GroupMetadataValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == GroupMetadataValue.lowestSupportedVersion || v == GroupMetadataValue.highestSupportedVersion)
+            try assertRoundTrip(GroupMetadataValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(GroupMetadataValue(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testHeartbeatRequest() throws {
         for v in HeartbeatRequest.lowestSupportedVersion...HeartbeatRequest.highestSupportedVersion {
             let nonDefault = true
@@ -6097,6 +6171,15 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testOffsetCommitKey() throws {
+        for v in OffsetCommitKey.lowestSupportedVersion...OffsetCommitKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(OffsetCommitKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == OffsetCommitKey.lowestSupportedVersion || v == OffsetCommitKey.highestSupportedVersion)
+            try assertRoundTrip(OffsetCommitKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(OffsetCommitKey(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testOffsetCommitRequest() throws {
         for v in OffsetCommitRequest.lowestSupportedVersion...OffsetCommitRequest.highestSupportedVersion {
             let nonDefault = true
@@ -6112,6 +6195,15 @@ final class GeneratedRoundTripTests: XCTestCase {
             try assertRoundTrip(OffsetCommitResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == OffsetCommitResponse.lowestSupportedVersion || v == OffsetCommitResponse.highestSupportedVersion)
             try assertRoundTrip(OffsetCommitResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
             try assertRoundTrip(OffsetCommitResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testOffsetCommitValue() throws {
+        for v in OffsetCommitValue.lowestSupportedVersion...OffsetCommitValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(OffsetCommitValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == OffsetCommitValue.lowestSupportedVersion || v == OffsetCommitValue.highestSupportedVersion)
+            try assertRoundTrip(OffsetCommitValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(OffsetCommitValue(), version: v, expectNonDefault: false)
         }
     }
 

@@ -1,0 +1,116 @@
+/// DescribeGroups and ListGroups, and loading groups from `__consumer_offsets`.
+extension GroupCoordinator {
+    public struct MemberDescription: Equatable, Sendable {
+        public var memberId: String
+        public var groupInstanceId: String?
+        public var clientId: String
+        public var clientHost: String
+        public var metadata: [UInt8]
+        public var assignment: [UInt8]
+    }
+
+    public struct GroupDescription: Equatable, Sendable {
+        public var error: Int16
+        public var groupId: String
+        public var state: GroupState
+        public var protocolType: String
+        public var protocolName: String
+        public var members: [MemberDescription]
+    }
+
+    /// Kafka's group summary: an unknown group is described as Dead with no error; member
+    /// metadata and assignments are only shown once the group is stable.
+    public func describe(_ groupId: String) -> GroupDescription {
+        withLock { _ in
+            var d = GroupDescription(error: 0, groupId: groupId, state: .dead, protocolType: "", protocolName: "", members: [])
+            if let e = precheck(groupId) { d.error = e; return d }
+            guard let g = groups[groupId] else { return d }
+            d.state = g.state
+            d.protocolType = g.protocolType ?? ""
+            let stable = g.state == .stable
+            d.protocolName = stable ? g.protocolName ?? "" : ""
+            d.members = g.memberOrder.compactMap { g.members[$0] }.map { m in
+                MemberDescription(memberId: m.memberId, groupInstanceId: m.groupInstanceId, clientId: m.clientId,
+                                  clientHost: m.clientHost, metadata: stable ? m.metadata(for: g.protocolName) : [],
+                                  assignment: stable ? m.assignment : [])
+            }
+            return d
+        }
+    }
+
+    /// Every loaded group, optionally only those in `states`; and whether partitions are
+    /// still loading (Kafka answers COORDINATOR_LOAD_IN_PROGRESS with what it has).
+    public func listGroups(states: Set<GroupState>?) -> (loading: Bool, groups: [(groupId: String, protocolType: String, state: GroupState)]) {
+        withLock { _ in
+            let listed = groups.values
+                .filter { !loadingPartitions.contains($0.partition) && $0.state != .dead && (states?.contains($0.state) ?? true) }
+                .sorted { $0.groupId < $1.groupId }
+                .map { (groupId: $0.groupId, protocolType: $0.protocolType ?? "", state: $0.state) }
+            return (!loadingPartitions.isEmpty, listed)
+        }
+    }
+
+    // MARK: - Loading
+
+    public func isLoading(partition: Int32) -> Bool { withLock { _ in loadingPartitions.contains(partition) } }
+
+    /// Replays decoded `__consumer_offsets` records of a partition that is loading, in log
+    /// order: later records win, tombstones delete.
+    public func replay(partition: Int32, _ records: [GroupRecords.Decoded]) {
+        withLock { _ in
+            precondition(loadingPartitions.contains(partition), "replaying partition \(partition), which is not loading")
+            let now = clock()
+            func group(_ id: String) -> Group {
+                if let g = groups[id] { return g }
+                let g = Group(groupId: id, partition: partition, nowMs: now)
+                groups[id] = g
+                return g
+            }
+            for record in records {
+                switch record {
+                case .offset(let id, let tp, let offset):
+                    if let offset {
+                        group(id).offsets[tp] = offset
+                    } else if let g = groups[id] {
+                        g.offsets[tp] = nil
+                    }
+                case .group(let id, nil):
+                    guard let g = groups[id] else { continue }
+                    let fresh = Group(groupId: id, partition: partition, nowMs: now)
+                    fresh.offsets = g.offsets
+                    groups[id] = fresh
+                case .group(let id, let value?):
+                    let g = Group(groupId: id, partition: partition, nowMs: now)
+                    g.offsets = groups[id]?.offsets ?? [:]
+                    g.generationId = value.generation
+                    g.protocolType = value.protocolType.isEmpty ? nil : value.protocolType
+                    g.protocolName = value.protocol
+                    for mm in value.members {
+                        let m = Member(memberId: mm.memberId, groupInstanceId: mm.groupInstanceId, clientId: mm.clientId,
+                                       clientHost: mm.clientHost, sessionTimeoutMs: mm.sessionTimeout,
+                                       rebalanceTimeoutMs: mm.rebalanceTimeout, protocolType: value.protocolType,
+                                       protocols: [(name: value.protocol ?? "", metadata: mm.subscription)], nowMs: now)
+                        m.assignment = mm.assignment
+                        g.add(m)
+                    }
+                    g.leaderId = value.leader.flatMap { g.members[$0] != nil ? $0 : nil } ?? g.memberOrder.first
+                    g.state = g.members.isEmpty ? .empty : .stable
+                    groups[id] = g
+                }
+            }
+        }
+    }
+
+    /// The partition's groups become available. A group tombstoned down to nothing is gone;
+    /// restored members get a fresh session to heartbeat in.
+    public func finishLoading(partition: Int32) {
+        withLock { _ in
+            let now = clock()
+            for (id, g) in groups where g.partition == partition {
+                if g.state == .empty && g.offsets.isEmpty && g.generationId == 0 { groups[id] = nil; continue }
+                for m in g.members.values { m.lastHeartbeatMs = now }
+            }
+            loadingPartitions.remove(partition)
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import Foundation
+
+/// The coordinator's settings, from Kafka's broker keys of the same meaning.
+public struct GroupCoordinatorConfig: Sendable {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an empty group
+    /// waits for more members, so a starting fleet gets one rebalance, not one per member.
+    public var initialRebalanceDelayMs: Int64 = 3000
+    public var minSessionTimeoutMs: Int32 = 6000
+    public var maxSessionTimeoutMs: Int32 = 1_800_000
+    public var maxSize: Int = Int(Int32.max)
+    public var offsetMetadataMaxBytes: Int = 4096
+    /// Partitions of `__consumer_offsets`.
+    public var offsetsPartitions: Int32 = 50
+    /// Kafka's `NewMemberJoinTimeoutMs`: a member that joined a rebalance for the first
+    /// time and is waiting in JoinGroup is dropped after this long.
+    public var newMemberJoinTimeoutMs: Int64 = 300_000
+    public init() {}
+}
+
+/// The classic group protocol's coordinator: JoinGroup, SyncGroup, Heartbeat, LeaveGroup
+/// and the group's committed offsets, as Kafka's `GroupCoordinator` behaves.
+///
+/// Threading: one lock guards every group. Client answers and persistence calls are queued
+/// while it is held and run after it is released (`withLock`), so that a completion that
+/// re-enters the coordinator (a durable append) cannot deadlock. Time comes from `clock`
+/// and deadlines are checked by `tick()`, which the owner calls periodically; tests drive
+/// both by hand.
+public final class GroupCoordinator: @unchecked Sendable {
+    public let config: GroupCoordinatorConfig
+    let persistence: GroupPersistence
+    let clock: @Sendable () -> Int64
+    private let lock = NSLock()
+    var groups: [String: Group] = [:]
+    /// `__consumer_offsets` partitions whose records are still being replayed.
+    var loadingPartitions: Set<Int32>
+
+    /// `loading`: the partitions the owner is about to replay (every partition at broker
+    /// start); their groups answer COORDINATOR_LOAD_IN_PROGRESS until `finishLoading`.
+    public init(config: GroupCoordinatorConfig, persistence: GroupPersistence, loading: Set<Int32>,
+                clock: @escaping @Sendable () -> Int64) {
+        self.config = config
+        self.persistence = persistence
+        self.loadingPartitions = loading
+        self.clock = clock
+    }
+
+    /// Runs `body` under the lock; what it queues in `effects` runs after the lock is released.
+    func withLock<T>(_ body: (inout [() -> Void]) -> T) -> T {
+        var effects: [() -> Void] = []
+        lock.lock()
+        let result = body(&effects)
+        lock.unlock()
+        for effect in effects { effect() }
+        return result
+    }
+
+    public func partition(for groupId: String) -> Int32 {
+        GroupRecords.partition(for: groupId, partitions: config.offsetsPartitions)
+    }
+
+    /// The error every group request gets before its group is looked at, if any.
+    func precheck(_ groupId: String) -> Int16? {
+        if groupId.isEmpty { return GroupErrorCode.invalidGroupId }
+        if loadingPartitions.contains(partition(for: groupId)) { return GroupErrorCode.coordinatorLoadInProgress }
+        return nil
+    }
+
+    static func newMemberId(_ prefix: String) -> String { "\(prefix)-\(UUID().uuidString.lowercased())" }
+
+    // MARK: - Heartbeat
+
+    public func heartbeat(groupId: String, generationId: Int32, memberId: String, groupInstanceId: String?) -> Int16 {
+        withLock { _ in
+            if let e = precheck(groupId) { return e }
+            guard let g = groups[groupId], g.state != .empty, g.state != .dead else { return GroupErrorCode.unknownMemberId }
+            if let e = validateMember(g, memberId: memberId, groupInstanceId: groupInstanceId) { return e }
+            guard generationId == g.generationId else { return GroupErrorCode.illegalGeneration }
+            g.members[memberId]!.lastHeartbeatMs = clock()
+            return g.state == .preparingRebalance ? GroupErrorCode.rebalanceInProgress : GroupErrorCode.none
+        }
+    }
+
+    /// UNKNOWN_MEMBER_ID for a member the group does not have; FENCED_INSTANCE_ID when a
+    /// static instance id now belongs to another member id (a newer incarnation).
+    func validateMember(_ g: Group, memberId: String, groupInstanceId: String?) -> Int16? {
+        if let instance = groupInstanceId, let current = g.staticMembers[instance], current != memberId {
+            return GroupErrorCode.fencedInstanceId
+        }
+        return g.members[memberId] == nil ? GroupErrorCode.unknownMemberId : nil
+    }
+
+    // MARK: - LeaveGroup
+
+    /// LeaveGroup of one or more members (v3+ batches them). Returns the group-level error
+    /// and one error per member, in request order.
+    public func leave(groupId: String, members: [(memberId: String, groupInstanceId: String?)]) -> (Int16, [Int16]) {
+        withLock { fx in
+            if let e = precheck(groupId) { return (e, []) }
+            guard let g = groups[groupId], g.state != .dead else {
+                return (GroupErrorCode.none, members.map { _ in GroupErrorCode.unknownMemberId })
+            }
+            let now = clock()
+            let errors = members.map { leaving -> Int16 in
+                if let instance = leaving.groupInstanceId {
+                    guard let current = g.staticMembers[instance] else { return GroupErrorCode.unknownMemberId }
+                    if !leaving.memberId.isEmpty && leaving.memberId != current { return GroupErrorCode.fencedInstanceId }
+                    removeMember(g, current, now: now, &fx)
+                    return GroupErrorCode.none
+                }
+                if g.pendingMembers.removeValue(forKey: leaving.memberId) != nil {
+                    tryCompleteJoin(g, now: now, &fx)
+                    return GroupErrorCode.none
+                }
+                guard g.members[leaving.memberId] != nil else { return GroupErrorCode.unknownMemberId }
+                removeMember(g, leaving.memberId, now: now, &fx)
+                return GroupErrorCode.none
+            }
+            return (GroupErrorCode.none, errors)
+        }
+    }
+
+    /// Drops a member (it left or its session expired) and rebalances the rest.
+    func removeMember(_ g: Group, _ memberId: String, now: Int64, _ fx: inout [() -> Void]) {
+        guard let m = g.members[memberId] else { return }
+        if let cb = m.joinCallback {
+            m.joinCallback = nil
+            fx.append { cb(JoinResult(error: GroupErrorCode.unknownMemberId, memberId: memberId)) }
+        }
+        if let cb = m.syncCallback {
+            m.syncCallback = nil
+            fx.append { cb(SyncResult(error: GroupErrorCode.unknownMemberId)) }
+        }
+        g.remove(memberId)
+        switch g.state {
+        case .stable, .completingRebalance: prepareRebalance(g, now: now, &fx)
+        case .preparingRebalance: tryCompleteJoin(g, now: now, &fx)
+        case .empty, .dead: break
+        }
+    }
+
+    // MARK: - Timers
+
+    /// Expires silent members and stale member-id reservations, and ends join phases whose
+    /// deadline passed. Call it every ~100 ms.
+    public func tick() {
+        withLock { fx in
+            let now = clock()
+            for g in groups.values where !loadingPartitions.contains(g.partition) {
+                let before = g.pendingMembers.count
+                g.pendingMembers = g.pendingMembers.filter { $0.value > now }
+                if g.pendingMembers.count != before { tryCompleteJoin(g, now: now, &fx) }
+                for id in g.memberOrder {
+                    guard let m = g.members[id], !m.isAlive(nowMs: now, newMemberJoinTimeoutMs: config.newMemberJoinTimeoutMs)
+                    else { continue }
+                    removeMember(g, id, now: now, &fx)
+                }
+                if g.state == .preparingRebalance && now >= g.joinDeadlineMs { completeJoin(g, now: now, &fx) }
+                if g.state == .completingRebalance && now >= g.syncDeadlineMs {
+                    let late = g.memberOrder.filter { g.members[$0]?.isAwaitingSync == false }
+                    for id in late { g.remove(id) }
+                    if !late.isEmpty { prepareRebalance(g, now: now, &fx) }
+                }
+                // Member ids handed out to clients that never came back leave nothing behind.
+                if g.state == .empty && g.generationId == 0 && g.members.isEmpty && g.pendingMembers.isEmpty
+                    && g.offsets.isEmpty && g.pendingCommits.isEmpty {
+                    groups[g.groupId] = nil
+                }
+            }
+        }
+    }
+
+    // MARK: - Persistence of group metadata
+
+    /// Writes the group's generation and members; `done` runs under the lock with the result.
+    func persistGroup(_ g: Group, _ fx: inout [() -> Void], done: ((Error?, inout [() -> Void]) -> Void)? = nil) {
+        let record = GroupRecord(key: GroupRecords.groupKey(g.groupId), value: GroupRecords.groupValue(g))
+        let partition = g.partition
+        fx.append { [self] in
+            persistence.append(partition: partition, records: [record]) { error in
+                guard let done else { return }
+                self.withLock { fx in done(error, &fx) }
+            }
+        }
+    }
+}
