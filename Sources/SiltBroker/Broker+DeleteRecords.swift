@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SiltController
 import SiltNet
+import SiltNode
 import SiltProtocol
 import SiltStorage
 
@@ -71,6 +72,12 @@ extension Broker {
         guard let topic = image.topic(named: name), partition >= 0, partition < topic.partitionCount,
               let log = logs.partition(topic: name, partition: partition) else {
             return answer(ErrorCode.unknownTopicOrPartition)
+        }
+        // As Kafka: records of a topic without `delete` in its cleanup.policy (compacted
+        // topics, __consumer_offsets among them) cannot be deleted.
+        guard ConfigKeyDef.parseList(topicConfig(topic, "cleanup.policy", image: image)).contains("delete") else {
+            r.logger.info("DeleteRecords refused by the topic's cleanup.policy", metadata: ["topic": "\(name)"])
+            return answer(ErrorCode.policyViolation)
         }
         guard let stream = log as? StreamLog else {
             return answer(ErrorCode.unknownServerError)   // local logs (tests only) have no trim path

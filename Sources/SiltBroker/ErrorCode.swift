@@ -12,6 +12,7 @@ enum ErrorCode {
     static let invalidRequiredAcks: Int16 = 21
     static let unsupportedVersion: Int16 = 35
     static let invalidRequest: Int16 = 42
+    static let policyViolation: Int16 = 44
     static let kafkaStorageError: Int16 = 56
     static let unknownProducerId: Int16 = 59
     static let fetchSessionIdNotFound: Int16 = 70

@@ -138,7 +138,7 @@ public final class ProducerStateKeeper: @unchecked Sendable {
             log.expireProducers(nowMs: now, expirationMs: expirationMs)
             let snapshot = log.producerStateSnapshot()
             if lock.withLock({ written[streamId] == snapshot }) { continue }
-            if snapshot.producers.isEmpty && lock.withLock({ written[streamId] == nil }) { continue }
+            // Written even without producers: the offset bounds the replay at the next start.
             do {
                 try snapshot.write(to: path(streamId: streamId))
                 lock.withLock { written[streamId] = snapshot }

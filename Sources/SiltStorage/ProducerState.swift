@@ -160,7 +160,11 @@ public struct ProducerStateTable: Equatable, Sendable {
     @discardableResult
     public mutating func expire(nowMs: Int64, expirationMs: Int64) -> Int {
         let before = producers.count
-        producers = producers.filter { nowMs - $0.value.lastTimestampMs < expirationMs }
+        // Timestamps come from producers: any Int64. Overflow means "very far apart".
+        producers = producers.filter { _, e in
+            let (idle, overflow) = nowMs.subtractingReportingOverflow(e.lastTimestampMs)
+            return overflow ? e.lastTimestampMs > nowMs : idle < expirationMs
+        }
         return before - producers.count
     }
 }

@@ -247,7 +247,9 @@ public final class LogCleaner: @unchecked Sendable {
                     return false
                 }
                 if r.isTombstone {
-                    let due = b.maxTimestamp + s.deleteRetentionMs
+                    // Saturating: producer timestamps and delete.retention.ms are any Int64.
+                    let (sum, overflow) = b.maxTimestamp.addingReportingOverflow(s.deleteRetentionMs)
+                    let due = overflow ? (s.deleteRetentionMs > 0 ? Int64.max : Int64.min) : sum
                     tombstoneDueMs = min(tombstoneDueMs ?? due, due)
                 }
                 return true

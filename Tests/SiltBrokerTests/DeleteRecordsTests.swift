@@ -7,12 +7,18 @@ import XCTest
 /// DeleteRecords on the log-buffer write path with a real uploader: the trim waits for the
 /// upload of the offset, then ListOffsets(EARLIEST) and Fetch honour the new start.
 extension LogBufferWritePathTests {
-    func createTopic(_ name: String) throws {
+    func createTopic(_ name: String, configs: [String: String] = [:]) throws {
         var create = CreateTopicsRequest()
         var ct = CreateTopicsRequest.CreatableTopic()
         ct.name = name
         ct.numPartitions = 1
         ct.replicationFactor = -1
+        ct.configs = configs.map { k, v in
+            var c = CreateTopicsRequest.CreatableTopicConfig()
+            c.name = k
+            c.value = v
+            return c
+        }
         create.topics = [ct]
         XCTAssertEqual(try send(create, version: 7).wait()?.topics[0].errorCode, 0)
     }
@@ -93,5 +99,15 @@ extension LogBufferWritePathTests {
         XCTAssertEqual(all.map(\.errorCode), [0])
         XCTAssertEqual(all.map(\.lowWatermark), [10])
         XCTAssertEqual(try earliest("d"), 10)
+    }
+
+    func testDeleteRecordsOfACompactedTopicIsAPolicyViolation() throws {
+        try createTopic("compacted", configs: ["cleanup.policy": "compact"])
+        let refused = try deleteRecords([("compacted", 0, -1)])
+        XCTAssertEqual(refused.map(\.errorCode), [44], "POLICY_VIOLATION")
+        XCTAssertEqual(refused.map(\.lowWatermark), [-1])
+        XCTAssertEqual(try earliest("compacted"), 0)
+        // The policy is checked first, as in Kafka: even an offset past the end gets it.
+        XCTAssertEqual(try deleteRecords([("compacted", 0, 5)]).map(\.errorCode), [44])
     }
 }

@@ -107,6 +107,14 @@ final class ProducerStateTests: XCTestCase {
         XCTAssertEqual(Array(t.producers.keys), [2])
     }
 
+    func testExpiryWithExtremeProducerTimestampsDoesNotOverflow() throws {
+        var t = ProducerStateTable()
+        XCTAssertNil(try append(&t, header(pid: 1, seq: 0, timestamp: .min), at: 0))   // long ago: expires
+        XCTAssertNil(try append(&t, header(pid: 2, seq: 0, timestamp: .max), at: 1))   // far future: stays
+        XCTAssertEqual(t.expire(nowMs: 1_700_000_000_000, expirationMs: 86_400_000), 1)
+        XCTAssertEqual(Array(t.producers.keys), [2])
+    }
+
     func testSnapshotRoundTripAndDamage() throws {
         var t = ProducerStateTable()
         for i in 0..<7 { XCTAssertNil(try append(&t, header(pid: 1, seq: Int32(i)), at: Int64(i))) }

@@ -207,6 +207,19 @@ final class LogCleanerTests: XCTestCase {
         XCTAssertEqual(got.records.map(\.offset), [5])
     }
 
+    func testTombstoneKeptForeverWhenDeleteRetentionIsHuge() async throws {
+        // delete.retention.ms = Long.MAX ("forever"): the due time saturates, nothing traps.
+        let first = [Self.batch(0, [("a", "1")], timestamp: now - 10), Self.batch(1, [("a", nil)], timestamp: now - 10)]
+        let second = [Self.batch(2, [("b", "1")], timestamp: now - 10)]
+        let (store, catalog, _) = try await populate(first, second)
+        let c = cleaner(store, catalog)
+        let r = try await c.clean(CleanableStream(streamId: 1, deleteRetentionMs: .max), nowMs: now)
+        XCTAssertEqual(r?.tombstonesDropped, 0)
+        let got = try await readAll(store, catalog, 1)
+        XCTAssertEqual(got.records.map(\.offset), [1, 2])
+        XCTAssertEqual(got.records.map(\.value), [nil, "1"])
+    }
+
     func testCompressedBatchesAreKeptWhole() async throws {
         let old = now - 10_000
         let compressed = Self.batch(2, [("a", "c1"), ("a", "c2")], timestamp: old, compressed: true)
