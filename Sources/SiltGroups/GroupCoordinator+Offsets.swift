@@ -31,20 +31,18 @@ extension GroupCoordinator {
             }
             for tp in offsets.keys { g.pendingCommits[tp, default: 0] += 1 }
             let partition = g.partition
-            fx.append { [self] in
-                persistence.append(partition: partition, records: records) { [self] error in
-                    self.withLock { fx in
-                        for tp in offsets.keys {
-                            g.pendingCommits[tp, default: 1] -= 1
-                            if g.pendingCommits[tp] == 0 { g.pendingCommits[tp] = nil }
-                        }
-                        if error == nil {
-                            for (tp, o) in offsets { g.offsets[tp] = o }
-                            if groups[groupId] == nil { groups[groupId] = g }
-                        }
-                        // A failed append is retriable: the client finds the coordinator again and retries.
-                        fx.append { completion(error == nil ? GroupErrorCode.none : GroupErrorCode.coordinatorNotAvailable) }
+            queueAppend(partition: partition, records: records) { [self] error in
+                self.withLock { fx in
+                    for tp in offsets.keys {
+                        g.pendingCommits[tp, default: 1] -= 1
+                        if g.pendingCommits[tp] == 0 { g.pendingCommits[tp] = nil }
                     }
+                    if error == nil {
+                        for (tp, o) in offsets { g.offsets[tp] = o }
+                        if groups[groupId] == nil && g.state != .dead { groups[groupId] = g }
+                    }
+                    // A failed append is retriable: the client finds the coordinator again and retries.
+                    fx.append { completion(error == nil ? GroupErrorCode.none : GroupErrorCode.coordinatorNotAvailable) }
                 }
             }
         }
@@ -116,13 +114,11 @@ extension GroupCoordinator {
             let records = deleting.map { GroupRecord(key: GroupRecords.offsetKey(groupId: groupId, $0), value: nil) }
             let partition = g.partition
             let (deleted, answers) = (deleting, errors)
-            fx.append { [self] in
-                persistence.append(partition: partition, records: records) { [self] error in
-                    self.withLock { fx in
-                        if error == nil { for tp in deleted { g.offsets[tp] = nil } }
-                        let code = error == nil ? GroupErrorCode.none : GroupErrorCode.coordinatorNotAvailable
-                        fx.append { completion(code, error == nil ? answers : [:]) }
-                    }
+            queueAppend(partition: partition, records: records) { [self] error in
+                self.withLock { fx in
+                    if error == nil { for tp in deleted { g.offsets[tp] = nil } }
+                    let code = error == nil ? GroupErrorCode.none : GroupErrorCode.coordinatorNotAvailable
+                    fx.append { completion(code, error == nil ? answers : [:]) }
                 }
             }
         }
@@ -138,19 +134,20 @@ extension GroupCoordinator {
             }
             guard g.state == .empty else { fx.append { completion(GroupErrorCode.nonEmptyGroup) }; return }
             g.transition(to: .dead, nowMs: clock())
-            var records = g.offsets.keys.sorted().map { GroupRecord(key: GroupRecords.offsetKey(groupId: groupId, $0), value: nil) }
+            // Commits still being written land in the log before these tombstones (queued in
+            // decision order), so they need tombstones too.
+            let doomed = Set(g.offsets.keys).union(g.pendingCommits.keys)
+            var records = doomed.sorted().map { GroupRecord(key: GroupRecords.offsetKey(groupId: groupId, $0), value: nil) }
             records.append(GroupRecord(key: GroupRecords.groupKey(groupId), value: nil))
             let partition = g.partition
-            fx.append { [self] in
-                persistence.append(partition: partition, records: records) { [self] error in
-                    self.withLock { fx in
-                        if error == nil {
-                            if groups[groupId] === g { groups[groupId] = nil }
-                        } else {
-                            g.transition(to: .empty, nowMs: clock())
-                        }
-                        fx.append { completion(error == nil ? GroupErrorCode.none : GroupErrorCode.coordinatorNotAvailable) }
+            queueAppend(partition: partition, records: records) { [self] error in
+                self.withLock { fx in
+                    if error == nil {
+                        if groups[groupId] === g { groups[groupId] = nil }
+                    } else {
+                        g.transition(to: .empty, nowMs: clock())
                     }
+                    fx.append { completion(error == nil ? GroupErrorCode.none : GroupErrorCode.coordinatorNotAvailable) }
                 }
             }
         }

@@ -44,14 +44,51 @@ public final class GroupCoordinator: @unchecked Sendable {
         self.clock = clock
     }
 
-    /// Runs `body` under the lock; what it queues in `effects` runs after the lock is released.
+    /// Writes to `__consumer_offsets` in the order they were decided (queued under `lock`),
+    /// started outside `lock`: see `queueAppend` and `drainAppends`.
+    private let appendLock = NSLock()
+    private var appendQueue: [() -> Void] = []
+    private var draining = false
+
+    /// Runs `body` under the lock; what it queues in `effects` runs after the lock is released,
+    /// then the writes it queued with `queueAppend`.
     func withLock<T>(_ body: (inout [() -> Void]) -> T) -> T {
         var effects: [() -> Void] = []
         lock.lock()
         let result = body(&effects)
         lock.unlock()
         for effect in effects { effect() }
+        drainAppends()
         return result
+    }
+
+    /// Queues a write to `__consumer_offsets`. Called under the lock, so the log gets the
+    /// records in the order the coordinator decided them (a commit racing DeleteGroups
+    /// cannot land after the group's tombstones), while the write itself, which may wait
+    /// for log buffer space, runs with no lock held.
+    func queueAppend(partition: Int32, records: [GroupRecord], completion: @escaping @Sendable (Error?) -> Void) {
+        appendLock.withLock { appendQueue.append { [self] in persistence.append(partition: partition, records: records, completion: completion) } }
+    }
+
+    /// Starts the queued writes in order. One thread drains at a time; a write whose
+    /// completion runs synchronously and queues more finds the drain in progress and
+    /// leaves its writes to it.
+    private func drainAppends() {
+        appendLock.lock()
+        if draining {
+            appendLock.unlock()
+            return
+        }
+        draining = true
+        while !appendQueue.isEmpty {
+            let batch = appendQueue
+            appendQueue.removeAll()
+            appendLock.unlock()
+            for write in batch { write() }
+            appendLock.lock()
+        }
+        draining = false
+        appendLock.unlock()
     }
 
     public func partition(for groupId: String) -> Int32 {
@@ -175,11 +212,9 @@ public final class GroupCoordinator: @unchecked Sendable {
     func persistGroup(_ g: Group, _ fx: inout [() -> Void], done: ((Error?, inout [() -> Void]) -> Void)? = nil) {
         let record = GroupRecord(key: GroupRecords.groupKey(g.groupId), value: GroupRecords.groupValue(g))
         let partition = g.partition
-        fx.append { [self] in
-            persistence.append(partition: partition, records: [record]) { error in
-                guard let done else { return }
-                self.withLock { fx in done(error, &fx) }
-            }
+        queueAppend(partition: partition, records: [record]) { [self] error in
+            guard let done else { return }
+            self.withLock { fx in done(error, &fx) }
         }
     }
 }

@@ -272,6 +272,34 @@ final class GroupCoordinatorTests: XCTestCase {
         XCTAssertEqual(tombstones.count, 3, "the old offset, then the remaining offset and the group")
     }
 
+    /// Commits and DeleteGroups racing on simple groups from many threads: whatever the
+    /// interleaving, `__consumer_offsets` ends with what the coordinator holds in memory (the
+    /// log replays to the same state after a restart), and a deleted group is never stuck.
+    func testConcurrentCommitsAndDeletesReachTheLogInDecisionOrder() {
+        let h = Harness()
+        let groups = (0..<4).map { "s\($0)" }
+        DispatchQueue.concurrentPerform(iterations: 400) { i in
+            let g = groups[i % groups.count]
+            if i % 3 == 0 {
+                h.coordinator.deleteGroup(g) { _ in }
+            } else {
+                _ = h.commit(g, generation: -1, memberId: "", [tp0: Int64(i)])
+            }
+        }
+        for g in groups {
+            let inMemory = h.fetch(g, [tp0])[tp0] ?? -1
+            let key = GroupRecords.offsetKey(groupId: g, tp0)
+            let last = h.topic.allRecords.last { $0.1.key == key }?.1
+            if inMemory == -1 {
+                XCTAssertNil(last?.value, "\(g): no offset in memory, so the log must end with a tombstone (or nothing)")
+            } else {
+                let expected = GroupRecords.offsetValue(CommittedOffset(offset: inMemory, metadata: "", commitTimestampMs: h.clock.now))
+                XCTAssertEqual(last?.value, expected, "\(g): the log's last offset record must be the one in memory")
+            }
+            XCTAssertEqual(h.commit(g, generation: -1, memberId: "", [tp0: 1_000]).last, 0, "\(g) still takes commits")
+        }
+    }
+
     func testPartitionForMatchesKafka() {
         // Expected values from Java's String.hashCode, Utils.abs, % 50.
         XCTAssertEqual(GroupRecords.partition(for: "my-group", partitions: 50), 12)
