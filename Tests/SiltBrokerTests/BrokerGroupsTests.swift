@@ -12,38 +12,15 @@ import SiltStorage
 import XCTest
 
 /// The group APIs on the wire: FindCoordinator in every shape, a join/sync/commit/fetch
-/// round, and offsets reloaded from `__consumer_offsets` after a broker restart.
-final class BrokerGroupsTests: XCTestCase {
-    var group: MultiThreadedEventLoopGroup!
-    var dir: String!
-    var logs: LogManager!
-    var broker: Broker!
-    let logger = Logger(label: "test")
-
-    override func setUpWithError() throws {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-groups-\(UUID())").path
-        try start()
-    }
-
-    override func tearDownWithError() throws {
+/// round, and offsets reloaded from `__consumer_offsets` after a broker restart. Uses
+/// `BrokerTests`' broker, restarted with the group coordinator.
+extension BrokerTests {
+    /// (Re)starts the broker with the group coordinator on 5 offsets partitions, and waits
+    /// until they are loaded.
+    func startGroups() throws {
         broker.stop()
         logs.shutdown()
-        try group.syncShutdownGracefully()
-        try? FileManager.default.removeItem(atPath: dir)
-    }
-
-    func start() throws {
-        let config = try ServerConfig(properties: ["log.dirs": dir!, "offsets.topic.num.partitions": "5",
-                                                   "group.initial.rebalance.delay.ms": "0"])
-        let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
-                                                validateConfigs: TopicConfig.validate)
-        let service = ControllerService(controller: controller, config: config, logger: logger)
-        let channel = LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger)
-        logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
-        broker = Broker(config: config, clusterId: "test-cluster-id-000000", controllerChannel: channel, logs: logs,
-                        writePath: LocalFsyncWritePath(), logger: logger)
-        try broker.start(on: group.next())
+        try start(overrides: ["offsets.topic.num.partitions": "5", "group.initial.rebalance.delay.ms": "0"])
         try broker.startGroupCoordinator(on: group.next())
         let deadline = Date().addingTimeInterval(10)
         while (0..<5).contains(where: { broker.groupCoordinator!.isLoading(partition: $0) }) {
@@ -52,26 +29,8 @@ final class BrokerGroupsTests: XCTestCase {
         }
     }
 
-    func call<R: KafkaRequest>(_ request: R, version: Int16) throws -> R.Response {
-        var frame = ByteBuffer()
-        var header = RequestHeader()
-        header.requestApiKey = R.apiKey
-        header.requestApiVersion = version
-        header.correlationId = 7
-        header.clientId = "groups-tests"
-        header.encode(into: &frame, version: requestHeaderVersion(apiKey: R.apiKey, apiVersion: version))
-        request.encode(into: &frame, version: version)
-        let context = RequestContext(eventLoop: group.next(), listenerName: "PLAINTEXT", logger: logger)
-        var out = try broker.handle(frame: frame, context: context).wait()!
-        _ = out.readInteger(as: Int32.self)
-        let h = try ResponseHeader(from: &out, version: responseHeaderVersion(apiKey: R.apiKey, apiVersion: version))
-        XCTAssertEqual(h.correlationId, 7)
-        let response = try R.Response(from: &out, version: version)
-        XCTAssertEqual(out.readableBytes, 0, "trailing bytes")
-        return response
-    }
-
     func testFindCoordinatorAllVersions() throws {
+        try startGroups()
         for version: Int16 in 0...3 {
             var req = FindCoordinatorRequest()
             req.key = "g"
@@ -94,6 +53,7 @@ final class BrokerGroupsTests: XCTestCase {
     }
 
     func testOffsetsTopicIsInternalAndCompacted() throws {
+        try startGroups()
         var req = MetadataRequest()
         req.topics = nil
         let resp = try call(req, version: 12)
@@ -105,6 +65,7 @@ final class BrokerGroupsTests: XCTestCase {
 
     /// Join, sync, commit and fetch on the wire; the offsets come back after a restart.
     func testJoinSyncCommitFetchAndReload() throws {
+        try startGroups()
         var create = CreateTopicsRequest()
         var t = CreateTopicsRequest.CreatableTopic()
         t.name = "t"
@@ -165,9 +126,7 @@ final class BrokerGroupsTests: XCTestCase {
 
         try checkFetched()
         try checkAdministration()
-        broker.stop()
-        logs.shutdown()
-        try start()
+        try startGroups()
         try checkFetched()
     }
 
@@ -202,7 +161,7 @@ final class BrokerGroupsTests: XCTestCase {
         XCTAssertEqual(described.groups.map(\.groupState), ["Stable", "Dead"])
         XCTAssertEqual(described.groups[0].protocolData, "range")
         XCTAssertEqual(described.groups[0].members.first?.memberAssignment, [1, 2, 3])
-        XCTAssertEqual(described.groups[0].members.first?.clientId, "groups-tests")
+        XCTAssertEqual(described.groups[0].members.first?.clientId, "broker-tests")
 
         var delete = DeleteGroupsRequest()
         delete.groupsNames = ["g", "nobody"]
