@@ -33,8 +33,16 @@ public struct TopicConfigResolver: Sendable {
 
     /// The effective value of topic key `key` for a topic with `overrides`.
     public func value(_ key: String, overrides: [String: String]) -> String {
-        precondition(TopicConfig.defsByName[key] != nil, "\(key) is not a topic config")
-        return layers(topicKey: key, overrides: overrides)[0].value!
+        // On the produce and fetch paths: the first layer that has a value, without building
+        // the synonym list `layers` makes for DescribeConfigs (same order).
+        guard let def = TopicConfig.defsByName[key] else { preconditionFailure("\(key) is not a topic config") }
+        if let v = overrides[key] { return v }
+        if let syn = def.brokerSynonym {
+            if let v = brokerConfigs[nodeId]?[syn] ?? brokerConfigs[MetadataRecord.clusterDefaultNode]?[syn] { return v }
+        }
+        let (staticValue, fromBroker) = config.topicDefault(key)
+        if fromBroker, let staticValue { return staticValue }
+        return (ServerConfig.keyDef(def.brokerSynonym ?? key)?.defaultValue ?? def.key.defaultValue)!
     }
 
     public func value(_ key: String, topic: TopicInfo) -> String { value(key, overrides: topic.configs) }

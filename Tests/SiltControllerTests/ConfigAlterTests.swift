@@ -136,6 +136,27 @@ final class ConfigAlterTests: XCTestCase {
         XCTAssertEqual(r.brokerEntries(node: nil).map(\.name), ["log.retention.ms"])
     }
 
+    /// `value` (produce and fetch use it) takes a short path; it must agree with the layers
+    /// DescribeConfigs shows, for every topic key.
+    func testValueAgreesWithDescribedEntriesForEveryKey() throws {
+        let c = try open()
+        let config = try ServerConfig(properties: ["log.dirs": dir, "node.id": "0", "log.retention.hours": "5",
+                                                   "message.max.bytes": "2000000", "log.cleanup.policy": "compact"])
+        try c.alterConfigs(cluster, changes: [set("log.segment.bytes", "100000")], replaceAll: false, validateOnly: false,
+                           staticConfig: config)
+        try c.alterConfigs(node0, changes: [set("log.cleaner.delete.retention.ms", "7")], replaceAll: false,
+                           validateOnly: false, staticConfig: config)
+        let r = TopicConfigResolver(config: config, image: c.image)
+        for overrides in [[:], ["retention.ms": "9", "segment.bytes": "20000"]] {
+            for e in r.topicEntries(overrides: overrides) {
+                XCTAssertEqual(r.value(e.name, overrides: overrides), e.value, e.name)
+            }
+        }
+        XCTAssertEqual(r.value("retention.ms", overrides: [:]), "18000000")
+        XCTAssertEqual(r.value("segment.bytes", overrides: [:]), "100000")
+        XCTAssertEqual(r.value("delete.retention.ms", overrides: [:]), "7")
+    }
+
     func testConfigsSurviveReplayAndSnapshot() throws {
         let config = try ServerConfig(properties: ["log.dirs": dir])
         do {
