@@ -268,6 +268,19 @@ extension Broker {
 
     // MARK: DescribeCluster
 
+    /// DescribeQuorum goes to the controller, as a KRaft broker forwards it; an unreachable
+    /// controller is an error in the response, not a dropped connection.
+    func describeQuorum(_ req: DescribeQuorumRequest, _ r: Request) -> EventLoopFuture<DescribeQuorumResponse?> {
+        controllerChannel.send(req, version: r.header.requestApiVersion, timeout: Broker.controllerTimeout)
+            .hop(to: r.eventLoop).map { Optional($0) }.recover { error in
+                r.logger.warning("DescribeQuorum: controller unavailable: \(error)")
+                var resp = DescribeQuorumResponse()
+                resp.errorCode = ErrorCode.requestTimedOut
+                resp.errorMessage = "The controller did not answer: \(error)"
+                return resp
+            }
+    }
+
     func describeCluster(_ req: DescribeClusterRequest, _ r: Request) -> EventLoopFuture<DescribeClusterResponse?> {
         var resp = DescribeClusterResponse()
         resp.clusterId = clusterId

@@ -44,6 +44,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         DescribeConfigsRequest.apiKey: 0...4,
         CreatePartitionsRequest.apiKey: 0...3,
         DescribeClusterRequest.apiKey: 0...1,
+        DescribeQuorumRequest.apiKey: 0...2,    // forwarded to the controller
         AlterConfigsRequest.apiKey: 0...2,
         IncrementalAlterConfigsRequest.apiKey: 0...1,
         DeleteRecordsRequest.apiKey: 0...2,
@@ -177,6 +178,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case CreatePartitionsRequest.apiKey: return try serve(CreatePartitionsRequest.self, frame, context, createPartitions)
         case DescribeConfigsRequest.apiKey: return try serve(DescribeConfigsRequest.self, frame, context, describeConfigs)
         case DescribeClusterRequest.apiKey: return try serve(DescribeClusterRequest.self, frame, context, describeCluster)
+        case DescribeQuorumRequest.apiKey: return try serve(DescribeQuorumRequest.self, frame, context, describeQuorum)
         case AlterConfigsRequest.apiKey: return try serve(AlterConfigsRequest.self, frame, context, alterConfigs)
         case IncrementalAlterConfigsRequest.apiKey:
             return try serve(IncrementalAlterConfigsRequest.self, frame, context, incrementalAlterConfigs)

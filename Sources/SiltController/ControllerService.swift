@@ -32,11 +32,15 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         CommitS3ObjectsRequest.apiKey: 0...0,
         TrimStreamsRequest.apiKey: 0...0,
         AllocateProducerIdsRequest.apiKey: 0...0,
+        DescribeQuorumRequest.apiKey: 0...2,
     ]
 
     public let controller: MetadataController
     let config: ServerConfig
     let logger: Logger
+    /// Brokers following the metadata log (DescribeQuorum's observers), by broker id.
+    let observerLock = NSLock()
+    var observerStates: [Int32: ObserverState] = [:]
 
     public init(controller: MetadataController, config: ServerConfig, logger: Logger) {
         self.controller = controller
@@ -64,8 +68,11 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
                 return loop.makeSucceededFuture(resp)
             }
         case FetchRequest.apiKey:
-            return try serveRequest(FetchRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                self.fetchMetadata(req, eventLoop: loop).map { $0 }
+            return try serveRequest(FetchRequest.self, frame: frame, eventLoop: loop) { req, header in
+                if let offset = req.topics.first?.partitions.first?.fetchOffset {
+                    self.noteObserverFetch(clientId: header.clientId, fetchOffset: offset)
+                }
+                return self.fetchMetadata(req, eventLoop: loop).map { $0 }
             }
         case FetchSnapshotRequest.apiKey:
             return try serveRequest(FetchSnapshotRequest.self, frame: frame, eventLoop: loop) { req, _ in
@@ -110,6 +117,10 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case AllocateProducerIdsRequest.apiKey:
             return try serveRequest(AllocateProducerIdsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 loop.makeSucceededFuture(self.allocateProducerIds(req))
+            }
+        case DescribeQuorumRequest.apiKey:
+            return try serveRequest(DescribeQuorumRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.describeQuorum(req))
             }
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")
