@@ -77,9 +77,15 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Metadata records (versioned binary, generated from specs/metadata), the image they
+        // fold into, and their record-batch form: shared by the controller and the brokers.
+        .target(name: "SiltMetadata", dependencies: [
+            "SiltProtocol", "SiltRecords", "SiltStreams",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         // Metadata: topics, partitions, configs as an append-only log of records.
         .target(name: "SiltController", dependencies: [
-            "CSupport", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode", "SiltObjectStore", "SiltStreams",
+            "CSupport", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode", "SiltObjectStore", "SiltStreams", "SiltMetadata",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -91,7 +97,7 @@ let package = Package(
         // The Kafka-facing broker: network server and API handlers.
         .target(name: "SiltBroker", dependencies: [
             "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltRing", "SiltWAL", "SiltNet",
-            "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltGroups",
+            "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltGroups", "SiltMetadata",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -103,7 +109,7 @@ let package = Package(
         ]),
         .executableTarget(name: "silt", dependencies: [
             "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet", "SiltAdmin", "SiltObjectStore",
-            "SiltStreams", "SiltMetrics",
+            "SiltStreams", "SiltMetrics", "SiltMetadata",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -120,8 +126,12 @@ let package = Package(
         .testTarget(name: "SiltRecordsTests", dependencies: ["SiltRecords", "CSupport"]),
         .testTarget(name: "SiltStorageTests", dependencies: ["SiltStorage", "SiltRecords"]),
         .testTarget(name: "SiltNodeTests", dependencies: ["SiltNode"]),
+        .testTarget(name: "SiltMetadataTests", dependencies: [
+            "SiltMetadata", "SiltProtocol", "SiltRecords", "SiltStreams",
+            .product(name: "NIOCore", package: "swift-nio"),
+        ]),
         .testTarget(name: "SiltControllerTests", dependencies: [
-            "SiltController", "SiltNode", "SiltObjectStore", "SiltProtocol", "SiltStreams",
+            "SiltController", "SiltMetadata", "SiltNode", "SiltObjectStore", "SiltProtocol", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltGroupsTests", dependencies: ["SiltGroups", "SiltProtocol",
@@ -138,7 +148,7 @@ let package = Package(
         .testTarget(name: "SiltAdminTests", dependencies: ["SiltAdmin", "SiltObjectStore", "SiltNode"]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",
-            "SiltMetrics", "SiltObjectStore", "SiltStreams",
+            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -6,14 +6,19 @@ Usage (from the repo root, or anywhere):
     python3 tools/gen-protocol.py --check         # exit 1 if committed output is stale
     python3 tools/gen-protocol.py --specs DIR     # Kafka's specs dir (default ../shared/kafka-message-specs)
     python3 tools/gen-protocol.py --silt-specs DIR  # Silt's own specs (default specs/silt in the repo)
+    python3 tools/gen-protocol.py --metadata-specs DIR  # metadata records (default specs/metadata)
 
-Both folders are read: Kafka's messages and Silt's internal controller APIs (api keys 600+,
-same JSON format) end up side by side in the same output.
+Both protocol folders are read: Kafka's messages and Silt's internal controller APIs (api
+keys 600+, same JSON format) end up side by side in the same output. The metadata record
+schemas (`"type": "metadata"`, apiKey = record type) go to the SiltMetadata module.
 
 Outputs:
     Sources/SiltProtocol/Generated/<MessageName>.swift   (one per spec)
     Sources/SiltProtocol/Generated/ApiKeys.swift         (api key registry)
     Tests/SiltProtocolTests/GeneratedRoundTripTests.swift
+    Sources/SiltMetadata/Generated/<RecordName>.swift    (one per metadata schema)
+    Sources/SiltMetadata/Generated/MetadataRecordType.swift  (record type registry)
+    Tests/SiltMetadataTests/GeneratedRecordRoundTripTests.swift
 
 Python 3 standard library only. Output is deterministic.
 """
@@ -456,6 +461,8 @@ def gen_struct(m, name, fields, about, indent, is_root):
             proto = "KafkaRequest"
         elif m.type == "response":
             proto = "KafkaApiMessage"
+        elif m.type == "metadata":
+            proto = "MetadataRecordMessage"
         else:
             proto = "KafkaMessage"
         out.append(I + "public struct %s: %s {" % (name, proto))
@@ -545,7 +552,10 @@ def gen_struct(m, name, fields, about, indent, is_root):
 
 
 def gen_message(m):
-    out = [HEADER.format(src=m.src), "import NIOCore", ""]
+    out = [HEADER.format(src=m.src), "import NIOCore"]
+    if m.type == "metadata":
+        out.append("import SiltProtocol")
+    out.append("")
     body = gen_struct(m, m.name, m.root_fields, m.spec.get("about", "%s (%s)." % (m.name, m.type)), "", True)
     out += body
     for (sname, sfields, sabout) in m.structs:
@@ -602,6 +612,34 @@ def gen_api_keys(msgs):
     out.append("        guard let start = flexibleVersionsStart else { return false }")
     out.append("        return version >= start")
     out.append("    }")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def gen_record_types(msgs):
+    """The metadata record registry: one case per schema, keyed by its apiKey (the record type)."""
+    out = [HEADER.format(src="specs/metadata/*.json"), ""]
+    out.append("/// Every metadata record type this build knows: the framing's record type (the schema's")
+    out.append("/// apiKey) with its generated struct and version range.")
+    out.append("public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConvertible {")
+    for m in msgs:
+        out.append("    case %s = %d" % (ident(lower_camel(m.name)), m.api_key))
+    out.append("")
+
+    def sw(prop, rtype, fn):
+        out.append("    public var %s: %s {" % (prop, rtype))
+        out.append("        switch self {")
+        for m in msgs:
+            out.append("        case .%s: return %s" % (ident(lower_camel(m.name)), fn(m)))
+        out.append("        }")
+        out.append("    }")
+        out.append("")
+
+    sw("name", "String", lambda m: swift_str(m.name))
+    sw("messageType", "any MetadataRecordMessage.Type", lambda m: m.name + ".self")
+    sw("lowestSupportedVersion", "Int16", lambda m: str(m.vmin))
+    sw("highestSupportedVersion", "Int16", lambda m: str(m.vmax))
+    out.append("    public var description: String { name }")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -675,14 +713,17 @@ def gen_sample(m, sname, fields, is_root):
     return out
 
 
-def gen_tests(msgs):
-    out = [HEADER.format(src="all specs"), "import NIOCore", "import XCTest", "@testable import SiltProtocol", ""]
+def gen_tests(msgs, module="SiltProtocol", class_name="GeneratedRoundTripTests", src="all specs"):
+    out = [HEADER.format(src=src), "import NIOCore", "import XCTest"]
+    if module != "SiltProtocol":
+        out.append("import SiltProtocol")
+    out += ["@testable import %s" % module, ""]
     for m in msgs:
         out += gen_sample(m, m.name, m.root_fields, True)
         for (sname, sfields, _) in m.structs:
             out += gen_sample(m, sname, sfields, False)
     out.append("")
-    out.append("final class GeneratedRoundTripTests: XCTestCase {")
+    out.append("final class %s: XCTestCase {" % class_name)
     for m in msgs:
         # versions in which the sample is expected to differ from the default instance
         empty = []
@@ -703,15 +744,51 @@ def gen_tests(msgs):
         out.append("        }")
         out.append("    }")
         out.append("")
-    out.append("    func testGeneratedMessageCount() {")
-    out.append("        XCTAssertEqual(ApiKey.allCases.count, %d)" % len([m for m in msgs if m.type == "request"]))
-    out.append("    }")
+    if module == "SiltProtocol":
+        out.append("    func testGeneratedMessageCount() {")
+        out.append("        XCTAssertEqual(ApiKey.allCases.count, %d)" % len([m for m in msgs if m.type == "request"]))
+        out.append("    }")
+    else:
+        out.append("    func testGeneratedRecordTypeCount() {")
+        out.append("        XCTAssertEqual(MetadataRecordType.allCases.count, %d)" % len(msgs))
+        out.append("    }")
     out.append("}")
     return "\n".join(out) + "\n"
 
 
-def generate(spec_dirs, out_root):
-    """spec_dirs: [(directory, label prefix for the generated header)]."""
+def load_metadata(metadata_dir, label):
+    """The metadata record schemas: type "metadata", unique names and record types (apiKey)."""
+    msgs = []
+    if metadata_dir is None or not os.path.isdir(metadata_dir):
+        return msgs
+    for fn in sorted(f for f in os.listdir(metadata_dir) if f.endswith(".json")):
+        spec = load_spec(os.path.join(metadata_dir, fn))
+        m = Message(spec, label + fn)
+        if m.type != "metadata" or m.api_key is None:
+            raise SystemExit("%s: a metadata schema needs \"type\": \"metadata\" and an apiKey" % fn)
+        if m.flex is None or m.flex != m.vmin:
+            raise SystemExit("%s: metadata records are flexible in every version (\"flexibleVersions\": \"0+\")" % fn)
+        if fn != m.name + ".json":
+            raise SystemExit("%s: the file name must be the record name (%s.json)" % (fn, m.name))
+        msgs.append(m)
+    msgs.sort(key=lambda m: m.api_key)
+    names, keys = set(), {}
+    for m in msgs:
+        if m.name in names:
+            raise SystemExit("metadata record %s is defined twice" % m.name)
+        names.add(m.name)
+        other = keys.setdefault(m.api_key, m.name)
+        if other != m.name:
+            raise SystemExit("record type %d is used by both %s and %s" % (m.api_key, other, m.name))
+    return msgs
+
+
+GEN_DIRS = [os.path.join("Sources", "SiltProtocol", "Generated"), os.path.join("Sources", "SiltMetadata", "Generated")]
+
+
+def generate(spec_dirs, out_root, metadata_dir=None):
+    """spec_dirs: [(directory, label prefix for the generated header)]; metadata_dir: the
+    metadata record schemas (specs/metadata), generated into SiltMetadata."""
     msgs = []
     for specs_dir, label in spec_dirs:
         files = sorted(f for f in os.listdir(specs_dir) if f.endswith(".json"))
@@ -737,6 +814,21 @@ def generate(spec_dirs, out_root):
         written[os.path.join(gen_dir, m.name + ".swift")] = gen_message(m)
     written[os.path.join(gen_dir, "ApiKeys.swift")] = gen_api_keys(msgs)
     written[os.path.join(test_dir, "GeneratedRoundTripTests.swift")] = gen_tests(msgs)
+    records = load_metadata(metadata_dir, "specs/metadata/")
+    if records:
+        protocol_names = {m.name for m in msgs}
+        for m in records:
+            if m.name in protocol_names:
+                raise SystemExit("metadata record %s has the name of a protocol message" % m.name)
+        meta_dir = os.path.join(out_root, "Sources", "SiltMetadata", "Generated")
+        meta_test_dir = os.path.join(out_root, "Tests", "SiltMetadataTests")
+        os.makedirs(meta_dir, exist_ok=True)
+        os.makedirs(meta_test_dir, exist_ok=True)
+        for m in records:
+            written[os.path.join(meta_dir, m.name + ".swift")] = gen_message(m)
+        written[os.path.join(meta_dir, "MetadataRecordType.swift")] = gen_record_types(records)
+        written[os.path.join(meta_test_dir, "GeneratedRecordRoundTripTests.swift")] = gen_tests(
+            records, module="SiltMetadata", class_name="GeneratedRecordRoundTripTests", src="specs/metadata")
     for path, text in sorted(written.items()):
         with open(path, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
@@ -749,6 +841,8 @@ def main():
     ap.add_argument("--specs", default=os.path.join(repo, "..", "shared", "kafka-message-specs"))
     ap.add_argument("--silt-specs", default=os.path.join(repo, "specs", "silt"),
                     help="Silt's internal API specs (default: specs/silt in this repo)")
+    ap.add_argument("--metadata-specs", default=os.path.join(repo, "specs", "metadata"),
+                    help="metadata record schemas (default: specs/metadata in this repo)")
     ap.add_argument("--out", default=repo, help="repo root to write into (default: this repo)")
     ap.add_argument("--check", action="store_true", help="verify committed output is up to date")
     args = ap.parse_args()
@@ -756,31 +850,32 @@ def main():
     if os.path.isdir(args.silt_specs):
         spec_dirs.append((args.silt_specs, "specs/silt/"))
     if not args.check:
-        gen_dir = os.path.join(args.out, "Sources", "SiltProtocol", "Generated")
         # remove stale generated files
-        if os.path.isdir(gen_dir):
-            for fn in os.listdir(gen_dir):
-                if fn.endswith(".swift"):
-                    os.remove(os.path.join(gen_dir, fn))
-        written = generate(spec_dirs, args.out)
+        for rel in GEN_DIRS:
+            gen_dir = os.path.join(args.out, rel)
+            if os.path.isdir(gen_dir):
+                for fn in os.listdir(gen_dir):
+                    if fn.endswith(".swift"):
+                        os.remove(os.path.join(gen_dir, fn))
+        written = generate(spec_dirs, args.out, args.metadata_specs)
         print("generated %d files" % len(written))
         return 0
     tmp = tempfile.mkdtemp(prefix="gen-protocol-")
     try:
-        written = generate(spec_dirs, tmp)
+        written = generate(spec_dirs, tmp, args.metadata_specs)
         bad = []
         for path in sorted(written):
             rel = os.path.relpath(path, tmp)
             real = os.path.join(args.out, rel)
             if not os.path.exists(real) or not filecmp.cmp(path, real, shallow=False):
                 bad.append(rel)
-        gen_rel = os.path.join("Sources", "SiltProtocol", "Generated")
-        real_gen = os.path.join(args.out, gen_rel)
-        if os.path.isdir(real_gen):
-            expected = {os.path.basename(p) for p in written if os.path.dirname(os.path.relpath(p, tmp)) == gen_rel}
-            for fn in sorted(os.listdir(real_gen)):
-                if fn.endswith(".swift") and fn not in expected:
-                    bad.append(os.path.join(gen_rel, fn) + " (stale)")
+        for gen_rel in GEN_DIRS:
+            real_gen = os.path.join(args.out, gen_rel)
+            if os.path.isdir(real_gen):
+                expected = {os.path.basename(p) for p in written if os.path.dirname(os.path.relpath(p, tmp)) == gen_rel}
+                for fn in sorted(os.listdir(real_gen)):
+                    if fn.endswith(".swift") and fn not in expected:
+                        bad.append(os.path.join(gen_rel, fn) + " (stale)")
         if bad:
             print("generated protocol code is out of date; run python3 tools/gen-protocol.py", file=sys.stderr)
             for b in bad:

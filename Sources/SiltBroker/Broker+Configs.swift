@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import SiltController
+import SiltMetadata
 import SiltNet
 import SiltNode
 import SiltProtocol

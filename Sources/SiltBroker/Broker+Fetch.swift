@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import SiltController
+import SiltMetadata
 import SiltNet
 import SiltProtocol
 import SiltRecords

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import SiltController
+import SiltMetadata
 import SiltProtocol
 
 /// The broker's block of producer ids, fetched from the controller (AllocateProducerIds)

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SiltController
 import SiltGroups
+import SiltMetadata
 import SiltNet
 import SiltNode
 import SiltProtocol

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import SiltController
+import SiltMetadata
 import SiltNet
 import SiltProtocol
 

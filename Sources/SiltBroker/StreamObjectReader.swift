@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import SiltController
+import SiltMetadata
 import SiltMetrics
 import SiltObjectStore
 import SiltStreams

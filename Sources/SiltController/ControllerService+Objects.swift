@@ -1,3 +1,4 @@
+import SiltMetadata
 import SiltStreams
 import Foundation
 import SiltNode

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import SiltMetadata
 import SiltNet
 import SiltNode
 import SiltProtocol
@@ -10,7 +11,7 @@ import SiltRecords
 ///
 /// Brokers forward topic changes here (CreateTopics, DeleteTopics, CreatePartitions, as
 /// KRaft forwards them) and follow the metadata log with Fetch on `__cluster_metadata`
-/// partition 0, whose records are the controller's `MetadataRecord`s, one JSON value each.
+/// partition 0, whose records are the controller's `MetadataRecord`s (`MetadataRecordCodec`).
 /// This is the surface the Raft issue replicates; today there is a single voter.
 public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
     public static let metadataTopic = "__cluster_metadata"
@@ -356,51 +357,4 @@ final class OnceFlag: @unchecked Sendable {
     private var fired = false
     /// True for the first caller only.
     func set() -> Bool { lock.withLock { if fired { return false }; fired = true; return true } }
-}
-
-/// Metadata records as Kafka record batches: one record per `MetadataRecord`, its value
-/// the record's JSON (the same bytes the metadata log stores).
-public enum MetadataRecordCodec {
-    public static func encodeBatch(_ records: [MetadataRecord], baseOffset: Int64) -> ByteBuffer {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        var builder = RecordBatchBuilder(baseOffset: baseOffset, partitionLeaderEpoch: 0)
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
-        for r in records {
-            builder.append(key: nil as [UInt8]?, value: [UInt8](try! encoder.encode(r)), timestamp: now)
-        }
-        return builder.build()
-    }
-
-    /// Decodes every record of the batches in `buffer`, with their offsets.
-    public static func decode(_ buffer: ByteBuffer) throws -> [(offset: Int64, record: MetadataRecord)] {
-        let decoder = JSONDecoder()
-        var out: [(Int64, MetadataRecord)] = []
-        for header in try parseBatchHeaders(buffer) {
-            guard header.isCRCValid(in: buffer) else { throw RecordBatchError.corruptMessage("metadata batch CRC") }
-            var reader = try RecordReader(batch: buffer, header: header)
-            while let r = try reader.next() {
-                guard let value = r.value else { throw RecordBatchError.invalidRecord("metadata record without a value") }
-                out.append((r.offset, try decoder.decode(MetadataRecord.self, from: Data(value.readableBytesView))))
-            }
-        }
-        return out
-    }
-}
-
-extension UUID {
-    public var kafka: KafkaUUID {
-        let u = uuid
-        let high = [u.0, u.1, u.2, u.3, u.4, u.5, u.6, u.7].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let low = [u.8, u.9, u.10, u.11, u.12, u.13, u.14, u.15].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return KafkaUUID(high: high, low: low)
-    }
-}
-
-extension KafkaUUID {
-    public var foundation: UUID {
-        func b(_ v: UInt64, _ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: v >> UInt64(56 - 8 * i)) }
-        return UUID(uuid: (b(high, 0), b(high, 1), b(high, 2), b(high, 3), b(high, 4), b(high, 5), b(high, 6), b(high, 7),
-                           b(low, 0), b(low, 1), b(low, 2), b(low, 3), b(low, 4), b(low, 5), b(low, 6), b(low, 7)))
-    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SiltMetadata
 import SiltNode
 
 /// A config resource as AlterConfigs / DescribeConfigs name it.

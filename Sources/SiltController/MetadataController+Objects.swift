@@ -1,3 +1,4 @@
+import SiltMetadata
 import SiltStreams
 import Foundation
 
@@ -131,9 +132,7 @@ extension MetadataController {
                     }, rangeStats: o.ranges.allSatisfy { $0.stats != nil } ? o.ranges.map { $0.stats! } : nil)
                 },
                 compactedObjectIds: compactedObjectIds, committedAtMs: nowMs))
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
-            let bytes = (try? encoder.encode(record).count) ?? Int.max
+            let bytes = MetadataRecordSerde.encode(record).count
             guard bytes <= MetadataLog.recordBytesMax else {
                 throw ControllerError.invalidRequest(
                     "The commit is \(bytes) bytes as a metadata record, more than \(MetadataLog.recordBytesMax); commit fewer objects at once.")

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import SiltMetadata
 
 /// Why the controller refused a change. Each case maps to the Kafka error a client expects.
 public enum ControllerError: Error, Equatable, CustomStringConvertible {

@@ -2,6 +2,7 @@ import CSupport
 import Foundation
 import Logging
 import NIOCore
+import SiltMetadata
 
 /// The metadata log on local disk, in `<log.dir>/__cluster_metadata/`: segments of records
 /// plus snapshots, the shape the Raft issue replicates.
@@ -9,14 +10,20 @@ import NIOCore
 /// ```
 ///  snapshot-<endOffset>.batch      the image as records (a Kafka record batch), offsets < endOffset
 ///  metadata-<baseOffset>.log       records baseOffset, baseOffset+1, ... framed as:
-///      +----------------+----------------+---------------------------+
-///      | length: u32 BE | crc32c: u32 BE | payload: JSON record      |
-///      +----------------+----------------+---------------------------+
+///      +----------------+----------------+------------------------------------+
+///      | length: u32 BE | crc32c: u32 BE | payload: MetadataRecordSerde bytes |
+///      +----------------+----------------+------------------------------------+
 /// ```
+/// Releases before binary metadata records wrote JSON payloads (and JSON values in
+/// snapshots); those still read (`LegacyMetadataLog.decodePayload`: a JSON payload starts
+/// with `{`, a binary one with its frame version 1), and new records are binary, so a
+/// segment may hold both. The Raft log replaces this file layout; `LegacyMetadataLog` reads
+/// it for the migration.
 /// A record is durable (fdatasync) before `append` returns. On open, the newest valid
 /// snapshot is loaded and the segments replayed after it; a torn or corrupt tail (a crash
 /// mid-append) is truncated at the last whole record, because nothing past it was ever
-/// acknowledged. After a snapshot, a new segment starts at its end offset and older
+/// acknowledged. A whole record (its CRC matches) that does not decode stops the open with
+/// its offset and type: it is never truncated. After a snapshot, a new segment starts at its end offset and older
 /// segments and snapshots are deleted.
 public final class MetadataLog {
     public enum LogError: Error, CustomStringConvertible {
@@ -68,10 +75,14 @@ public final class MetadataLog {
         for (end, name) in snapshots {
             guard let data = FileManager.default.contents(atPath: dir + "/" + name) else { continue }
             do {
-                contents.snapshotRecords = try MetadataSnapshot.decode([UInt8](data))
+                let (records, legacyJSON) = try LegacyMetadataLog.decodeSnapshot([UInt8](data))
+                contents.snapshotRecords = records
                 contents.snapshotEndOffset = end
-                contents.snapshotBytes = [UInt8](data)
+                // Followers get the binary form, whatever an older release stored.
+                contents.snapshotBytes = legacyJSON ? MetadataSnapshot.encode(records) : [UInt8](data)
                 break
+            } catch let e as MetadataRecordError where e.isFromNewerRelease {
+                throw LogError.corrupt("snapshot \(name): \(e)")
             } catch {
                 logger.warning("ignoring damaged metadata snapshot", metadata: ["file": "\(name)", "error": "\(error)"])
             }
@@ -98,14 +109,19 @@ public final class MetadataLog {
             let data = try readAll(fd: fd, path: path)
             var pos = 0
             var offset = base
-            let decoder = JSONDecoder()
             while pos + 8 <= data.count {
                 let len = Int(data.loadBigEndianUInt32(at: pos))
                 let crc = data.loadBigEndianUInt32(at: pos + 4)
                 guard len <= recordBytesMax, pos + 8 + len <= data.count else { break }
                 let payload = data[(pos + 8)..<(pos + 8 + len)]
                 let actual = payload.withUnsafeBytes { silt_crc32c(0, $0.baseAddress!, len) }
-                guard actual == crc, let record = try? decoder.decode(MetadataRecord.self, from: Data(payload)) else { break }
+                guard actual == crc else { break }
+                let record: MetadataRecord
+                do {
+                    record = try LegacyMetadataLog.decodePayload(payload)
+                } catch {
+                    throw LogError.corrupt("record at offset \(offset) (\(name), byte \(pos)) does not decode: \(error)")
+                }
                 if offset >= contents.snapshotEndOffset { contents.records.append(record) }
                 offset += 1
                 pos += 8 + len
@@ -143,11 +159,9 @@ public final class MetadataLog {
     /// Appends records durably, all or nothing: on failure the file is cut back. Returns the bytes written.
     @discardableResult
     public func append(_ records: [MetadataRecord]) throws -> Int {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
         var frame = [UInt8]()
         for r in records {
-            let payload = [UInt8](try encoder.encode(r))
+            let payload = MetadataRecordSerde.encode(r)
             precondition(payload.count <= MetadataLog.recordBytesMax, "metadata record too large")
             let crc = payload.withUnsafeBytes { silt_crc32c(0, $0.baseAddress!, payload.count) }
             frame.appendBigEndian(UInt32(payload.count))
@@ -243,20 +257,6 @@ public final class MetadataLog {
             out.append(contentsOf: chunk[0..<n])
             offset += off_t(n)
         }
-    }
-}
-
-/// A snapshot's bytes: the records that rebuild the image, as one Kafka record batch
-/// (what FetchSnapshot sends to followers).
-public enum MetadataSnapshot {
-    public static func encode(_ records: [MetadataRecord]) -> [UInt8] {
-        Array(MetadataRecordCodec.encodeBatch(records, baseOffset: 0).readableBytesView)
-    }
-
-    public static func decode(_ bytes: [UInt8]) throws -> [MetadataRecord] {
-        var buffer = ByteBufferAllocator().buffer(capacity: bytes.count)
-        buffer.writeBytes(bytes)
-        return try MetadataRecordCodec.decode(buffer).map(\.record)
     }
 }
 

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
+import SiltMetadata
 import SiltNode
 import SiltStreams
 

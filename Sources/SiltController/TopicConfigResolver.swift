@@ -1,3 +1,4 @@
+import SiltMetadata
 import SiltNode
 
 /// The one place that decides a config's effective value, for the broker (produce,

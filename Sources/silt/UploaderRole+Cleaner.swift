@@ -1,5 +1,6 @@
 import Foundation
 import SiltController
+import SiltMetadata
 import SiltNode
 import SiltStreams
 

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 @testable import SiltBroker
 import SiltController
+import SiltMetadata
 import SiltNet
 import SiltNode
 import SiltProtocol

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 @testable import SiltController
+import SiltMetadata
 import SiltNode
 import XCTest
 

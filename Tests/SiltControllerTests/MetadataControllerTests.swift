@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SiltController
+import SiltMetadata
 import XCTest
 
 final class MetadataControllerTests: XCTestCase {

@@ -1,3 +1,4 @@
+import SiltMetadata
 import SiltStreams
 @testable import SiltController
 import XCTest

@@ -1,3 +1,4 @@
+import SiltMetadata
 import SiltStreams
 import Foundation
 import Logging
@@ -355,24 +356,5 @@ final class ObjectLifecycleTests: XCTestCase {
         let before = c.image
         XCTAssertGreaterThan(c.snapshot.endOffset, 0, "a snapshot was taken")
         XCTAssertEqual(try open(snapshotIntervalBytes: 4000).image, before)
-    }
-
-    func testRecordsRoundTripAsJSON() throws {
-        let records: [MetadataRecord] = [
-            .nodeEpoch(nodeId: 1, epoch: 2),
-            .prepareObjects(firstId: 5, count: 2, nodeId: 1, expiresAtMs: 99),
-            .commitObjects(.init(objects: [.init(objectId: 5, size: 9, kind: .stream, ranges: [StreamRange(streamId: 1, startOffset: 0, endOffset: 3)])],
-                                 compactedObjectIds: [4], committedAtMs: 7)),
-            .trimStream(streamId: 1, newStartOffset: 2),
-            .destroyObjects(objectIds: [4]),
-            .streamState(streamId: 1, epoch: 0, startOffset: 2, endOffset: 3),
-            .committedObject(CommittedObject(objectId: 5, size: 9, kind: .streamSet, ranges: [], committedAtMs: 7)),
-            .deadObjects(objectIds: [1, 2]),
-            .objectIdFloor(8),
-        ]
-        for rec in records {
-            let data = try JSONEncoder().encode(rec)
-            XCTAssertEqual(try JSONDecoder().decode(MetadataRecord.self, from: data), rec)
-        }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SiltController
+import SiltMetadata
 import XCTest
 
 /// Producer id blocks are metadata records: never handed out twice, across a reopen and
@@ -28,13 +29,13 @@ final class ProducerIdAllocationTests: XCTestCase {
     }
 
     func testSnapshotKeepsTheNextProducerId() throws {
-        let c = try open(snapshotIntervalBytes: 1500)
+        let c = try open(snapshotIntervalBytes: 500)
         _ = try c.allocateProducerIds(brokerId: 0)
         for i in 0..<30 { try c.createTopic(name: "t\(i)", partitions: 1, configs: [:], validateOnly: false) }
         XCTAssertGreaterThan(c.snapshot.endOffset, 0, "a snapshot replaced the producer id record")
         let image = MetadataImage(snapshot: try MetadataSnapshot.decode(c.snapshot.bytes), endOffset: c.snapshot.endOffset)
         XCTAssertEqual(image.nextProducerId, Int64(MetadataController.producerIdBlockSize))
-        XCTAssertEqual(try open(snapshotIntervalBytes: 1500).allocateProducerIds(brokerId: 0),
+        XCTAssertEqual(try open(snapshotIntervalBytes: 500).allocateProducerIds(brokerId: 0),
                        Int64(MetadataController.producerIdBlockSize))
     }
 }

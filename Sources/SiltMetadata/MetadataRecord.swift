@@ -1,9 +1,13 @@
-import SiltStreams
 import Foundation
+import SiltStreams
 
 /// A record of the metadata log. The controller's state is the fold of these records in
 /// log order; nothing about topics is kept in mutable files. The Raft issue replicates
 /// exactly this log.
+///
+/// On disk and on the wire a record is `MetadataRecordSerde`'s versioned binary form, one
+/// schema per case in `specs/metadata/`. `Codable` (JSON) remains only so that the metadata
+/// log of releases before it (`LegacyMetadataLog`) can still be read: never write it.
 public enum MetadataRecord: Codable, Equatable, Sendable {
     /// A topic is born with its id, partition count and config overrides.
     case topic(TopicRecord)
@@ -97,6 +101,10 @@ public struct TopicInfo: Equatable, Sendable {
     public var partitionCount: Int32
     public var configs: [String: String]
     public var streamIds: [UInt64]
+    public init(name: String, id: UUID, partitionCount: Int32, configs: [String: String], streamIds: [UInt64]) {
+        self.name = name; self.id = id; self.partitionCount = partitionCount; self.configs = configs
+        self.streamIds = streamIds
+    }
 }
 
 /// Where a stream's data belongs.
