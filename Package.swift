@@ -52,10 +52,12 @@ let package = Package(
             "CSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Operator tooling: the s3url, generate-s3-url's checks, generate-start-command.
+        // Operator tooling: the s3url, generate-s3-url's checks, generate-start-command, kafka-metadata-quorum.
         .target(name: "SiltAdmin", dependencies: [
-            "SiltObjectStore", "SiltNode",
+            "SiltObjectStore", "SiltNode", "SiltNet", "SiltProtocol",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         // Streams on object storage: the stream set object format, the block cache, uploads
         // and compaction.
@@ -145,7 +147,11 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "SiltAdminTests", dependencies: ["SiltAdmin", "SiltObjectStore", "SiltNode"]),
+        .testTarget(name: "SiltAdminTests", dependencies: [
+            "SiltAdmin", "SiltObjectStore", "SiltNode", "SiltProtocol", "SiltNet",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",
             "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata",
