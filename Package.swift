@@ -85,9 +85,12 @@ let package = Package(
             "SiltProtocol", "SiltRecords", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        // The controller quorum's replicated log: a deterministic Raft core (KRaft's protocol)
+        // that knows nothing about topics, driven by the controller's I/O.
+        .target(name: "SiltRaft"),
         // Metadata: topics, partitions, configs as an append-only log of records.
         .target(name: "SiltController", dependencies: [
-            "CSupport", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode", "SiltObjectStore", "SiltStreams", "SiltMetadata",
+            "CSupport", "SiltRaft", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode", "SiltObjectStore", "SiltStreams", "SiltMetadata",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -99,7 +102,7 @@ let package = Package(
         // The Kafka-facing broker: network server and API handlers.
         .target(name: "SiltBroker", dependencies: [
             "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltRing", "SiltWAL", "SiltNet",
-            "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltGroups", "SiltMetadata",
+            "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltGroups", "SiltMetadata", "SiltRaft",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -136,6 +139,7 @@ let package = Package(
             "SiltController", "SiltMetadata", "SiltNode", "SiltObjectStore", "SiltProtocol", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        .testTarget(name: "SiltRaftTests", dependencies: ["SiltRaft"]),
         .testTarget(name: "SiltGroupsTests", dependencies: ["SiltGroups", "SiltProtocol",
                                                            .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),

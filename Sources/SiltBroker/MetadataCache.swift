@@ -5,6 +5,7 @@ import SiltController
 import SiltMetadata
 import SiltNet
 import SiltProtocol
+import SiltRaft
 
 /// How a broker reaches its controller: over the CONTROLLER listener (`KafkaClient`), or,
 /// in tests and single-process tools, a controller service in the same process.
@@ -13,6 +14,7 @@ public protocol ControllerChannel: AnyObject, Sendable {
 }
 
 extension KafkaClient: ControllerChannel {}
+extension ControllerQuorumClient: ControllerChannel {}
 
 /// A controller service called in-process, through the same frames as the network path.
 public final class LocalControllerChannel: ControllerChannel, @unchecked Sendable {
@@ -123,28 +125,33 @@ public final class MetadataCache: @unchecked Sendable {
                 guard let part = resp.responses.first?.partitions.first else {
                     throw RequestViolation("metadata fetch: empty answer (error \(resp.errorCode))")
                 }
-                if part.errorCode != 0 { throw RequestViolation("metadata fetch: error \(part.errorCode)") }
-                if part.snapshotId.endOffset >= 0 { return .snapshot(endOffset: part.snapshotId.endOffset) }
+                if part.errorCode != 0 {
+                    throw RequestViolation("metadata fetch: \(KafkaErrorCode.name(part.errorCode))")
+                }
+                if part.snapshotId.endOffset >= 0 {
+                    return .snapshot(SnapshotId(endOffset: part.snapshotId.endOffset, epoch: part.snapshotId.epoch))
+                }
                 guard let records = part.records, records.readableBytes > 0 else { return .none }
-                try self.apply(MetadataRecordCodec.decode(records))
+                try self.apply(KRaftWire.decodeBatches(records))
                 return .records
             }
             .flatMap { outcome in
                 switch outcome {
                 case .none: return loop.makeSucceededFuture(false)
                 case .records: return loop.makeSucceededFuture(true)
-                case .snapshot(let end):
-                    return self.loadSnapshot(endOffset: end, on: loop).map { true }
+                case .snapshot(let id):
+                    return self.loadSnapshot(id, on: loop).map { true }
                 }
             }
     }
 
-    private enum FetchOutcome { case none, records, snapshot(endOffset: Int64) }
+    private enum FetchOutcome { case none, records, snapshot(SnapshotId) }
 
     /// Fetches the controller's snapshot ending at `endOffset` (FetchSnapshot, in chunks)
     /// and replaces this copy with it.
-    private func loadSnapshot(endOffset: Int64, on loop: EventLoop, position: Int64 = 0,
+    private func loadSnapshot(_ id: SnapshotId, on loop: EventLoop, position: Int64 = 0,
                               bytes: [UInt8] = []) -> EventLoopFuture<Void> {
+        let endOffset = id.endOffset
         var req = FetchSnapshotRequest()
         req.maxBytes = 4 << 20
         var t = FetchSnapshotRequest.TopicSnapshot()
@@ -152,7 +159,7 @@ public final class MetadataCache: @unchecked Sendable {
         var p = FetchSnapshotRequest.PartitionSnapshot()
         p.partition = 0
         p.snapshotId.endOffset = endOffset
-        p.snapshotId.epoch = 0
+        p.snapshotId.epoch = id.epoch
         p.position = position
         t.partitions = [p]
         req.topics = [t]
@@ -163,7 +170,7 @@ public final class MetadataCache: @unchecked Sendable {
             }
             let all = bytes + Array(chunk.readableBytesView)
             if Int64(all.count) < part.size {
-                return self.loadSnapshot(endOffset: endOffset, on: loop, position: Int64(all.count), bytes: all)
+                return self.loadSnapshot(id, on: loop, position: Int64(all.count), bytes: all)
             }
             do {
                 let records = try MetadataSnapshot.decode(all)
@@ -185,17 +192,29 @@ public final class MetadataCache: @unchecked Sendable {
         }
     }
 
-    /// Applies fetched records in order; records this copy already has are skipped.
-    func apply(_ records: [(offset: Int64, record: MetadataRecord)]) throws {
+    /// Applies fetched batches of the committed log in order (the controller sends brokers
+    /// committed batches only); batches this copy already has are skipped, and control
+    /// batches (a new leader's first) only move the offset.
+    func apply(_ batches: [RaftBatch]) throws {
         try applyLock.withLock {
             let old = image
             var new = old
-            for (offset, record) in records {
-                if offset < new.nextOffset { continue }
-                guard offset == new.nextOffset else {
-                    throw RequestViolation("metadata fetch: gap at offset \(new.nextOffset), got \(offset)")
+            for batch in batches {
+                if batch.endOffset <= new.nextOffset { continue }
+                guard batch.baseOffset == new.nextOffset else {
+                    throw RequestViolation("metadata fetch: gap at offset \(new.nextOffset), got a batch at \(batch.baseOffset)")
                 }
-                new.apply(record)
+                if batch.isControl {
+                    new.skip(to: batch.endOffset)
+                    continue
+                }
+                for (i, payload) in batch.records.enumerated() {
+                    do {
+                        new.apply(try MetadataRecordSerde.decode(payload))
+                    } catch {
+                        throw RequestViolation("metadata record at offset \(batch.baseOffset + Int64(i)) cannot be decoded: \(error)")
+                    }
+                }
             }
             guard new.nextOffset != old.nextOffset else { return }
             lock.withLock { _image = new }

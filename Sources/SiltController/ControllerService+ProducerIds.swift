@@ -10,7 +10,7 @@ extension MetadataController {
 
     /// Spends the next block of producer ids for `brokerId`; returns its first id.
     public func allocateProducerIds(brokerId: Int32) throws -> Int64 {
-        try lock.withLock {
+        try mutate {
             let first = _image.nextProducerId
             guard first <= Int64.max - Int64(MetadataController.producerIdBlockSize) else {
                 throw ControllerError.invalidRequest("The producer id space is exhausted.")

@@ -2,14 +2,13 @@ import Foundation
 import NIOCore
 import SiltProtocol
 
-/// DescribeQuorum (KIP-595's admin view of `__cluster_metadata`), served by the controller
-/// and forwarded to it by brokers; `bin/kafka-metadata-quorum.sh` prints it.
+/// DescribeQuorum (KIP-595's admin view of `__cluster_metadata`), served by the controllers
+/// and forwarded to them by brokers; `bin/kafka-metadata-quorum.sh` prints it.
 ///
-/// Today the quorum is this controller alone (`ServerConfig.quorumVotersMax`): it is the
-/// leader of epoch 0 for ever, every record is committed once it is fsynced, so the high
-/// watermark is the log end and the one voter is always caught up. The observers are the
-/// brokers that follow the log (Fetch with replica id -1 and client id `silt-broker-<id>`),
-/// with the offset they last fetched from and when.
+/// Only the leader knows every voter's progress, so a follower answers
+/// NOT_LEADER_OR_FOLLOWER and the asker tries the next controller (as KRaft does). The
+/// observers are the brokers that follow the log (Fetch with replica id -1 and client id
+/// `silt-broker-<id>`), with the offset they last fetched from and when.
 extension ControllerService {
     /// A broker's last metadata fetch, for DescribeQuorum's observers.
     struct ObserverState: Equatable {
@@ -31,11 +30,11 @@ extension ControllerService {
         }
     }
 
-    func describeQuorum(_ req: DescribeQuorumRequest, nowMs: Int64 = MetadataController.wallClockMs()) -> DescribeQuorumResponse {
+    func describeQuorum(_ req: DescribeQuorumRequest) -> DescribeQuorumResponse {
         var resp = DescribeQuorumResponse()
-        let logEnd = controller.image.nextOffset
+        let (view, isLeader) = controller.quorum.describe()
         let observers = observerLock.withLock { observerStates }
-        let voter = config.quorumVoters.first { $0.id == config.nodeId }
+        let caughtUpTo = view.highWatermark
         resp.topics = req.topics.map { t in
             var out = DescribeQuorumResponse.TopicData()
             out.topicName = t.topicName
@@ -47,21 +46,29 @@ extension ControllerService {
                     pd.errorMessage = "The metadata quorum is \(ControllerService.metadataTopic) partition 0."
                     return pd
                 }
-                pd.leaderId = config.nodeId
-                pd.leaderEpoch = 0
-                pd.highWatermark = logEnd
-                var me = DescribeQuorumResponse.ReplicaState()
-                me.replicaId = config.nodeId
-                me.logEndOffset = logEnd
-                me.lastFetchTimestamp = nowMs
-                me.lastCaughtUpTimestamp = nowMs
-                pd.currentVoters = [me]
+                pd.leaderId = view.leaderId
+                pd.leaderEpoch = view.leaderEpoch
+                guard isLeader else {
+                    pd.errorCode = KafkaErrorCode.notLeaderOrFollower
+                    pd.errorMessage = "Node \(config.nodeId) is not the quorum leader"
+                        + (view.leaderId >= 0 ? "; node \(view.leaderId) is." : ".")
+                    return pd
+                }
+                pd.highWatermark = view.highWatermark
+                pd.currentVoters = view.voters.map { v in
+                    var r = DescribeQuorumResponse.ReplicaState()
+                    r.replicaId = v.replicaId
+                    r.logEndOffset = v.logEndOffset
+                    r.lastFetchTimestamp = v.lastFetchTimestampMs
+                    r.lastCaughtUpTimestamp = v.lastCaughtUpTimestampMs
+                    return r
+                }
                 pd.observers = observers.keys.sorted().map { id in
                     var o = DescribeQuorumResponse.ReplicaState()
                     o.replicaId = id
                     o.logEndOffset = observers[id]!.logEndOffset
                     o.lastFetchTimestamp = observers[id]!.lastFetchMs
-                    o.lastCaughtUpTimestamp = observers[id]!.logEndOffset >= logEnd ? observers[id]!.lastFetchMs : -1
+                    o.lastCaughtUpTimestamp = observers[id]!.logEndOffset >= caughtUpTo ? observers[id]!.lastFetchMs : -1
                     return o
                 }
                 return pd
@@ -69,15 +76,16 @@ extension ControllerService {
             return out
         }
         // v2: the voters' endpoints on the controller listener.
-        if let voter {
+        let listener = config.controllerListenerNames.first ?? "CONTROLLER"
+        resp.nodes = config.quorumVoters.map { v in
             var node = DescribeQuorumResponse.Node()
-            node.nodeId = voter.id
+            node.nodeId = v.id
             var l = DescribeQuorumResponse.Listener()
-            l.name = config.controllerListenerNames.first ?? "CONTROLLER"
-            l.host = voter.host
-            l.port = UInt16(clamping: voter.port)
+            l.name = listener
+            l.host = v.host
+            l.port = UInt16(clamping: v.port)
             node.listeners = [l]
-            resp.nodes = [node]
+            return node
         }
         return resp
     }

@@ -5,6 +5,7 @@ import SiltMetadata
 import SiltNet
 import SiltNode
 import SiltProtocol
+import SiltRaft
 import SiltRecords
 
 /// The controller's Kafka-framed API on the CONTROLLER listener.
@@ -22,6 +23,9 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         ApiVersionsRequest.apiKey: 0...4,
         FetchRequest.apiKey: 12...17,
         FetchSnapshotRequest.apiKey: 0...1,
+        VoteRequest.apiKey: 0...1,
+        BeginQuorumEpochRequest.apiKey: 0...1,
+        EndQuorumEpochRequest.apiKey: 0...1,
         CreateTopicsRequest.apiKey: 5...7,
         DeleteTopicsRequest.apiKey: 4...6,
         CreatePartitionsRequest.apiKey: 2...3,
@@ -68,56 +72,89 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
                 }
                 return loop.makeSucceededFuture(resp)
             }
+        // The quorum (KRaft's RPCs): voters among themselves, brokers as observers.
+        case VoteRequest.apiKey:
+            return try serveRequest(VoteRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.quorumRequest(KRaftWire.message(req), clusterId: req.clusterId, tagged: req.unknownTaggedFields,
+                                   from: req.topics.first?.partitions.first?.candidateId ?? -1, on: loop,
+                                   refuse: { code, detail in var r = VoteResponse(); r.errorCode = code; r.unknownTaggedFields = detail; return r },
+                                   answer: KRaftWire.voteResponse)
+            }
+        case BeginQuorumEpochRequest.apiKey:
+            return try serveRequest(BeginQuorumEpochRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.quorumRequest(KRaftWire.message(req), clusterId: req.clusterId, tagged: req.unknownTaggedFields,
+                                   from: req.topics.first?.partitions.first?.leaderId ?? -1, on: loop,
+                                   refuse: { code, detail in var r = BeginQuorumEpochResponse(); r.errorCode = code; r.unknownTaggedFields = detail; return r },
+                                   answer: KRaftWire.beginResponse)
+            }
+        case EndQuorumEpochRequest.apiKey:
+            return try serveRequest(EndQuorumEpochRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.quorumRequest(KRaftWire.message(req), clusterId: req.clusterId, tagged: req.unknownTaggedFields,
+                                   from: req.topics.first?.partitions.first?.leaderId ?? -1, on: loop,
+                                   refuse: { code, detail in var r = EndQuorumEpochResponse(); r.errorCode = code; r.unknownTaggedFields = detail; return r },
+                                   answer: KRaftWire.endResponse)
+            }
         case FetchRequest.apiKey:
             return try serveRequest(FetchRequest.self, frame: frame, eventLoop: loop) { req, header in
-                if let offset = req.topics.first?.partitions.first?.fetchOffset {
-                    self.noteObserverFetch(clientId: header.clientId, fetchOffset: offset)
+                let replicaId = header.requestApiVersion >= 15 ? req.replicaState.replicaId : req.replicaId
+                if self.controller.quorum.config.voters.contains(replicaId) {
+                    let bytesMax = self.controller.quorum.config.fetchBytesMax
+                    return self.quorumRequest(KRaftWire.message(req, version: header.requestApiVersion), clusterId: req.clusterId,
+                                              tagged: req.unknownTaggedFields, from: replicaId, on: loop,
+                                              refuse: { code, detail in var r = FetchResponse(); r.errorCode = code; r.unknownTaggedFields = detail; return r },
+                                              answer: { KRaftWire.fetchResponse($0, bytesMax: bytesMax) })
                 }
-                return self.fetchMetadata(req, eventLoop: loop).map { $0 }
+                return self.observerFetch(req, clientId: header.clientId, on: loop).map { $0 }
             }
         case FetchSnapshotRequest.apiKey:
             return try serveRequest(FetchSnapshotRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.fetchSnapshot(req))
+                if self.controller.quorum.config.voters.contains(req.replicaId) {
+                    return self.quorumRequest(KRaftWire.message(req), clusterId: req.clusterId, tagged: req.unknownTaggedFields,
+                                              from: req.replicaId, on: loop,
+                                              refuse: { code, detail in var r = FetchSnapshotResponse(); r.errorCode = code; r.unknownTaggedFields = detail; return r },
+                                              answer: KRaftWire.fetchSnapshotResponse)
+                }
+                return loop.makeSucceededFuture(self.observerFetchSnapshot(req))
             }
         case CreateTopicsRequest.apiKey:
             return try serveRequest(CreateTopicsRequest.self, frame: frame, eventLoop: loop) { req, header in
-                loop.makeSucceededFuture(self.createTopics(req, version: header.requestApiVersion))
+                self.afterCommit(on: loop) { self.createTopics(req, version: header.requestApiVersion) }
             }
         case DeleteTopicsRequest.apiKey:
             return try serveRequest(DeleteTopicsRequest.self, frame: frame, eventLoop: loop) { req, header in
-                loop.makeSucceededFuture(self.deleteTopics(req, version: header.requestApiVersion))
+                self.afterCommit(on: loop) { self.deleteTopics(req, version: header.requestApiVersion) }
             }
         case CreatePartitionsRequest.apiKey:
             return try serveRequest(CreatePartitionsRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.createPartitions(req))
+                self.afterCommit(on: loop) { self.createPartitions(req) }
             }
         case AlterConfigsRequest.apiKey:
             return try serveRequest(AlterConfigsRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.alterConfigs(req))
+                self.afterCommit(on: loop) { self.alterConfigs(req) }
             }
         case IncrementalAlterConfigsRequest.apiKey:
             return try serveRequest(IncrementalAlterConfigsRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.incrementalAlterConfigs(req))
+                self.afterCommit(on: loop) { self.incrementalAlterConfigs(req) }
             }
         case OpenUploaderRequest.apiKey:
             return try serveRequest(OpenUploaderRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.openUploader(req))
+                self.afterCommit(on: loop) { self.openUploader(req) }
             }
         case PrepareS3ObjectRequest.apiKey:
             return try serveRequest(PrepareS3ObjectRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.prepareObjects(req))
+                self.afterCommit(on: loop) { self.prepareObjects(req) }
             }
         case CommitS3ObjectsRequest.apiKey:
             return try serveRequest(CommitS3ObjectsRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.commitObjects(req))
+                self.afterCommit(on: loop) { self.commitObjects(req) }
             }
         case TrimStreamsRequest.apiKey:
             return try serveRequest(TrimStreamsRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.trimStreams(req))
+                self.afterCommit(on: loop) { self.trimStreams(req) }
             }
         case AllocateProducerIdsRequest.apiKey:
             return try serveRequest(AllocateProducerIdsRequest.self, frame: frame, eventLoop: loop) { req, _ in
-                loop.makeSucceededFuture(self.allocateProducerIds(req))
+                self.afterCommit(on: loop) { self.allocateProducerIds(req) }
             }
         case DescribeQuorumRequest.apiKey:
             return try serveRequest(DescribeQuorumRequest.self, frame: frame, eventLoop: loop) { req, _ in
@@ -128,68 +165,66 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         }
     }
 
-    // MARK: Metadata log fetch
+    /// Runs a handler that may propose records, and answers once they are committed. The
+    /// handler only validates and proposes (no disk I/O happens on this event loop). If this
+    /// controller loses leadership before the commit, the request fails and its connection
+    /// closes: the sender retries, and the new leader's validation decides.
+    func afterCommit<T>(on loop: EventLoop, _ handler: () -> T) -> EventLoopFuture<T?> {
+        let before = controller.lastProposedOffset
+        let response = handler()
+        let after = controller.lastProposedOffset
+        guard after != before else { return loop.makeSucceededFuture(response) }
+        return controller.whenCommitted(after, on: loop).map { response }
+    }
 
-    func fetchMetadata(_ req: FetchRequest, eventLoop: EventLoop) -> EventLoopFuture<FetchResponse> {
+    // MARK: The quorum's RPCs
+
+    /// A voter's request: checks the cluster id and the voter set first (KRaft's
+    /// INCONSISTENT_CLUSTER_ID / INCONSISTENT_VOTER_SET, with our value in the tag so the
+    /// sender can name both), then hands it to the core and answers when the core does.
+    func quorumRequest<Response>(_ message: RaftMessage?, clusterId: String?, tagged: [Int: [UInt8]], from peer: Int32,
+                                 on loop: EventLoop,
+                                 refuse: (Int16, [Int: [UInt8]]) -> Response,
+                                 answer: @escaping (RaftMessage) -> Response) -> EventLoopFuture<Response?> {
+        let quorum = controller.quorum!
+        if let clusterId, clusterId != quorum.clusterId {
+            logger.error("a voter of another cluster asked this controller", metadata: [
+                "voter": "\(peer)", "theirClusterId": "\(clusterId)", "ourClusterId": "\(quorum.clusterId)"])
+            return loop.makeSucceededFuture(refuse(KafkaErrorCode.inconsistentClusterId,
+                                                   [KRaftWire.votersTag: Array(quorum.clusterId.utf8)]))
+        }
+        let theirs = String(decoding: tagged[KRaftWire.votersTag] ?? [], as: UTF8.self)
+        guard theirs == quorum.voterString, let message else {
+            logger.error("a voter with another voter set asked this controller", metadata: [
+                "voter": "\(peer)", "theirVoters": "\(theirs)", "ourVoters": "\(quorum.voterString)",
+                "key": "controller.quorum.voters"])
+            return loop.makeSucceededFuture(refuse(KafkaErrorCode.inconsistentVoterSet,
+                                                   [KRaftWire.votersTag: Array(quorum.voterString.utf8)]))
+        }
+        return quorum.receiveRequest(message, from: peer, on: loop).map { answer($0) }
+    }
+
+    /// A broker following the log: committed batches only, from the leader.
+    func observerFetch(_ req: FetchRequest, clientId: String?, on loop: EventLoop) -> EventLoopFuture<FetchResponse> {
         guard let topic = req.topics.first, topic.topic == ControllerService.metadataTopic,
               let part = topic.partitions.first, part.partition == 0 else {
             var resp = FetchResponse()
-            resp.errorCode = 3   // UNKNOWN_TOPIC_OR_PARTITION
-            return eventLoop.makeSucceededFuture(resp)
+            resp.errorCode = KafkaErrorCode.unknownTopicOrPartition
+            return loop.makeSucceededFuture(resp)
         }
-        let offset = part.fetchOffset
-        let answer = { () -> FetchResponse in self.metadataFetchResponse(from: offset) }
-        guard case .records(let slice, let end) = controller.records(from: offset, countMax: 1),
-              slice.isEmpty, offset == end, req.maxWaitMs > 0 else {
-            return eventLoop.makeSucceededFuture(answer())
+        if let clusterId = req.clusterId, clusterId != controller.quorum.clusterId {
+            var resp = FetchResponse()
+            resp.errorCode = KafkaErrorCode.inconsistentClusterId
+            return loop.makeSucceededFuture(resp)
         }
-        let promise = eventLoop.makePromise(of: FetchResponse.self)
-        let done = OnceFlag()
-        let timer = eventLoop.scheduleTask(in: .milliseconds(Int64(req.maxWaitMs))) {
-            if done.set() { promise.succeed(answer()) }
-        }
-        controller.onceLogPasses(offset) { _ in
-            eventLoop.execute {
-                if done.set() { timer.cancel(); promise.succeed(answer()) }
-            }
-        }
-        return promise.futureResult
+        noteObserverFetch(clientId: clientId, fetchOffset: part.fetchOffset)
+        return controller.quorum.observerFetch(fetchOffset: part.fetchOffset, maxWaitMs: req.maxWaitMs, on: loop)
+            .map { KRaftWire.fetchResponse($0) }
     }
 
-    func metadataFetchResponse(from offset: Int64) -> FetchResponse {
-        var pd = FetchResponse.PartitionData()
-        pd.partitionIndex = 0
-        pd.records = ByteBuffer()
-        let (snapshotBytes, logStart) = controller.snapshot
-        pd.logStartOffset = logStart
-        switch controller.records(from: offset, countMax: ControllerService.fetchRecordsMax) {
-        case .records(let slice, let end):
-            pd.highWatermark = end
-            pd.lastStableOffset = end
-            if !slice.isEmpty { pd.records = MetadataRecordCodec.encodeBatch(Array(slice), baseOffset: offset) }
-        case .snapshotNeeded(let end):
-            // As KRaft does: point the follower at the snapshot (FetchSnapshot), then go on from its end.
-            precondition(!snapshotBytes.isEmpty, "log start \(end) without a snapshot")
-            var id = FetchResponse.SnapshotId()
-            id.endOffset = end
-            id.epoch = 0
-            pd.snapshotId = id
-            pd.highWatermark = end
-        case .outOfRange(let end):
-            pd.errorCode = 1   // OFFSET_OUT_OF_RANGE: the follower is ahead of this log
-            pd.highWatermark = end
-        }
-        var t = FetchResponse.FetchableTopicResponse()
-        t.topic = ControllerService.metadataTopic
-        t.partitions = [pd]
-        var resp = FetchResponse()
-        resp.responses = [t]
-        return resp
-    }
-
-    /// Serves the latest snapshot's bytes from `position` (at most `maxBytes`).
-    func fetchSnapshot(_ req: FetchSnapshotRequest) -> FetchSnapshotResponse {
-        let (bytes, endOffset) = controller.snapshot
+    /// Serves the latest snapshot to an observer, from `position`, at most `maxBytes` at a time.
+    func observerFetchSnapshot(_ req: FetchSnapshotRequest) -> FetchSnapshotResponse {
+        let latest = controller.quorum.latestSnapshotForObservers
         var resp = FetchSnapshotResponse()
         resp.topics = req.topics.map { t in
             var out = FetchSnapshotResponse.TopicSnapshot()
@@ -200,15 +235,16 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
                 r.snapshotId.endOffset = p.snapshotId.endOffset
                 r.snapshotId.epoch = p.snapshotId.epoch
                 guard t.name == ControllerService.metadataTopic, p.partition == 0 else {
-                    r.errorCode = 3   // UNKNOWN_TOPIC_OR_PARTITION
+                    r.errorCode = KafkaErrorCode.unknownTopicOrPartition
                     return r
                 }
-                guard !bytes.isEmpty, p.snapshotId.endOffset == endOffset else {
-                    r.errorCode = 98   // SNAPSHOT_NOT_FOUND
+                guard let latest, latest.id.endOffset == p.snapshotId.endOffset, latest.id.epoch == p.snapshotId.epoch else {
+                    r.errorCode = KafkaErrorCode.snapshotNotFound
                     return r
                 }
+                let bytes = latest.bytes
                 guard p.position >= 0, p.position <= Int64(bytes.count) else {
-                    r.errorCode = 99   // POSITION_OUT_OF_RANGE
+                    r.errorCode = KafkaErrorCode.positionOutOfRange
                     return r
                 }
                 let start = Int(p.position)

@@ -83,8 +83,8 @@ public enum LegacyMetadataLog {
             let data = [UInt8](contents)
             var pos = 0
             while pos + 8 <= data.count {
-                let len = Int(data.loadBigEndianUInt32(at: pos))
-                let crc = data.loadBigEndianUInt32(at: pos + 4)
+                let len = Int(data.readBE32(pos))
+                let crc = data.readBE32(pos + 4)
                 guard len <= recordBytesMax, pos + 8 + len <= data.count else { break }
                 let payload = data[(pos + 8)..<(pos + 8 + len)]
                 let actual = payload.withUnsafeBytes { silt_crc32c(0, $0.baseAddress!, len) }

@@ -39,7 +39,7 @@ extension MetadataController {
         for c in changes where !names.insert(c.name).inserted {
             throw ControllerError.invalidRequest("Error due to duplicate config keys: '\(c.name)' appears twice for \(resource).")
         }
-        return try lock.withLock {
+        return try mutate {
             let image = _image
             let target = try MetadataController.resolveTarget(resource, image)
             let current: [String: String]

@@ -59,7 +59,7 @@ extension MetadataController {
     /// An uploader of `nodeId` starts: bumps the node epoch (fencing older incarnations) and
     /// returns it with the state of every stream, in stream id order.
     public func openUploader(nodeId: Int32) throws -> (nodeEpoch: Int64, streams: [(streamId: UInt64, state: StreamState)]) {
-        try lock.withLock {
+        try mutate {
             let epoch = (_image.nodeEpochs[nodeId] ?? 0) + 1
             try commit([.nodeEpoch(nodeId: nodeId, epoch: epoch)])
             logger.info("uploader opened", metadata: ["node": "\(nodeId)", "epoch": "\(epoch)"])
@@ -77,7 +77,7 @@ extension MetadataController {
         guard ttlMs >= 1 && ttlMs <= MetadataController.prepareTtlMsMax else {
             throw ControllerError.invalidRequest("TtlMs must be between 1 and \(MetadataController.prepareTtlMsMax), got \(ttlMs).")
         }
-        return try lock.withLock {
+        return try mutate {
             try checkNodeEpoch(nodeId: nodeId, nodeEpoch: nodeEpoch)
             let first = _image.nextObjectId
             try commit([.prepareObjects(firstId: first, count: count, nodeId: nodeId, expiresAtMs: nowMs + ttlMs)])
@@ -89,7 +89,7 @@ extension MetadataController {
     /// the streams at their committed ends (a fresh upload, no compacted ids), in one record.
     public func commitObjects(nodeId: Int32, nodeEpoch: Int64, objects: [CommitObject], compactedObjectIds: [UInt64],
                               nowMs: Int64 = MetadataController.wallClockMs()) throws {
-        try lock.withLock {
+        try mutate {
             try checkNodeEpoch(nodeId: nodeId, nodeEpoch: nodeEpoch)
             let image = _image
             guard !objects.isEmpty else { throw ControllerError.invalidRequest("The commit has no objects.") }
@@ -133,9 +133,9 @@ extension MetadataController {
                 },
                 compactedObjectIds: compactedObjectIds, committedAtMs: nowMs))
             let bytes = MetadataRecordSerde.encode(record).count
-            guard bytes <= MetadataLog.recordBytesMax else {
+            guard bytes <= MetadataController.recordBytesMax else {
                 throw ControllerError.invalidRequest(
-                    "The commit is \(bytes) bytes as a metadata record, more than \(MetadataLog.recordBytesMax); commit fewer objects at once.")
+                    "The commit is \(bytes) bytes as a metadata record, more than \(MetadataController.recordBytesMax); commit fewer objects at once.")
             }
             try commit([record])
         }
@@ -145,7 +145,7 @@ extension MetadataController {
     /// and returns the start offset in force.
     @discardableResult
     public func trimStream(streamId: UInt64, startOffset: Int64) throws -> Int64 {
-        try lock.withLock {
+        try mutate {
             guard let state = _image.streamStates[streamId] else { throw ControllerError.unknownStream(streamId) }
             let target = min(startOffset, state.endOffset)
             guard target > state.startOffset else { return state.startOffset }
@@ -156,19 +156,22 @@ extension MetadataController {
 
     /// What the janitor may delete: dead objects, and prepared ids past their expiry, which
     /// this call claims (a commit of them is refused from now on, even if the clock steps back).
+    /// Only the active controller names any, and only from the committed image: a record that
+    /// made an object dead but could still be lost with a leader must not get its key deleted.
     public func destroyCandidates(nowMs: Int64 = MetadataController.wallClockMs()) -> DestroyCandidates {
         lock.withLock {
-            let expired = _image.preparedObjects.filter { $0.value.expiresAtMs <= nowMs || janitorClaims.contains($0.key) }
+            guard activeEpoch != nil else { return DestroyCandidates(awaitingDeletion: [], expiredPrepared: []) }
+            let expired = committed.preparedObjects.filter { $0.value.expiresAtMs <= nowMs || janitorClaims.contains($0.key) }
                 .keys.sorted()
             janitorClaims.formUnion(expired)
-            return DestroyCandidates(awaitingDeletion: _image.objectsAwaitingDeletion.sorted(), expiredPrepared: expired)
+            return DestroyCandidates(awaitingDeletion: committed.objectsAwaitingDeletion.sorted(), expiredPrepared: expired)
         }
     }
 
     /// Forgets objects whose keys the janitor deleted: dead objects, and prepared ids it
     /// claimed. Ids already gone are skipped; a live or unclaimed prepared id is refused.
     public func destroyObjects(ids: [UInt64]) throws {
-        try lock.withLock {
+        try mutate {
             var destroy: [UInt64] = []
             for id in Set(ids).sorted() {
                 if _image.objectsAwaitingDeletion.contains(id) {

@@ -1,6 +1,9 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import SiltMetadata
+import SiltRaft
 
 /// Why the controller refused a change. Each case maps to the Kafka error a client expects.
 public enum ControllerError: Error, Equatable, CustomStringConvertible {
@@ -21,6 +24,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case offsetOutOfRange(String)
     case invalidRequest(String)
     case unknownStream(UInt64)
+    /// This controller is not the quorum's ready leader (the message names the leader if known).
+    case notController(String)
 
     /// Kafka's error code for this refusal.
     public var kafkaErrorCode: Int16 {
@@ -39,6 +44,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .offsetOutOfRange: return 1            // OFFSET_OUT_OF_RANGE
         case .invalidRequest: return 42             // INVALID_REQUEST
         case .unknownStream: return 3               // UNKNOWN_TOPIC_OR_PARTITION
+        case .notController: return 41              // NOT_CONTROLLER
         }
     }
 
@@ -46,7 +52,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .invalidTopic(let m), .invalidPartitions(let m), .invalidConfig(let m),
              .invalidReplicationFactor(let m), .storage(let m), .staleNodeEpoch(let m), .fencedStreamEpoch(let m),
-             .offsetOutOfRange(let m), .invalidRequest(let m): return m
+             .offsetOutOfRange(let m), .invalidRequest(let m), .notController(let m): return m
         case .unknownStream(let id): return "Stream \(id) does not exist."
         case .topicAlreadyExists(let n): return "Topic '\(n)' already exists."
         case .unknownTopic(let n): return "Topic '\(n)' does not exist."
@@ -56,51 +62,127 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The node's metadata authority: validates changes, writes them to the metadata log,
-/// then folds them into the image. Today it runs in the broker's process and is called
-/// directly; the supervisor and Raft issues move it behind the CONTROLLER listener without
-/// changing this surface.
+/// The node's metadata authority: validates changes against the image, proposes them to
+/// the controller quorum, and answers once they are committed.
+///
+/// ```
+///   request ──validate(_image)──▶ propose ──▶ QuorumDriver ──majority durable──▶ apply(committed)
+///                 │ apply to _image at once (the leader's view: committed + its own proposals)
+///                 ▼
+///   response parked on whenCommitted(endOffset) ◀──────────────────────────────────┘
+/// ```
+///
+/// Invariants:
+/// - `committed` is the fold of the committed log: snapshot, then batches in order.
+/// - While this node is the ready leader of `activeEpoch`, `_image` is `committed` plus this
+///   leader's own proposals not yet committed, and `_image.nextOffset` is the log end. At
+///   any other time `_image == committed`, and every proposal is refused (NOT_CONTROLLER).
+/// - A response waits for the commit of every record its request proposed; if leadership
+///   is lost first, the wait fails (the client retries against the new leader).
 public final class MetadataController: @unchecked Sendable {
     public static let topicNameLengthMax = 249
     public static let partitionsMax: Int32 = 100_000
+    /// One metadata record's bytes at most (a proposal travels whole in one fetch answer).
+    public static let recordBytesMax = 1 << 20
 
     let lock = NSLock()
-    private let log: MetadataLog
     var _image: MetadataImage
+    /// The fold of the committed log (see the invariants above).
+    var committed: MetadataImage
+    /// The epoch this node leads and takes proposals in; nil when not the ready leader.
+    var activeEpoch: Int32?
+    /// The end offset of the latest proposal this node made.
+    var proposedEndOffset: Int64 = 0
+    /// Responses waiting for the commit of an offset.
+    var commitWaiters: [(endOffset: Int64, promise: EventLoopPromise<Void>)] = []
+    /// Callers blocked in `awaitCommitted` (never a network event loop).
+    let commitCondition = NSCondition()
     /// Expired prepared ids the janitor is deleting: no commit may take them any more,
     /// whatever the clock says. In memory only; the janitor claims them again after a restart.
     var janitorClaims = Set<UInt64>()
-    /// The records after the latest snapshot, in log order (record i has offset
-    /// `logStartOffset + i`); followers fetch from here, or from the snapshot below it.
-    private var records: [MetadataRecord]
-    private var logStartOffset: Int64
-    private var snapshotBytes: [UInt8]
-    private var bytesSinceSnapshot = 0
+    var bytesSinceSnapshot = 0
     /// Kafka's `metadata.log.max.record.bytes.between.snapshots`.
     let snapshotIntervalBytes: Int
-    private var commitListeners: [(Int64) -> Void] = []
     let logger: Logger
     /// Validates topic config overrides; injected so the controller need not know the key table.
     private let validateConfigs: ([String: String]) throws -> Void
+    /// The replicated log.
+    public private(set) var quorum: QuorumDriver!
+    private let ownGroup: EventLoopGroup?
+    private var closed = false
 
+    /// How this controller joins the quorum. The default is a quorum of one voter (tests, tools).
+    public struct QuorumSetup: Sendable {
+        public var nodeId: Int32
+        public var voters: [QuorumDriver.Voter]
+        public var clusterId: String
+        /// The address outgoing quorum connections start from (this node's CONTROLLER host).
+        public var localHost: String?
+        public var electionTimeoutMs: Int64
+        public var fetchTimeoutMs: Int64
+        public var electionBackoffMaxMs: Int64
+
+        public init(nodeId: Int32, voters: [QuorumDriver.Voter], clusterId: String, localHost: String? = nil,
+                    electionTimeoutMs: Int64 = 1000, fetchTimeoutMs: Int64 = 2000, electionBackoffMaxMs: Int64 = 1000) {
+            self.nodeId = nodeId; self.voters = voters; self.clusterId = clusterId; self.localHost = localHost
+            self.electionTimeoutMs = electionTimeoutMs; self.fetchTimeoutMs = fetchTimeoutMs
+            self.electionBackoffMaxMs = electionBackoffMaxMs
+        }
+
+        /// One voter, elected at once: what a single-node controller and the unit tests run.
+        public static func single(nodeId: Int32 = 0, clusterId: String = "local") -> QuorumSetup {
+            QuorumSetup(nodeId: nodeId, voters: [QuorumDriver.Voter(id: nodeId, host: "127.0.0.1", port: 0)],
+                        clusterId: clusterId, electionTimeoutMs: 10, electionBackoffMaxMs: 10)
+        }
+    }
+
+    /// Opens the metadata log in `directory` (migrating a JSON log of an earlier release) and
+    /// joins the quorum. With a single voter it returns once this node leads and has applied
+    /// the whole log; with several it returns at once (`isActive` tells when it leads).
+    /// `group` runs the quorum's timers and peer connections (nil: a thread of its own).
     public init(directory: String, logger: Logger, snapshotIntervalBytes: Int = 20 << 20,
+                quorum setup: QuorumSetup = .single(), group: EventLoopGroup? = nil,
+                onFatal: @escaping @Sendable (String) -> Void = { reason in fatalError("controller: \(reason)") },
                 validateConfigs: @escaping ([String: String]) throws -> Void) throws {
-        let (log, contents) = try MetadataLog.open(directory: directory, logger: logger)
-        var image = MetadataImage(snapshot: contents.snapshotRecords, endOffset: contents.snapshotEndOffset)
-        for r in contents.records { image.apply(r) }
-        let records = contents.records
-        self.log = log
-        self._image = image
-        self.records = records
-        self.logStartOffset = contents.snapshotEndOffset
-        self.snapshotBytes = contents.snapshotBytes
+        let (store, persisted) = try MetadataController.openStore(directory: directory, logger: logger)
+        self._image = MetadataImage()
+        self.committed = MetadataImage()
         self.snapshotIntervalBytes = snapshotIntervalBytes
         self.logger = logger
         self.validateConfigs = validateConfigs
-        logger.info("metadata log replayed", metadata: [
-            "snapshotEndOffset": "\(contents.snapshotEndOffset)", "records": "\(records.count)",
-            "topics": "\(image.topicsByName.count)"])
+        self.ownGroup = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        let config = RaftConfig(nodeId: setup.nodeId, voters: setup.voters.map(\.id).sorted(),
+                                electionTimeoutMs: setup.electionTimeoutMs, fetchTimeoutMs: setup.fetchTimeoutMs,
+                                electionBackoffMaxMs: setup.electionBackoffMaxMs)
+        self.quorum = QuorumDriver(config: config, voters: setup.voters, clusterId: setup.clusterId, store: store,
+                                   persisted: persisted, clientGroup: group ?? ownGroup!, localHost: setup.localHost,
+                                   logger: logger, onFatal: onFatal)
+        do {
+            try quorum.start(stateMachine: self)
+        } catch {
+            close()
+            throw error
+        }
+        if setup.voters.count == 1 {
+            guard awaitActive(timeoutMs: 30_000) else {
+                close()
+                throw ControllerError.storage("the single-voter metadata quorum did not elect itself within 30 s")
+            }
+        }
+        logger.info("metadata log opened", metadata: [
+            "snapshotEndOffset": "\(persisted.snapshot?.id.endOffset ?? 0)", "batches": "\(persisted.batches.count)",
+            "voters": "\(setup.voters.map(\.id))"])
     }
+
+    /// Stops the quorum (a leader resigns first) and releases its threads; idempotent.
+    public func close() {
+        let first: Bool = lock.withLock { defer { closed = true }; return !closed }
+        guard first else { return }
+        quorum?.stop()
+        try? ownGroup?.syncShutdownGracefully()
+    }
+
+    deinit { close() }
 
     /// A consistent copy of the current metadata.
     public var image: MetadataImage { lock.withLock { _image } }
@@ -130,7 +212,7 @@ public final class MetadataController: @unchecked Sendable {
             throw ControllerError.invalidPartitions("Number of partitions must be between 1 and \(MetadataController.partitionsMax).")
         }
         do { try validateConfigs(configs) } catch { throw ControllerError.invalidConfig("\(error)") }
-        return try lock.withLock {
+        return try mutate {
             if _image.topic(named: name) != nil { throw ControllerError.topicAlreadyExists(name) }
             let collisionKey = name.replacingOccurrences(of: ".", with: "_")
             if let other = _image.topicsByName.keys.first(where: { $0.replacingOccurrences(of: ".", with: "_") == collisionKey }) {
@@ -151,7 +233,7 @@ public final class MetadataController: @unchecked Sendable {
 
     /// Deletes a topic by name or id and returns what it was.
     public func deleteTopic(name: String?, id: UUID?) throws -> TopicInfo {
-        try lock.withLock {
+        try mutate {
             let topic: TopicInfo
             if let name {
                 guard let t = _image.topic(named: name) else { throw ControllerError.unknownTopic(name) }
@@ -170,7 +252,7 @@ public final class MetadataController: @unchecked Sendable {
 
     /// Grows a topic to `count` partitions.
     public func createPartitions(name: String, count: Int32, validateOnly: Bool) throws -> TopicInfo {
-        try lock.withLock {
+        try mutate {
             guard var topic = _image.topic(named: name) else { throw ControllerError.unknownTopic(name) }
             guard count > topic.partitionCount else {
                 throw ControllerError.invalidPartitions(
@@ -188,58 +270,33 @@ public final class MetadataController: @unchecked Sendable {
         }
     }
 
-    /// Writes records durably, then applies them. Caller holds the lock.
+    /// The one seam of every change: under the lock, and only on the ready leader, so that no
+    /// validation runs against a follower's (possibly stale) image.
+    func mutate<T>(_ body: () throws -> T) throws -> T {
+        try lock.withLock {
+            guard activeEpoch != nil else { throw notController() }
+            return try body()
+        }
+    }
+
+    /// Proposes records and applies them to the leader's image. Caller holds the lock.
+    /// Throws NOT_CONTROLLER when this node is not the ready leader.
     func commit(_ new: [MetadataRecord]) throws {
-        do { bytesSinceSnapshot += try log.append(new) } catch { throw ControllerError.storage("\(error)") }
-        for r in new { _image.apply(r) }
-        records += new
-        if bytesSinceSnapshot >= snapshotIntervalBytes {
-            // The records are committed already; a failed snapshot only means a longer replay.
-            do {
-                snapshotBytes = try log.snapshot(_image.snapshotRecords, endOffset: _image.nextOffset)
-                logStartOffset = _image.nextOffset
-                records.removeAll()
-                bytesSinceSnapshot = 0
-            } catch {
-                logger.error("metadata snapshot failed: \(error)")
-            }
-        }
-        let end = _image.nextOffset
-        let listeners = commitListeners
-        commitListeners.removeAll()
-        for l in listeners { l(end) }
-    }
-
-    /// What a follower at `offset` gets.
-    public enum Slice {
-        /// Records from the requested offset (at most the count asked for), and the log end.
-        case records(ArraySlice<MetadataRecord>, endOffset: Int64)
-        /// The offset is below the log start: load the snapshot ending at `endOffset` first.
-        case snapshotNeeded(endOffset: Int64)
-        /// The offset is past the log end.
-        case outOfRange(endOffset: Int64)
-    }
-
-    public func records(from offset: Int64, countMax: Int) -> Slice {
-        lock.withLock {
-            let end = logStartOffset + Int64(records.count)
-            if offset < logStartOffset { return .snapshotNeeded(endOffset: logStartOffset) }
-            if offset > end { return .outOfRange(endOffset: end) }
-            let start = Int(offset - logStartOffset)
-            return .records(records[start..<min(records.count, start + countMax)], endOffset: end)
+        guard let epoch = activeEpoch else { throw notController() }
+        switch quorum.propose(new.map(MetadataRecordSerde.encode), epoch: epoch) {
+        case .success(let end):
+            precondition(end == _image.nextOffset + Int64(new.count),
+                         "proposal ends at \(end) but the leader's image is at \(_image.nextOffset)")
+            for r in new { _image.apply(r) }
+            proposedEndOffset = end
+        case .failure:
+            throw notController()
         }
     }
 
-    /// The latest snapshot's bytes and end offset (empty bytes: no snapshot yet).
-    public var snapshot: (bytes: [UInt8], endOffset: Int64) { lock.withLock { (snapshotBytes, logStartOffset) } }
-
-    /// Calls `listener` once, at the next commit (or at once if the log is already past `offset`).
-    public func onceLogPasses(_ offset: Int64, _ listener: @escaping (Int64) -> Void) {
-        let end: Int64? = lock.withLock {
-            if _image.nextOffset > offset { return _image.nextOffset }
-            commitListeners.append(listener)
-            return nil
-        }
-        if let end { listener(end) }
+    func notController() -> ControllerError {
+        let (leader, epoch) = quorum.leader
+        return .notController(leader.map { "This controller is not the active one; the leader of epoch \(epoch) is node \($0)." }
+            ?? "This controller is not the active one, and no leader is known (epoch \(epoch)).")
     }
 }

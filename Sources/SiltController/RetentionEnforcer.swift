@@ -77,6 +77,8 @@ public final class RetentionEnforcer: @unchecked Sendable {
     /// One pass over every stream of every topic; returns the trims made (stream → new start).
     @discardableResult
     public func runOnce() -> [UInt64: Int64] {
+        // Leader-only work: every controller runs the timer, only the active one trims.
+        guard controller.isActive else { return [:] }
         let image = controller.image
         let now = nowMs()
         let resolver = TopicConfigResolver(config: config, image: image)

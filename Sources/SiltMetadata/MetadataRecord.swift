@@ -175,6 +175,12 @@ public struct MetadataImage: Equatable, Sendable {
         return out
     }
 
+    /// Moves past offsets that hold nothing for the image (the quorum's control records).
+    public mutating func skip(to offset: Int64) {
+        precondition(offset >= nextOffset, "metadata image: skipping back from \(nextOffset) to \(offset)")
+        nextOffset = offset
+    }
+
     public func topic(named name: String) -> TopicInfo? { topicsByName[name] }
     public func topic(id: UUID) -> TopicInfo? { topicNamesById[id].flatMap { topicsByName[$0] } }
 

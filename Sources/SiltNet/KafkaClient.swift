@@ -23,10 +23,14 @@ public final class KafkaClient: @unchecked Sendable {
     private var channel: EventLoopFuture<Channel>?
     private var nextCorrelationId: Int32 = 1
     private var closed = false
+    /// The local address connections start from (nil: the kernel's choice), so that a node's
+    /// traffic carries its own address (firewall rules and logs can tell nodes apart).
+    private let localHost: String?
 
     public init(group: EventLoopGroup, host: String, port: Int, clientId: String, logger: Logger,
-                frameBytesMax: Int = 100 << 20) {
+                frameBytesMax: Int = 100 << 20, localHost: String? = nil) {
         self.group = group
+        self.localHost = localHost
         self.host = host
         self.port = port
         self.clientId = clientId
@@ -76,7 +80,7 @@ public final class KafkaClient: @unchecked Sendable {
         }
         if let c = channel { return c }
         let frameBytesMax = self.frameBytesMax
-        let future = ClientBootstrap(group: group)
+        var bootstrap = ClientBootstrap(group: group)
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
@@ -86,7 +90,10 @@ public final class KafkaClient: @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(ResponseMatcher())
                 }
             }
-            .connect(host: host, port: port)
+        if let localHost, !localHost.isEmpty, let local = try? SocketAddress(ipAddress: localHost, port: 0) {
+            bootstrap = bootstrap.bind(to: local)
+        }
+        let future = bootstrap.connect(host: host, port: port)
         channel = future
         future.whenComplete { [weak self] result in
             guard let self else { return }

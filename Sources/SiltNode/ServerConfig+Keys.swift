@@ -11,6 +11,13 @@ extension ServerConfig {
         .init("controller.quorum.voters", .list, nil, .custom(ServerConfig.validateVoters),
               doc: "id@host:port of every controller voter."),
         .init("controller.quorum.bootstrap.servers", .list, nil, doc: "host:port of controllers to bootstrap from."),
+        .init("controller.quorum.election.timeout.ms", .int, "1000", .atLeast(1),
+              doc: "Without a leader for this long (randomised up to twice it), a voter starts an election (pre-vote first)."),
+        .init("controller.quorum.fetch.timeout.ms", .int, "2000", .atLeast(1),
+              doc: "A follower that has not heard from the leader for this long starts an election; a leader that has "
+                + "not heard from a majority for this long resigns."),
+        .init("controller.quorum.election.backoff.max.ms", .int, "1000", .atLeast(1),
+              doc: "The longest random wait before a voter tries again after a lost election."),
         // Listeners.
         .init("listeners", .list, "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
               .custom(ServerConfig.validateListeners), doc: "NAME://host:port of every listener."),

@@ -70,8 +70,6 @@ public enum ProcessRole: String, Sendable, CaseIterable {
 /// `--override`. Unknown keys are kept (and reported in `warnings`) so that a start line
 /// written for AutoMQ or Kafka still starts; a known key with a bad value fails here.
 public struct ServerConfig: Sendable {
-    /// Controller voters this build can run: one, until the Raft quorum is wired in.
-    public static let quorumVotersMax = 1
     /// Effective raw values of every key that was set explicitly.
     public private(set) var explicit: [String: String]
     public private(set) var warnings: [String] = []
@@ -185,14 +183,6 @@ public struct ServerConfig: Sendable {
             throw ConfigError(key: "controller.quorum.voters", value: raw("controller.quorum.voters") ?? "",
                               reason: "node \(nodeId) is listed as a voter but process.roles (\(raw("process.roles") ?? "")) "
                                 + "has no controller: add controller to process.roles or remove the node from the voters")
-        }
-        if quorumVoters.count > ServerConfig.quorumVotersMax {
-            // Several voters would each run a separate one-voter log today: separate clusters
-            // that silently diverge. Refuse until the Raft quorum (docs/raft.md) is wired in.
-            throw ConfigError(key: "controller.quorum.voters", value: raw("controller.quorum.voters") ?? "",
-                              reason: "lists \(quorumVoters.count) voters, but this build runs a single-voter metadata "
-                                + "quorum (the Raft quorum is not wired into the controller yet, see docs/raft.md): "
-                                + "list exactly one controller")
         }
         if processRoles.contains(.controller) && !quorumVoters.isEmpty && !quorumVoters.contains(where: { $0.id == nodeId }) {
             throw ConfigError(key: "controller.quorum.voters", value: raw("controller.quorum.voters") ?? "",

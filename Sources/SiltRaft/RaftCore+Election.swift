@@ -65,6 +65,11 @@ extension RaftCore {
         }
         let upToDate = isUpToDate(lastOffsetEpoch: lastOffsetEpoch, lastOffset: lastOffset)
         if preVote {
+            // A pre-vote changes nothing, but it shows the sender's own epoch. A voter behind it
+            // adopts that epoch like any other: otherwise a voter that once ran an election the
+            // others never heard of could never rejoin (they refuse its pre-votes while their
+            // leader lives, and it cannot follow a leader of a lower epoch).
+            if candidateEpoch - 1 > quorum.epoch { becomeUnattached(epoch: candidateEpoch - 1, nowMs: nowMs) }
             let granted = candidateEpoch >= quorum.epoch && upToDate && !hasLiveLeader(nowMs: nowMs)
             send(.voteResponse(errorCode: RaftErrorCode.none, leaderId: leaderHint, leaderEpoch: quorum.epoch,
                                voteGranted: granted, preVote: true), to: from)
@@ -116,7 +121,7 @@ extension RaftCore {
         }
         leader = progress
         appendAsLeader(RaftBatch(baseOffset: log.endOffset, epoch: quorum.epoch, isControl: true,
-                                 records: [withUnsafeBytes(of: config.nodeId.bigEndian) { Array($0) }]), nowMs: nowMs)
+                                 records: [withUnsafeBytes(of: config.nodeId.bigEndian) { Array($0) }]))
         for voter in otherVoters {
             send(.beginQuorumEpoch(leaderId: config.nodeId, leaderEpoch: quorum.epoch), to: voter)
         }

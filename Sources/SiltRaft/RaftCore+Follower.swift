@@ -15,7 +15,7 @@ struct FollowerProgress {
 }
 
 /// The follower's outstanding request and when it was sent.
-enum InFlight: Equatable {
+enum InFlight {
     case fetch(sentMs: Int64)
     case fetchSnapshot(SnapshotId, sentMs: Int64)
 

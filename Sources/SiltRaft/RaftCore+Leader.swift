@@ -51,10 +51,10 @@ enum FetchCheck {
 }
 
 extension RaftCore {
-    func appendAsLeader(_ batch: RaftBatch, nowMs: Int64) {
+    func appendAsLeader(_ batch: RaftBatch) {
         log.append(batch)
         emit(.append([batch]))
-        answerParkedFetches(voters: true, nowMs: nowMs)
+        answerParkedFetches(voters: true)
     }
 
     func leaderTick(nowMs: Int64) {
@@ -105,7 +105,7 @@ extension RaftCore {
         let check = checkFetch(fetchOffset: fetchOffset, lastFetchedEpoch: lastFetchedEpoch)
         if check.isValid, !log.isBoundary(fetchOffset) { return fail(RaftErrorCode.invalidRequest) }
         if replicaId >= 0 { recordFetch(replicaId, isVoter: isVoter, fetchOffset: fetchOffset, valid: check.isValid, nowMs: nowMs) }
-        if isVoter, check.isValid { advanceHighWatermark(nowMs: nowMs) }
+        if isVoter, check.isValid { advanceHighWatermark() }
         let response = fetchResponse(replicaId: replicaId, fetchOffset: fetchOffset, lastFetchedEpoch: lastFetchedEpoch)
         // Observers with id -1 cannot be told apart, so their fetches are never parked.
         let knowsHighWatermark = replicaId >= 0
@@ -181,7 +181,7 @@ extension RaftCore {
 
     /// Answers parked fetches: all of them when the high watermark moved, else (new batches)
     /// the voters' only, since observers see nothing past the high watermark.
-    func answerParkedFetches(voters: Bool, nowMs: Int64) {
+    func answerParkedFetches(voters: Bool) {
         guard let progress = leader else { return }
         for replica in progress.parked.keys.sorted() where !voters || config.voters.contains(replica) {
             answerParkedFetch(replica)
@@ -191,7 +191,7 @@ extension RaftCore {
     /// The high watermark is the largest offset durable on a majority of voters (this node
     /// counting only what `flushed(upTo:)` reported), and only once that covers a batch of
     /// this leader's own epoch (Raft's commitment rule; the control batch is the first).
-    func advanceHighWatermark(nowMs: Int64) {
+    func advanceHighWatermark() {
         guard let progress = leader else { return }
         var durable = [min(flushedOffset, log.endOffset)]
         for voter in otherVoters { durable.append(progress.voters[voter]!.endOffset) }
@@ -199,7 +199,7 @@ extension RaftCore {
         let candidate = durable[config.majority - 1]
         guard candidate > progress.epochStartOffset, candidate > highWatermark else { return }
         raiseHighWatermark(to: candidate)
-        answerParkedFetches(voters: false, nowMs: nowMs)
+        answerParkedFetches(voters: false)
     }
 
     func handleFetchSnapshotRequest(replicaId: Int32, currentLeaderEpoch: Int32, snapshotId: SnapshotId, from: Int32) {

@@ -144,7 +144,7 @@ public final class RaftCore {
         }
         let batch = RaftBatch(baseOffset: log.endOffset, epoch: quorum.epoch, isControl: false, records: records)
         precondition(batch.byteCount <= config.fetchBytesMax, "RaftCore.propose: \(batch.byteCount) bytes > fetchBytesMax")
-        appendAsLeader(batch, nowMs: nowMs)
+        appendAsLeader(batch)
         return (.accepted(baseOffset: batch.baseOffset, epoch: batch.epoch), takeOutputs())
     }
 
@@ -154,7 +154,7 @@ public final class RaftCore {
         precondition(log.isBoundary(offset) || offset < log.startOffset, "RaftCore.flushed: \(offset) is not a batch boundary")
         if offset > flushedOffset {
             flushedOffset = offset
-            if leader != nil { advanceHighWatermark(nowMs: nowMs) }
+            if leader != nil { advanceHighWatermark() }
             if follower != nil { sendFetchIfReady(nowMs: nowMs) }
         }
         return takeOutputs()
@@ -224,12 +224,13 @@ public final class RaftCore {
         emit(.persistQuorumState(state))
     }
 
+    /// Enters `newRole` with no role progress; the caller installs the new role's own.
     func setRole(_ newRole: RaftRole) {
         if newRole != role { emit(.roleChanged(newRole)) }
         role = newRole
-        if case .prospective = newRole {} else if case .candidate = newRole {} else { election = nil }
-        if case .follower = newRole {} else { follower = nil }
-        if case .leader = newRole {} else { leader = nil }
+        election = nil
+        follower = nil
+        leader = nil
     }
 
     func randomElectionTimeoutMs() -> Int64 {
@@ -254,7 +255,7 @@ public final class RaftCore {
         }
         guard messageEpoch == quorum.epoch else { return false }
         if let named, named != config.nodeId, named != resignedLeaderId, follower?.leaderId != named {
-            precondition(leader == nil && quorum.leaderId.map { $0 == named } != false,
+            precondition(leader == nil && (quorum.leaderId == nil || quorum.leaderId == named),
                          "RaftCore: two leaders in epoch \(messageEpoch): \(String(describing: quorum.leaderId)) and \(named)")
             becomeFollower(epoch: messageEpoch, leaderId: named, nowMs: nowMs)
         }

@@ -24,11 +24,8 @@ struct BrokerRole {
         let logs = StreamLogManager(maxBatchBytes: max(64 << 20, Int(config.messageMaxBytes)), logger: logger)
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
-        guard let voter = config.quorumVoters.first(where: { $0.id == config.nodeId }) ?? config.quorumVoters.first else {
-            throw RoleError("controller.quorum.voters is empty: a broker needs a controller")
-        }
-        let controller = KafkaClient(group: group, host: voter.host, port: voter.port,
-                                     clientId: "silt-broker-\(config.nodeId)", logger: logger)
+        let controller = try controllerQuorumClient(config: config, group: group, clientId: "silt-broker-\(config.nodeId)",
+                                                    logger: logger)
         let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
         let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, metrics: metrics, logger: logger)
         let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,

@@ -2,7 +2,9 @@ import Dispatch
 import Foundation
 import Logging
 import SiltAdmin
+import NIOCore
 import SiltBroker
+import SiltNet
 import SiltNode
 import SiltRing
 
@@ -143,4 +145,22 @@ final class StopFlag: @unchecked Sendable {
 struct RoleError: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
+}
+
+/// The client a broker, uploader or tool uses to reach the active controller: the voters of
+/// `controller.quorum.voters`, else `controller.quorum.bootstrap.servers`.
+func controllerQuorumClient(config: ServerConfig, group: EventLoopGroup, clientId: String, logger: Logger) throws
+    -> ControllerQuorumClient {
+    var endpoints = config.quorumVoters.map { ControllerQuorumClient.Endpoint(id: $0.id, host: $0.host, port: $0.port) }
+    if endpoints.isEmpty {
+        endpoints = (config.value("controller.quorum.bootstrap.servers").value ?? "").split(separator: ",").compactMap { s in
+            let parts = s.trimmingCharacters(in: .whitespaces).split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]) else { return nil }
+            return ControllerQuorumClient.Endpoint(id: nil, host: String(parts[0]), port: port)
+        }
+    }
+    guard !endpoints.isEmpty else {
+        throw RoleError("neither controller.quorum.voters nor controller.quorum.bootstrap.servers names a controller")
+    }
+    return ControllerQuorumClient(group: group, endpoints: endpoints, clientId: clientId, logger: logger)
 }

@@ -31,11 +31,8 @@ struct UploaderRole {
         let store = MeteredObjectStore(try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(),
                                                                  logger: logger), metrics: metrics)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        guard let voter = config.quorumVoters.first(where: { $0.id == config.nodeId }) ?? config.quorumVoters.first else {
-            throw RoleError("controller.quorum.voters is empty: the uploader needs a controller")
-        }
-        let client = KafkaClient(group: group, host: voter.host, port: voter.port,
-                                 clientId: "silt-uploader-\(config.nodeId)", logger: logger)
+        let client = try controllerQuorumClient(config: config, group: group, clientId: "silt-uploader-\(config.nodeId)",
+                                                logger: logger)
         let control = ControllerUploaderControl(client: client, nodeId: config.nodeId)
         let uploader = Uploader(ring: regions.ring, walState: state, trimCommands: regions.trimCommands, store: store,
                                 control: control, clusterId: clusterId, config: config.objectStorage, metrics: metrics,
@@ -163,12 +160,12 @@ struct UploaderRole {
 
 /// The object lifecycle requests on the controller's listener.
 final class ControllerUploaderControl: UploaderControl, @unchecked Sendable {
-    let client: KafkaClient
+    let client: ControllerQuorumClient
     let nodeId: Int32
     private let lock = NSLock()
     private var epoch: Int64 = -1
 
-    init(client: KafkaClient, nodeId: Int32) {
+    init(client: ControllerQuorumClient, nodeId: Int32) {
         self.client = client
         self.nodeId = nodeId
     }

@@ -451,7 +451,8 @@ final class MetadataSnapshotFollowTests: XCTestCase {
                                                 snapshotIntervalBytes: 1500, validateConfigs: TopicConfig.validate)
         for i in 0..<30 { try controller.createTopic(name: "s\(i)", partitions: 1, configs: [:], validateOnly: false) }
         for i in 0..<10 { _ = try controller.deleteTopic(name: "s\(i)", id: nil) }
-        XCTAssertGreaterThan(controller.snapshot.endOffset, 0)
+        try controller.awaitCommitted()
+        XCTAssertNotNil(controller.awaitSnapshot(atLeast: 1), "a snapshot was taken")
         let service = ControllerService(controller: controller, config: config, logger: logger)
         let logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
         defer { logs.shutdown() }
@@ -466,6 +467,7 @@ final class MetadataSnapshotFollowTests: XCTestCase {
         XCTAssertNil(logs.partition(topic: "s0", partition: 0))
         // And keeps following after it.
         try controller.createTopic(name: "later", partitions: 2, configs: [:], validateOnly: false)
+        try controller.awaitCommitted()
         try broker.metadata.catchUp(on: group.next()).wait()
         XCTAssertEqual(broker.metadata.image.topic(named: "later")?.partitionCount, 2)
         XCTAssertNotNil(logs.partition(topic: "later", partition: 1))

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import SiltController
+@testable import SiltController
 import SiltMetadata
 import XCTest
 
@@ -69,7 +69,8 @@ final class MetadataControllerTests: XCTestCase {
         let c = try open()
         try c.createTopic(name: "keep", partitions: 2, configs: [:], validateOnly: false)
         try c.createTopic(name: "torn", partitions: 1, configs: [:], validateOnly: false)
-        let path = dir + "/metadata-00000000000000000000.log"
+        c.close()
+        let path = dir + "/" + RaftLogStore.segmentName(0)
         let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
         // Cut the last record in half, as a crash mid-write would.
         XCTAssertEqual(truncate(path, off_t(size - 10)), 0)
@@ -83,7 +84,8 @@ final class MetadataControllerTests: XCTestCase {
         let c = try open()
         try c.createTopic(name: "one", partitions: 1, configs: [:], validateOnly: false)
         try c.createTopic(name: "two", partitions: 1, configs: [:], validateOnly: false)
-        let path = dir + "/metadata-00000000000000000000.log"
+        c.close()
+        let path = dir + "/" + RaftLogStore.segmentName(0)
         var bytes = [UInt8](FileManager.default.contents(atPath: path)!)
         bytes[bytes.count - 3] ^= 0xFF   // flip a byte inside the second record's payload
         try Data(bytes).write(to: URL(fileURLWithPath: path))
@@ -98,27 +100,23 @@ final class MetadataControllerTests: XCTestCase {
         for i in stride(from: 0, to: 40, by: 3) { _ = try c.deleteTopic(name: "t\(i)", id: nil) }
         _ = try c.createPartitions(name: "t1", count: 4, validateOnly: false)
         let before = c.image
+        try c.awaitCommitted()
+        let snapshot = try XCTUnwrap(c.awaitSnapshot(atLeast: 1), "a snapshot was taken")
+        c.close()
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
-        XCTAssertEqual(files.filter { $0.hasPrefix("snapshot-") }.count, 1, "\(files)")
-        XCTAssertEqual(files.filter { $0.hasPrefix("metadata-") }.count, 1, "old segments are deleted: \(files)")
-        XCTAssertGreaterThan(c.snapshot.endOffset, 0)
-        guard case .snapshotNeeded(let end) = c.records(from: 0, countMax: 10) else {
-            return XCTFail("a follower at 0 must be sent to the snapshot")
-        }
-        XCTAssertEqual(end, c.snapshot.endOffset)
+        XCTAssertEqual(files.filter { $0.hasSuffix(".checkpoint") }.count, 1, "\(files)")
+        XCTAssertFalse(files.contains(RaftLogStore.segmentName(0)), "segments below the snapshot are deleted: \(files)")
 
-        let reopened = try open(snapshotIntervalBytes: 2000).image
-        XCTAssertEqual(reopened.nextOffset, before.nextOffset)
+        let reopenedController = try open(snapshotIntervalBytes: 2000)
+        let reopened = reopenedController.image
         XCTAssertEqual(reopened.topicsByName, before.topicsByName)
         XCTAssertEqual(reopened.streams, before.streams)
         XCTAssertEqual(reopened.nextStreamId, before.nextStreamId)
-        // A follower rebuilding from the snapshot bytes plus the records after it gets the same image.
-        var follower = MetadataImage(snapshot: try MetadataSnapshot.decode(c.snapshot.bytes), endOffset: c.snapshot.endOffset)
-        if case .records(let rest, _) = c.records(from: c.snapshot.endOffset, countMax: 1000) {
-            for r in rest { follower.apply(r) }
-        }
-        XCTAssertEqual(follower.topicsByName, before.topicsByName)
-        XCTAssertEqual(follower.nextOffset, before.nextOffset)
+        // The snapshot alone rebuilds the image as it was at its end offset.
+        let fromSnapshot = MetadataImage(snapshot: try MetadataSnapshot.decode(snapshot.bytes), endOffset: snapshot.id.endOffset)
+        XCTAssertEqual(fromSnapshot.nextOffset, snapshot.id.endOffset)
+        XCTAssertEqual(fromSnapshot.topicsByName["t1"]?.id, before.topicsByName["t1"]?.id)
+        reopenedController.close()
         // Stream ids of deleted topics are never handed out again.
         let fresh = try open(snapshotIntervalBytes: 2000).createTopic(name: "fresh", partitions: 1, configs: [:], validateOnly: false)
         XCTAssertGreaterThanOrEqual(fresh.streamIds[0], before.nextStreamId)

@@ -354,7 +354,11 @@ final class ObjectLifecycleTests: XCTestCase {
         }
         _ = try c.prepareObjects(nodeId: 1, nodeEpoch: epoch, count: 3, ttlMs: 60_000, nowMs: now)
         let before = c.image
-        XCTAssertGreaterThan(c.snapshot.endOffset, 0, "a snapshot was taken")
-        XCTAssertEqual(try open(snapshotIntervalBytes: 4000).image, before)
+        try c.awaitCommitted()
+        XCTAssertNotNil(c.awaitSnapshot(atLeast: 1), "a snapshot was taken")
+        c.close()
+        let reopened = try open(snapshotIntervalBytes: 4000)
+        defer { reopened.close() }
+        XCTAssertEqual(MetadataControllerTestSupport.withoutOffset(reopened.image), MetadataControllerTestSupport.withoutOffset(before))
     }
 }

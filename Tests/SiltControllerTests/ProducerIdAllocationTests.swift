@@ -32,9 +32,11 @@ final class ProducerIdAllocationTests: XCTestCase {
         let c = try open(snapshotIntervalBytes: 500)
         _ = try c.allocateProducerIds(brokerId: 0)
         for i in 0..<30 { try c.createTopic(name: "t\(i)", partitions: 1, configs: [:], validateOnly: false) }
-        XCTAssertGreaterThan(c.snapshot.endOffset, 0, "a snapshot replaced the producer id record")
-        let image = MetadataImage(snapshot: try MetadataSnapshot.decode(c.snapshot.bytes), endOffset: c.snapshot.endOffset)
+        try c.awaitCommitted()
+        let snapshot = try XCTUnwrap(c.awaitSnapshot(atLeast: 1), "a snapshot replaced the producer id record")
+        let image = MetadataImage(snapshot: try MetadataSnapshot.decode(snapshot.bytes), endOffset: snapshot.id.endOffset)
         XCTAssertEqual(image.nextProducerId, Int64(MetadataController.producerIdBlockSize))
+        c.close()
         XCTAssertEqual(try open(snapshotIntervalBytes: 500).allocateProducerIds(brokerId: 0),
                        Int64(MetadataController.producerIdBlockSize))
     }
