@@ -149,6 +149,12 @@ extension MetadataController: QuorumStateMachine {
         }
     }
 
+    /// Suspends until everything this node proposed so far is committed (fails if leadership is lost).
+    public func committed() async throws {
+        let target = lock.withLock { proposedEndOffset }
+        try await whenCommitted(target, on: eventLoop).get()
+    }
+
     /// Blocks until everything this node proposed so far is committed (tests, tools, and the
     /// janitor's and retention's own threads; never a network event loop).
     public func awaitCommitted(timeoutMs: Int64 = 30_000) throws {

@@ -109,6 +109,8 @@ public final class MetadataController: @unchecked Sendable {
     /// The replicated log.
     public private(set) var quorum: QuorumDriver!
     private let ownGroup: EventLoopGroup?
+    /// Where waits for commits complete when the caller has no event loop of its own.
+    let eventLoop: EventLoop
     private var closed = false
 
     /// How this controller joins the quorum. The default is a quorum of one voter (tests, tools).
@@ -151,6 +153,7 @@ public final class MetadataController: @unchecked Sendable {
         self.logger = logger
         self.validateConfigs = validateConfigs
         self.ownGroup = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        self.eventLoop = (group ?? ownGroup!).next()
         let config = RaftConfig(nodeId: setup.nodeId, voters: setup.voters.map(\.id).sorted(),
                                 electionTimeoutMs: setup.electionTimeoutMs, fetchTimeoutMs: setup.fetchTimeoutMs,
                                 electionBackoffMaxMs: setup.electionBackoffMaxMs)

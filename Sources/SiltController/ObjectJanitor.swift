@@ -137,6 +137,7 @@ public final class ObjectJanitor: @unchecked Sendable {
         guard !pass.destroyed.isEmpty else { return pass }
         do {
             try controller.destroyObjects(ids: pass.destroyed)
+            try await controller.committed()   // the next pass reads the committed image
             logger.info("object janitor: objects deleted", metadata: [
                 "dead": "\(dead.count)", "expiredPrepared": "\(candidates.expiredPrepared.count)",
                 "destroyed": "\(pass.destroyed.count)"])

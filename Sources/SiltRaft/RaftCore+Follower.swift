@@ -78,7 +78,8 @@ extension RaftCore {
         if let divergingEpoch {
             truncate(toDivergence: divergingEpoch)
         } else if let snapshotId {
-            precondition(snapshotId.endOffset > log.startOffset, "RaftCore: told to fetch snapshot \(snapshotId) at log start \(log.startOffset)")
+            precondition(snapshotId.endOffset > log.startOffset,
+                         "RaftCore: told to fetch snapshot \(snapshotId) at log start \(log.startOffset)")
             follower?.inFlight = .fetchSnapshot(snapshotId, sentMs: nowMs)
             send(.fetchSnapshotRequest(replicaId: config.nodeId, currentLeaderEpoch: quorum.epoch, snapshotId: snapshotId),
                  to: from)

@@ -3,13 +3,12 @@
 /// time, messages, proposals and flush completions, and executes the outputs in order (see
 /// `RaftOutput` for the durability contract and `RaftMessage` for correlation).
 ///
-///     unattached ──timer──▶ prospective ──majority of pre-votes──▶ candidate ──majority──▶ leader
-///        ▲  ▲                 │  ▲ lost: backoff, retry                 │ timer: prospective   │
-///        │  └──higher epoch───┴──┴── (any role) ──BeginQuorumEpoch──▶ follower                 │
-///        │                                            │ no fetch answer for fetchTimeoutMs     │
-///        │                                            └──────────────▶ prospective             │
-///        └───── resigned ◀── resign() or no fetches from a majority for fetchTimeoutMs ────────┘
-///               └─ election timer ─▶ prospective
+///     unattached ─timer─▶ prospective ─majority of pre-votes─▶ candidate ─majority of votes─▶ leader
+///     prospective, candidate ─refused or timed out─▶ (backoff) prospective
+///     follower ─no fetch answer for fetchTimeoutMs─▶ prospective
+///     leader ─resign(), or no fetch from a majority for fetchTimeoutMs─▶ resigned ─timer─▶ prospective
+///     any role ─higher epoch─▶ unattached, or follower when the message names the leader
+///     unattached, prospective, candidate ─BeginQuorumEpoch, refusal naming a live leader─▶ follower
 ///
 /// Not thread-safe; one owner calls it. Every call returns the outputs it produced.
 public final class RaftCore {
@@ -217,7 +216,7 @@ public final class RaftCore {
 
     func persist(_ state: QuorumState) {
         precondition(state.epoch > quorum.epoch || state.votedFor == quorum.votedFor || quorum.votedFor == nil,
-                     "RaftCore: vote changed within epoch \(state.epoch): \(String(describing: quorum.votedFor)) → \(String(describing: state.votedFor))")
+                     "RaftCore: vote changed within epoch \(state.epoch): \(quorum) → \(state)")
         precondition(state.epoch >= quorum.epoch, "RaftCore: epoch went back \(quorum.epoch) → \(state.epoch)")
         if state.epoch > quorum.epoch { resignedLeaderId = nil }
         quorum = state

@@ -448,7 +448,7 @@ final class MetadataSnapshotFollowTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = try ServerConfig(properties: ["log.dirs": dir])
         let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
-                                                snapshotIntervalBytes: 1500, validateConfigs: TopicConfig.validate)
+                                                snapshotIntervalBytes: 500, validateConfigs: TopicConfig.validate)
         for i in 0..<30 { try controller.createTopic(name: "s\(i)", partitions: 1, configs: [:], validateOnly: false) }
         for i in 0..<10 { _ = try controller.deleteTopic(name: "s\(i)", id: nil) }
         try controller.awaitCommitted()

@@ -60,6 +60,9 @@ extension BrokerTests {
 
     func testProducerIdBlocksAreNeverReusedAcrossRestarts() throws {
         let first = try initProducerId().producerId
+        // The block reaches the broker's copy of the metadata log as the log propagates.
+        let deadline = Date().addingTimeInterval(5)
+        while broker.metadata.image.nextProducerId == 0 && Date() < deadline { usleep(5_000) }
         XCTAssertEqual(broker.metadata.image.nextProducerId == 0, false, "the block is in the metadata log")
         try restart()
         let second = try initProducerId().producerId

@@ -92,29 +92,34 @@ final class LegacyMetadataLogTests: XCTestCase {
         // The image they build is the one the controller opens.
         let image = MetadataImage(snapshot: got.records, endOffset: got.endOffset)
         let c = try MetadataController(directory: dir, logger: Logger(label: "test")) { _ in }
-        XCTAssertEqual(c.image, image)
+        defer { c.close() }
+        XCTAssertEqual(MetadataControllerTestSupport.withoutOffset(c.image), MetadataControllerTestSupport.withoutOffset(image))
         XCTAssertEqual(image.topic(named: "orders")?.configs, [:])
         XCTAssertEqual(image.nextProducerId, 1000)
     }
 
-    func testAControllerAppendsBinaryAfterJSONAndReadsBoth() throws {
+    /// A metadata directory of the JSON release becomes the quorum log's first snapshot; the
+    /// JSON files move aside, and the controller goes on in the new format.
+    func testAControllerMigratesAJSONDirectory() throws {
         try writeLegacyDirectory()
+        let legacy = try XCTUnwrap(try LegacyMetadataLog.read(directory: dir))
         let c = try MetadataController(directory: dir, logger: Logger(label: "test")) { _ in }
-        try c.createTopic(name: "after", partitions: 2, configs: [:], validateOnly: false)
-        let image = c.image
-        // The migrated log starts with a snapshot served to followers, binary whatever was on disk.
         let snapshot = try XCTUnwrap(c.latestSnapshot)
+        XCTAssertEqual(snapshot.id.endOffset, legacy.endOffset, "the snapshot ends where the JSON log did")
         XCTAssertEqual(try LegacyMetadataLog.decodeSnapshot(snapshot.bytes).legacyJSON, false)
+        XCTAssertEqual(MetadataImage(snapshot: try MetadataSnapshot.decode(snapshot.bytes), endOffset: snapshot.id.endOffset),
+                       MetadataImage(snapshot: legacy.records, endOffset: legacy.endOffset))
+        XCTAssertNil(try LegacyMetadataLog.read(directory: dir), "the JSON files moved aside")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + LegacyMetadataLog.retiredDirectoryName))
+        try c.createTopic(name: "after", partitions: 2, configs: [:], validateOnly: false)
         try c.awaitCommitted()
+        let image = c.image
         c.close()
         let reopened = try MetadataController(directory: dir, logger: Logger(label: "test")) { _ in }
+        defer { reopened.close() }
         XCTAssertEqual(reopened.image.topicsByName, image.topicsByName)
-        reopened.close()
-        let got = try XCTUnwrap(try LegacyMetadataLog.read(directory: dir))
-        XCTAssertEqual(MetadataImage(snapshot: got.records, endOffset: got.endOffset), image)
-        // The new record's payload is binary.
-        let seg = [UInt8](FileManager.default.contents(atPath: dir + "/metadata-00000000000000000000.log")!)
-        XCTAssertEqual(seg.suffix(MetadataRecordSerde.encode(got.records.last!).count), ArraySlice(MetadataRecordSerde.encode(got.records.last!)))
+        XCTAssertEqual(reopened.image.topic(named: "orders")?.id, legacy.records.compactMap {
+            if case .topic(let t) = $0, t.name == "orders" { return t.id } else { return nil } }.first)
     }
 
     func testATornTailEndsTheLogAndDamageElsewhereThrows() throws {

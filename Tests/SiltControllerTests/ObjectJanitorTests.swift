@@ -85,6 +85,7 @@ final class ObjectJanitorTests: XCTestCase {
         try c.commitObjects(nodeId: 1, nodeEpoch: epoch, objects: [
             Obj(objectId: 3, size: 16, kind: .stream, ranges: [Range(streamId: 1, streamEpoch: 0, startOffset: 0, endOffset: 20)]),
         ], compactedObjectIds: [1, 2])
+        try c.awaitCommitted()
         return c
     }
 

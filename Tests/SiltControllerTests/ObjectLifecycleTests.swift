@@ -19,6 +19,19 @@ final class ObjectLifecycleTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// Closes `c` once its proposals are committed, reopens the directory, and checks that the
+    /// log replays to `image` (default: `c`'s image).
+    func assertReplaysToTheSameImage(_ c: MetadataController, _ image: MetadataImage? = nil,
+                                     file: StaticString = #filePath, line: UInt = #line) throws {
+        let expected = image ?? c.image
+        try c.awaitCommitted()
+        c.close()
+        let reopened = try open()
+        defer { reopened.close() }
+        XCTAssertEqual(MetadataControllerTestSupport.withoutOffset(reopened.image),
+                       MetadataControllerTestSupport.withoutOffset(expected), file: file, line: line)
+    }
+
     func open(snapshotIntervalBytes: Int = 20 << 20) throws -> MetadataController {
         try MetadataController(directory: dir, logger: Logger(label: "test"), snapshotIntervalBytes: snapshotIntervalBytes) { _ in }
     }
@@ -85,7 +98,7 @@ final class ObjectLifecycleTests: XCTestCase {
             Obj(objectId: 3, size: 10, kind: .streamSet, ranges: [r(2, 5, 8)])], compactedObjectIds: [], nowMs: now)
         XCTAssertEqual(c.image.objectRanges(streamId: 2, from: 6).map(\.objectId), [3])
         // The log replays to the same image.
-        XCTAssertEqual(try open().image, c.image)
+        try assertReplaysToTheSameImage(c)
     }
 
     func testRefusalsWriteNothing() throws {
@@ -216,7 +229,7 @@ final class ObjectLifecycleTests: XCTestCase {
             try c.commitObjects(nodeId: 7, nodeEpoch: epoch, objects: [
                 Obj(objectId: 5, size: 1, kind: .stream, ranges: [self.r(1, 0, 20)])], compactedObjectIds: [1], nowMs: self.now)
         }
-        XCTAssertEqual(try open().image, img)
+        try assertReplaysToTheSameImage(c, img)
     }
 
     func testCompactionAfterTrimCoversOnlyLiveData() throws {
@@ -252,7 +265,7 @@ final class ObjectLifecycleTests: XCTestCase {
         XCTAssertThrowsError(try c.trimStream(streamId: 99, startOffset: 1)) {
             XCTAssertEqual(($0 as? ControllerError)?.kafkaErrorCode, 3)
         }
-        XCTAssertEqual(try open().image, c.image)
+        try assertReplaysToTheSameImage(c)
     }
 
     func testTopicDeletionKillsItsData() throws {
@@ -279,7 +292,7 @@ final class ObjectLifecycleTests: XCTestCase {
         XCTAssertEqual(c.image.objectsAwaitingDeletion, [1, 2, 3])
         XCTAssertTrue(c.image.committedObjects.isEmpty)
         XCTAssertTrue(c.image.streamObjects.isEmpty)
-        XCTAssertEqual(try open().image, c.image)
+        try assertReplaysToTheSameImage(c)
     }
 
     func testCommitOfOnlyDeletedStreamsGoesStraightToDeletion() throws {
@@ -294,11 +307,13 @@ final class ObjectLifecycleTests: XCTestCase {
 
     func testDestroyAndJanitorClaims() throws {
         let (c, epoch) = try setUpTwoObjects()   // 3, 4, 5 prepared until now + 60 s
+        try c.awaitCommitted()
         XCTAssertEqual(c.destroyCandidates(nowMs: now), .init(awaitingDeletion: [], expiredPrepared: []))
         assertRefused(c, code: 42, contains: "live") { try c.destroyObjects(ids: [1]) }
         assertRefused(c, code: 42, contains: "not expired") { try c.destroyObjects(ids: [3]) }
         XCTAssertEqual(try c.trimStream(streamId: 1, startOffset: 20), 20)   // object 2 dies
         let later = now + 60_000
+        try c.awaitCommitted()
         XCTAssertEqual(c.destroyCandidates(nowMs: later), .init(awaitingDeletion: [2], expiredPrepared: [3, 4, 5]))
         // Claimed ids stay uncommittable even if the clock steps back.
         assertRefused(c, code: 42, contains: "not prepared") {
@@ -311,7 +326,7 @@ final class ObjectLifecycleTests: XCTestCase {
         let offset = c.image.nextOffset
         try c.destroyObjects(ids: [2, 3])   // again: nothing to write
         XCTAssertEqual(c.image.nextOffset, offset)
-        XCTAssertEqual(try open().image, c.image)
+        try assertReplaysToTheSameImage(c)
     }
 
     func testSnapshotRebuildsTheObjectState() throws {

@@ -195,8 +195,10 @@ final class RaftCoreTests: XCTestCase {
         XCTAssertEqual(leader.logEndOffset, 3)
         XCTAssertEqual(leader.highWatermark, 1)
         let fetch = RaftMessage.fetchRequest(replicaId: 100, currentLeaderEpoch: 1, fetchOffset: 0, lastFetchedEpoch: 0)
-        guard case let .send(100, .fetchResponse(0, 1, 1, hw, _, batches, nil, nil))? = leader.receive(fetch, from: 100, nowMs: c.nowMs).first
-        else { return XCTFail("expected a fetch response") }
+        let answer = leader.receive(fetch, from: 100, nowMs: c.nowMs)
+        guard case let .send(100, .fetchResponse(0, 1, 1, hw, _, batches, nil, nil))? = answer.first else {
+            return XCTFail("expected a fetch response: \(answer)")
+        }
         XCTAssertEqual(hw, 1)
         XCTAssertEqual(batches.map(\.endOffset), [1], "only the committed control batch")
         // Caught up to the high watermark: parked until it moves.

@@ -63,6 +63,9 @@ final class RaftSimulation {
     private var nowMs: Int64 = 0
     private var queue = EventQueue()
     private var nodes: [SimNode] = []
+    private let observer: SimObserver
+    /// The observer's index in `Envelope`s and correlation keys: after the voters.
+    private var observerIndex: Int { nodes.count }
     private let voters: [Int32]
     private let electionTimeoutMs: Int64 = 100
 
@@ -95,6 +98,7 @@ final class RaftSimulation {
         lossPercent = rng.next() % 16
         duplicatePercent = rng.next() % 6
         self.rng = rng
+        observer = SimObserver(leaderGuess: voters[0])
         for id in voters { nodes.append(SimNode(id: id)) }
     }
 
@@ -113,6 +117,7 @@ final class RaftSimulation {
             schedule(100 + Int64(random(200)), .snapshot(i))
         }
         schedule(5, .propose)
+        schedule(7, .observerTick)
         schedule(100 + Int64(random(400)), .crash)
         schedule(100 + Int64(random(400)), .partition)
         schedule(options.faultPhaseMs, .heal)
@@ -123,7 +128,8 @@ final class RaftSimulation {
             if options.verbose { print("[\(result.steps) t=\(time)] \(event)") }
             try handle(event)
             try checkStep()
-            if let offset = livenessOffset, nodes.allSatisfy({ $0.machine.appliedOffset >= offset }) { break }
+            if let offset = livenessOffset, observer.endOffset >= offset,
+               nodes.allSatisfy({ $0.machine.appliedOffset >= offset }) { break }
         }
         try checkFinal()
         result.committedOffset = Int64(committed.count)
@@ -132,6 +138,9 @@ final class RaftSimulation {
 
     private func handle(_ event: SimEvent) throws {
         switch event {
+        case .observerTick:
+            schedule(nowMs + options.tickIntervalMs, .observerTick)
+            observerFetch()
         case .tick(let i):
             schedule(nowMs + options.tickIntervalMs, .tick(i))
             if let core = nodes[i].core { try apply(core.tick(nowMs: nowMs), at: i) }
@@ -256,8 +265,19 @@ final class RaftSimulation {
 
     // MARK: Network
 
+    private func index(of id: Int32) -> Int? {
+        id == SimObserver.id ? observerIndex : voters.firstIndex(of: id)
+    }
+
+    private func id(of index: Int) -> Int32 { index == observerIndex ? SimObserver.id : voters[index] }
+
+    /// The observer is never partitioned (it still loses messages).
+    private func connected(_ i: Int, _ j: Int) -> Bool {
+        i == observerIndex || j == observerIndex || group[i] == group[j]
+    }
+
     private func send(_ message: RaftMessage, from i: Int, to id: Int32) throws {
-        guard let j = voters.firstIndex(of: id) else { throw failure("node \(voters[i]) sent to unknown node \(id)") }
+        guard let j = index(of: id) else { throw failure("node \(voters[i]) sent to unknown node \(id)") }
         let (kind, isRequest) = RpcKind.of(message)
         let node = nodes[i]
         let correlation: UInt64
@@ -271,9 +291,12 @@ final class RaftSimulation {
             }
             correlation = c
         }
-        let envelope = Envelope(from: i, to: j, message: message, correlation: correlation, isRequest: isRequest, kind: kind)
+        transmit(Envelope(from: i, to: j, message: message, correlation: correlation, isRequest: isRequest, kind: kind))
+    }
+
+    private func transmit(_ envelope: Envelope) {
         let copies = random(100) < duplicatePercent ? 2 : 1
-        for _ in 0..<copies where group[i] == group[j] && random(100) >= lossPercent {
+        for _ in 0..<copies where connected(envelope.from, envelope.to) && random(100) >= lossPercent {
             let delayMs = random(10) == 0 ? 1 + random(40) : 1 + random(5)
             schedule(nowMs + Int64(delayMs), .deliver(envelope))
         }
@@ -282,8 +305,10 @@ final class RaftSimulation {
     /// The receiving driver's correlation: requests from a peer in order, a response only
     /// for the latest request of its kind, once.
     private func deliver(_ e: Envelope) throws {
+        guard connected(e.from, e.to) else { return }
+        if e.to == observerIndex { return try observerReceive(e) }
         let node = nodes[e.to]
-        guard let core = node.core, group[e.from] == group[e.to] else { return }
+        guard let core = node.core else { return }
         let key = e.kind.key(e.from)
         if e.isRequest {
             if let last = node.lastRequest[key], e.correlation < last { return }
@@ -292,7 +317,69 @@ final class RaftSimulation {
             guard node.awaiting[key] == e.correlation else { return }
             node.awaiting[key] = nil
         }
-        try apply(core.receive(e.message, from: voters[e.from], nowMs: nowMs), at: e.to)
+        try apply(core.receive(e.message, from: id(of: e.from), nowMs: nowMs), at: e.to)
+    }
+
+    // MARK: The observer
+
+    /// Fetches from the voter it believes leads (from its end, or its pending snapshot) when
+    /// nothing is outstanding or the last request is 100 ms old.
+    private func observerFetch() {
+        if let sent = observer.sentMs, nowMs - sent < 100 { return }
+        let message: RaftMessage
+        let kind: RpcKind
+        if let snapshotId = observer.wantedSnapshot {
+            message = .fetchSnapshotRequest(replicaId: SimObserver.id, currentLeaderEpoch: observer.epoch, snapshotId: snapshotId)
+            kind = .fetchSnapshot
+        } else {
+            message = .fetchRequest(replicaId: SimObserver.id, currentLeaderEpoch: observer.epoch,
+                                    fetchOffset: observer.endOffset, lastFetchedEpoch: observer.lastEpoch)
+            kind = .fetch
+        }
+        let to = voters.firstIndex(of: observer.leaderGuess)!
+        observer.sentMs = nowMs
+        observer.awaiting = [kind.key(to): nextCorrelation]
+        transmit(Envelope(from: observerIndex, to: to, message: message, correlation: nextCorrelation, isRequest: true, kind: kind))
+        nextCorrelation += 1
+    }
+
+    /// An observer must only ever be sent committed data: it never truncates.
+    private func observerReceive(_ e: Envelope) throws {
+        guard observer.awaiting[e.kind.key(e.from)] == e.correlation else { return }
+        observer.awaiting = [:]
+        observer.sentMs = nil
+        switch e.message {
+        case let .fetchResponse(errorCode, leaderId, leaderEpoch, _, _, batches, diverging, snapshotId):
+            guard errorCode == RaftErrorCode.none else {
+                observer.epoch = max(observer.epoch, leaderEpoch)
+                observer.leaderGuess = leaderId >= 0 ? leaderId : voters[random(voters.count)]
+                return
+            }
+            try check(diverging == nil, "the observer was told it diverges: \(diverging!)")
+            observer.epoch = leaderEpoch
+            observer.wantedSnapshot = snapshotId
+            for batch in batches {
+                try check(batch.baseOffset == observer.endOffset, "observer got a batch at \(batch.baseOffset), its end is \(observer.endOffset)")
+                for (k, payload) in batch.records.enumerated() {
+                    let offset = Int(batch.baseOffset) + k
+                    try check(offset < committed.count
+                              && committed[offset] == CommittedRecord(epoch: batch.epoch, isControl: batch.isControl, payload: payload),
+                              "the observer was sent an uncommitted record at \(offset) (committed \(committed.count))")
+                }
+                observer.endOffset = batch.endOffset
+                observer.lastEpoch = batch.epoch
+            }
+        case let .fetchSnapshotResponse(errorCode, _, _, snapshot?) where errorCode == RaftErrorCode.none:
+            let machine = SimStateMachine(decoding: snapshot)
+            try check(machine.appliedOffset <= committed.count && prefixHashes[Int(machine.appliedOffset)] == machine.hash,
+                      "the observer was sent snapshot \(snapshot.id) that is not a committed prefix")
+            observer.wantedSnapshot = nil
+            observer.endOffset = snapshot.id.endOffset
+            observer.lastEpoch = snapshot.id.epoch
+        default:
+            observer.wantedSnapshot = nil
+        }
+        observerFetch()
     }
 
     // MARK: Outputs and invariants
@@ -310,13 +397,15 @@ final class RaftSimulation {
             case .append(let batches):
                 trace(2, batches[0].baseOffset, batches.last!.endOffset, Int64(batches[0].epoch))
                 for batch in batches {
-                    try check(batch.baseOffset == node.diskEnd, "node \(node.id) append at \(batch.baseOffset), disk ends at \(node.diskEnd)")
+                    try check(batch.baseOffset == node.diskEnd,
+                              "node \(node.id) append at \(batch.baseOffset), disk ends at \(node.diskEnd)")
                     node.log.append(batch)
                 }
                 scheduleFlushIfIdle(i)
             case .truncate(let offset):
                 trace(3, offset)
-                try check(offset >= node.machine.appliedOffset, "node \(node.id) truncates to \(offset) below applied \(node.machine.appliedOffset)")
+                try check(offset >= node.machine.appliedOffset,
+                          "node \(node.id) truncates to \(offset) below applied \(node.machine.appliedOffset)")
                 node.log.removeAll { $0.endOffset > offset }
                 try check(node.diskEnd == offset, "node \(node.id) truncate to \(offset) is not a batch boundary")
                 node.durableEnd = min(node.durableEnd, offset)
@@ -410,7 +499,8 @@ final class RaftSimulation {
         if livenessOffset == nil {
             try check(nowMs - healed <= livenessBoundMs, "no proposal committed within \(livenessBoundMs) ms after the heal")
         } else {
-            try check(nowMs - healed <= catchUpBoundMs, "not every node applied the post-heal proposal within \(catchUpBoundMs) ms")
+            try check(nowMs - healed <= catchUpBoundMs,
+                      "not every node and the observer got the post-heal proposal within \(catchUpBoundMs) ms")
         }
     }
 
@@ -425,7 +515,8 @@ final class RaftSimulation {
             for batch in core.batches(from: core.logStartOffset, upTo: core.highWatermark) {
                 for (k, payload) in batch.records.enumerated() {
                     let record = CommittedRecord(epoch: batch.epoch, isControl: batch.isControl, payload: payload)
-                    try check(committed[Int(batch.baseOffset) + k] == record, "node \(node.id) committed record changed at \(Int(batch.baseOffset) + k)")
+                    let offset = Int(batch.baseOffset) + k
+                    try check(committed[offset] == record, "node \(node.id) committed record changed at \(offset)")
                 }
             }
         }
@@ -473,6 +564,22 @@ final class SimNode {
     init(id: Int32) { self.id = id }
 
     var diskEnd: Int64 { log.last?.endOffset ?? snapshot?.id.endOffset ?? 0 }
+}
+
+/// A broker observing the metadata log with its own simple code (id 100): it fetches from
+/// the voter it believes leads, follows leader hints, installs snapshots, never truncates.
+final class SimObserver {
+    static let id: Int32 = 100
+    var leaderGuess: Int32
+    var epoch: Int32 = 0
+    var endOffset: Int64 = 0
+    var lastEpoch: Int32 = 0
+    var wantedSnapshot: SnapshotId?
+    /// The one outstanding request: its correlation (by voter and kind) and send time.
+    var awaiting: [Int: UInt64] = [:]
+    var sentMs: Int64?
+
+    init(leaderGuess: Int32) { self.leaderGuess = leaderGuess }
 }
 
 /// The test's replicated state machine: a running hash of every committed record (control
@@ -557,6 +664,7 @@ struct Envelope {
 
 enum SimEvent {
     case tick(Int)
+    case observerTick
     case deliver(Envelope)
     case flushDone(Int, generation: Int)
     case propose
@@ -570,6 +678,7 @@ enum SimEvent {
     var code: Int64 {
         switch self {
         case .tick(let i): return 100 + Int64(i)
+        case .observerTick: return 150
         case .deliver(let e): return 200 + Int64(e.to * 16 + e.kind.rawValue)
         case .flushDone(let i, _): return 300 + Int64(i)
         case .propose: return 400

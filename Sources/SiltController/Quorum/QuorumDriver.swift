@@ -53,7 +53,12 @@ public final class QuorumDriver: @unchecked Sendable {
     private let tickLoop: EventLoop
     private var tickTask: RepeatedTask?
     private let diskQueue = DispatchQueue(label: "silt.raft.disk")
-    private let applyQueue = DispatchQueue(label: "silt.raft.apply")
+    private let applyQueue: DispatchQueue = {
+        let q = DispatchQueue(label: "silt.raft.apply")
+        q.setSpecific(key: QuorumDriver.applyQueueKey, value: ())
+        return q
+    }()
+    private static let applyQueueKey = DispatchSpecificKey<Void>()
     /// Called once when the driver cannot go on (disk error, undecodable committed record,
     /// a voter set or cluster id that a majority of peers disagree with).
     private let onFatal: @Sendable (String) -> Void
@@ -91,6 +96,8 @@ public final class QuorumDriver: @unchecked Sendable {
     /// Peers that answered INCONSISTENT_VOTER_SET / INCONSISTENT_CLUSTER_ID.
     private var disagreeing: [Int32: String] = [:]
     private var fatal = false
+    /// After `stop()`: the core is no longer driven, and disk work is refused.
+    private var stopped = false
 
     public init(config: RaftConfig, voters: [Voter], clusterId: String, store: RaftLogStore, persisted: RaftPersisted,
                 clientGroup: EventLoopGroup, localHost: String?, logger: Logger,
@@ -130,15 +137,24 @@ public final class QuorumDriver: @unchecked Sendable {
         }
     }
 
-    /// Resigns leadership (EndQuorumEpoch) and stops ticking; the log stays as it is.
+    /// Resigns leadership (EndQuorumEpoch, so the others elect at once) and stops: no output
+    /// of the core runs after this returns, and no disk work is left behind (another
+    /// instance may open the same directory next).
     public func stop() {
+        let wasLeader: Bool = lock.withLock { if case .leader = core.role { return true }; return false }
         run { $0.resign(nowMs: QuorumDriver.nowMs()) }
+        lock.withLock { stopped = true }
         tickTask?.cancel()
         tickTask = nil
+        // The state machine may be released (and stop us) from an apply closure itself.
+        if DispatchQueue.getSpecific(key: QuorumDriver.applyQueueKey) == nil { applyQueue.sync {} }
         diskQueue.sync {}
-        applyQueue.sync {}
+        if wasLeader && !peers.isEmpty { usleep(QuorumDriver.resignGraceMs * 1000) }   // let EndQuorumEpoch leave
         for p in peers.values { p.close() }
     }
+
+    /// How long a stopping leader lets its EndQuorumEpoch requests go out before it closes its connections.
+    static let resignGraceMs: UInt32 = 100
 
     static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
@@ -174,7 +190,7 @@ public final class QuorumDriver: @unchecked Sendable {
     /// time; a snapshot offered beyond that is skipped (the next one covers it).
     public func snapshotTaken(_ snapshot: RaftSnapshot) {
         let go: Bool = lock.withLock {
-            guard snapshotWrites < QuorumDriver.snapshotWritesMax else { return false }
+            guard !stopped, snapshotWrites < QuorumDriver.snapshotWritesMax else { return false }
             snapshotWrites += 1
             return true
         }
@@ -190,6 +206,7 @@ public final class QuorumDriver: @unchecked Sendable {
             }
             self.run { core in
                 self.snapshotWrites -= 1
+                guard !self.stopped else { return [] }
                 do {
                     try self.store.adoptSnapshot(snapshot.id)
                 } catch {
@@ -336,7 +353,7 @@ public final class QuorumDriver: @unchecked Sendable {
     /// Calls the core under the lock, executes its outputs, then runs what must happen unlocked.
     private func run(_ body: (RaftCore) -> [RaftOutput]) {
         let after: [() -> Void] = lock.withLock {
-            guard !fatal else { return [] }
+            guard !fatal && !stopped else { return [] }
             return execute(body(core))
         }
         for a in after { a() }
@@ -411,6 +428,7 @@ public final class QuorumDriver: @unchecked Sendable {
     /// One fdatasync for every append made before it began, then `flushed(upTo:)`.
     private func groupCommit() {
         let handle: (fd: Int32, endOffset: Int64)? = lock.withLock {
+            guard !stopped else { return nil }
             syncWanted = false
             truncatedSinceSync = .max
             do { return try store.syncHandle() } catch { fatalLocked("\(error)"); return nil }
@@ -448,11 +466,9 @@ public final class QuorumDriver: @unchecked Sendable {
     /// Hands newly committed batches to the state machine, then reports leadership changes.
     private func applyCommitted() {
         guard let sm = stateMachine else { return }
-        let (batches, readyEpoch): ([RaftBatch], Int32?) = lock.withLock {
+        let batches: [RaftBatch] = lock.withLock {
             let hw = core.highWatermark
-            let b = appliedOffset < hw && appliedOffset >= core.logStartOffset
-                ? core.batches(from: appliedOffset, upTo: hw) : []
-            return (b, core.leaderReady ? core.epoch : nil)
+            return appliedOffset < hw && appliedOffset >= core.logStartOffset ? core.batches(from: appliedOffset, upTo: hw) : []
         }
         if !batches.isEmpty {
             do {
@@ -465,14 +481,16 @@ public final class QuorumDriver: @unchecked Sendable {
             // More may have committed meanwhile.
             applyQueue.async { self.applyCommitted() }
         }
-        // Active only once everything committed before this epoch's own first batch is applied.
-        let ready = readyEpoch.flatMap { e -> Int32? in
-            lock.withLock { appliedOffset >= core.highWatermark && core.epoch == e && core.leaderReady } ? e : nil
+        // Stop being active as soon as the core stops leading (or leads a newer epoch); become
+        // active only once everything committed before this epoch's first batch is applied.
+        let (readyEpoch, hw): (Int32?, Int64) = lock.withLock { (core.leaderReady ? core.epoch : nil, core.highWatermark) }
+        if let active = activeEpoch, active != readyEpoch {
+            activeEpoch = nil
+            sm.activeChanged(false, epoch: active)
         }
-        if ready != activeEpoch {
-            if activeEpoch != nil { sm.activeChanged(false, epoch: activeEpoch!) }
-            activeEpoch = ready
-            if let e = ready { sm.activeChanged(true, epoch: e) }
+        if activeEpoch == nil, let e = readyEpoch, appliedOffset >= hw {
+            activeEpoch = e
+            sm.activeChanged(true, epoch: e)
         }
     }
 
