@@ -154,9 +154,13 @@ public final class MetadataController: @unchecked Sendable {
         self.validateConfigs = validateConfigs
         self.ownGroup = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         self.eventLoop = (group ?? ownGroup!).next()
+        // A parked fetch and a request's retry both fit inside the fetch timeout (as in KRaft,
+        // where they are derived from it).
         let config = RaftConfig(nodeId: setup.nodeId, voters: setup.voters.map(\.id).sorted(),
                                 electionTimeoutMs: setup.electionTimeoutMs, fetchTimeoutMs: setup.fetchTimeoutMs,
-                                electionBackoffMaxMs: setup.electionBackoffMaxMs)
+                                electionBackoffMaxMs: setup.electionBackoffMaxMs,
+                                fetchMaxWaitMs: max(1, setup.fetchTimeoutMs / 4),
+                                requestTimeoutMs: max(2, setup.fetchTimeoutMs / 2))
         self.quorum = QuorumDriver(config: config, voters: setup.voters, clusterId: setup.clusterId, store: store,
                                    persisted: persisted, clientGroup: group ?? ownGroup!, localHost: setup.localHost,
                                    logger: logger, onFatal: onFatal)

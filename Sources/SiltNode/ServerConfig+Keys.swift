@@ -13,7 +13,7 @@ extension ServerConfig {
         .init("controller.quorum.bootstrap.servers", .list, nil, doc: "host:port of controllers to bootstrap from."),
         .init("controller.quorum.election.timeout.ms", .int, "1000", .atLeast(1),
               doc: "Without a leader for this long (randomised up to twice it), a voter starts an election (pre-vote first)."),
-        .init("controller.quorum.fetch.timeout.ms", .int, "2000", .atLeast(1),
+        .init("controller.quorum.fetch.timeout.ms", .int, "2000", .atLeast(8),
               doc: "A follower that has not heard from the leader for this long starts an election; a leader that has "
                 + "not heard from a majority for this long resigns."),
         .init("controller.quorum.election.backoff.max.ms", .int, "1000", .atLeast(1),

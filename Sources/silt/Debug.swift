@@ -9,7 +9,7 @@ struct Debug: ParsableCommand {
         commandName: "debug",
         abstract: "Developer tools (hidden).",
         shouldDisplay: false,
-        subcommands: [RingPeer.self, DebugObjects.self])
+        subcommands: [RingPeer.self, DebugObjects.self, DebugMetadataLog.self])
 }
 
 /// One side of the cross-process ring stress test (Tests/SiltRingTests).

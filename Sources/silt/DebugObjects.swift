@@ -16,7 +16,7 @@ struct DebugObjects: ParsableCommand {
         commandName: "objects",
         abstract: "Print the committed objects, prepared ids and streams the controller knows, as JSON.")
 
-    @Option(help: "The controller listener, HOST:PORT.")
+    @Option(help: "The controllers' listeners, HOST:PORT[,HOST:PORT...] (the active one answers).")
     var controller: String
 
     @Option(help: "Cluster id for the object keys (default: read from --log-dir's meta.properties).")
@@ -26,14 +26,17 @@ struct DebugObjects: ParsableCommand {
     var logDir: String?
 
     func run() throws {
-        let parts = controller.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--controller must be HOST:PORT") }
+        let endpoints = try controller.split(separator: ",").map { hp -> ControllerQuorumClient.Endpoint in
+            let parts = hp.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--controller must be HOST:PORT[,HOST:PORT...]") }
+            return ControllerQuorumClient.Endpoint(id: nil, host: String(parts[0]), port: port)
+        }
         var logger = Logger(label: "silt.debug")
         logger.logLevel = .warning
         let cluster = try clusterId ?? readClusterId()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         defer { try? group.syncShutdownGracefully() }
-        let client = KafkaClient(group: group, host: String(parts[0]), port: port, clientId: "silt-debug", logger: logger)
+        let client = ControllerQuorumClient(group: group, endpoints: endpoints, clientId: "silt-debug", logger: logger)
         defer { client.close() }
         let cache = MetadataCache(channel: client, logger: logger)
         try cache.catchUp(on: group.next()).wait()

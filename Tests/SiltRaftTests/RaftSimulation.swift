@@ -41,11 +41,12 @@ let fnvOffsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
 /// A deterministic simulation of a voter quorum: one seeded PRNG drives a simulated clock,
 /// a network that loses, duplicates, delays and reorders messages and partitions nodes,
 /// crashes and restarts with torn unflushed writes, a disk whose flushes complete later
-/// (group commit), clients proposing on the leader and periodic local snapshots.
+/// (group commit), clients proposing on the leader, periodic local snapshots, and an
+/// observer (a broker fetching with its own code).
 ///
 /// Phases: faults until `faultPhaseMs`, then everything heals (all nodes up, no partition,
 /// no loss; delays and duplicates remain). After the heal a new proposal must commit within
-/// `livenessBoundMs` and every node must apply it within `catchUpBoundMs`.
+/// `livenessBoundMs`, and every node (and the observer) must have it within `catchUpBoundMs`.
 ///
 /// Invariants checked as outputs are applied and after every step:
 /// 1. at most one leader per epoch, ever;
@@ -53,6 +54,7 @@ let fnvOffsetBasis: UInt64 = 0xCBF2_9CE4_8422_2325
 ///    changes: every record a node commits, and every snapshot it installs or loads, matches it;
 /// 3. every state machine's (applied offset, hash) equals the committed log's prefix hash,
 ///    and every node's high watermark is exactly what its state machine applied;
+/// 4. the observer is only ever sent committed records and snapshots, never a divergence;
 /// plus: a vote is never changed within an epoch, epochs never go back, a truncation never
 /// cuts below the high watermark, and the core's log equals the simulated disk.
 final class RaftSimulation {

@@ -375,6 +375,8 @@ public final class QuorumDriver: @unchecked Sendable {
                     truncatedSinceSync = min(truncatedSinceSync, offset)
                 case .installSnapshot(let snapshot):
                     try store.installSnapshot(snapshot)   // durable before anything after it
+                    logger.notice("installed a snapshot from the leader", metadata: [
+                        "endOffset": "\(snapshot.id.endOffset)", "epoch": "\(snapshot.id.epoch)", "bytes": "\(snapshot.bytes.count)"])
                     truncatedSinceSync = min(truncatedSinceSync, snapshot.id.endOffset)
                     latestSnapshot = snapshot
                     applyQueue.async { self.loadInstalled(snapshot) }
