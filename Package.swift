@@ -136,7 +136,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltControllerTests", dependencies: [
-            "SiltController", "SiltMetadata", "SiltNode", "SiltObjectStore", "SiltProtocol", "SiltStreams",
+            "SiltController", "SiltMetadata", "SiltRaft", "SiltNode", "SiltObjectStore", "SiltProtocol", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltRaftTests", dependencies: ["SiltRaft"]),

@@ -178,7 +178,7 @@ extension MetadataController: QuorumStateMachine {
         commitCondition.lock()
         defer { commitCondition.unlock() }
         while !isActive {
-            guard commitCondition.wait(until: deadline) else { return isActive }
+            guard fatalReason.value == nil, commitCondition.wait(until: deadline) else { return isActive }
         }
         return true
     }

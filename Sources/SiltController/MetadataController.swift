@@ -109,6 +109,8 @@ public final class MetadataController: @unchecked Sendable {
     /// The replicated log.
     public private(set) var quorum: QuorumDriver!
     private let ownGroup: EventLoopGroup?
+    /// Why the quorum stopped for good (set once, by the driver's fatal path).
+    let fatalReason = FatalReason()
     /// Where waits for commits complete when the caller has no event loop of its own.
     let eventLoop: EventLoop
     private var closed = false
@@ -163,7 +165,11 @@ public final class MetadataController: @unchecked Sendable {
                                 requestTimeoutMs: max(2, setup.fetchTimeoutMs / 2))
         self.quorum = QuorumDriver(config: config, voters: setup.voters, clusterId: setup.clusterId, store: store,
                                    persisted: persisted, clientGroup: group ?? ownGroup!, localHost: setup.localHost,
-                                   logger: logger, onFatal: onFatal)
+                                   logger: logger, onFatal: { [fatalReason, commitCondition] reason in
+                                       fatalReason.set(reason)
+                                       commitCondition.lock(); commitCondition.broadcast(); commitCondition.unlock()
+                                       onFatal(reason)
+                                   })
         do {
             try quorum.start(stateMachine: self)
         } catch {
@@ -173,7 +179,8 @@ public final class MetadataController: @unchecked Sendable {
         if setup.voters.count == 1 {
             guard awaitActive(timeoutMs: 30_000) else {
                 close()
-                throw ControllerError.storage("the single-voter metadata quorum did not elect itself within 30 s")
+                throw ControllerError.storage(fatalReason.value
+                    ?? "the single-voter metadata quorum did not elect itself within 30 s")
             }
         }
         logger.info("metadata log opened", metadata: [
@@ -306,4 +313,12 @@ public final class MetadataController: @unchecked Sendable {
         return .notController(leader.map { "This controller is not the active one; the leader of epoch \(epoch) is node \($0)." }
             ?? "This controller is not the active one, and no leader is known (epoch \(epoch)).")
     }
+}
+
+/// The first reason the quorum gave for stopping, readable from any thread.
+final class FatalReason: @unchecked Sendable {
+    private let lock = NSLock()
+    private var reason: String?
+    func set(_ r: String) { lock.withLock { if reason == nil { reason = r } } }
+    var value: String? { lock.withLock { reason } }
 }

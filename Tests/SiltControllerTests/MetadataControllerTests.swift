@@ -2,6 +2,7 @@ import Foundation
 import Logging
 @testable import SiltController
 import SiltMetadata
+import SiltRaft
 import XCTest
 
 final class MetadataControllerTests: XCTestCase {
@@ -123,5 +124,34 @@ final class MetadataControllerTests: XCTestCase {
         // Stream ids of deleted topics are never handed out again.
         let fresh = try open(snapshotIntervalBytes: 2000).createTopic(name: "fresh", partitions: 1, configs: [:], validateOnly: false)
         XCTAssertGreaterThanOrEqual(fresh.streamIds[0], before.nextStreamId)
+    }
+}
+
+/// A committed record that passes its CRC but does not decode (a newer release wrote it, or
+/// a bug) stops the controller with its offset and type; the log is not cut.
+final class UndecodableRecordTests: XCTestCase {
+    func testAnUndecodableCommittedRecordStopsTheControllerNamingItsOffsetAndType() throws {
+        let dir = NSTemporaryDirectory() + "silt-undecodable-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = try MetadataController(directory: dir, logger: Logger(label: "test")) { _ in }
+        try c.createTopic(name: "before", partitions: 1, configs: [:], validateOnly: false)
+        try c.awaitCommitted()
+        c.close()
+        // A record of type 1999 (unknown) at the log end, in a batch whose frame CRC is valid.
+        let (store, persisted) = try RaftLogStore.open(directory: dir)
+        let end = persisted.batches.last!.endOffset
+        try store.append([RaftBatch(baseOffset: end, epoch: persisted.batches.last!.epoch, isControl: false,
+                                    records: [[0x01, 0xCF, 0x0F, 0x00, 0x00]])])
+        try store.sync()
+        let sizeBefore = try FileManager.default.attributesOfItem(atPath: dir + "/" + RaftLogStore.segmentName(0))[.size] as! Int
+        let stopped = FatalReason()
+        XCTAssertThrowsError(try MetadataController(directory: dir, logger: Logger(label: "test"),
+                                                    onFatal: { stopped.set($0) }) { _ in }) { error in
+            XCTAssertTrue("\(error)".contains("offset \(end)"), "\(error)")
+            XCTAssertTrue("\(error)".contains("type 1999"), "\(error)")
+        }
+        XCTAssertNotNil(stopped.value)
+        let sizeAfter = try FileManager.default.attributesOfItem(atPath: dir + "/" + RaftLogStore.segmentName(0))[.size] as! Int
+        XCTAssertGreaterThanOrEqual(sizeAfter, sizeBefore, "nothing was cut")
     }
 }

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -25,9 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
-from silt_helpers import REPO_ROOT, SILT_BIN, Node, NodeError, tcp_accepts, wait_until
+from silt_helpers import REPO_ROOT, SILT_BIN, Node, NodeError, wait_until
 
 ELECTION_TIMEOUT_MS = 1000
 # Below Kafka's default (2x the election timeout), so that a dead leader is noticed in time
@@ -39,7 +36,6 @@ CONTROLLER_HOSTS = ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
 BROKER_HOST = "127.0.0.14"
 QUORUM_TOOL = REPO_ROOT / "bin" / "kafka-metadata-quorum.sh"
 
-pytestmark = pytest.mark.skipif(shutil.which("iptables") is None, reason="needs iptables (tools/setup installs it)")
 
 
 def port_on(host: str) -> int:
