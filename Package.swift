@@ -136,8 +136,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltControllerTests", dependencies: [
-            "SiltController", "SiltMetadata", "SiltRaft", "SiltNode", "SiltObjectStore", "SiltProtocol", "SiltStreams",
+            "SiltController", "SiltMetadata", "SiltRaft", "SiltNode", "SiltNet", "SiltObjectStore", "SiltProtocol", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltRaftTests", dependencies: ["SiltRaft"]),
         .testTarget(name: "SiltGroupsTests", dependencies: ["SiltGroups", "SiltProtocol",

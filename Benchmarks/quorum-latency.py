@@ -207,11 +207,16 @@ def main():
                 time.sleep(0.002)
             first_commits.append((time.monotonic() - t0) * 1000)
             nodes[leader].start()
-            # Back in the quorum before the next kill: it answers, and knows the leader.
+            # Back in the quorum before the next kill: its listener is up, then a moment to
+            # find the leader and catch up (its log is a few records behind).
             deadline = time.monotonic() + 30
-            while describe_quorum_leader(HOSTS[leader]) == (-1, -1) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(1.0)
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection((HOSTS[leader], PORT), timeout=0.5).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            time.sleep(2.0)
             print(f"kill {k + 1}: leader {leader} -> {new}, elected after {elections[-1]:.0f} ms, "
                   f"first commit after {first_commits[-1]:.0f} ms", file=sys.stderr)
         fio = fio_fdatasync(root)

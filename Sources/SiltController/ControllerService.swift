@@ -10,14 +10,13 @@ import SiltRecords
 
 /// The controller's Kafka-framed API on the CONTROLLER listener.
 ///
-/// Brokers forward topic changes here (CreateTopics, DeleteTopics, CreatePartitions, as
-/// KRaft forwards them) and follow the metadata log with Fetch on `__cluster_metadata`
-/// partition 0, whose records are the controller's `MetadataRecord`s (`MetadataRecordCodec`).
-/// This is the surface the Raft issue replicates; today there is a single voter.
+/// Voters speak KRaft's RPCs to each other here (Vote, BeginQuorumEpoch, EndQuorumEpoch,
+/// Fetch and FetchSnapshot on `__cluster_metadata` partition 0; see docs/quorum.md).
+/// Brokers forward changes (CreateTopics, DeleteTopics, CreatePartitions, the config APIs,
+/// as KRaft forwards them, and Silt's object lifecycle) to the active controller, which
+/// answers once they are committed, and follow the committed log with Fetch as observers.
 public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
     public static let metadataTopic = "__cluster_metadata"
-    /// Records per metadata fetch answer.
-    static let fetchRecordsMax = 2000
 
     public static let supportedApis: [Int16: ClosedRange<Int16>] = [
         ApiVersionsRequest.apiKey: 0...4,
@@ -291,8 +290,10 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
                     fail(37, "Partition assignments must cover partitions 0..\(t.assignments.count - 1) exactly.")
                     resp.topics.append(out); continue
                 }
-                guard t.assignments.allSatisfy({ $0.brokerIds == [config.nodeId] }) else {
-                    fail(39, "Every partition must be assigned to broker \(config.nodeId) alone.")   // INVALID_REPLICA_ASSIGNMENT
+                // One replica per partition: object storage is the replica. Which broker leads is
+                // the cluster's business, not this controller's id.
+                guard t.assignments.allSatisfy({ $0.brokerIds.count == 1 }) else {
+                    fail(39, "Every partition must be assigned exactly one broker (object storage is the replica).")   // INVALID_REPLICA_ASSIGNMENT
                     resp.topics.append(out); continue
                 }
                 partitions = Int32(t.assignments.count)
@@ -370,8 +371,8 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
             var out = CreatePartitionsResponse.CreatePartitionsTopicResult()
             out.name = t.name
             do {
-                if let assignments = t.assignments, !assignments.allSatisfy({ $0.brokerIds == [config.nodeId] }) {
-                    throw ControllerError.invalidPartitions("Every new partition must be assigned to broker \(config.nodeId) alone.")
+                if let assignments = t.assignments, !assignments.allSatisfy({ $0.brokerIds.count == 1 }) {
+                    throw ControllerError.invalidPartitions("Every new partition must be assigned exactly one broker (object storage is the replica).")
                 }
                 _ = try controller.createPartitions(name: t.name, count: t.count, validateOnly: req.validateOnly)
             } catch let e as ControllerError {
@@ -385,12 +386,4 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         }
         return resp
     }
-}
-
-/// A once-only flag shared between a timer and a wake-up.
-final class OnceFlag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var fired = false
-    /// True for the first caller only.
-    func set() -> Bool { lock.withLock { if fired { return false }; fired = true; return true } }
 }

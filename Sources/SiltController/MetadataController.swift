@@ -133,10 +133,10 @@ public final class MetadataController: @unchecked Sendable {
             self.electionBackoffMaxMs = electionBackoffMaxMs
         }
 
-        /// One voter, elected at once: what a single-node controller and the unit tests run.
+        /// One voter (it elects itself at once): what a single-node controller and the unit tests run.
         public static func single(nodeId: Int32 = 0, clusterId: String = "local") -> QuorumSetup {
             QuorumSetup(nodeId: nodeId, voters: [QuorumDriver.Voter(id: nodeId, host: "127.0.0.1", port: 0)],
-                        clusterId: clusterId, electionTimeoutMs: 10, electionBackoffMaxMs: 10)
+                        clusterId: clusterId)
         }
     }
 

@@ -61,6 +61,8 @@ public final class RaftCore {
             role = .unattached(epoch: quorum.epoch)
             electionDeadlineMs = nowMs + randomElectionTimeoutMs()
         }
+        // The only voter needs nobody's vote: it elects itself at the first tick, as KRaft does.
+        if config.voters == [config.nodeId] { electionDeadlineMs = nowMs }
     }
 
     // MARK: Read-only state
@@ -78,6 +80,10 @@ public final class RaftCore {
         guard let leader else { return false }
         return highWatermark > leader.epochStartOffset
     }
+
+    /// True if a batch of the log starts at `offset`, or it is the log end (where a reader
+    /// may start; anything else is a malformed fetch offset).
+    public func isBatchBoundary(_ offset: Int64) -> Bool { offset >= log.startOffset && log.isBoundary(offset) }
 
     /// The batches covering `[from, upTo)`; `from` must be a batch boundary at or above
     /// `logStartOffset` and `upTo` at most `logEndOffset`.

@@ -287,6 +287,10 @@ public final class QuorumDriver: @unchecked Sendable {
             return pd
         }
         if fetchOffset == hw { return nil }
+        guard core.isBatchBoundary(fetchOffset) else {
+            pd.errorCode = KafkaErrorCode.offsetOutOfRange   // not where a batch starts: a confused observer
+            return pd
+        }
         let batches = core.batches(from: fetchOffset, upTo: hw)
         pd.records = KRaftWire.encode(batches, bytesMax: config.fetchBytesMax)
         return pd
