@@ -89,4 +89,26 @@ extension ControllerService {
         }
         return resp
     }
+
+    /// DescribeCluster on the CONTROLLER listener (KIP-919): the cluster id, the active
+    /// controller, and the voters' controller endpoints. Only endpoint type 2 (controllers).
+    func describeCluster(_ req: DescribeClusterRequest) -> DescribeClusterResponse {
+        var resp = DescribeClusterResponse()
+        resp.endpointType = req.endpointType
+        guard req.endpointType == 2 else {
+            resp.errorCode = KafkaErrorCode.unsupportedEndpointType
+            resp.errorMessage = "A controller describes the controllers (endpoint type 2); ask a broker for the brokers."
+            return resp
+        }
+        resp.clusterId = controller.quorum.clusterId
+        resp.controllerId = controller.quorum.leader.id ?? -1
+        resp.brokers = config.quorumVoters.map { v in
+            var b = DescribeClusterResponse.DescribeClusterBroker()
+            b.brokerId = v.id
+            b.host = v.host
+            b.port = Int32(v.port)
+            return b
+        }
+        return resp
+    }
 }

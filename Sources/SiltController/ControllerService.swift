@@ -37,6 +37,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         TrimStreamsRequest.apiKey: 0...0,
         AllocateProducerIdsRequest.apiKey: 0...0,
         DescribeQuorumRequest.apiKey: 0...2,
+        DescribeClusterRequest.apiKey: 1...1,   // KIP-919: endpoint type 2, the controllers
     ]
 
     public let controller: MetadataController
@@ -158,6 +159,10 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case DescribeQuorumRequest.apiKey:
             return try serveRequest(DescribeQuorumRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 loop.makeSucceededFuture(self.describeQuorum(req))
+            }
+        case DescribeClusterRequest.apiKey:
+            return try serveRequest(DescribeClusterRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.describeCluster(req))
             }
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")

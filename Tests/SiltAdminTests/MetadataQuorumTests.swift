@@ -199,8 +199,8 @@ final class MetadataQuorumTests: XCTestCase {
         XCTAssertEqual(MQ.errorName(133), "SHARE_SESSION_LIMIT_REACHED")
         XCTAssertEqual(MQ.errorName(134), "UNKNOWN_SERVER_ERROR")
         XCTAssertEqual(MQ.errorName(-7), "UNKNOWN_SERVER_ERROR")
-        XCTAssertEqual(MQ.errorNames.count, 134)
-        XCTAssertEqual(Set(MQ.errorNames).count, 134)
+        XCTAssertEqual(KafkaErrorCode.names.count, 134)
+        XCTAssertEqual(Set(KafkaErrorCode.names).count, 134)
     }
 
     func testPartitionErrorIsNamed() throws {
@@ -486,5 +486,21 @@ final class MetadataQuorumTests: XCTestCase {
             XCTAssertEqual(errors, ["UNSUPPORTED_VERSION: \(addresses[0]) does not serve DescribeQuorum (api key 55) versions 0-2"])
         }
         XCTAssertEqual(old.seenQuorumVersions, [])
+    }
+
+    /// The named constants Silt uses agree with Kafka's numbering in the one table.
+    func testNamedErrorCodesAgreeWithKafkasTable() {
+        let named: [(Int16, String)] = [
+            (KafkaErrorCode.offsetOutOfRange, "OFFSET_OUT_OF_RANGE"), (KafkaErrorCode.notLeaderOrFollower, "NOT_LEADER_OR_FOLLOWER"),
+            (KafkaErrorCode.requestTimedOut, "REQUEST_TIMED_OUT"), (KafkaErrorCode.notController, "NOT_CONTROLLER"),
+            (KafkaErrorCode.invalidRequest, "INVALID_REQUEST"), (KafkaErrorCode.fencedLeaderEpoch, "FENCED_LEADER_EPOCH"),
+            (KafkaErrorCode.unknownLeaderEpoch, "UNKNOWN_LEADER_EPOCH"), (KafkaErrorCode.inconsistentVoterSet, "INCONSISTENT_VOTER_SET"),
+            (KafkaErrorCode.snapshotNotFound, "SNAPSHOT_NOT_FOUND"), (KafkaErrorCode.positionOutOfRange, "POSITION_OUT_OF_RANGE"),
+            (KafkaErrorCode.unknownTopicId, "UNKNOWN_TOPIC_ID"), (KafkaErrorCode.inconsistentClusterId, "INCONSISTENT_CLUSTER_ID"),
+            (KafkaErrorCode.unsupportedEndpointType, "UNSUPPORTED_ENDPOINT_TYPE"), (KafkaErrorCode.policyViolation, "POLICY_VIOLATION"),
+            (KafkaErrorCode.kafkaStorageError, "KAFKA_STORAGE_ERROR"), (KafkaErrorCode.unknownProducerId, "UNKNOWN_PRODUCER_ID"),
+            (KafkaErrorCode.coordinatorLoadInProgress, "COORDINATOR_LOAD_IN_PROGRESS"), (KafkaErrorCode.unknownServerError, "UNKNOWN_SERVER_ERROR"),
+        ]
+        for (code, name) in named { XCTAssertEqual(KafkaErrorCode.name(code), name, "code \(code)") }
     }
 }

@@ -19,6 +19,7 @@ extension BrokerTests {
     /// until they are loaded.
     func startGroups() throws {
         broker.stop()
+        controller.close()
         logs.shutdown()
         try start(overrides: ["offsets.topic.num.partitions": "5", "group.initial.rebalance.delay.ms": "0"])
         try broker.startGroupCoordinator(on: group.next())

@@ -19,6 +19,7 @@ final class BrokerTests: XCTestCase {
     var dir: String!
     var logs: LogManager!
     var broker: Broker!
+    var controller: MetadataController!
     let logger = Logger(label: "test")
 
     override func setUpWithError() throws {
@@ -28,6 +29,8 @@ final class BrokerTests: XCTestCase {
     }
 
     override func tearDownWithError() throws {
+        broker.stop()
+        controller.close()   // before the loops its long-polls are parked on
         logs.shutdown()
         try group.syncShutdownGracefully()
         try? FileManager.default.removeItem(atPath: dir)
@@ -37,8 +40,8 @@ final class BrokerTests: XCTestCase {
         var props = ["log.dirs": dir!]
         props.merge(overrides) { _, b in b }
         let config = try ServerConfig(properties: props)
-        let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
-                                                validateConfigs: TopicConfig.validate)
+        controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
+                                            validateConfigs: TopicConfig.validate)
         let service = ControllerService(controller: controller, config: config, logger: logger)
         let channel = LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger)
         logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
@@ -49,6 +52,7 @@ final class BrokerTests: XCTestCase {
 
     func restart() throws {
         broker.stop()
+        controller.close()
         logs.shutdown()
         try start(overrides: [:])
     }
@@ -460,7 +464,7 @@ final class MetadataSnapshotFollowTests: XCTestCase {
                                 LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
                             logs: logs, writePath: LocalFsyncWritePath(), logger: logger)
         try broker.start(on: group.next())
-        defer { broker.stop() }
+        defer { broker.stop(); controller.close() }
         XCTAssertEqual(broker.metadata.image.topicsByName.keys.sorted(), controller.image.topicsByName.keys.sorted())
         XCTAssertEqual(broker.metadata.image.nextOffset, controller.image.nextOffset)
         XCTAssertNotNil(logs.partition(topic: "s29", partition: 0))

@@ -131,6 +131,7 @@ final class LogBufferWritePathTests: XCTestCase {
         fakeWAL.lock.withLock { fakeWAL.stopped = true }
         path.stop()
         broker.stop()
+        controller.close()   // before the loops its long-polls are parked on
         logs.shutdown()
         try group.syncShutdownGracefully()
         for fd in fds { close(fd) }

@@ -143,7 +143,13 @@ public final class QuorumDriver: @unchecked Sendable {
     public func stop() {
         let wasLeader: Bool = lock.withLock { if case .leader = core.role { return true }; return false }
         run { $0.resign(nowMs: QuorumDriver.nowMs()) }
-        lock.withLock { stopped = true }
+        // Long-polls parked here are answered now (empty), not when their deadline passes.
+        let parked: [() -> Void] = lock.withLock {
+            stopped = true
+            defer { parkedObservers = [] }
+            return parkedObservers.map { p in let a = observerEmptyLocked(); return { p.promise.succeed(a) } }
+        }
+        for answer in parked { answer() }
         tickTask?.cancel()
         tickTask = nil
         // The state machine may be released (and stop us) from an apply closure itself.
