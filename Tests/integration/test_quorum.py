@@ -311,6 +311,16 @@ def test_quorum_survives_kill_catch_up_partition_and_full_restart(tmp_path):
 def run_scenarios(q: Quorum):
     acked: list[str] = []
 
+    # Kafka's tool, through the broker and straight to the controllers.
+    wait_until(lambda: '"id": 3' in q.status().get("CurrentObservers", ""), 30, "the broker among the observers")
+    status = q.status()
+    assert status["ClusterId"] == CLUSTER_ID
+    assert [int(v) for v in re.findall(r'"id": (\d+)', status["CurrentVoters"])] == [0, 1, 2]
+    through_broker = subprocess.run([str(QUORUM_TOOL), "--bootstrap-server", q.bootstrap, "describe", "--status"],
+                                    capture_output=True, text=True, timeout=30, env=tool_env())
+    assert through_broker.returncode == 0, through_broker.stderr
+    assert f"LeaderId:               {status['LeaderId']}" in through_broker.stdout
+
     # 1. kill -9 the active controller while CreateTopics stream in.
     stop = threading.Event()
 
