@@ -19,20 +19,22 @@ public protocol QuorumStateMachine: AnyObject, Sendable {
 /// messages over KRaft's RPCs on the CONTROLLER listener (`KRaftWire`).
 ///
 /// ```
-///  network event loops ──receive──▶ ┌──────────────┐ ──append/truncate──▶ disk queue ──fsync──┐
-///  controller (propose) ──────────▶ │ core (lock)  │                                          │
-///  tick (10 ms) ──────────────────▶ └──────────────┘ ◀──────────── flushed(upTo:) ────────────┘
-///                                     │ send / respond (after unlock)   │ commit / snapshot
+///  network event loops ──receive──▶ ┌──────────────────────────┐
+///  controller (propose) ──────────▶ │ core + store writes      │ ──sync wanted──▶ disk queue: one fdatasync ─┐
+///  tick (10 ms) ──────────────────▶ │ (lock; pwrite, no fsync) │ ◀──────────── flushed(upTo:) ───────────────┘
+///                                   └──────────────────────────┘
+///                                     │ send / respond (after unlock)   │ commit, snapshot install
 ///                                     ▼                                 ▼
 ///                                 peers' KafkaClients               apply queue ──▶ state machine
 /// ```
 ///
-/// Rules: the core is touched only under `lock`; the quorum state is durable before any
-/// later output runs (`persistQuorumState` is synchronous under the lock: elections are
-/// rare); appends are group-committed by the disk queue (one fdatasync for what queued up
-/// meanwhile); sends and response completions run after the lock is released, in output
-/// order; committed batches reach the state machine on one serial queue, in order. No
-/// network event loop ever waits on the disk.
+/// Rules: the core is touched only under `lock`, and its outputs run there in order:
+/// `persistQuorumState` and `installSnapshot` are durable before anything after them
+/// (elections and installs are rare); appends and truncations are written at once (page
+/// cache); durability is the group commit on the disk queue, one fdatasync for every append
+/// made before it began. Sends and response completions run after the lock is released, in
+/// output order; committed batches reach the state machine on one serial queue, in order.
+/// No network event loop ever waits on an fsync.
 public final class QuorumDriver: @unchecked Sendable {
     public struct Voter: Equatable, Sendable {
         public var id: Int32
@@ -81,7 +83,8 @@ public final class QuorumDriver: @unchecked Sendable {
     private var sent: [PendingKey: (seq: UInt64, answered: Bool)] = [:]
     private var sendSeq: UInt64 = 0
 
-    /// Applied (committed and handed to the state machine) up to here; touched on applyQueue only.
+    /// Applied (committed and handed to the state machine) up to here, and the epoch the
+    /// state machine was told it leads; both touched on applyQueue only.
     private var appliedOffset: Int64 = 0
     private var activeEpoch: Int32?
     private var latestSnapshot: RaftSnapshot?
