@@ -68,7 +68,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         self.config = config
         self.clusterId = clusterId
         self.controllerChannel = controllerChannel
-        self.metadata = MetadataCache(channel: controllerChannel, logger: logger)
+        self.metadata = MetadataCache(channel: controllerChannel, clusterId: clusterId, logger: logger)
         self.logs = logs
         self.writePath = writePath
         self.objectReader = objectReader
@@ -89,6 +89,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
             do {
                 try metadata.catchUp(on: loop).wait()
                 break
+            } catch let mismatch as MetadataCache.ClusterMismatch {
+                throw mismatch
             } catch {
                 if NIODeadline.now() > deadline { throw error }
                 logger.info("waiting for the controller: \(error)")

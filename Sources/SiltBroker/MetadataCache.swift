@@ -55,6 +55,8 @@ public final class MetadataCache: @unchecked Sendable {
     static let longPollMs: Int32 = 1000
 
     private let channel: ControllerChannel
+    /// This node's cluster id, sent with every fetch: the controllers of another cluster refuse it.
+    private let clusterId: String?
     private let logger: Logger
     private let lock = NSLock()
     private var _image = MetadataImage()
@@ -64,7 +66,13 @@ public final class MetadataCache: @unchecked Sendable {
     private var following = false
     private var stopped = false
 
-    public init(channel: ControllerChannel, logger: Logger) {
+    /// The controllers belong to another cluster (INCONSISTENT_CLUSTER_ID): waiting will not help.
+    public struct ClusterMismatch: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(channel: ControllerChannel, clusterId: String? = nil, logger: Logger) {
+        self.clusterId = clusterId
         self.channel = channel
         self.logger = logger
     }
@@ -108,6 +116,7 @@ public final class MetadataCache: @unchecked Sendable {
     private func fetchOnce(maxWaitMs: Int32, on loop: EventLoop) -> EventLoopFuture<Bool> {
         var req = FetchRequest()
         req.replicaId = -1
+        req.clusterId = clusterId
         req.maxWaitMs = maxWaitMs
         req.minBytes = 1
         req.maxBytes = 8 << 20
@@ -122,6 +131,11 @@ public final class MetadataCache: @unchecked Sendable {
         return channel.send(req, version: MetadataCache.fetchVersion, timeout: .milliseconds(Int64(maxWaitMs) + 10_000))
             .hop(to: loop)
             .flatMapThrowing { resp -> FetchOutcome in
+                if resp.errorCode == KafkaErrorCode.inconsistentClusterId {
+                    let theirs = String(decoding: resp.unknownTaggedFields[KRaftWire.votersTag] ?? [], as: UTF8.self)
+                    throw ClusterMismatch(description: "the cluster id differs: this node has '\(self.clusterId ?? "")' "
+                        + "(meta.properties, or the s3url's cluster-id), the controllers have '\(theirs)'")
+                }
                 guard let part = resp.responses.first?.partitions.first else {
                     throw RequestViolation("metadata fetch: empty answer (error \(resp.errorCode))")
                 }

@@ -217,8 +217,11 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
             return loop.makeSucceededFuture(resp)
         }
         if let clusterId = req.clusterId, clusterId != controller.quorum.clusterId {
+            logger.error("a broker of another cluster follows this controller's log", metadata: [
+                "theirClusterId": "\(clusterId)", "ourClusterId": "\(controller.quorum.clusterId)"])
             var resp = FetchResponse()
             resp.errorCode = KafkaErrorCode.inconsistentClusterId
+            resp.unknownTaggedFields = [KRaftWire.votersTag: Array(controller.quorum.clusterId.utf8)]
             return loop.makeSucceededFuture(resp)
         }
         noteObserverFetch(clientId: clientId, fetchOffset: part.fetchOffset)

@@ -38,7 +38,7 @@ struct DebugObjects: ParsableCommand {
         defer { try? group.syncShutdownGracefully() }
         let client = ControllerQuorumClient(group: group, endpoints: endpoints, clientId: "silt-debug", logger: logger)
         defer { client.close() }
-        let cache = MetadataCache(channel: client, logger: logger)
+        let cache = MetadataCache(channel: client, clusterId: cluster, logger: logger)
         try cache.catchUp(on: group.next()).wait()
         let image = cache.image
         var objects: [[String: Any]] = []

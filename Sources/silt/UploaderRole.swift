@@ -38,7 +38,7 @@ struct UploaderRole {
                                 control: control, clusterId: clusterId, config: config.objectStorage, metrics: metrics,
                                 logger: logger)
         // The metadata image, followed like a broker follows it: the compactor's catalog.
-        let cache = MetadataCache(channel: client, logger: logger)
+        let cache = MetadataCache(channel: client, clusterId: clusterId, logger: logger)
         let stop = StopFlag()
         let done = DispatchSemaphore(value: 0)
         let role = self

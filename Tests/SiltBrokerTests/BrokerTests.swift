@@ -41,6 +41,7 @@ final class BrokerTests: XCTestCase {
         props.merge(overrides) { _, b in b }
         let config = try ServerConfig(properties: props)
         controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
+                                            quorum: .single(clusterId: "test-cluster-id-000000"),
                                             validateConfigs: TopicConfig.validate)
         let service = ControllerService(controller: controller, config: config, logger: logger)
         let channel = LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger)
@@ -452,7 +453,8 @@ final class MetadataSnapshotFollowTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = try ServerConfig(properties: ["log.dirs": dir])
         let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
-                                                snapshotIntervalBytes: 500, validateConfigs: TopicConfig.validate)
+                                                snapshotIntervalBytes: 500, quorum: .single(clusterId: "c"),
+                                                validateConfigs: TopicConfig.validate)
         for i in 0..<30 { try controller.createTopic(name: "s\(i)", partitions: 1, configs: [:], validateOnly: false) }
         for i in 0..<10 { _ = try controller.deleteTopic(name: "s\(i)", id: nil) }
         try controller.awaitCommitted()
@@ -475,5 +477,33 @@ final class MetadataSnapshotFollowTests: XCTestCase {
         try broker.metadata.catchUp(on: group.next()).wait()
         XCTAssertEqual(broker.metadata.image.topic(named: "later")?.partitionCount, 2)
         XCTAssertNotNil(logs.partition(topic: "later", partition: 1))
+    }
+}
+
+/// A broker of another cluster is refused by the controllers at its first metadata fetch,
+/// and its start fails at once with both cluster ids instead of waiting.
+final class BrokerClusterIdTests: XCTestCase {
+    func testABrokerOfAnotherClusterDoesNotStart() throws {
+        let logger = Logger(label: "test")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-othercluster-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = try ServerConfig(properties: ["log.dirs": dir])
+        let controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
+                                                quorum: .single(clusterId: "cluster-one"), validateConfigs: TopicConfig.validate)
+        defer { controller.close() }
+        let service = ControllerService(controller: controller, config: config, logger: logger)
+        let logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
+        defer { logs.shutdown() }
+        let broker = Broker(config: config, clusterId: "cluster-two", controllerChannel:
+                                LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
+                            logs: logs, writePath: LocalFsyncWritePath(), logger: logger)
+        let started = Date()
+        XCTAssertThrowsError(try broker.start(on: group.next(), timeout: .seconds(30))) { error in
+            XCTAssertTrue("\(error)".contains("'cluster-two'") && "\(error)".contains("'cluster-one'"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10, "refused at once, not after the start timeout")
+        broker.stop()
     }
 }

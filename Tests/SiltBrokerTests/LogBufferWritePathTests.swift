@@ -89,7 +89,7 @@ final class LogBufferWritePathTests: XCTestCase {
         Thread { [fakeWAL] in fakeWAL!.run() }.start()
 
         let config = try ServerConfig(properties: ["log.dirs": dir])
-        controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger,
+        controller = try MetadataController(directory: dir + "/__cluster_metadata", logger: logger, quorum: .single(clusterId: "c"),
                                             validateConfigs: TopicConfig.validate)
         let service = ControllerService(controller: controller, config: config, logger: logger)
         logs = StreamLogManager(maxBatchBytes: 1 << 20, logger: logger)

@@ -17,7 +17,7 @@ import SiltRecords
 public enum KRaftWire {
     public static let metadataTopic = "__cluster_metadata"
     static let preVoteTag = 0
-    static let votersTag = 10_000
+    public static let votersTag = 10_000
 
     static let voteVersion: Int16 = 1
     static let beginVersion: Int16 = 1
