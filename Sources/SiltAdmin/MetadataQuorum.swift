@@ -514,9 +514,9 @@ extension MetadataQuorum {
     /// the quorum's leader); any other error ends the run.
     ///
     /// ClusterId comes from DescribeCluster on the same connection, as Kafka's tool asks
-    /// the admin client for it. DescribeQuorum carries no cluster id, and Silt's controllers
-    /// do not serve DescribeCluster yet, so with `--bootstrap-controller` a node that does
-    /// not advertise it, or fails it, gives `ClusterId: unknown`. With `--bootstrap-server`
+    /// the admin client for it. DescribeQuorum carries no cluster id; controllers answer
+    /// DescribeCluster for endpoint type 2 (KIP-919). With `--bootstrap-controller` a node that
+    /// does not advertise it, or fails it, gives `ClusterId: unknown`. With `--bootstrap-server`
     /// (brokers, which always serve it) a DescribeCluster failure is an error.
     public static func run(_ options: Options, out: (String) -> Void, err: (String) -> Void) -> Int32 {
         if let path = options.commandConfig {
