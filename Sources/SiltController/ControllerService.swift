@@ -198,7 +198,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
                                                    [KRaftWire.votersTag: Array(quorum.clusterId.utf8)]))
         }
         let theirs = String(decoding: tagged[KRaftWire.votersTag] ?? [], as: UTF8.self)
-        guard theirs == quorum.voterString, let message else {
+        guard quorum.sameVoters(theirs), let message else {
             logger.error("a voter with another voter set asked this controller", metadata: [
                 "voter": "\(peer)", "theirVoters": "\(theirs)", "ourVoters": "\(quorum.voterString)",
                 "key": "controller.quorum.voters"])

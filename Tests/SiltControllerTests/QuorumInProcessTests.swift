@@ -117,4 +117,15 @@ final class QuorumInProcessTests: XCTestCase {
         XCTAssertEqual(try createTopic(client, "before-2"), 36, "TOPIC_ALREADY_EXISTS: the new leader has every committed topic")
         XCTAssertEqual(controllers[next]!.committedImage.topicsByName.keys.filter { $0.hasPrefix("before-") }.count, 5)
     }
+
+    /// Voter sets are compared by ids: another name for a voter is not a different set.
+    func testVoterSetsAreComparedByIds() {
+        let q = controllers[0]!.quorum!
+        XCTAssertTrue(q.sameVoters(q.voterString))
+        XCTAssertTrue(q.sameVoters("2@ctrl-2:9093,0@ctrl-0:9093,1@ctrl-1:9093"))
+        XCTAssertFalse(q.sameVoters("0@127.0.0.1:1,1@127.0.0.1:2,5@127.0.0.1:3"))
+        XCTAssertFalse(q.sameVoters("0@127.0.0.1:1,1@127.0.0.1:2"))
+        XCTAssertFalse(q.sameVoters(""))
+        XCTAssertFalse(q.sameVoters("zero@host:1,1@h:2,2@h:3"))
+    }
 }

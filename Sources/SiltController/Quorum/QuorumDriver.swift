@@ -129,6 +129,13 @@ public final class QuorumDriver: @unchecked Sendable {
     /// The voter-set fingerprint peers compare (controller.quorum.voters, normalized).
     public var voterString: String { voters.map { "\($0.id)@\($0.host):\($0.port)" }.joined(separator: ",") }
 
+    /// True if a peer's `voterString` names the same voters as ours. Ids decide, as in KRaft:
+    /// nodes may reach one voter by different names (a host name here, an address there).
+    func sameVoters(_ theirs: String) -> Bool {
+        let ids = theirs.split(separator: ",").map { $0.split(separator: "@", maxSplits: 1).first.flatMap { Int32($0) } }
+        return ids.allSatisfy { $0 != nil } && ids.compactMap { $0 }.sorted() == config.voters
+    }
+
     /// Loads the snapshot into the state machine and starts ticking.
     public func start(stateMachine: QuorumStateMachine) throws {
         self.stateMachine = stateMachine
