@@ -197,8 +197,11 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
             return loop.makeSucceededFuture(refuse(KafkaErrorCode.inconsistentClusterId,
                                                    [KRaftWire.votersTag: Array(quorum.clusterId.utf8)]))
         }
+        guard let message else {
+            return loop.makeSucceededFuture(refuse(KafkaErrorCode.invalidRequest, [:]))   // no __cluster_metadata partition
+        }
         let theirs = String(decoding: tagged[KRaftWire.votersTag] ?? [], as: UTF8.self)
-        guard quorum.sameVoters(theirs), let message else {
+        guard quorum.sameVoters(theirs) else {
             logger.error("a voter with another voter set asked this controller", metadata: [
                 "voter": "\(peer)", "theirVoters": "\(theirs)", "ourVoters": "\(quorum.voterString)",
                 "key": "controller.quorum.voters"])
