@@ -74,7 +74,7 @@ extension RaftCore {
         }
         follower?.inFlight = nil
         follower?.leaderContactMs = nowMs
-        follower?.fetchDeadlineMs = nowMs + config.fetchTimeoutMs
+        follower?.fetchDeadlineMs = followerFetchDeadlineMs(nowMs: nowMs)
         if let divergingEpoch {
             truncate(toDivergence: divergingEpoch)
         } else if let snapshotId {
@@ -114,7 +114,7 @@ extension RaftCore {
             precondition(snapshot.id == wanted && snapshot.id.endOffset >= highWatermark,
                          "RaftCore: snapshot \(snapshot.id) for request \(wanted), high watermark \(highWatermark)")
             follower?.leaderContactMs = nowMs
-            follower?.fetchDeadlineMs = nowMs + config.fetchTimeoutMs
+            follower?.fetchDeadlineMs = followerFetchDeadlineMs(nowMs: nowMs)
             log.install(snapshot)
             flushedOffset = log.endOffset
             highWatermark = log.endOffset // the state machine reloads from the snapshot: no commit output

@@ -56,7 +56,7 @@ public final class RaftCore {
             electionDeadlineMs = nowMs + randomElectionTimeoutMs()
         case let leaderId?:
             role = .follower(epoch: quorum.epoch, leaderId: leaderId)
-            follower = FollowerProgress(leaderId: leaderId, fetchDeadlineMs: nowMs + config.fetchTimeoutMs)
+            follower = FollowerProgress(leaderId: leaderId, fetchDeadlineMs: followerFetchDeadlineMs(nowMs: nowMs))
         case nil:
             role = .unattached(epoch: quorum.epoch)
             electionDeadlineMs = nowMs + randomElectionTimeoutMs()
@@ -244,6 +244,15 @@ public final class RaftCore {
 
     func randomBackoffMs() -> Int64 { randomBelow(config.electionBackoffMaxMs) }
 
+    /// When a follower that hears nothing more from its leader starts a pre-vote: within
+    /// `fetchTimeoutMs` (Kafka's maximum), less up to one election backoff. Followers that last
+    /// heard from a dead leader at the same moment would otherwise run for the same epoch at
+    /// the same moment and split the vote, costing an election timeout. Staggered, the first
+    /// is refused by the others, which still count the leader alive, and the next one wins.
+    func followerFetchDeadlineMs(nowMs: Int64) -> Int64 {
+        nowMs + config.fetchTimeoutMs - randomBelow(min(config.electionBackoffMaxMs, config.fetchTimeoutMs / 2))
+    }
+
     private func randomBelow(_ bound: Int64) -> Int64 { Int64(random.next() % UInt64(bound)) }
 
     /// Learns from a message's epoch and leader. A higher epoch is adopted at once (as a
@@ -282,7 +291,7 @@ public final class RaftCore {
             persist(QuorumState(epoch: newEpoch, votedFor: quorum.votedFor, leaderId: leaderId))
         }
         setRole(.follower(epoch: newEpoch, leaderId: leaderId))
-        follower = FollowerProgress(leaderId: leaderId, fetchDeadlineMs: nowMs + config.fetchTimeoutMs)
+        follower = FollowerProgress(leaderId: leaderId, fetchDeadlineMs: followerFetchDeadlineMs(nowMs: nowMs))
         sendFetchIfReady(nowMs: nowMs)
     }
 

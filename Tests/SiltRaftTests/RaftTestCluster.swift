@@ -13,14 +13,14 @@ final class RaftTestCluster {
     var isolated: Set<Int32> = []
     var autoFlush = true
 
-    init(voters: [Int32], persisted: [Int32: RaftPersisted] = [:],
+    init(voters: [Int32], persisted: [Int32: RaftPersisted] = [:], seed: UInt64 = 0,
          configure: (inout RaftConfig) -> Void = { _ in }) {
         self.voters = voters
         for id in voters {
             var config = RaftConfig(nodeId: id, voters: voters)
             configure(&config)
             cores[id] = RaftCore(config: config, persisted: persisted[id] ?? RaftPersisted(), nowMs: 0,
-                                 random: SplitMix64(seed: UInt64(id)))
+                                 random: SplitMix64(seed: seed &* 1000 &+ UInt64(id)))
         }
     }
 
