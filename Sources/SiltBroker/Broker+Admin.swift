@@ -67,14 +67,15 @@ extension Broker {
                                   autoCreateFailed: Set<String>) -> MetadataResponse {
         let image = metadata.image
         var resp = MetadataResponse()
-        let endpoint = advertisedEndpoint(for: r.context.listenerName)
-        var broker = MetadataResponse.MetadataResponseBroker()
-        broker.nodeId = nodeId
-        broker.host = endpoint.host
-        broker.port = Int32(endpoint.port)
-        resp.brokers = [broker]
+        resp.brokers = liveBrokerEndpoints(image, listenerName: r.context.listenerName).map { b in
+            var broker = MetadataResponse.MetadataResponseBroker()
+            (broker.nodeId, broker.host, broker.port, broker.rack) = (b.id, b.host, b.port, b.rack)
+            return broker
+        }
         resp.clusterId = clusterId
-        resp.controllerId = nodeId
+        // KRaft answers with a live broker: clients cannot reach the controllers.
+        resp.controllerId = resp.brokers.contains { $0.nodeId == nodeId } ? nodeId : (resp.brokers.first?.nodeId ?? -1)
+        let topicMetadata = { (topic: TopicInfo) in Broker.topicMetadata(topic, image) }
         if wantsAll {
             resp.topics = image.topicsByName.keys.sorted().map { topicMetadata(image.topicsByName[$0]!) }
             return resp
@@ -110,7 +111,9 @@ extension Broker {
         return resp
     }
 
-    private func topicMetadata(_ topic: TopicInfo) -> MetadataResponse.MetadataResponseTopic {
+    /// A topic's partitions with their leaders as the metadata log records them. A partition
+    /// without a live leader has LEADER_NOT_AVAILABLE, its broker listed offline.
+    static func topicMetadata(_ topic: TopicInfo, _ image: MetadataImage) -> MetadataResponse.MetadataResponseTopic {
         var out = MetadataResponse.MetadataResponseTopic()
         out.name = topic.name
         out.topicId = topic.id.kafka
@@ -118,11 +121,18 @@ extension Broker {
         out.partitions = (0..<topic.partitionCount).map { p in
             var part = MetadataResponse.MetadataResponsePartition()
             part.partitionIndex = p
-            part.leaderId = nodeId
-            part.leaderEpoch = Broker.leaderEpoch
-            part.replicaNodes = [nodeId]
-            part.isrNodes = [nodeId]
-            part.offlineReplicas = []
+            let leadership = image.leadership(topic: topic, partition: p)
+            part.leaderId = leadership?.leader ?? -1
+            part.leaderEpoch = leadership?.leaderEpoch ?? -1
+            part.replicaNodes = leadership?.replicas ?? []
+            if part.leaderId >= 0 {
+                part.isrNodes = [part.leaderId]
+                part.offlineReplicas = []
+            } else {
+                part.errorCode = ErrorCode.leaderNotAvailable
+                part.isrNodes = []
+                part.offlineReplicas = part.replicaNodes
+            }
             return part
         }
         return out
@@ -288,12 +298,11 @@ extension Broker {
         resp.endpointType = req.endpointType
         switch req.endpointType {
         case 1:   // brokers
-            let endpoint = advertisedEndpoint(for: r.context.listenerName)
-            var b = DescribeClusterResponse.DescribeClusterBroker()
-            b.brokerId = nodeId
-            b.host = endpoint.host
-            b.port = Int32(endpoint.port)
-            resp.brokers = [b]
+            resp.brokers = liveBrokerEndpoints(metadata.image, listenerName: r.context.listenerName).map { b in
+                var out = DescribeClusterResponse.DescribeClusterBroker()
+                (out.brokerId, out.host, out.port, out.rack) = (b.id, b.host, b.port, b.rack)
+                return out
+            }
             resp.controllerId = nodeId
         case 2:   // controllers
             resp.brokers = config.quorumVoters.map { v in

@@ -70,9 +70,10 @@ extension Broker {
             return r.eventLoop.makeSucceededFuture(out)
         }
         guard !duplicate else { return answer(ErrorCode.invalidRequest) }
-        guard let topic = image.topic(named: name), partition >= 0, partition < topic.partitionCount,
-              let log = logs.partition(topic: name, partition: partition) else {
-            return answer(ErrorCode.unknownTopicOrPartition)
+        let topic: TopicInfo, log: any Partition
+        switch ledPartition(name, partition, image: image) {
+        case .success(let led): (topic, log) = (led.topic, led.log)
+        case .failure(let refusal): return answer(refusal.code)
         }
         // As Kafka: records of a topic without `delete` in its cleanup.policy (compacted
         // topics, __consumer_offsets among them) cannot be deleted.

@@ -9,11 +9,10 @@ import SiltStorage
 
 /// Fetch (with long poll), ListOffsets and OffsetForLeaderEpoch.
 ///
-/// Every partition has a single leader epoch, 0, because a partition has one leader and
-/// no replicas (object storage is the replica). A client that names a newer epoch gets
-/// UNKNOWN_LEADER_EPOCH and refreshes its metadata.
+/// Leadership and leader epochs are checked in one place, `ledPartition`
+/// (Broker+Leadership.swift). A partition's log never diverges (object storage is its only
+/// replica), so an epoch's end is always the log end.
 extension Broker {
-    static let leaderEpoch: Int32 = 0
 
     // MARK: Fetch
 
@@ -132,6 +131,7 @@ extension Broker {
         var bytesLeft = Int(req.maxBytes)
         var total = 0
         var hasError = false
+        var namesLeader = false
         var keys: [PartitionKey] = []
         var objectReads: [ObjectRead] = []
         var served: [PartitionKey: ByteBuffer] = [:]
@@ -156,15 +156,23 @@ extension Broker {
                 pd.abortedTransactions = nil
                 pd.preferredReadReplica = -1
                 pd.records = ByteBuffer()
-                guard let topic, p.partition >= 0, p.partition < topic.partitionCount,
-                      let log = logs.partition(topic: topic.name, partition: p.partition) else {
+                guard let topic else {
                     pd.errorCode = missingCode
                     hasError = true
                     out.partitions.append(pd)
                     continue
                 }
-                if p.currentLeaderEpoch > Broker.leaderEpoch {
-                    pd.errorCode = ErrorCode.unknownLeaderEpoch
+                let log: any Partition
+                switch ledPartition(topic.name, p.partition, image: image, currentLeaderEpoch: p.currentLeaderEpoch) {
+                case .success(let led):
+                    log = led.log
+                case .failure(let refusal):
+                    pd.errorCode = refusal.code
+                    if let leader = refusal.leader {
+                        pd.currentLeader.leaderId = leader.id
+                        pd.currentLeader.leaderEpoch = leader.epoch
+                        namesLeader = true
+                    }
                     hasError = true
                     out.partitions.append(pd)
                     continue
@@ -221,6 +229,13 @@ extension Broker {
             }
             resp.responses.append(out)
         }
+        if namesLeader {   // KIP-951 (v16+ carries them)
+            resp.nodeEndpoints = liveBrokerEndpoints(image, listenerName: r.context.listenerName).map { b in
+                var e = FetchResponse.NodeEndpoint()
+                (e.nodeId, e.host, e.port, e.rack) = (b.id, b.host, b.port, b.rack)
+                return e
+            }
+        }
         return FetchRead(response: resp, bytes: total, hasError: hasError, keys: keys, objectReads: objectReads,
                          served: served)
     }
@@ -231,21 +246,19 @@ extension Broker {
         let image = metadata.image
         var resp = ListOffsetsResponse()
         /// Timestamp lookups on streams: (topic index, partition index, stream, timestamp).
-        var scans: [(t: Int, p: Int, log: StreamLog, timestamp: Int64)] = []
+        var scans: [(t: Int, p: Int, log: StreamLog, timestamp: Int64, leaderEpoch: Int32)] = []
         for t in req.topics {
             var out = ListOffsetsResponse.ListOffsetsTopicResponse()
             out.name = t.name
             for p in t.partitions {
                 var pr = ListOffsetsResponse.ListOffsetsPartitionResponse()
                 pr.partitionIndex = p.partitionIndex
-                guard let topic = image.topic(named: t.name), p.partitionIndex >= 0, p.partitionIndex < topic.partitionCount,
-                      let log = logs.partition(topic: t.name, partition: p.partitionIndex) else {
-                    pr.errorCode = ErrorCode.unknownTopicOrPartition
-                    out.partitions.append(pr)
-                    continue
-                }
-                if p.currentLeaderEpoch > Broker.leaderEpoch {
-                    pr.errorCode = ErrorCode.unknownLeaderEpoch
+                let log: any Partition, leaderEpoch: Int32
+                switch ledPartition(t.name, p.partitionIndex, image: image, currentLeaderEpoch: p.currentLeaderEpoch) {
+                case .success(let led):
+                    (log, leaderEpoch) = (led.log, led.leaderEpoch)
+                case .failure(let refusal):
+                    pr.errorCode = refusal.code
                     out.partitions.append(pr)
                     continue
                 }
@@ -255,7 +268,7 @@ extension Broker {
                 case -2: found = (log.logStartOffset, -1)                // earliest
                 default:
                     if let stream = log as? StreamLog, p.timestamp >= 0 {
-                        scans.append((resp.topics.count, out.partitions.count, stream, p.timestamp))
+                        scans.append((resp.topics.count, out.partitions.count, stream, p.timestamp, leaderEpoch))
                     } else {
                         found = p.timestamp < 0 ? nil : log.offsetForTimestamp(p.timestamp)
                     }
@@ -265,7 +278,7 @@ extension Broker {
                 } else {
                     pr.offset = found?.offset ?? -1
                     pr.timestamp = found?.timestamp ?? -1
-                    pr.leaderEpoch = found == nil ? -1 : Broker.leaderEpoch
+                    pr.leaderEpoch = found == nil ? -1 : leaderEpoch
                 }
                 out.partitions.append(pr)
             }
@@ -283,7 +296,7 @@ extension Broker {
                 } else {
                     resp.topics[scan.t].partitions[scan.p].offset = found?.offset ?? -1
                     resp.topics[scan.t].partitions[scan.p].timestamp = found?.timestamp ?? -1
-                    resp.topics[scan.t].partitions[scan.p].leaderEpoch = found == nil ? -1 : Broker.leaderEpoch
+                    resp.topics[scan.t].partitions[scan.p].leaderEpoch = found == nil ? -1 : scan.leaderEpoch
                 }
             }
             promise.succeed(resp)
@@ -336,17 +349,20 @@ extension Broker {
             for p in t.partitions {
                 var e = OffsetForLeaderEpochResponse.EpochEndOffset()
                 e.partition = p.partition
-                guard let topic = image.topic(named: t.topic), p.partition >= 0, p.partition < topic.partitionCount,
-                      let log = logs.partition(topic: t.topic, partition: p.partition) else {
-                    e.errorCode = ErrorCode.unknownTopicOrPartition
+                let log: any Partition, leaderEpoch: Int32
+                switch ledPartition(t.topic, p.partition, image: image, currentLeaderEpoch: p.currentLeaderEpoch) {
+                case .success(let led):
+                    (log, leaderEpoch) = (led.log, led.leaderEpoch)
+                case .failure(let refusal):
+                    e.errorCode = refusal.code
                     out.partitions.append(e)
                     continue
                 }
-                if p.currentLeaderEpoch > Broker.leaderEpoch {
-                    e.errorCode = ErrorCode.unknownLeaderEpoch
-                } else if p.leaderEpoch == Broker.leaderEpoch {
-                    // The only epoch there is: it ends at the log end.
-                    e.leaderEpoch = Broker.leaderEpoch
+                if p.leaderEpoch >= 0 && p.leaderEpoch <= leaderEpoch {
+                    // A partition's log never diverges (object storage is its only replica, and
+                    // a leader change never truncates), so every epoch up to the current one
+                    // ends at the log end.
+                    e.leaderEpoch = p.leaderEpoch
                     e.endOffset = log.highWatermark
                 } else {
                     // An epoch we never had (newer than ours, or a stale one): undefined, as Kafka answers.

@@ -1,5 +1,6 @@
 import NIOCore
 import SiltController
+import SiltMetadata
 import SiltNet
 import SiltProtocol
 import SiltRecords
@@ -33,6 +34,7 @@ extension Broker {
         var durable: [EventLoopFuture<Void>] = []
         var durableAt: [(topic: Int, partition: Int)] = []
         var anyError = false
+        var namesLeader = false
 
         for t in req.topicData {
             var out = ProduceResponse.TopicProduceResponse()
@@ -46,9 +48,13 @@ extension Broker {
                     pr.errorMessage = message
                     anyError = true
                 }
-                guard let topic = image.topic(named: t.name), p.index >= 0, p.index < topic.partitionCount,
-                      let log = logs.partition(topic: t.name, partition: p.index) else {
-                    fail(ErrorCode.unknownTopicOrPartition, "This server does not host this topic-partition.")
+                let topic: TopicInfo, log: any Partition
+                switch ledPartition(t.name, p.index, image: image) {
+                case .success(let led):
+                    (topic, log) = (led.topic, led.log)
+                case .failure(let refusal):
+                    fail(refusal.code, refusal.message)
+                    if let leader = refusal.leader { pr.currentLeader = leaderIdAndEpoch(leader); namesLeader = true }
                     out.partitionResponses.append(pr)
                     continue
                 }
@@ -130,6 +136,13 @@ extension Broker {
             resp.responses.append(out)
         }
 
+        if namesLeader {   // KIP-951: where the leaders named above are
+            resp.nodeEndpoints = liveBrokerEndpoints(image, listenerName: r.context.listenerName).map { b in
+                var e = ProduceResponse.NodeEndpoint()
+                (e.nodeId, e.host, e.port, e.rack) = (b.id, b.host, b.port, b.rack)
+                return e
+            }
+        }
         if acks == 0 {
             // Kafka closes the connection of an acks=0 producer on error: it is the only signal it has.
             if anyError { throw RequestViolation("acks=0 produce failed; closing so the client notices") }
@@ -148,4 +161,11 @@ extension Broker {
             return resp
         }
     }
+}
+
+private func leaderIdAndEpoch(_ leader: (id: Int32, epoch: Int32)) -> ProduceResponse.LeaderIdAndEpoch {
+    var out = ProduceResponse.LeaderIdAndEpoch()
+    out.leaderId = leader.id
+    out.leaderEpoch = leader.epoch
+    return out
 }

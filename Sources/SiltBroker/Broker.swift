@@ -28,6 +28,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let fetchWaiters = FetchWaiters()
     /// This broker's block of producer ids (Broker+Producer.swift).
     let producerIds = ProducerIdAllocator()
+    /// Registration and heartbeats with the active controller (BrokerLifecycle.swift).
+    let lifecycle: BrokerLifecycle
     /// Set by `startGroupCoordinator` before the listeners open; nil: groups are unavailable.
     var groupCoordinator: GroupCoordinator?
 
@@ -73,6 +75,13 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         self.writePath = writePath
         self.objectReader = objectReader
         self.logger = logger
+        self.lifecycle = BrokerLifecycle(
+            settings: .init(nodeId: config.nodeId, clusterId: clusterId,
+                            listeners: config.advertisedListeners.map { BrokerEndpoint(name: $0.name, host: $0.host, port: Int32($0.port)) },
+                            rack: config.value("broker.rack").value,
+                            heartbeatIntervalMs: Int64(config.value("broker.heartbeat.interval.ms").value!)!,
+                            sessionTimeoutMs: Int64(config.value("broker.session.timeout.ms").value!)!),
+            channel: controllerChannel, metadata: metadata, logger: logger)
         let waiters = fetchWaiters
         logs.addHighWatermarkListener { log, _ in
             waiters.notify(PartitionKey(topic: log.topic, partition: log.partition))
@@ -81,8 +90,9 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     }
 
     /// Catches up with the controller's metadata log (retrying while it is unreachable, up
-    /// to `timeout`), opens every partition it names, removes data of topics that no
-    /// longer exist, then follows the log in the background.
+    /// to `timeout`), registers and waits to be unfenced, opens the partitions assigned to
+    /// this broker, removes data of topics that no longer exist, then follows the log and
+    /// heartbeats in the background.
     public func start(on loop: EventLoop, timeout: TimeAmount = .seconds(60)) throws {
         let deadline = NIODeadline.now() + timeout
         while true {
@@ -97,11 +107,15 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
                 Thread.sleep(forTimeInterval: 0.2)
             }
         }
+        try lifecycle.register(on: loop, timeout: max(timeout, .milliseconds(3 * lifecycle.settings.sessionTimeoutMs)))
+        lifecycle.startHeartbeats(on: loop)
         let image = metadata.image
         var known = Set<String>()
         for topic in image.topicsByName.values {
             known.insert(topic.name)
-            for p in 0..<topic.partitionCount { try openPartition(topic, partition: p, image: image) }
+            for p in 0..<topic.partitionCount where isAssignedHere(topic, p, image) {
+                try openPartition(topic, partition: p, image: image)
+            }
         }
         for stale in Set(logs.allPartitions().map(\.topic)) where !known.contains(stale) {
             logger.warning("removing data of deleted topic", metadata: ["topic": "\(stale)"])
@@ -110,7 +124,17 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         metadata.startFollowing(on: loop)
     }
 
-    public func stop() { metadata.stop() }
+    /// Controlled shutdown (this broker's partitions go offline at once), then stops following.
+    public func stop() {
+        lifecycle.shutDown()
+        metadata.stop()
+    }
+
+    /// Partitions this broker opens: the ones assigned to it. Object storage is the only
+    /// replica, so no other broker opens them.
+    func isAssignedHere(_ topic: TopicInfo, _ partition: Int32, _ image: MetadataImage) -> Bool {
+        image.leadership(topic: topic, partition: partition)?.replicas.first == nodeId
+    }
 
     func openPartition(_ topic: TopicInfo, partition: Int32, image: MetadataImage) throws {
         let streamId = topic.streamIds[Int(partition)]
@@ -128,8 +152,9 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     /// lose theirs.
     private func metadataChanged(from old: MetadataImage, to new: MetadataImage) {
         for (name, topic) in new.topicsByName {
-            let before = old.topic(named: name).flatMap { $0.id == topic.id ? $0.partitionCount : nil } ?? 0
-            for p in before..<topic.partitionCount {
+            for p in 0..<topic.partitionCount where isAssignedHere(topic, p, new) {
+                let was = old.topic(named: name).flatMap { $0.id == topic.id ? $0 : nil }
+                if let was, isAssignedHere(was, p, old) { continue }
                 do { try openPartition(topic, partition: p, image: new) } catch {
                     logger.error("cannot open partition", metadata: ["topic": "\(name)", "partition": "\(p)", "error": "\(error)"])
                 }

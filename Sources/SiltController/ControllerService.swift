@@ -36,6 +36,8 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         CommitS3ObjectsRequest.apiKey: 0...0,
         TrimStreamsRequest.apiKey: 0...0,
         AllocateProducerIdsRequest.apiKey: 0...0,
+        BrokerRegistrationRequest.apiKey: 0...4,
+        BrokerHeartbeatRequest.apiKey: 0...1,
         DescribeQuorumRequest.apiKey: 0...2,
         DescribeClusterRequest.apiKey: 1...1,   // KIP-919: endpoint type 2, the controllers
     ]
@@ -155,6 +157,14 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case AllocateProducerIdsRequest.apiKey:
             return try serveRequest(AllocateProducerIdsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.afterCommit(on: loop) { self.allocateProducerIds(req) }
+            }
+        case BrokerRegistrationRequest.apiKey:
+            return try serveRequest(BrokerRegistrationRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.afterCommit(on: loop) { self.brokerRegistration(req) }
+            }
+        case BrokerHeartbeatRequest.apiKey:
+            return try serveRequest(BrokerHeartbeatRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.afterCommit(on: loop) { self.brokerHeartbeat(req) }
             }
         case DescribeQuorumRequest.apiKey:
             return try serveRequest(DescribeQuorumRequest.self, frame: frame, eventLoop: loop) { req, _ in

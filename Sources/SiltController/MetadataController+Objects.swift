@@ -121,7 +121,7 @@ extension MetadataController {
                 }
             }
             if compactedObjectIds.isEmpty {
-                try validateFreshUpload(objects, image)
+                try validateFreshUpload(objects, image, nodeId: nodeId)
             } else {
                 try validateCompaction(objects, compactedObjectIds, image)
             }
@@ -207,13 +207,19 @@ extension MetadataController {
         }
     }
 
-    /// Fresh ranges extend each stream exactly at its committed end, in the stream's epoch.
-    private func validateFreshUpload(_ objects: [CommitObject], _ image: MetadataImage) throws {
+    /// Fresh ranges extend each stream exactly at its committed end, in the stream's epoch,
+    /// from the node the stream is assigned to (when it has one: streams of partitions created
+    /// before any broker registered have none until one does).
+    private func validateFreshUpload(_ objects: [CommitObject], _ image: MetadataImage, nodeId: Int32) throws {
         var byStream: [UInt64: [CommitRange]] = [:]
         for o in objects { for r in o.ranges { byStream[r.streamId, default: []].append(r) } }
         for streamId in byStream.keys.sorted() {
             guard let state = image.streamStates[streamId] else { continue }   // deleted meanwhile: dead data
             let ranges = byStream[streamId]!.sorted { $0.startOffset < $1.startOffset }
+            if let owner = image.partitions[streamId]?.replicas.first, owner != nodeId {
+                throw ControllerError.fencedStreamEpoch(
+                    "Stream \(streamId) is assigned to broker \(owner); node \(nodeId) may not commit to it.")
+            }
             for r in ranges where r.streamEpoch != state.epoch {
                 throw ControllerError.fencedStreamEpoch(
                     "Stream \(streamId) is in epoch \(state.epoch), the commit carries epoch \(r.streamEpoch).")

@@ -105,6 +105,7 @@ extension MetadataController: QuorumStateMachine {
             proposedEndOffset = committed.nextOffset
             if active {
                 activeEpoch = epoch
+                sessions.becameActive(nowMs: MetadataController.wallClockMs())
                 return []
             }
             activeEpoch = nil

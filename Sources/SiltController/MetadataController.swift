@@ -26,6 +26,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case unknownStream(UInt64)
     /// This controller is not the quorum's ready leader (the message names the leader if known).
     case notController(String)
+    case duplicateBroker(String)
+    case staleBrokerEpoch(String)
 
     /// Kafka's error code for this refusal.
     public var kafkaErrorCode: Int16 {
@@ -45,6 +47,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .invalidRequest: return 42             // INVALID_REQUEST
         case .unknownStream: return 3               // UNKNOWN_TOPIC_OR_PARTITION
         case .notController: return 41              // NOT_CONTROLLER
+        case .duplicateBroker: return 101           // DUPLICATE_BROKER_REGISTRATION
+        case .staleBrokerEpoch: return 77           // STALE_BROKER_EPOCH
         }
     }
 
@@ -52,7 +56,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .invalidTopic(let m), .invalidPartitions(let m), .invalidConfig(let m),
              .invalidReplicationFactor(let m), .storage(let m), .staleNodeEpoch(let m), .fencedStreamEpoch(let m),
-             .offsetOutOfRange(let m), .invalidRequest(let m), .notController(let m): return m
+             .offsetOutOfRange(let m), .invalidRequest(let m), .notController(let m), .duplicateBroker(let m),
+             .staleBrokerEpoch(let m): return m
         case .unknownStream(let id): return "Stream \(id) does not exist."
         case .topicAlreadyExists(let n): return "Topic '\(n)' already exists."
         case .unknownTopic(let n): return "Topic '\(n)' does not exist."
@@ -111,6 +116,8 @@ public final class MetadataController: @unchecked Sendable {
     private let ownGroup: EventLoopGroup?
     /// Why the quorum stopped for good (set once, by the driver's fatal path).
     let fatalReason = FatalReason()
+    /// Broker sessions (leader-only memory; MetadataController+Cluster.swift).
+    let sessions: BrokerSessions
     /// Where waits for commits complete when the caller has no event loop of its own.
     let eventLoop: EventLoop
     private var closed = false
@@ -147,8 +154,10 @@ public final class MetadataController: @unchecked Sendable {
     public init(directory: String, logger: Logger, snapshotIntervalBytes: Int = 20 << 20,
                 quorum setup: QuorumSetup = .single(), group: EventLoopGroup? = nil,
                 onFatal: @escaping @Sendable (String) -> Void = { reason in fatalError("controller: \(reason)") },
+                brokerSessionTimeoutMs: Int64 = 9000,
                 validateConfigs: @escaping ([String: String]) throws -> Void) throws {
         let (store, persisted) = try MetadataController.openStore(directory: directory, logger: logger)
+        self.sessions = BrokerSessions(sessionTimeoutMs: brokerSessionTimeoutMs)
         self._image = MetadataImage()
         self.committed = MetadataImage()
         self.snapshotIntervalBytes = snapshotIntervalBytes
@@ -238,7 +247,11 @@ public final class MetadataController: @unchecked Sendable {
             let streamIds = (0..<UInt64(partitions)).map { first + $0 }
             let record = MetadataRecord.TopicRecord(name: name, id: id, partitions: partitions, configs: configs,
                                                     streamIds: streamIds)
-            if !validateOnly { try commit([.topic(record)]) }
+            if !validateOnly {
+                var after = _image
+                after.apply(.topic(record))
+                try commit([.topic(record)] + placements(for: streamIds, in: after))
+            }
             logger.info("topic \(validateOnly ? "validated" : "created")", metadata: [
                 "topic": "\(name)", "partitions": "\(partitions)"])
             return TopicInfo(name: name, id: id, partitionCount: partitions, configs: configs, streamIds: streamIds)
@@ -277,7 +290,12 @@ public final class MetadataController: @unchecked Sendable {
             }
             let first = _image.nextStreamId
             let streamIds = (0..<UInt64(count - topic.partitionCount)).map { first + $0 }
-            if !validateOnly { try commit([.partitionCount(topicId: topic.id, count: count, streamIds: streamIds)]) }
+            if !validateOnly {
+                let grow = MetadataRecord.partitionCount(topicId: topic.id, count: count, streamIds: streamIds)
+                var after = _image
+                after.apply(grow)
+                try commit([grow] + placements(for: streamIds, in: after))
+            }
             topic.partitionCount = count
             topic.streamIds += streamIds
             return topic

@@ -175,7 +175,8 @@ extension MetadataImage {
             }
         case .objectIdFloor(let floor):
             nextObjectId = max(nextObjectId, floor)
-        case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig:
+        case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig, .brokerRegistration, .brokerFence,
+             .partitionLeader:
             preconditionFailure("not an object record: \(record)")
         case .producerIds:
             preconditionFailure("not an object record: \(record)")

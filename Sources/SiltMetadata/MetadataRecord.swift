@@ -52,6 +52,16 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     /// `brokerId` (Kafka's ProducerIdsRecord). Snapshots carry it with brokerId -1.
     case producerIds(brokerId: Int32, nextProducerId: Int64)
 
+    // The cluster (MetadataImage+Cluster.swift).
+
+    /// A broker registered (or registered again, replacing the previous registration).
+    case brokerRegistration(BrokerRegistration)
+    /// A registered broker is fenced or unfenced (in the registration of `brokerEpoch`).
+    case brokerFence(nodeId: Int32, brokerEpoch: Int64, fenced: Bool)
+    /// A partition's leader (-1: offline), leader epoch, assigned broker and stream epoch.
+    /// Also the snapshot form (one record per partition).
+    case partitionLeader(streamId: UInt64, PartitionLeadership)
+
     public struct TopicRecord: Codable, Equatable, Sendable {
         public var name: String
         public var id: UUID
@@ -147,6 +157,14 @@ public struct MetadataImage: Equatable, Sendable {
     /// The next object id to hand out (ids are never reused).
     public internal(set) var nextObjectId: UInt64 = 1
 
+    // The cluster (maintained in MetadataImage+Cluster.swift).
+
+    /// Registered brokers by node id, fenced or not.
+    public internal(set) var brokers: [Int32: BrokerRegistration] = [:]
+    /// Each partition's leadership, by its stream id; no entry for a partition created before
+    /// any broker registered (the controller assigns it when one does).
+    public internal(set) var partitions: [UInt64: PartitionLeadership] = [:]
+
     public init() {}
 
     /// The image a snapshot ending at `endOffset` describes.
@@ -172,6 +190,7 @@ public struct MetadataImage: Equatable, Sendable {
         }
         out += objectSnapshotRecords
         if nextProducerId > 0 { out.append(.producerIds(brokerId: -1, nextProducerId: nextProducerId)) }
+        out += clusterSnapshotRecords
         return out
     }
 
@@ -210,7 +229,10 @@ public struct MetadataImage: Equatable, Sendable {
                 preconditionFailure("metadata log: removing unknown topic id \(id)")
             }
             let removed = topicsByName.removeValue(forKey: name)!.streamIds
-            for s in removed { streams.removeValue(forKey: s) }
+            for s in removed {
+                streams.removeValue(forKey: s)
+                partitions.removeValue(forKey: s)
+            }
             streamsRemoved(removed)
         case .streamIdFloor(let floor):
             nextStreamId = max(nextStreamId, floor)
@@ -224,6 +246,8 @@ public struct MetadataImage: Equatable, Sendable {
         case .nodeEpoch, .prepareObjects, .commitObjects, .trimStream, .destroyObjects, .streamState, .committedObject,
              .deadObjects, .objectIdFloor:
             applyObjectRecord(record)
+        case .brokerRegistration, .brokerFence, .partitionLeader:
+            applyClusterRecord(record)
         }
         nextOffset += 1
     }

@@ -44,6 +44,9 @@ public enum MetadataRecordSerde {
         case .objectIdFloor: return .objectIdFloorRecord
         case .brokerConfig: return .brokerConfigRecord
         case .producerIds: return .producerIdsRecord
+        case .brokerRegistration: return .brokerRegistrationRecord
+        case .brokerFence: return .brokerFenceRecord
+        case .partitionLeader: return .partitionLeaderRecord
         }
     }
 
@@ -177,6 +180,36 @@ public enum MetadataRecordSerde {
             var m = ProducerIdsRecord()
             m.brokerId = brokerId
             m.nextProducerId = nextProducerId
+            frame(m, into: &buffer)
+        case .brokerRegistration(let b):
+            var m = BrokerRegistrationRecord()
+            m.nodeId = b.nodeId
+            m.incarnationId = b.incarnationId.kafka
+            m.brokerEpoch = b.brokerEpoch
+            m.rack = b.rack
+            m.listeners = b.listeners.map { l in
+                var e = BrokerRegistrationRecord.BrokerEndpoint()
+                e.name = l.name
+                e.host = l.host
+                e.port = l.port
+                e.securityProtocol = l.securityProtocol
+                return e
+            }
+            m.fenced = b.fenced
+            frame(m, into: &buffer)
+        case .brokerFence(let nodeId, let brokerEpoch, let fenced):
+            var m = BrokerFenceRecord()
+            m.nodeId = nodeId
+            m.brokerEpoch = brokerEpoch
+            m.fenced = fenced
+            frame(m, into: &buffer)
+        case .partitionLeader(let streamId, let p):
+            var m = PartitionLeaderRecord()
+            m.streamId = Int64(bitPattern: streamId)
+            m.leader = p.leader
+            m.leaderEpoch = p.leaderEpoch
+            m.replicas = p.replicas
+            m.streamEpoch = p.streamEpoch
             frame(m, into: &buffer)
         }
         return Array(buffer.readableBytesView)
@@ -328,6 +361,26 @@ public enum MetadataRecordSerde {
         case .producerIdsRecord:
             let m = try ProducerIdsRecord(from: &buffer, version: version)
             return .producerIds(brokerId: m.brokerId, nextProducerId: m.nextProducerId)
+        case .brokerRegistrationRecord:
+            let m = try BrokerRegistrationRecord(from: &buffer, version: version)
+            try check(m.nodeId >= 0, "broker registration of node \(m.nodeId)")
+            let listeners = try m.listeners.map { l -> BrokerEndpoint in
+                try check((0...65535).contains(l.port), "broker \(m.nodeId) listener \(l.name) port \(l.port)")
+                return BrokerEndpoint(name: l.name, host: l.host, port: l.port, securityProtocol: l.securityProtocol)
+            }
+            return .brokerRegistration(BrokerRegistration(nodeId: m.nodeId, incarnationId: m.incarnationId.foundation,
+                                                          brokerEpoch: m.brokerEpoch, rack: m.rack, listeners: listeners,
+                                                          fenced: m.fenced))
+        case .brokerFenceRecord:
+            let m = try BrokerFenceRecord(from: &buffer, version: version)
+            return .brokerFence(nodeId: m.nodeId, brokerEpoch: m.brokerEpoch, fenced: m.fenced)
+        case .partitionLeaderRecord:
+            let m = try PartitionLeaderRecord(from: &buffer, version: version)
+            try check(m.leader >= -1 && m.leaderEpoch >= 0 && m.streamEpoch >= 0,
+                      "partition leader \(m.leader) epoch \(m.leaderEpoch) stream epoch \(m.streamEpoch)")
+            return .partitionLeader(streamId: UInt64(bitPattern: m.streamId),
+                                    PartitionLeadership(leader: m.leader, leaderEpoch: m.leaderEpoch, replicas: m.replicas,
+                                                        streamEpoch: m.streamEpoch))
         }
     }
 }

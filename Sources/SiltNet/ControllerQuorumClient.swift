@@ -131,6 +131,8 @@ extension PrepareS3ObjectResponse: ControllerRedirect { public var redirect: Int
 extension CommitS3ObjectsResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
 extension TrimStreamsResponse: ControllerRedirect { public var redirect: Int32? { notController(streams.map(\.errorCode)) } }
 extension AllocateProducerIdsResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
+extension BrokerRegistrationResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
+extension BrokerHeartbeatResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
 
 extension FetchResponse: ControllerRedirect {
     public var redirect: Int32? {

@@ -11,6 +11,12 @@ extension ServerConfig {
         .init("controller.quorum.voters", .list, nil, .custom(ServerConfig.validateVoters),
               doc: "id@host:port of every controller voter."),
         .init("controller.quorum.bootstrap.servers", .list, nil, doc: "host:port of controllers to bootstrap from."),
+        .init("broker.heartbeat.interval.ms", .int, "2000", .atLeast(10),
+              doc: "How often a broker heartbeats to the active controller."),
+        .init("broker.session.timeout.ms", .int, "9000", .atLeast(100),
+              doc: "A broker without a heartbeat for this long is fenced: its partitions go offline until it is back. "
+                + "A broker that has not reached the controller for this long stops taking writes."),
+        .init("broker.rack", .string, nil, doc: "The broker's rack; new partitions spread over racks."),
         .init("controller.quorum.election.timeout.ms", .int, "1000", .atLeast(1),
               doc: "Without a leader for this long (randomised up to twice it), a voter starts an election (pre-vote first)."),
         .init("controller.quorum.fetch.timeout.ms", .int, "2000", .atLeast(8),

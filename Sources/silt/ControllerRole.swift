@@ -36,7 +36,9 @@ struct ControllerRole {
             onFatal: { reason in
                 logger.critical("controller stopping: \(reason)")
                 Foundation.exit(3)
-            }, validateConfigs: TopicConfig.validate)
+            }, brokerSessionTimeoutMs: ms("broker.session.timeout.ms"), validateConfigs: TopicConfig.validate)
+        let sessionMonitor = BrokerSessionMonitor(controller: controller,
+                                                  intervalMs: max(1, min(1000, ms("broker.session.timeout.ms") / 4)))
         let service = ControllerService(controller: controller, config: config, logger: logger)
         let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
         let dataStore = MeteredObjectStore(try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(),
@@ -50,10 +52,12 @@ struct ControllerRole {
         try server.start(endpoints: endpoints)
         janitor.start()
         retention.start()
+        sessionMonitor.start()
         logger.info("controller ready", metadata: ["voters": "\(setup.voters.map(\.id))",
                                                    "records": "\(controller.committedImage.nextOffset)"])
         waitForStopSignal()
         logger.info("controller stopping")
+        sessionMonitor.stop()
         retention.stop()
         janitor.stop()
         controller.close()   // a leader resigns first, so the others elect at once

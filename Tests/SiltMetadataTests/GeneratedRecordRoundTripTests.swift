@@ -218,6 +218,52 @@ extension ProducerIdsRecord {
         return m
     }
 }
+extension BrokerRegistrationRecord {
+    static func _sample(version: Int16, nulls: Bool) -> BrokerRegistrationRecord {
+        var m = BrokerRegistrationRecord()
+        m.nodeId = 63
+        m.incarnationId = KafkaUUID(high: 50, low: 395951)
+        m.brokerEpoch = 7
+        m.rack = (nulls) ? nil : "Rack-\u{e9}"
+        m.listeners = [BrokerRegistrationRecord.BrokerEndpoint._sample(version: version, nulls: nulls)]
+        m.fenced = true
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 23], 1234: []] }
+        return m
+    }
+}
+extension BrokerRegistrationRecord.BrokerEndpoint {
+    static func _sample(version: Int16, nulls: Bool) -> BrokerRegistrationRecord.BrokerEndpoint {
+        var m = BrokerRegistrationRecord.BrokerEndpoint()
+        m.name = "Name-\u{e9}"
+        m.host = "Host-\u{e9}"
+        m.port = 14
+        m.securityProtocol = 55
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 89], 1234: []] }
+        return m
+    }
+}
+extension BrokerFenceRecord {
+    static func _sample(version: Int16, nulls: Bool) -> BrokerFenceRecord {
+        var m = BrokerFenceRecord()
+        m.nodeId = 84
+        m.brokerEpoch = 27
+        m.fenced = true
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 66], 1234: []] }
+        return m
+    }
+}
+extension PartitionLeaderRecord {
+    static func _sample(version: Int16, nulls: Bool) -> PartitionLeaderRecord {
+        var m = PartitionLeaderRecord()
+        m.streamId = 1
+        m.leader = 52
+        m.leaderEpoch = 40
+        m.replicas = [27]
+        m.streamEpoch = 55
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 28], 1234: []] }
+        return m
+    }
+}
 
 final class GeneratedRecordRoundTripTests: XCTestCase {
     func testTopicRecord() throws {
@@ -364,7 +410,34 @@ final class GeneratedRecordRoundTripTests: XCTestCase {
         }
     }
 
+    func testBrokerRegistrationRecord() throws {
+        for v in BrokerRegistrationRecord.lowestSupportedVersion...BrokerRegistrationRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(BrokerRegistrationRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == BrokerRegistrationRecord.lowestSupportedVersion || v == BrokerRegistrationRecord.highestSupportedVersion)
+            try assertRoundTrip(BrokerRegistrationRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(BrokerRegistrationRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testBrokerFenceRecord() throws {
+        for v in BrokerFenceRecord.lowestSupportedVersion...BrokerFenceRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(BrokerFenceRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == BrokerFenceRecord.lowestSupportedVersion || v == BrokerFenceRecord.highestSupportedVersion)
+            try assertRoundTrip(BrokerFenceRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(BrokerFenceRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testPartitionLeaderRecord() throws {
+        for v in PartitionLeaderRecord.lowestSupportedVersion...PartitionLeaderRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(PartitionLeaderRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == PartitionLeaderRecord.lowestSupportedVersion || v == PartitionLeaderRecord.highestSupportedVersion)
+            try assertRoundTrip(PartitionLeaderRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(PartitionLeaderRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testGeneratedRecordTypeCount() {
-        XCTAssertEqual(MetadataRecordType.allCases.count, 16)
+        XCTAssertEqual(MetadataRecordType.allCases.count, 19)
     }
 }

@@ -62,6 +62,11 @@ final class MetadataRecordSerdeTests: XCTestCase {
             "01f60700ffffffff116c6f672e726574656e74696f6e2e6d7306363030303000"),
         .producerIdsRecord: (Samples.records[20],
             "01f70700ffffffff00000000000003e800"),
+        .brokerRegistrationRecord: (Samples.records[21],
+            "01f80700000000030f1e2d3c4b5a69788796a5b4c3d2e1f000000000000000050261020a504c41494e544558540268000023840000000100"),
+        .brokerFenceRecord: (Samples.records[22], "01f907000000000300000000000000050000"),
+        .partitionLeaderRecord: (Samples.records[23],
+            "01fa0700" + "0000000000000001" + "00000003" + "00000002" + "0200000003" + "0000000000000001" + "00"),
     ]
 
     func testGoldenBytesOfVersion0() throws {

@@ -75,5 +75,10 @@ enum Samples {
         .brokerConfig(nodeId: MetadataRecord.clusterDefaultNode, key: "log.retention.ms", value: "60000"),
         .brokerConfig(nodeId: 3, key: "log.retention.ms", value: nil),
         .producerIds(brokerId: -1, nextProducerId: 1000),
+        .brokerRegistration(BrokerRegistration(
+            nodeId: 3, incarnationId: UUID(uuidString: "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0")!, brokerEpoch: 5, rack: "a",
+            listeners: [BrokerEndpoint(name: "PLAINTEXT", host: "h", port: 9092)], fenced: true)),
+        .brokerFence(nodeId: 3, brokerEpoch: 5, fenced: false),
+        .partitionLeader(streamId: 1, PartitionLeadership(leader: 3, leaderEpoch: 2, replicas: [3], streamEpoch: 1)),
     ]
 }

@@ -20,6 +20,9 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
     case objectIdFloorRecord = 1013
     case brokerConfigRecord = 1014
     case producerIdsRecord = 1015
+    case brokerRegistrationRecord = 1016
+    case brokerFenceRecord = 1017
+    case partitionLeaderRecord = 1018
 
     public var name: String {
         switch self {
@@ -39,6 +42,9 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .objectIdFloorRecord: return "ObjectIdFloorRecord"
         case .brokerConfigRecord: return "BrokerConfigRecord"
         case .producerIdsRecord: return "ProducerIdsRecord"
+        case .brokerRegistrationRecord: return "BrokerRegistrationRecord"
+        case .brokerFenceRecord: return "BrokerFenceRecord"
+        case .partitionLeaderRecord: return "PartitionLeaderRecord"
         }
     }
 
@@ -60,6 +66,9 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .objectIdFloorRecord: return ObjectIdFloorRecord.self
         case .brokerConfigRecord: return BrokerConfigRecord.self
         case .producerIdsRecord: return ProducerIdsRecord.self
+        case .brokerRegistrationRecord: return BrokerRegistrationRecord.self
+        case .brokerFenceRecord: return BrokerFenceRecord.self
+        case .partitionLeaderRecord: return PartitionLeaderRecord.self
         }
     }
 
@@ -81,6 +90,9 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .objectIdFloorRecord: return 0
         case .brokerConfigRecord: return 0
         case .producerIdsRecord: return 0
+        case .brokerRegistrationRecord: return 0
+        case .brokerFenceRecord: return 0
+        case .partitionLeaderRecord: return 0
         }
     }
 
@@ -102,6 +114,9 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .objectIdFloorRecord: return 0
         case .brokerConfigRecord: return 0
         case .producerIdsRecord: return 0
+        case .brokerRegistrationRecord: return 0
+        case .brokerFenceRecord: return 0
+        case .partitionLeaderRecord: return 0
         }
     }
 

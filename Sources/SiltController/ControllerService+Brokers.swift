@@ -1,0 +1,49 @@
+import Foundation
+import NIOCore
+import SiltMetadata
+import SiltProtocol
+
+/// KRaft's broker lifecycle RPCs: BrokerRegistration and BrokerHeartbeat.
+extension ControllerService {
+    func brokerRegistration(_ req: BrokerRegistrationRequest) -> BrokerRegistrationResponse {
+        var resp = BrokerRegistrationResponse()
+        let clusterId = controller.quorum.clusterId
+        guard req.clusterId == clusterId else {
+            logger.error("a broker of another cluster tried to register", metadata: [
+                "broker": "\(req.brokerId)", "theirClusterId": "\(req.clusterId)", "ourClusterId": "\(clusterId)"])
+            resp.errorCode = KafkaErrorCode.inconsistentClusterId
+            return resp
+        }
+        let info = MetadataController.BrokerInfo(
+            nodeId: req.brokerId, incarnationId: req.incarnationId.foundation,
+            listeners: req.listeners.map { BrokerEndpoint(name: $0.name, host: $0.host, port: Int32($0.port),
+                                                          securityProtocol: $0.securityProtocol) },
+            rack: req.rack)
+        do {
+            resp.brokerEpoch = try controller.registerBroker(info)
+        } catch let error as ControllerError {
+            logger.warning("broker registration refused", metadata: ["broker": "\(req.brokerId)", "error": "\(error)"])
+            resp.errorCode = error.kafkaErrorCode
+        } catch {
+            resp.errorCode = KafkaErrorCode.unknownServerError
+        }
+        return resp
+    }
+
+    func brokerHeartbeat(_ req: BrokerHeartbeatRequest) -> BrokerHeartbeatResponse {
+        var resp = BrokerHeartbeatResponse()
+        do {
+            let result = try controller.brokerHeartbeat(nodeId: req.brokerId, brokerEpoch: req.brokerEpoch,
+                                                        metadataOffset: req.currentMetadataOffset, wantFence: req.wantFence,
+                                                        wantShutDown: req.wantShutDown)
+            resp.isFenced = result.isFenced
+            resp.isCaughtUp = result.isCaughtUp
+            resp.shouldShutDown = result.shouldShutDown
+        } catch let error as ControllerError {
+            resp.errorCode = error.kafkaErrorCode
+        } catch {
+            resp.errorCode = KafkaErrorCode.unknownServerError
+        }
+        return resp
+    }
+}
