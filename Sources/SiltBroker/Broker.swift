@@ -86,7 +86,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         logs.addHighWatermarkListener { log, _ in
             waiters.notify(PartitionKey(topic: log.topic, partition: log.partition))
         }
-        metadata.onChange = { [unowned self] old, new in self.metadataChanged(from: old, to: new) }
+        metadata.onChange = { [weak self] old, new in self?.metadataChanged(from: old, to: new) }
     }
 
     /// Catches up with the controller's metadata log (retrying while it is unreachable, up

@@ -191,13 +191,12 @@ public final class BrokerLifecycle: @unchecked Sendable {
     /// Controlled shutdown: asks to be fenced (its partitions go offline at once, so clients
     /// stop sending here) and waits, at most `timeout`, for the answer.
     func shutDown() {
-        let task = lock.withLock { () -> RepeatedTask? in
-            stopped = true
-            defer { heartbeatTask = nil }
-            return heartbeatTask
+        let (task, wasStopped) = lock.withLock { () -> (RepeatedTask?, Bool) in
+            defer { stopped = true; heartbeatTask = nil }
+            return (heartbeatTask, stopped)
         }
         task?.cancel()
-        guard currentBrokerEpoch >= 0 else { return }
+        guard !wasStopped, currentBrokerEpoch >= 0 else { return }
         do {
             let resp = try heartbeat(wantShutDown: true).wait()
             logger.info("controlled shutdown", metadata: ["fenced": "\(resp.isFenced)", "shouldShutDown": "\(resp.shouldShutDown)"])

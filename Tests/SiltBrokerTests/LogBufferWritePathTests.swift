@@ -324,6 +324,8 @@ final class LogBufferWritePathTests: XCTestCase {
         for v in ["a", "b", "c"] { _ = try send(produceRequest("again", values: [v]), version: 9).wait() }
         XCTAssertEqual(try fetch("again", offset: 0).highWatermark, 3)
         // A new broker process over the same buffer: nothing committed yet, the tail is in memory.
+        // The old one shuts down first (controlled: it is fenced, so the new one registers at once).
+        broker.stop()
         let config = try ServerConfig(properties: ["log.dirs": dir])
         let service = ControllerService(controller: controller, config: config, logger: logger)
         let freshLogs = StreamLogManager(maxBatchBytes: 1 << 20, logger: logger)
