@@ -17,8 +17,12 @@ extension Broker {
     // MARK: FindCoordinator
 
     func findCoordinator(_ req: FindCoordinatorRequest, _ r: Request) -> EventLoopFuture<FindCoordinatorResponse?> {
-        let endpoint = advertisedEndpoint(for: r.context.listenerName)
         let keyType = r.version >= 1 ? req.keyType : Broker.coordinatorKeyGroup
+        let image = metadata.image
+        let offsets = image.topic(named: Broker.offsetsTopic)
+        if keyType == Broker.coordinatorKeyGroup && offsets == nil { createOffsetsTopic() }
+        let brokers = liveBrokerEndpoints(image, listenerName: r.context.listenerName)
+        // A group's coordinator is the leader of its __consumer_offsets partition.
         func answer(_ key: String) -> FindCoordinatorResponse.Coordinator {
             var c = FindCoordinatorResponse.Coordinator()
             c.key = key
@@ -26,14 +30,21 @@ extension Broker {
             c.host = ""
             c.port = -1
             switch keyType {
-            case Broker.coordinatorKeyGroup where groupCoordinator != nil:
-                c.nodeId = nodeId
-                c.host = endpoint.host
-                c.port = Int32(endpoint.port)
-                c.errorMessage = nil
             case Broker.coordinatorKeyGroup:
-                c.errorCode = GroupErrorCode.coordinatorNotAvailable
-                c.errorMessage = "The group coordinator is not running yet."
+                guard let offsets else {
+                    c.errorCode = GroupErrorCode.coordinatorNotAvailable
+                    c.errorMessage = "\(Broker.offsetsTopic) is being created."
+                    break
+                }
+                let partition = GroupRecords.partition(for: key, partitions: offsets.partitionCount)
+                let leader = image.leadership(topic: offsets, partition: partition)?.leader ?? -1
+                guard let b = brokers.first(where: { $0.id == leader }) else {
+                    c.errorCode = GroupErrorCode.coordinatorNotAvailable
+                    c.errorMessage = "\(Broker.offsetsTopic)-\(partition) has no live leader."
+                    break
+                }
+                (c.nodeId, c.host, c.port) = (b.id, b.host, b.port)
+                c.errorMessage = nil
             case Broker.coordinatorKeyTransaction:
                 c.errorCode = GroupErrorCode.invalidRequest
                 c.errorMessage = "Transactions are not supported by this broker."

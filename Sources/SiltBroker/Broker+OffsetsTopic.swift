@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import SiltController
 import SiltGroups
+import SiltMetadata
 import SiltNode
 import SiltProtocol
 import SiltRecords
@@ -26,48 +27,103 @@ extension Broker {
         return c
     }
 
-    /// Creates `__consumer_offsets` if it is missing (through the controller, like any
-    /// topic), starts the coordinator with every partition loading, and loads them in the
-    /// background. Call after `start` and the log buffer's recovery, before listening.
-    public func startGroupCoordinator(on loop: EventLoop, timeout: TimeAmount = .seconds(60)) throws {
-        if metadata.image.topic(named: Broker.offsetsTopic) == nil {
-            var req = CreateTopicsRequest()
-            var t = CreateTopicsRequest.CreatableTopic()
-            t.name = Broker.offsetsTopic
-            t.numPartitions = Int32(config.value("offsets.topic.num.partitions").value!)!
-            t.replicationFactor = -1
-            var policy = CreateTopicsRequest.CreatableTopicConfig()
-            policy.name = "cleanup.policy"
-            policy.value = "compact"
-            t.configs = [policy]
-            req.topics = [t]
-            let resp = try controllerChannel.send(req, version: Broker.controllerCreateTopicsVersion, timeout: timeout).wait()
-            if let r = resp.topics.first, r.errorCode != 0 && r.errorCode != 36 {   // 36: created meanwhile
-                throw RecoveryError(description: "cannot create \(Broker.offsetsTopic): \(r.errorMessage ?? "error \(r.errorCode)")")
+    /// Starts the group coordinator once `__consumer_offsets` exists (now, or when the
+    /// metadata log first shows it: the first FindCoordinator creates it, as in Kafka, so that
+    /// its partitions spread over the brokers registered by then). The coordinator serves the
+    /// partitions this broker leads, and follows leadership: see `offsetsLeadershipChanged`.
+    /// Call after `start` and the log buffer's recovery, before listening.
+    public func startGroupCoordinator(on loop: EventLoop) throws {
+        coordinatorState.withLockedValue { $0.loop = loop }
+        if let topic = metadata.image.topic(named: Broker.offsetsTopic) { installGroupCoordinator(topic, image: metadata.image) }
+    }
+
+    /// Creates `__consumer_offsets` through the controller (at most one request in flight).
+    func createOffsetsTopic() {
+        let start = coordinatorState.withLockedValue { state -> Bool in
+            guard !state.creating else { return false }
+            state.creating = true
+            return true
+        }
+        guard start else { return }
+        var req = CreateTopicsRequest()
+        var t = CreateTopicsRequest.CreatableTopic()
+        t.name = Broker.offsetsTopic
+        t.numPartitions = Int32(config.value("offsets.topic.num.partitions").value!)!
+        t.replicationFactor = -1
+        var policy = CreateTopicsRequest.CreatableTopicConfig()
+        policy.name = "cleanup.policy"
+        policy.value = "compact"
+        t.configs = [policy]
+        req.topics = [t]
+        controllerChannel.send(req, version: Broker.controllerCreateTopicsVersion, timeout: Broker.controllerTimeout)
+            .whenComplete { [self] result in
+                coordinatorState.withLockedValue { $0.creating = false }
+                switch result {
+                case .success(let resp):
+                    if let r = resp.topics.first, r.errorCode != 0 && r.errorCode != 36 {   // 36: created meanwhile
+                        logger.warning("cannot create \(Broker.offsetsTopic): \(r.errorMessage ?? "error \(r.errorCode)")")
+                    } else {
+                        logger.info("created \(Broker.offsetsTopic)", metadata: ["partitions": "\(t.numPartitions)"])
+                    }
+                case .failure(let error):
+                    logger.warning("cannot create \(Broker.offsetsTopic): \(error)")
+                }
             }
-            try metadata.catchUp(on: loop).wait()
-            logger.info("created \(Broker.offsetsTopic)", metadata: ["partitions": "\(t.numPartitions)"])
+    }
+
+    /// Creates the coordinator for `topic` (once), serving the partitions this broker leads.
+    private func installGroupCoordinator(_ topic: TopicInfo, image: MetadataImage) {
+        let created = coordinatorState.withLockedValue { state -> (GroupCoordinator, EventLoop, Set<Int32>)? in
+            guard state.coordinator == nil, let loop = state.loop else { return nil }
+            let led = Set((0..<topic.partitionCount).filter { image.leadership(topic: topic, partition: $0)?.leader == nodeId })
+            let coordinator = GroupCoordinator(config: Broker.groupCoordinatorConfig(config, partitions: topic.partitionCount),
+                                               persistence: OffsetsTopicWriter(broker: self, eventLoop: loop),
+                                               loading: led, owned: led, clock: { Broker.nowMs() })
+            state.coordinator = coordinator
+            return (coordinator, loop, led)
         }
-        guard let topic = metadata.image.topic(named: Broker.offsetsTopic) else {
-            throw RecoveryError(description: "\(Broker.offsetsTopic) is missing after its creation")
-        }
-        let partitions = topic.partitionCount
-        let writer = OffsetsTopicWriter(broker: self, eventLoop: loop)
-        let coordinator = GroupCoordinator(config: Broker.groupCoordinatorConfig(config, partitions: partitions),
-                                           persistence: writer, loading: Set(0..<partitions), clock: { Broker.nowMs() })
-        groupCoordinator = coordinator
+        guard let (coordinator, loop, led) = created else { return }
         loop.scheduleRepeatedTask(initialDelay: Broker.groupTickInterval, delay: Broker.groupTickInterval) { _ in
             coordinator.tick()
         }
-        Task.detached { [self] in await loadGroups(coordinator, partitions: partitions) }
+        logger.info("group coordinator started", metadata: ["partitions": "\(topic.partitionCount)", "led": "\(led.count)"])
+        Task.detached { [self] in await loadGroups(coordinator, partitions: led.sorted()) }
+    }
+
+    /// Follows leadership of `__consumer_offsets`: a partition this broker now leads is
+    /// loaded (its groups answer COORDINATOR_LOAD_IN_PROGRESS meanwhile), one it no longer
+    /// leads is unloaded (NOT_COORDINATOR from then on, and clients find the new leader).
+    func offsetsLeadershipChanged(from old: MetadataImage, to new: MetadataImage) {
+        guard let topic = new.topic(named: Broker.offsetsTopic) else { return }
+        guard let coordinator = groupCoordinator else {
+            installGroupCoordinator(topic, image: new)
+            return
+        }
+        let before = old.topic(named: Broker.offsetsTopic).flatMap { $0.id == topic.id ? $0 : nil }
+        var gained: [Int32] = []
+        for p in 0..<topic.partitionCount {
+            let leadsNow = new.leadership(topic: topic, partition: p)?.leader == nodeId
+            let ledBefore = before.map { old.leadership(topic: $0, partition: p)?.leader == nodeId } ?? false
+            if leadsNow && !ledBefore {
+                coordinator.beginLoading(partition: p)
+                gained.append(p)
+            } else if ledBefore && !leadsNow {
+                let dropped = coordinator.unload(partition: p)
+                logger.info("group coordinator unloaded a partition", metadata: ["partition": "\(p)", "groups": "\(dropped)"])
+            }
+        }
+        if !gained.isEmpty {
+            logger.info("group coordinator loading partitions", metadata: ["partitions": "\(gained)"])
+            Task.detached { [self] in await loadGroups(coordinator, partitions: gained) }
+        }
     }
 
     /// Replays every partition of `__consumer_offsets` into the coordinator. A partition
     /// that cannot be read is retried: its groups stay COORDINATOR_LOAD_IN_PROGRESS (which
     /// clients retry) rather than coming up without their offsets.
-    private func loadGroups(_ coordinator: GroupCoordinator, partitions: Int32) async {
+    private func loadGroups(_ coordinator: GroupCoordinator, partitions: [Int32]) async {
         let started = ContinuousClock.now
-        for p in 0..<partitions {
+        for p in partitions {
             while true {
                 do {
                     var groupsSeen = 0
@@ -97,7 +153,7 @@ extension Broker {
                 }
             }
         }
-        logger.info("group coordinator loaded", metadata: ["partitions": "\(partitions)",
+        logger.info("group coordinator loaded", metadata: ["partitions": "\(partitions.count)",
                                                           "ms": "\((ContinuousClock.now - started).components.seconds * 1000)"])
     }
 

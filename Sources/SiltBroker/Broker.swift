@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import SiltController
 import SiltGroups
@@ -30,8 +31,15 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let producerIds = ProducerIdAllocator()
     /// Registration and heartbeats with the active controller (BrokerLifecycle.swift).
     let lifecycle: BrokerLifecycle
-    /// Set by `startGroupCoordinator` before the listeners open; nil: groups are unavailable.
-    var groupCoordinator: GroupCoordinator?
+    /// The group coordinator and what starting it needs (Broker+OffsetsTopic.swift).
+    struct CoordinatorState {
+        var loop: EventLoop?
+        var coordinator: GroupCoordinator?
+        var creating = false
+    }
+    let coordinatorState = NIOLockedValueBox(CoordinatorState())
+    /// nil until `__consumer_offsets` exists and `startGroupCoordinator` ran: groups are unavailable.
+    var groupCoordinator: GroupCoordinator? { coordinatorState.withLockedValue { $0.coordinator } }
 
     /// The APIs and versions this broker serves, and nothing else: an API that is not in
     /// this table is not advertised, and a request for it closes the connection.
@@ -169,6 +177,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
                 if state.endOffset > log.logEndOffset { log.recover(endOffset: state.endOffset) }
             }
         }
+        offsetsLeadershipChanged(from: old, to: new)
         for (name, topic) in old.topicsByName where new.topic(id: topic.id) == nil {
             writePath.forgetStreams(topic.streamIds)
             do { try logs.deletePartitions(topic: name) } catch {

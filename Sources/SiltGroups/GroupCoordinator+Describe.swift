@@ -58,7 +58,8 @@ extension GroupCoordinator {
     /// order: later records win, tombstones delete.
     public func replay(partition: Int32, _ records: [GroupRecords.Decoded]) {
         withLock { _ in
-            precondition(loadingPartitions.contains(partition), "replaying partition \(partition), which is not loading")
+            // Unloaded meanwhile (this broker lost the partition's leadership): nothing to do.
+            guard loadingPartitions.contains(partition) else { return }
             let now = clock()
             func group(_ id: String) -> Group {
                 if let g = groups[id] { return g }
@@ -100,6 +101,34 @@ extension GroupCoordinator {
             }
         }
     }
+
+    /// This coordinator takes over a partition (its broker now leads it): its groups answer
+    /// COORDINATOR_LOAD_IN_PROGRESS until the owner has replayed it and calls `finishLoading`.
+    public func beginLoading(partition: Int32) {
+        withLock { _ in
+            for (id, g) in groups where g.partition == partition { groups[id] = nil }
+            ownedPartitions?.insert(partition)
+            loadingPartitions.insert(partition)
+        }
+    }
+
+    /// This coordinator gives a partition up (its broker no longer leads it): its groups are
+    /// dropped from memory (their state is in the partition, for the next leader to load) and
+    /// answer NOT_COORDINATOR from now on. Returns how many groups were dropped.
+    @discardableResult
+    public func unload(partition: Int32) -> Int {
+        withLock { _ in
+            let dropped = groups.filter { $0.value.partition == partition }.map(\.key)
+            for id in dropped { groups[id] = nil }
+            if ownedPartitions == nil { ownedPartitions = Set(0..<config.offsetsPartitions) }
+            ownedPartitions!.remove(partition)
+            loadingPartitions.remove(partition)
+            return dropped.count
+        }
+    }
+
+    /// True if this coordinator serves the groups of `partition`.
+    public func owns(partition: Int32) -> Bool { withLock { _ in ownedPartitions?.contains(partition) ?? true } }
 
     /// The partition's groups become available. A group tombstoned down to nothing is gone;
     /// restored members get a fresh session to heartbeat in.

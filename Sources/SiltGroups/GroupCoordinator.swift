@@ -33,14 +33,19 @@ public final class GroupCoordinator: @unchecked Sendable {
     var groups: [String: Group] = [:]
     /// `__consumer_offsets` partitions whose records are still being replayed.
     var loadingPartitions: Set<Int32>
+    /// The `__consumer_offsets` partitions this coordinator serves (their leader is this
+    /// broker); nil: all of them. A group of another partition gets NOT_COORDINATOR.
+    var ownedPartitions: Set<Int32>?
 
     /// `loading`: the partitions the owner is about to replay (every partition at broker
     /// start); their groups answer COORDINATOR_LOAD_IN_PROGRESS until `finishLoading`.
+    /// `owned`: the partitions served (nil: all).
     public init(config: GroupCoordinatorConfig, persistence: GroupPersistence, loading: Set<Int32>,
-                clock: @escaping @Sendable () -> Int64) {
+                owned: Set<Int32>? = nil, clock: @escaping @Sendable () -> Int64) {
         self.config = config
         self.persistence = persistence
         self.loadingPartitions = loading
+        self.ownedPartitions = owned
         self.clock = clock
     }
 
@@ -98,6 +103,7 @@ public final class GroupCoordinator: @unchecked Sendable {
     /// The error every group request gets before its group is looked at, if any.
     func precheck(_ groupId: String) -> Int16? {
         if groupId.isEmpty { return GroupErrorCode.invalidGroupId }
+        if let owned = ownedPartitions, !owned.contains(partition(for: groupId)) { return GroupErrorCode.notCoordinator }
         if loadingPartitions.contains(partition(for: groupId)) { return GroupErrorCode.coordinatorLoadInProgress }
         return nil
     }

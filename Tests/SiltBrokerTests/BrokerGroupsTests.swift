@@ -23,8 +23,12 @@ extension BrokerTests {
         logs.shutdown()
         try start(overrides: ["offsets.topic.num.partitions": "5", "group.initial.rebalance.delay.ms": "0"])
         try broker.startGroupCoordinator(on: group.next())
+        // As a client would: the first FindCoordinator creates __consumer_offsets.
+        var find = FindCoordinatorRequest()
+        find.key = "g"
+        _ = try call(find, version: 3)
         let deadline = Date().addingTimeInterval(10)
-        while (0..<5).contains(where: { broker.groupCoordinator!.isLoading(partition: $0) }) {
+        while broker.groupCoordinator == nil || (0..<5).contains(where: { broker.groupCoordinator!.isLoading(partition: $0) }) {
             guard Date() < deadline else { throw CancellationError() }
             Thread.sleep(forTimeInterval: 0.01)
         }
