@@ -821,3 +821,186 @@ def verify_read_back(acks: AckLog, got: dict, exact: bool = True) -> None:
         if exact:
             extra = sorted(set(got[p]["sha1"]) - set(acked))
             assert not extra, f"partition {p}: {len(extra)} offsets hold messages nobody acked, e.g. {extra[:5]}"
+
+
+# ------------------------------------------------ raw Kafka requests to one broker address
+# The clients route a request to whichever broker they like; these go to exactly the
+# address given, so a test can ask each node of a cluster what *it* answers.
+
+class _Cursor:
+    """Reads the big-endian, non-flexible encodings of a Kafka response body."""
+
+    def __init__(self, data: bytes):
+        self.data, self.pos = data, 0
+
+    def take(self, fmt: str):
+        import struct
+
+        size = struct.calcsize(fmt)
+        (v,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += size
+        return v
+
+    def int8(self) -> int: return self.take(">b")
+    def int16(self) -> int: return self.take(">h")
+    def int32(self) -> int: return self.take(">i")
+
+    def string(self) -> str | None:
+        n = self.int16()
+        if n < 0:
+            return None
+        s = self.data[self.pos:self.pos + n].decode()
+        self.pos += n
+        return s
+
+    def array(self, item) -> list:
+        n = self.int32()
+        return [item() for _ in range(max(n, 0))]
+
+
+def _kstr(s: str | None) -> bytes:
+    import struct
+
+    if s is None:
+        return struct.pack(">h", -1)
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def raw_kafka_call(host: str, port: int, api_key: int, version: int, body: bytes, timeout: float = 5.0) -> bytes:
+    """One request with a v1 (non-flexible) header to host:port; the response body after its
+    v0 header. Raises OSError/EOFError when the connection fails or closes."""
+    import struct
+
+    client = b"silt-test"
+    frame = struct.pack(">hhih", api_key, version, 1, len(client)) + client + body
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+
+        def recv(n: int) -> bytes:
+            buf = b""
+            while len(buf) < n:
+                chunk = s.recv(n - len(buf))
+                if not chunk:
+                    raise EOFError(f"{host}:{port} closed the connection")
+                buf += chunk
+            return buf
+        size = struct.unpack(">i", recv(4))[0]
+        resp = recv(size)
+    assert struct.unpack(">i", resp[:4])[0] == 1, "correlation id"
+    return resp[4:]
+
+
+def raw_metadata(host: str, port: int, topics: list[str] | None = None, timeout: float = 5.0) -> dict:
+    """Metadata v7 (leader epochs, no auto-creation) answered by host:port itself:
+    {"brokers": {id: (host, port)}, "controller": id, "cluster_id": str,
+     "topics": {name: {"error": code, "partitions": {index: {"error", "leader", "epoch"}}}}}.
+    topics=None asks for every topic."""
+    import struct
+
+    body = struct.pack(">i", -1) if topics is None else struct.pack(">i", len(topics)) + b"".join(map(_kstr, topics))
+    c = _Cursor(raw_kafka_call(host, port, 3, 7, body + b"\x00", timeout))
+    c.int32()  # throttle
+    brokers = {}
+    for _ in range(c.int32()):
+        node_id, h, p = c.int32(), c.string(), c.int32()
+        c.string()  # rack
+        brokers[node_id] = (h, p)
+    cluster_id, controller = c.string(), c.int32()
+    out_topics = {}
+    for _ in range(c.int32()):
+        err, name = c.int16(), c.string()
+        c.int8()  # is_internal
+        parts = {}
+        for _ in range(c.int32()):
+            perr, index, leader, epoch = c.int16(), c.int32(), c.int32(), c.int32()
+            c.array(c.int32), c.array(c.int32), c.array(c.int32)  # replicas, isr, offline
+            parts[index] = {"error": perr, "leader": leader, "epoch": epoch}
+        out_topics[name] = {"error": err, "partitions": parts}
+    return {"brokers": brokers, "controller": controller, "cluster_id": cluster_id, "topics": out_topics}
+
+
+def raw_find_coordinator(host: str, port: int, group: str, timeout: float = 5.0) -> dict:
+    """FindCoordinator v1 for a consumer group, answered by host:port:
+    {"error": code, "node_id": id, "host": str, "port": int}."""
+    c = _Cursor(raw_kafka_call(host, port, 10, 1, _kstr(group) + b"\x00", timeout))
+    c.int32()  # throttle
+    err = c.int16()
+    c.string()  # error message
+    return {"error": err, "node_id": c.int32(), "host": c.string(), "port": c.int32()}
+
+
+def raw_list_offsets(host: str, port: int, topic: str, partitions, timestamp: int = -1,
+                     timeout: float = 5.0) -> dict[int, tuple[int, int]]:
+    """ListOffsets v1 (timestamp -1: the log end, -2: the log start) answered by host:port:
+    {partition: (error code, offset)}."""
+    import struct
+
+    parts = list(partitions)
+    body = struct.pack(">i", -1) + struct.pack(">i", 1) + _kstr(topic) + struct.pack(">i", len(parts))
+    body += b"".join(struct.pack(">iq", p, timestamp) for p in parts)
+    c = _Cursor(raw_kafka_call(host, port, 2, 1, body, timeout))
+    out = {}
+    for _ in range(c.int32()):
+        c.string()
+        for _ in range(c.int32()):
+            p, err = c.int32(), c.int16()
+            c.take(">q")  # timestamp
+            out[p] = (err, c.take(">q"))
+    return out
+
+
+def java_string_hash(s: str) -> int:
+    """Java's String.hashCode (over UTF-16 code units, 32-bit wrap-around)."""
+    data = s.encode("utf-16-be")
+    h = 0
+    for i in range(0, len(data), 2):
+        h = (31 * h + int.from_bytes(data[i:i + 2], "big")) & 0xFFFFFFFF
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def offsets_partition_for(group: str, partitions: int) -> int:
+    """Kafka's partitionFor(group): Utils.abs(group.hashCode) % partitions (abs(MIN_VALUE) is 0)."""
+    h = java_string_hash(group)
+    return (0 if h == -(1 << 31) else abs(h)) % partitions
+
+
+def tcp_listeners_of(pids) -> set[tuple[str, int]]:
+    """The (address, port) of every listening TCP socket (v4 and v6) held by the processes
+    `pids`, read from /proc (no ss/netstat needed)."""
+    import ipaddress
+
+    inodes: set[str] = set()
+    for pid in pids:
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    out = set()
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
+                continue
+            addr_hex, port_hex = cols[1].split(":")
+            raw = bytes.fromhex(addr_hex)
+            # /proc shows each 32-bit word in host (little-endian) order.
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            out.add((str(ipaddress.ip_address(raw)), int(port_hex, 16)))
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and all its live descendants."""
+    return [pid] + _descendants(pid)
