@@ -1,9 +1,10 @@
-# Sourced by the bin/ wrappers: sets $silt to the silt binary — $REPO/.build/release/silt,
-# else $SILT_BIN, else silt on PATH — or exits with advice. Expects $repo and $tool.
-if [ -x "$repo/.build/release/silt" ]; then
-    silt="$repo/.build/release/silt"
-elif [ -n "${SILT_BIN:-}" ] && [ -x "$SILT_BIN" ]; then
+# Sourced by the bin/ wrappers: sets $silt to the silt binary — $SILT_BIN when set (an
+# explicit choice wins), else $REPO/.build/release/silt, else silt on PATH — or exits with
+# advice. Expects $repo and $tool.
+if [ -n "${SILT_BIN:-}" ] && [ -x "$SILT_BIN" ]; then
     silt="$SILT_BIN"
+elif [ -x "$repo/.build/release/silt" ]; then
+    silt="$repo/.build/release/silt"
 elif command -v silt >/dev/null 2>&1; then
     silt="$(command -v silt)"
 else

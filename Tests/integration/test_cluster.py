@@ -186,9 +186,8 @@ def admin_client():
 def silt_home(root: Path) -> Path:
     """The directory the printed lines are run in ("navigate to the directory where your
     Silt repository is located"): this repository's bin/, and .build/release/silt pointing
-    at $SILT_BIN. The bin/ wrappers prefer <repo>/.build/release/silt over SILT_BIN, so
-    run from the repository itself they would start a stale release build whenever the
-    binary under test is another one (a debug build)."""
+    at $SILT_BIN, so the lines run the binary under test even where a wrapper is started
+    without SILT_BIN in its environment."""
     home = root / "silt-home"
     (home / ".build" / "release").mkdir(parents=True)
     (home / "bin").symlink_to(REPO_ROOT / "bin", target_is_directory=True)

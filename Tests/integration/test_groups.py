@@ -431,6 +431,11 @@ def test_commit_with_unknown_generation_is_illegal_generation(gnode):
 
 
 def test_join_with_absurd_session_timeout_is_rejected(gnode):
+    # As a client would, find the coordinator first: that creates __consumer_offsets, and
+    # until it exists a group request gets COORDINATOR_NOT_AVAILABLE (15), as in Kafka.
+    a = admin(gnode)
+    a.describe_consumer_groups(["sess-group"])["sess-group"].result(timeout=30)
+    wait_until(lambda: join_group_v1(gnode, "sess-group", 1) != 15, 30, "the group coordinator is up")
     assert join_group_v1(gnode, "sess-group", 1) == 26              # below group.min.session.timeout.ms
     assert join_group_v1(gnode, "sess-group", 3_600_000) == 26      # above group.max.session.timeout.ms
     assert join_group_v1(gnode, "sess-group", 10_000) == 0          # v1 has no MEMBER_ID_REQUIRED step
