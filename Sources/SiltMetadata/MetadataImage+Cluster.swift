@@ -70,6 +70,17 @@ extension MetadataImage {
         return partitions[topic.streamIds[Int(partition)]]
     }
 
+    /// Whether node `nodeId` compacts `object` (stream-set and stream-object compaction, and
+    /// the log cleaner, which all start from the objects a node may rewrite): every stream in it
+    /// that has an assigned broker is assigned to `nodeId`. A node uploads only the streams
+    /// assigned to it, so each object has one compacting node, and no stream is compacted on two
+    /// nodes at once. Streams of deleted topics and of partitions not yet placed do not count.
+    /// An object mixing two brokers' streams (possible once partitions move) is compacted by
+    /// neither; partition mobility has to give it an owner.
+    public func isCompacted(by nodeId: Int32, _ object: CommittedObject) -> Bool {
+        object.ranges.allSatisfy { r in partitions[r.streamId].map { $0.replicas.first == nodeId } ?? true }
+    }
+
     /// Snapshot form: registrations, then one leadership record per partition (after the
     /// stream states, whose epochs it repeats).
     var clusterSnapshotRecords: [MetadataRecord] {

@@ -245,9 +245,11 @@ final class MetadataCatalog: ObjectCatalog, @unchecked Sendable {
 
     func catchUp() async throws { try await cache.catchUp(on: loop).get() }
 
+    /// The objects this node may rewrite: those of the streams assigned to it (see
+    /// `MetadataImage.isCompacted(by:_:)`), so each stream is compacted on one node.
     func liveObjects() async throws -> [CatalogObject] {
         let image = cache.image
-        return image.committedObjects.map { o in
+        return image.committedObjects.filter { image.isCompacted(by: control.nodeId, $0) }.map { o in
             CatalogObject(objectId: o.objectId, key: ObjectKeys.object(clusterId: clusterId, objectId: o.objectId), size: o.size,
                           kind: o.kind, ranges: o.ranges, committedAtMs: o.committedAtMs, stats: o.rangeStats)
         }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 @testable import SiltController
 import SiltMetadata
+import SiltStreams
 import XCTest
 
 /// Brokers on the controller: registration, heartbeats, fencing by session, partition
@@ -175,5 +176,25 @@ final class BrokerClusterTests: XCTestCase {
         XCTAssertEqual(rebuilt.brokers, image.brokers)
         XCTAssertEqual(rebuilt.partitions, image.partitions)
         XCTAssertEqual(rebuilt.streamStates, image.streamStates)
+    }
+}
+
+extension BrokerClusterTests {
+    /// Each object has one compacting node: the broker its streams are assigned to.
+    func testEachObjectIsCompactedByTheOwnerOfItsStreams() throws {
+        try join(0)
+        try join(1)
+        let topic = try controller.createTopic(name: "k", partitions: 2, configs: [:], validateOnly: false)
+        let image = controller.image
+        let owners = topic.streamIds.map { image.partitions[$0]!.replicas[0] }
+        func object(_ streams: [UInt64]) -> CommittedObject {
+            CommittedObject(objectId: 1, size: 1, kind: .streamSet,
+                            ranges: streams.map { StreamRange(streamId: $0, startOffset: 0, endOffset: 1) }, committedAtMs: 0)
+        }
+        let first = object([topic.streamIds[0], 999])   // 999: a deleted topic's stream
+        XCTAssertTrue(image.isCompacted(by: owners[0], first))
+        XCTAssertFalse(image.isCompacted(by: owners[1], first))
+        XCTAssertFalse([0, 1].contains { image.isCompacted(by: $0, object(topic.streamIds)) },
+                       "mixed owners: nobody (only after a move)")
     }
 }
