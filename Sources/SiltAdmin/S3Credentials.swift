@@ -20,6 +20,12 @@ public struct S3Credentials: Equatable, Sendable, CustomStringConvertible {
     /// Environment variable naming a credentials file (used when the config key is absent).
     public static let fileEnvironmentVariable = "SILT_S3_CREDENTIALS_FILE"
 
+    /// The environment variables that may hold secrets. The supervisor resolves credentials
+    /// once and hands them to its roles through a descriptor; these never reach a role.
+    public static let secretEnvironmentVariables: Set<String> = [
+        "KAFKA_S3_ACCESS_KEY", "KAFKA_S3_SECRET_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    ]
+
     /// Resolves credentials, first match wins:
     /// 1. `s3-access-key`/`s3-secret-key` in the s3url;
     /// 2. the file named by `s3.credentials.file` (config) or `$SILT_S3_CREDENTIALS_FILE`;

@@ -145,9 +145,10 @@ struct Server: ParsableCommand {
     /// The role processes `process.roles` implies, with the descriptors each inherits.
     private func makeRoles(_ config: ServerConfig, parsedS3URL: S3URL?, metricsFd: Int32) throws -> [RoleSpec] {
         let executable = Supervisor.currentExecutablePath()
-        // SILT_ARGS (the systemd env file's start line) may carry S3 secrets: roles get
-        // their configuration through the config fd, never through the environment.
-        var environment = Supervisor.parentEnvironment(removing: ["SILT_ARGS"])
+        // SILT_ARGS (the systemd env file's start line) and the credential variables may carry
+        // S3 secrets: roles get their configuration and credentials through descriptors,
+        // never through the environment.
+        var environment = Supervisor.parentEnvironment(removing: Set(["SILT_ARGS"]).union(S3Credentials.secretEnvironmentVariables))
         environment["SILT_LOG_LEVEL"] = logLevel
 
         let configFd = try SharedMemory.createMemfd(name: "silt-config")

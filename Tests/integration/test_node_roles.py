@@ -160,3 +160,25 @@ def test_whole_node_kill_before_upload_is_restored_from_the_wal(node_factory):
     got = consume_partitions(node, "replay", [0], 5000, timeout=60)[0]
     assert [m.offset() for m in got] == list(range(5000))
     assert {m.value(): m.offset() for m in got} == acked
+
+
+def test_s3_secrets_never_reach_a_role_process(tmp_path):
+    """The supervisor resolves S3 credentials once and hands them to its roles through a
+    descriptor: the secret variables are not in any role's environment (or argv)."""
+    from pathlib import Path
+
+    from silt_helpers import EnvNode, node_role_pids
+
+    probes = {"KAFKA_S3_ACCESS_KEY": "AKIDPROBEACCESS", "KAFKA_S3_SECRET_KEY": "probe-secret-kafka",
+              "AWS_SECRET_ACCESS_KEY": "probe-secret-aws", "AWS_SESSION_TOKEN": "probe-token"}
+    n = EnvNode(tmp_path / "node", env=probes).start()
+    try:
+        pids = node_role_pids(n)
+        assert {"controller", "broker", "wal", "uploader"} <= set(pids), pids
+        for role, pid in pids.items():
+            for what in ("environ", "cmdline"):
+                seen = Path(f"/proc/{pid}/{what}").read_bytes()
+                for key, value in probes.items():
+                    assert value.encode() not in seen, f"{key} reached the {role} role's {what}"
+    finally:
+        n.stop()
