@@ -39,12 +39,21 @@ public final class ControllerQuorumClient: @unchecked Sendable {
     /// Pause between two controllers that both said "not me" (an election is under way).
     static let redirectBackoffMs: Int64 = 50
 
-    public init(group: EventLoopGroup, endpoints: [Endpoint], clientId: String, logger: Logger) {
+    /// `localHost`: the address connections leave from (the node's own listener address), so
+    /// that a node's traffic to the controllers comes from the address it is known by; nil:
+    /// the kernel's choice.
+    public init(group: EventLoopGroup, endpoints: [Endpoint], clientId: String, logger: Logger, localHost: String? = nil) {
         precondition(!endpoints.isEmpty, "a controller quorum client needs at least one controller")
         self.endpoints = endpoints
         self.group = group
         self.logger = logger
-        self.clients = endpoints.map { KafkaClient(group: group, host: $0.host, port: $0.port, clientId: clientId, logger: logger) }
+        // A loopback source cannot reach another host, nor the other way round: bind only
+        // within the same kind of address.
+        func isLoopback(_ host: String) -> Bool { host.hasPrefix("127.") || host == "::1" || host == "localhost" }
+        self.clients = endpoints.map { e in
+            KafkaClient(group: group, host: e.host, port: e.port, clientId: clientId, logger: logger,
+                        localHost: localHost.flatMap { isLoopback($0) == isLoopback(e.host) ? $0 : nil })
+        }
     }
 
     /// The controller currently believed to lead (for logs and tools).

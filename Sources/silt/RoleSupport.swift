@@ -162,5 +162,10 @@ func controllerQuorumClient(config: ServerConfig, group: EventLoopGroup, clientI
     guard !endpoints.isEmpty else {
         throw RoleError("neither controller.quorum.voters nor controller.quorum.bootstrap.servers names a controller")
     }
-    return ControllerQuorumClient(group: group, endpoints: endpoints, clientId: clientId, logger: logger)
+    // Leave from the node's own listener address (an IP literal only: a name may resolve to
+    // an address this host does not have), as the controllers' own quorum traffic does.
+    let localHost = config.listeners.first.map(\.host).flatMap { host in
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil && host != "0.0.0.0" && host != "::" ? host : nil
+    }
+    return ControllerQuorumClient(group: group, endpoints: endpoints, clientId: clientId, logger: logger, localHost: localHost)
 }

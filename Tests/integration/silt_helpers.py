@@ -921,6 +921,60 @@ def raw_metadata(host: str, port: int, topics: list[str] | None = None, timeout:
     return {"brokers": brokers, "controller": controller, "cluster_id": cluster_id, "topics": out_topics}
 
 
+def _crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), as record batches carry it."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
+    return crc ^ 0xFFFFFFFF
+
+
+def _zigzag_varint(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = b""
+    while True:
+        if z < 0x80:
+            return out + bytes([z])
+        out += bytes([(z & 0x7F) | 0x80])
+        z >>= 7
+
+
+def record_batch(values: list[bytes], timestamp_ms: int = 0) -> bytes:
+    """A record batch v2 of keyless records, no compression, no producer id."""
+    import struct
+
+    records = b""
+    for i, v in enumerate(values):
+        body = b"\x00" + _zigzag_varint(0) + _zigzag_varint(i) + _zigzag_varint(-1) + _zigzag_varint(len(v)) + v \
+            + _zigzag_varint(0)
+        records += _zigzag_varint(len(body)) + body
+    after_crc = struct.pack(">hiqqqhii", 0, len(values) - 1, timestamp_ms, timestamp_ms, -1, -1, -1, len(values)) + records
+    crc = _crc32c(after_crc)
+    tail = struct.pack(">ibI", -1, 2, crc) + after_crc   # partition leader epoch, magic, crc
+    return struct.pack(">qi", 0, len(tail)) + tail
+
+
+def raw_produce(host: str, port: int, topic: str, partition: int, values: list[bytes], acks: int = -1,
+                timeout: float = 5.0) -> dict:
+    """Produce v3 of one batch to one partition, answered by host:port itself:
+    {"error": code, "base_offset": offset}."""
+    import struct
+
+    batch = record_batch(values, int(time.time() * 1000))
+    body = (_kstr(None) + struct.pack(">hi", acks, int(timeout * 1000)) + struct.pack(">i", 1) + _kstr(topic)
+            + struct.pack(">i", 1) + struct.pack(">ii", partition, len(batch)) + batch)
+    c = _Cursor(raw_kafka_call(host, port, 0, 3, body, timeout + 1))
+    c.int32()       # topics
+    c.string()      # name
+    c.int32()       # partitions
+    c.int32()       # index
+    err = c.int16()
+    base = c.take(">q")
+    return {"error": err, "base_offset": base}
+
+
 def raw_find_coordinator(host: str, port: int, group: str, timeout: float = 5.0) -> dict:
     """FindCoordinator v1 for a consumer group, answered by host:port:
     {"error": code, "node_id": id, "host": str, "port": int}."""

@@ -16,7 +16,10 @@ generate-s3-url, then generate-start-command with three controllers that are bro
 - a rolling restart (SIGTERM, exit, same line again) of all five nodes under an idempotent
   acks=all load: nothing acknowledged is lost, nothing is duplicated, no fatal error;
 - kill -9 of broker-only node 4 under that load: its partitions go offline (leader -1) within
-  broker.session.timeout.ms, come back led by node 4 once it restarts; nothing lost or doubled.
+  broker.session.timeout.ms, come back led by node 4 once it restarts; nothing lost or doubled;
+- a stale leader cannot write: broker-only node 3 cut off from the controllers (iptables) is
+  fenced and, still running, refuses appends to its partitions; healed, it leads them again in
+  a newer epoch; nothing lost or doubled.
 
 The addresses and ports are AutoMQ's (9092/9093 on 127.0.0.1-5): the printed lines name
 them, so the test checks that nothing else listens there before it starts. No timeout is
@@ -606,6 +609,78 @@ def test_killed_broker_partitions_go_offline_and_return_to_it(cluster):
         wait_until(led_by_it_again, PROPAGATION_S,
                    lambda: f"partitions {mine} led by node 4 again with a newer epoch than {before}: {back}")
         load.wait_acks(100, partitions=mine, what="after node 4 returned")
+    finally:
+        load.stop()
+    load.verify()
+
+
+class CutOff:
+    """Drops what `host` sends to the controllers' listeners (iptables on the loopback
+    addresses: a node's controller traffic leaves from its listener address)."""
+
+    def __init__(self, host: str):
+        self.rules = [["INPUT", "-s", host, "-d", c, "-p", "tcp", "--dport", str(CONTROLLER_PORT), "-j", "DROP"]
+                      for c in CONTROLLER_HOSTS]
+
+    def __enter__(self):
+        for r in self.rules:
+            subprocess.run(["iptables", "-I", *r], check=True)
+        return self
+
+    def __exit__(self, *exc):
+        for r in self.rules:
+            subprocess.run(["iptables", "-D", *r], check=False)
+
+
+def test_broker_cut_off_from_the_controllers_stops_acknowledging(cluster):
+    """A stale leader cannot write: broker-only node 3, cut off from the controllers, is fenced
+    by them after broker.session.timeout.ms, and by then refuses its own partitions' appends
+    (its lease lapsed) though it still runs and still believes it leads. Healed, it heartbeats,
+    is unfenced, and leads them again in a newer epoch. Under idempotent load: nothing
+    acknowledged lost, nothing doubled."""
+    from silt_helpers import raw_produce
+
+    topic = "cluster-cut"
+    victim = cluster.nodes[3]
+    assert victim.roles == {"broker"}
+    create_topic(topic)
+    before = wait_topic_led(cluster, topic)
+    mine = sorted(p for p, (l, _) in before.items() if l == victim.node_id)
+    assert mine, f"node 3 leads no partition of {topic}: {before}"
+    session_ms = int(cluster.broker_config("broker.session.timeout.ms") or KAFKA_BROKER_SESSION_TIMEOUT_MS)
+    host, port = victim.host, BROKER_PORT
+    # Raw appends carry negative sequence numbers: Load.verify reads them as records nobody
+    # acknowledged through the load, each unique.
+    stale = iter(range(-2, -10_000, -1))
+    assert raw_produce(host, port, topic, mine[0], [b"seq--1"])["error"] == NONE
+    survivors = [n for n in cluster.nodes if n is not victim]
+    load = Load(topic).start()
+    try:
+        load.wait_acks(200, what="before the cut")
+        with CutOff(host):
+            cut_at = time.monotonic()
+
+            def fenced_and_refusing():
+                leaders = cluster.leaders(topic, via=survivors[0])
+                offline = all(leaders[p][0] == -1 for p in mine)
+                refused = raw_produce(host, port, topic, mine[0], [b"seq-%d" % next(stale)])["error"]
+                return offline and refused == NOT_LEADER_OR_FOLLOWER
+            wait_until(fenced_and_refusing, session_ms / 1000 + OFFLINE_SLACK_S,
+                       f"node 3's partitions offline and node 3 refusing appends within {session_ms} ms + slack")
+            print(f"node 3 fenced and refusing {time.monotonic() - cut_at:.1f}s after the cut")
+            # Still cut off: every append stays refused; the other partitions keep going.
+            for p in mine:
+                assert raw_produce(host, port, topic, p, [b"seq-%d" % next(stale)])["error"] == NOT_LEADER_OR_FOLLOWER
+            load.wait_acks(100, partitions=sorted(set(before) - set(mine)), what="while node 3 is cut off")
+        back = {}
+
+        def led_again():
+            back.update(cluster.leaders(topic, via=survivors[0]))
+            return all(back[p][0] == victim.node_id and back[p][1] > before[p][1] for p in mine)
+        wait_until(led_again, PROPAGATION_S, lambda: f"partitions {mine} led by node 3 again in a newer epoch: {back}")
+        wait_until(lambda: raw_produce(host, port, topic, mine[0], [b"seq-%d" % next(stale)])["error"] == NONE, PROPAGATION_S,
+                   "node 3 takes appends again")
+        load.wait_acks(100, partitions=mine, what="after node 3 returned")
     finally:
         load.stop()
     load.verify()
