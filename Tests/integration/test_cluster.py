@@ -88,7 +88,8 @@ class SeedNode(Node):
         self.roles = set(self.overrides["process.roles"].split(","))
         self.listeners = parse_listeners(self.overrides["listeners"])
         self.advertised = parse_listeners(self.overrides.get("advertised.listeners", self.overrides["listeners"]))
-        self.host, self.port = self.listeners["PLAINTEXT"]
+        # A controller-only node (--controller-only-mode=true) has no PLAINTEXT listener.
+        self.host, self.port = self.listeners.get("PLAINTEXT") or self.listeners["CONTROLLER"]
 
     @property
     def bootstrap(self) -> str:
@@ -115,9 +116,17 @@ class SeedNode(Node):
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        """Serving: its PLAINTEXT listener answers a Metadata request that names a broker."""
+        """Serving: its PLAINTEXT listener answers a Metadata request that names a broker (a
+        controller-only node: its CONTROLLER listener accepts connections)."""
         deadline = time.monotonic() + timeout
         last = None
+        while "broker" not in self.roles:
+            self._check_alive(f"(node {self.node_id}) while waiting for its CONTROLLER listener")
+            if tcp_accepts_on(self.host, self.port):
+                return
+            if time.monotonic() > deadline:
+                raise NodeError(f"controller {self.node_id} not listening on {self.bootstrap} after {timeout}s\n{self.log_tail()}")
+            time.sleep(0.1)
         while True:
             self._check_alive(f"(node {self.node_id}) while waiting for it to answer Metadata")
             try:
@@ -214,10 +223,11 @@ def generate_s3_url(home: Path, moto: dict) -> str:
     return m.group(1)
 
 
-def generate_start_lines(home: Path, url: str) -> list[str]:
+def generate_start_lines(home: Path, url: str, controller_hosts: list[str] = CONTROLLER_HOSTS,
+                         broker_hosts: list[str] = BROKER_ONLY_HOSTS, *extra: str) -> list[str]:
     r = admin_tool(home, "generate-start-command", f"--s3-url={url}",
-                   "--controller-list=" + ";".join(f"{h}:{CONTROLLER_PORT}" for h in CONTROLLER_HOSTS),
-                   "--broker-list=" + ";".join(f"{h}:{BROKER_PORT}" for h in BROKER_ONLY_HOSTS))
+                   "--controller-list=" + ";".join(f"{h}:{CONTROLLER_PORT}" for h in controller_hosts),
+                   "--broker-list=" + ";".join(f"{h}:{BROKER_PORT}" for h in broker_hosts), *extra)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [line.strip() for line in r.stdout.splitlines() if line.startswith("bin/kafka-server-start.sh")]
     assert len(lines) == 5, r.stdout
@@ -749,11 +759,12 @@ def produce_aiokafka(topic: str, count: int, tag: str) -> dict[tuple[int, int], 
     return acked
 
 
-def read_confluent(topic: str, ends: dict[int, int], timeout: float = 60.0) -> dict[tuple[int, int], bytes]:
+def read_confluent(topic: str, ends: dict[int, int], timeout: float = 60.0,
+                   bootstrap: str = BOOTSTRAP) -> dict[tuple[int, int], bytes]:
     """Every record of `topic` below `ends[partition]`, by (partition, offset)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": BOOTSTRAP, "broker.address.family": "v4", "group.id": "cluster-reader",
+    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "group.id": "cluster-reader",
                   "enable.auto.commit": False, "enable.partition.eof": False})
     got = {}
     try:
