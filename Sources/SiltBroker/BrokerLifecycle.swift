@@ -129,7 +129,7 @@ public final class BrokerLifecycle: @unchecked Sendable {
         case KafkaErrorCode.inconsistentClusterId:
             throw RegistrationRefused(description: "The controllers belong to another cluster than this node's "
                                       + "(cluster id \(settings.clusterId) in meta.properties): check controller.quorum.voters.")
-        case 101:   // DUPLICATE_BROKER_REGISTRATION
+        case KafkaErrorCode.duplicateBrokerRegistration:
             logger.warning("node.id \(settings.nodeId) is still registered by a live broker; retrying until its session expires")
             throw RegistrationRefused.retriable("Another broker with node.id \(settings.nodeId) is registered and alive. "
                                                 + "Give every node its own node.id.")
@@ -148,9 +148,7 @@ public final class BrokerLifecycle: @unchecked Sendable {
         req.wantShutDown = wantShutDown
         let sentAt = NIODeadline.now()
         return channel.send(req, version: 0, timeout: Self.requestTimeout).flatMapThrowing { resp in
-            guard resp.errorCode == KafkaErrorCode.none else {
-                throw RegistrationRefused.retriable("Heartbeat refused: \(KafkaErrorCode.name(resp.errorCode))")
-            }
+            guard resp.errorCode == KafkaErrorCode.none else { throw HeartbeatRefused(code: resp.errorCode) }
             self.lock.withLock {
                 self.fenced = resp.isFenced
                 self.lastAnsweredAt = sentAt
@@ -169,7 +167,7 @@ public final class BrokerLifecycle: @unchecked Sendable {
                 if resp.isFenced { self.logger.warning("this broker is fenced; waiting for the controller to unfence it") }
             }.recover { error in
                 self.logger.warning("heartbeat failed: \(error)")
-                if "\(error)".contains("STALE_BROKER_EPOCH") {
+                if (error as? HeartbeatRefused)?.code == HeartbeatRefused.staleBrokerEpoch {
                     self.reregister(on: loop)
                 }
             }
@@ -214,4 +212,12 @@ extension BrokerLifecycle.RegistrationRefused {
 
 struct RetriableRegistrationError: Error, CustomStringConvertible {
     let description: String
+}
+
+/// The controller answered a heartbeat with an error.
+struct HeartbeatRefused: Error, CustomStringConvertible {
+    /// The registration this heartbeat belongs to was replaced or dropped: register again.
+    static let staleBrokerEpoch = KafkaErrorCode.staleBrokerEpoch
+    let code: Int16
+    var description: String { "heartbeat refused: \(KafkaErrorCode.name(code))" }
 }

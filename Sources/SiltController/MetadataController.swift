@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SiltMetadata
+import SiltProtocol
 import SiltRaft
 
 /// Why the controller refused a change. Each case maps to the Kafka error a client expects.
@@ -47,8 +48,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .invalidRequest: return 42             // INVALID_REQUEST
         case .unknownStream: return 3               // UNKNOWN_TOPIC_OR_PARTITION
         case .notController: return 41              // NOT_CONTROLLER
-        case .duplicateBroker: return 101           // DUPLICATE_BROKER_REGISTRATION
-        case .staleBrokerEpoch: return 77           // STALE_BROKER_EPOCH
+        case .duplicateBroker: return KafkaErrorCode.duplicateBrokerRegistration
+        case .staleBrokerEpoch: return KafkaErrorCode.staleBrokerEpoch
         }
     }
 

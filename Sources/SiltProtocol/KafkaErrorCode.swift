@@ -23,11 +23,13 @@ public enum KafkaErrorCode {
     public static let fetchSessionIdNotFound: Int16 = 70
     public static let fencedLeaderEpoch: Int16 = 74
     public static let unknownLeaderEpoch: Int16 = 75
+    public static let staleBrokerEpoch: Int16 = 77
     public static let inconsistentVoterSet: Int16 = 94
     public static let invalidUpdateVersion: Int16 = 95
     public static let snapshotNotFound: Int16 = 98
     public static let positionOutOfRange: Int16 = 99
     public static let unknownTopicId: Int16 = 100
+    public static let duplicateBrokerRegistration: Int16 = 101
     public static let inconsistentClusterId: Int16 = 104
     public static let unsupportedEndpointType: Int16 = 115
 

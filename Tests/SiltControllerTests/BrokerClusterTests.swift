@@ -11,13 +11,15 @@ import XCTest
 final class BrokerClusterTests: XCTestCase {
     var dir: String!
     var controller: MetadataController!
-    /// After the controller became active (its sessions count from then at the latest).
-    let t0: Int64 = MetadataController.wallClockMs() + 60_000
+    /// After the controller became active (its sessions count from then at the latest); set
+    /// in setUp, since XCTest creates every test case object before it runs the first.
+    var t0: Int64 = 0
 
     override func setUpWithError() throws {
         dir = NSTemporaryDirectory() + "silt-cluster-\(UUID().uuidString)"
         controller = try MetadataController(directory: dir, logger: Logger(label: "test"),
                                             brokerSessionTimeoutMs: 9000) { _ in }
+        t0 = MetadataController.wallClockMs() + 1000
     }
 
     override func tearDownWithError() throws {
