@@ -110,6 +110,16 @@ extension BrokerTests {
         XCTAssertEqual(try fetch(epoch: -1), 0, "no epoch given: not checked")
         XCTAssertEqual(try fetch(epoch: 0), 0)
         XCTAssertEqual(try fetch(epoch: 1), ErrorCode.unknownLeaderEpoch)
+        // This broker shuts down (fenced: epoch 1, offline) and comes back (epoch 2): a client
+        // still at epoch 0 is told its leader is stale.
+        let epoch = broker.lifecycle.currentBrokerEpoch
+        _ = try controller.brokerHeartbeat(nodeId: 0, brokerEpoch: epoch, metadataOffset: 0, wantFence: true, wantShutDown: false)
+        _ = try controller.brokerHeartbeat(nodeId: 0, brokerEpoch: epoch, metadataOffset: controller.image.nextOffset,
+                                           wantFence: false, wantShutDown: false)
+        try controller.awaitCommitted()
+        try broker.metadata.catchUp(on: group.next()).wait()
+        XCTAssertEqual(try fetch(epoch: 0), ErrorCode.fencedLeaderEpoch)
+        XCTAssertEqual(try fetch(epoch: 2), 0)
     }
 
     func testAFencedBrokersPartitionsAreOffline() throws {

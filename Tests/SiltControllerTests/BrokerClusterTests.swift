@@ -200,3 +200,36 @@ extension BrokerClusterTests {
                        "mixed owners: nobody (only after a move)")
     }
 }
+
+extension BrokerClusterTests {
+    /// A stale leader's commit is refused by its stream epoch: once the stream's epoch has
+    /// moved on (its assigned broker changed and came back), ranges written in the old epoch
+    /// are refused, and ranges of the current one accepted. Nothing refused reaches the image.
+    func testCommitCarryingAnOlderStreamEpochIsRefused() throws {
+        try join(0)
+        let topic = try controller.createTopic(name: "e", partitions: 1, configs: [:], validateOnly: false)
+        let stream = topic.streamIds[0]
+        var leadership = controller.image.partitions[stream]!
+        XCTAssertEqual(leadership.streamEpoch, 0)
+        // What a move away and back does to the record (partition mobility writes it).
+        leadership.streamEpoch += 1
+        leadership.leaderEpoch += 1
+        try controller.mutate { try controller.commit([.partitionLeader(streamId: stream, leadership)]) }
+        _ = try controller.openUploader(nodeId: 0)
+        let nodeEpoch = controller.image.nodeEpochs[0]!
+        func commit(epoch: Int64) throws {
+            let id = try controller.prepareObjects(nodeId: 0, nodeEpoch: nodeEpoch, count: 1, ttlMs: 60_000)
+            try controller.commitObjects(nodeId: 0, nodeEpoch: nodeEpoch,
+                                         objects: [.init(objectId: id, size: 10, kind: .streamSet,
+                                                         ranges: [.init(streamId: stream, streamEpoch: epoch, startOffset: 0,
+                                                                        endOffset: 5)])],
+                                         compactedObjectIds: [])
+        }
+        XCTAssertThrowsError(try commit(epoch: 0)) { error in
+            XCTAssertEqual((error as? ControllerError)?.kafkaErrorCode, 74, "\(error)")   // FENCED_LEADER_EPOCH
+        }
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 0, "nothing of the refused commit landed")
+        XCTAssertNoThrow(try commit(epoch: 1))
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 5)
+    }
+}
