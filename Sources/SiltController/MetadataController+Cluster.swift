@@ -137,10 +137,12 @@ extension MetadataController {
         return out
     }
 
-    /// Leadership records for new partitions `streamIds`: spread over the unfenced brokers of
-    /// `image`, racks first, then brokers, by how many of these partitions each already got,
-    /// then by how many partitions each leads in all. None when no broker is unfenced: the
-    /// partitions are placed when the first one is.
+    /// Leadership records for new partitions `streamIds`: spread evenly over the unfenced
+    /// brokers of `image` (each gets the same count of them, within one), among equals to the
+    /// rack with the fewest of them, then to the broker leading the fewest partitions in all.
+    /// Evenness by broker comes first: with one replica, favouring a rack would pile
+    /// partitions on a rack's lone broker (the seeded simulation found it). None when no broker
+    /// is unfenced: the partitions are placed when the first one is.
     func placements(for streamIds: [UInt64], in image: MetadataImage) -> [MetadataRecord] {
         let brokers = image.unfencedBrokers
         guard !brokers.isEmpty else { return [] }
@@ -152,8 +154,8 @@ extension MetadataController {
         for streamId in streamIds {
             let rackLoad = { (b: BrokerRegistration) in perRack[b.rack ?? "", default: 0] }
             let chosen = brokers.min { a, b in
-                (rackLoad(a), perBroker[a.nodeId, default: 0], total[a.nodeId, default: 0], a.nodeId)
-                    < (rackLoad(b), perBroker[b.nodeId, default: 0], total[b.nodeId, default: 0], b.nodeId)
+                (perBroker[a.nodeId, default: 0], rackLoad(a), total[a.nodeId, default: 0], a.nodeId)
+                    < (perBroker[b.nodeId, default: 0], rackLoad(b), total[b.nodeId, default: 0], b.nodeId)
             }!
             perBroker[chosen.nodeId, default: 0] += 1
             perRack[chosen.rack ?? "", default: 0] += 1
