@@ -137,6 +137,8 @@ public struct MetadataImage: Equatable, Sendable {
     public private(set) var brokerConfigs: [Int32: [String: String]] = [:]
     /// The next producer id to hand out (ids are never reused; see `MetadataController.allocateProducerIds`).
     public private(set) var nextProducerId: Int64 = 0
+    /// True only inside `init(snapshot:)` (see `addStream`).
+    private var loadingSnapshot = false
 
     // Objects (maintained in MetadataImage+Objects.swift).
 
@@ -169,7 +171,9 @@ public struct MetadataImage: Equatable, Sendable {
 
     /// The image a snapshot ending at `endOffset` describes.
     public init(snapshot records: [MetadataRecord], endOffset: Int64) {
+        loadingSnapshot = true
         for r in records { apply(r) }
+        loadingSnapshot = false
         nextOffset = endOffset
         for s in streamObjects.keys { checkStreamIndex(s) }
     }
@@ -252,10 +256,14 @@ public struct MetadataImage: Equatable, Sendable {
         nextOffset += 1
     }
 
+    /// In the log, a new stream's id is above every earlier one. A snapshot lists each topic
+    /// once with all its streams, so a topic grown after later topics were created brings
+    /// ids above theirs first (t1: 3,4,81; then t2: 5,6): there, only uniqueness holds, and
+    /// the snapshot's stream id floor restores the next id.
     private mutating func addStream(_ id: UInt64, _ owner: StreamOwner) {
-        precondition(streams[id] == nil && id >= nextStreamId, "metadata log: stream \(id) reused")
+        precondition(streams[id] == nil && (loadingSnapshot || id >= nextStreamId), "metadata log: stream \(id) reused")
         streams[id] = owner
         streamStates[id] = StreamState(epoch: 0, startOffset: 0, endOffset: 0)
-        nextStreamId = id + 1
+        nextStreamId = max(nextStreamId, id + 1)
     }
 }
