@@ -24,6 +24,9 @@ let package = Package(
         .target(name: "SiltProtocol", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        // Node configuration: Kafka-style keys and their definitions, the properties format,
+        // and meta.properties in log.dirs. Foundation only; every role and tool reads it.
+        .target(name: "SiltConfig"),
         // Record batch v2: parsing, validation, offset assignment.
         .target(name: "SiltRecords", dependencies: [
             "CSupport",
@@ -54,7 +57,7 @@ let package = Package(
         ]),
         // Operator tooling: the s3url, generate-s3-url's checks, generate-start-command, kafka-metadata-quorum.
         .target(name: "SiltAdmin", dependencies: [
-            "SiltObjectStore", "SiltNode", "SiltNet", "SiltProtocol",
+            "SiltObjectStore", "SiltConfig", "SiltNet", "SiltProtocol",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -90,7 +93,7 @@ let package = Package(
         .target(name: "SiltRaft"),
         // Metadata: topics, partitions, configs as an append-only log of records.
         .target(name: "SiltController", dependencies: [
-            "CSupport", "SiltRaft", "SiltProtocol", "SiltRecords", "SiltNet", "SiltNode", "SiltObjectStore", "SiltStreams", "SiltMetadata",
+            "CSupport", "SiltRaft", "SiltProtocol", "SiltRecords", "SiltNet", "SiltConfig", "SiltObjectStore", "SiltStreams", "SiltMetadata",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -101,19 +104,19 @@ let package = Package(
         ]),
         // The Kafka-facing broker: network server and API handlers.
         .target(name: "SiltBroker", dependencies: [
-            "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltRing", "SiltWAL", "SiltNet",
+            "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltConfig", "SiltRing", "SiltWAL", "SiltNet",
             "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltGroups", "SiltMetadata", "SiltRaft",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Node configuration (Kafka-style keys) and the supervisor of role processes.
+        // The supervisor of role processes (`silt server`): executables, signals, restarts.
         .target(name: "SiltNode", dependencies: [
             "CSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "silt", dependencies: [
-            "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet", "SiltAdmin", "SiltObjectStore",
+            "SiltBroker", "SiltConfig", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet", "SiltAdmin", "SiltObjectStore",
             "SiltStreams", "SiltMetrics", "SiltMetadata",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -130,13 +133,14 @@ let package = Package(
         .testTarget(name: "SiltProtocolTests", dependencies: ["SiltProtocol"]),
         .testTarget(name: "SiltRecordsTests", dependencies: ["SiltRecords", "CSupport"]),
         .testTarget(name: "SiltStorageTests", dependencies: ["SiltStorage", "SiltRecords"]),
+        .testTarget(name: "SiltConfigTests", dependencies: ["SiltConfig"]),
         .testTarget(name: "SiltNodeTests", dependencies: ["SiltNode"]),
         .testTarget(name: "SiltMetadataTests", dependencies: [
             "SiltMetadata", "SiltProtocol", "SiltRecords", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltControllerTests", dependencies: [
-            "SiltController", "SiltMetadata", "SiltRaft", "SiltNode", "SiltNet", "SiltObjectStore", "SiltProtocol", "SiltStreams",
+            "SiltController", "SiltMetadata", "SiltRaft", "SiltConfig", "SiltNet", "SiltObjectStore", "SiltProtocol", "SiltStreams",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
@@ -153,12 +157,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltAdminTests", dependencies: [
-            "SiltAdmin", "SiltObjectStore", "SiltNode", "SiltProtocol", "SiltNet",
+            "SiltAdmin", "SiltObjectStore", "SiltConfig", "SiltProtocol", "SiltNet",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
-            "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",
+            "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltConfig", "SiltNet", "SiltRing",
             "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

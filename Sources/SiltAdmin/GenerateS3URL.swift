@@ -1,5 +1,5 @@
 import Foundation
-import SiltNode
+import SiltConfig
 import SiltObjectStore
 
 /// generate-s3-url's options, named as AutoMQ's (`--s3-access-key` ...).

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import SiltNode
+import SiltConfig
 import SiltObjectStore
 
 /// The data bucket a node's roles read and write, from `s3.data.buckets`.

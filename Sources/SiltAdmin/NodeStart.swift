@@ -1,5 +1,5 @@
 import Foundation
-import SiltNode
+import SiltConfig
 import SiltObjectStore
 
 /// Node start with an s3url: the configuration layer, credentials, and the cluster marker

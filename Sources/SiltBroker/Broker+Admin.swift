@@ -1,9 +1,9 @@
 import Foundation
 import NIOCore
+import SiltConfig
 import SiltController
 import SiltMetadata
 import SiltNet
-import SiltNode
 import SiltProtocol
 
 /// Metadata and admin APIs. Topic changes are forwarded to the controller (as KRaft

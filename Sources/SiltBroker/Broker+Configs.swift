@@ -1,9 +1,9 @@
 import Foundation
 import NIOCore
+import SiltConfig
 import SiltController
 import SiltMetadata
 import SiltNet
-import SiltNode
 import SiltProtocol
 
 /// AlterConfigs and IncrementalAlterConfigs: the broker checks what only it knows (a BROKER

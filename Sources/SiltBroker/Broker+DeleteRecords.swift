@@ -1,9 +1,9 @@
 import Foundation
 import NIOCore
+import SiltConfig
 import SiltController
 import SiltMetadata
 import SiltNet
-import SiltNode
 import SiltProtocol
 import SiltStorage
 

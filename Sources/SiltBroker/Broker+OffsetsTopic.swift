@@ -1,9 +1,9 @@
 import Foundation
 import NIOCore
+import SiltConfig
 import SiltController
 import SiltGroups
 import SiltMetadata
-import SiltNode
 import SiltProtocol
 import SiltRecords
 

@@ -2,11 +2,11 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import SiltConfig
 import SiltController
 import SiltGroups
 import SiltMetadata
 import SiltNet
-import SiltNode
 import SiltProtocol
 import SiltStorage
 

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
+import SiltConfig
 import SiltController
-import SiltNode
 import SiltStorage
 
 /// Keeps the idempotent producers' state of every partition across restarts: "snapshotted

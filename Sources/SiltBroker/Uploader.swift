@@ -1,7 +1,7 @@
 import Foundation
 import Logging
+import SiltConfig
 import SiltMetrics
-import SiltNode
 import SiltObjectStore
 import SiltRing
 import SiltStreams

@@ -1,5 +1,5 @@
 import Foundation
-import SiltNode
+import SiltConfig
 import SiltProtocol
 
 /// AlterConfigs and IncrementalAlterConfigs, forwarded by brokers (as KRaft forwards them).

@@ -1,7 +1,7 @@
+import SiltConfig
 import SiltMetadata
 import SiltStreams
 import Foundation
-import SiltNode
 import SiltProtocol
 
 /// Silt's internal controller APIs (specs/silt/): the uploader's open / prepare / commit and

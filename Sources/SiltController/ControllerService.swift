@@ -1,9 +1,9 @@
 import Foundation
 import Logging
 import NIOCore
+import SiltConfig
 import SiltMetadata
 import SiltNet
-import SiltNode
 import SiltProtocol
 import SiltRaft
 import SiltRecords

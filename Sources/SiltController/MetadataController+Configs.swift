@@ -1,6 +1,6 @@
 import Foundation
+import SiltConfig
 import SiltMetadata
-import SiltNode
 
 /// A config resource as AlterConfigs / DescribeConfigs name it.
 public struct ConfigResource: Hashable, Sendable, CustomStringConvertible {

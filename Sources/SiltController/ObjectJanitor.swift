@@ -1,7 +1,7 @@
 import Dispatch
 import Foundation
 import Logging
-import SiltNode
+import SiltConfig
 import SiltObjectStore
 
 /// Deletes from the data bucket what the metadata log no longer needs, then records that

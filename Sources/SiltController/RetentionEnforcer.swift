@@ -1,8 +1,8 @@
 import Dispatch
 import Foundation
 import Logging
+import SiltConfig
 import SiltMetadata
-import SiltNode
 import SiltStreams
 
 /// Time- and size-based retention (cleanup.policy contains `delete`), enforced by the

@@ -1,5 +1,5 @@
+import SiltConfig
 import SiltMetadata
-import SiltNode
 
 /// The one place that decides a config's effective value, for the broker (produce,
 /// DescribeConfigs) and the controller (retention, CreateTopics answers) alike.

@@ -4,9 +4,9 @@ import NIOCore
 import NIOPosix
 import SiltAdmin
 import SiltBroker
+import SiltConfig
 import SiltMetrics
 import SiltNet
-import SiltNode
 import SiltRing
 import SiltStorage
 

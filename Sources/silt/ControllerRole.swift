@@ -3,10 +3,10 @@ import Logging
 import NIOCore
 import NIOPosix
 import SiltAdmin
+import SiltConfig
 import SiltController
 import SiltMetrics
 import SiltNet
-import SiltNode
 
 /// The controller role: a voter of the metadata quorum (KRaft's RPCs on the CONTROLLER
 /// listener) whose log is in `log.dirs`. While it is the active controller it also runs the

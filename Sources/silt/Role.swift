@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SiltConfig
 import SiltNode
 
 /// `silt role NAME`: one role process of a node, started by the supervisor (`silt server`)

@@ -4,8 +4,8 @@ import Logging
 import SiltAdmin
 import NIOCore
 import SiltBroker
+import SiltConfig
 import SiltNet
-import SiltNode
 import SiltRing
 
 /// The fixed descriptor numbers a role process inherits from the supervisor.

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SiltAdmin
 import SiltBroker
+import SiltConfig
 import SiltMetrics
 import SiltNode
 import SiltObjectStore

@@ -1,7 +1,7 @@
 import Foundation
+import SiltConfig
 import SiltController
 import SiltMetadata
-import SiltNode
 import SiltStreams
 
 /// The log cleaner's settings and inputs, as the uploader role reads them.

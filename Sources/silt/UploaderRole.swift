@@ -4,10 +4,10 @@ import NIOCore
 import NIOPosix
 import SiltAdmin
 import SiltBroker
+import SiltConfig
 import SiltController
 import SiltMetrics
 import SiltNet
-import SiltNode
 import SiltObjectStore
 import SiltProtocol
 import SiltRing

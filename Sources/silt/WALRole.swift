@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import SiltBroker
-import SiltNode
+import SiltConfig
 import SiltRing
 import SiltWAL
 

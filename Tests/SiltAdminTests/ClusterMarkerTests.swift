@@ -1,6 +1,6 @@
 import Foundation
+import SiltConfig
 import XCTest
-import SiltNode
 import SiltObjectStore
 @testable import SiltAdmin
 

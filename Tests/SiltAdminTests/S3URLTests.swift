@@ -1,5 +1,5 @@
+import SiltConfig
 import XCTest
-import SiltNode
 @testable import SiltAdmin
 
 final class S3URLTests: XCTestCase {

@@ -3,10 +3,10 @@ import Logging
 import NIOCore
 import NIOPosix
 @testable import SiltBroker
+import SiltConfig
 import SiltController
 import SiltMetadata
 import SiltNet
-import SiltNode
 import SiltProtocol
 import SiltRecords
 import SiltStorage

@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import NIOCore
 @testable import SiltBroker
+import SiltConfig
 import SiltController
-import SiltNode
 import SiltProtocol
 import SiltRecords
 import SiltStorage

@@ -4,10 +4,10 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 @testable import SiltBroker
+import SiltConfig
 import SiltController
 import SiltMetadata
 import SiltNet
-import SiltNode
 import SiltProtocol
 import SiltRecords
 import SiltMetrics

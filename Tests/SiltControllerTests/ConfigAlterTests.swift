@@ -1,8 +1,8 @@
 import Foundation
 import Logging
+import SiltConfig
 @testable import SiltController
 import SiltMetadata
-import SiltNode
 import XCTest
 
 /// AlterConfigs / IncrementalAlterConfigs semantics, dynamic broker configs, and the

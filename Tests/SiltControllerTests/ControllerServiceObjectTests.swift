@@ -1,9 +1,9 @@
+import SiltConfig
 import SiltStreams
 import Foundation
 import Logging
 import NIOCore
 @testable import SiltController
-import SiltNode
 import SiltProtocol
 import XCTest
 

@@ -2,9 +2,9 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SiltConfig
 import SiltMetadata
 import SiltNet
-import SiltNode
 import SiltProtocol
 import XCTest
 @testable import SiltController

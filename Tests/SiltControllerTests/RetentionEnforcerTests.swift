@@ -1,7 +1,7 @@
 import Foundation
 import Logging
+import SiltConfig
 @testable import SiltController
-import SiltNode
 import SiltStreams
 import XCTest
 

@@ -1,4 +1,4 @@
-import SiltNode
+import SiltConfig
 import XCTest
 
 final class ServerConfigTests: XCTestCase {
