@@ -34,9 +34,10 @@ let package = Package(
             "CSupport",
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
-        // The write-ahead log on a raw block device or file: io_uring, O_DIRECT, group commit.
+        // The write-ahead log on a raw block device or file: io_uring, O_DIRECT, group commit;
+        // and its hand-off region to the broker and the uploader (WALState, WALFrameCodec).
         .target(name: "SiltWAL", dependencies: [
-            "CSupport",
+            "CSupport", "SiltRing",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Kafka-framed networking shared by the broker and the controller: listeners,
@@ -144,7 +145,7 @@ let package = Package(
         .testTarget(name: "SiltGroupsTests", dependencies: ["SiltGroups", "SiltProtocol",
                                                            .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
-        .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
+        .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "SiltRing", "CSupport"]),
         .testTarget(name: "SiltObjectStoreTests", dependencies: ["SiltObjectStore", "CSupport"]),
         .testTarget(name: "SiltStreamsTests", dependencies: ["SiltStreams", "SiltObjectStore", "SiltRecords", "CSupport"]),
         .testTarget(name: "SiltMetricsTests", dependencies: [
@@ -159,7 +160,7 @@ let package = Package(
         ]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",
-            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata",
+            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata", "SiltWAL",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

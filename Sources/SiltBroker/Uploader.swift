@@ -5,6 +5,7 @@ import SiltNode
 import SiltObjectStore
 import SiltRing
 import SiltStreams
+import SiltWAL
 
 /// The stream state the uploader needs: where each stream's committed data ends.
 public struct UploaderStreamState: Sendable, Equatable {

@@ -15,6 +15,7 @@ import SiltObjectStore
 import SiltRing
 import SiltStorage
 import SiltStreams
+import SiltWAL
 import XCTest
 
 /// The broker's WAL write path against a real shared-memory log buffer, with a stand-in WAL
