@@ -108,6 +108,13 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The uploader role's logic: uploads from the log buffer, the object lifecycle requests
+        // to the controller, and the compaction and log cleaner loop.
+        .target(name: "SiltUploader", dependencies: [
+            "SiltWAL", "SiltRing", "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltMetadata", "SiltNet", "SiltProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Node configuration (Kafka-style keys) and the supervisor of role processes.
         .target(name: "SiltNode", dependencies: [
             "CSupport",
@@ -115,7 +122,7 @@ let package = Package(
         ]),
         .executableTarget(name: "silt", dependencies: [
             "SiltBroker", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet", "SiltAdmin", "SiltObjectStore",
-            "SiltStreams", "SiltMetrics", "SiltMetadata",
+            "SiltUploader", "SiltMetrics", "SiltMetadata",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -160,10 +167,19 @@ let package = Package(
         ]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltNode", "SiltNet", "SiltRing",
-            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata", "SiltWAL",
+            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata", "SiltUploader", "SiltWAL",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // The uploader against a real controller on loopback (the role's wire path) and a file:// store.
+        .testTarget(name: "SiltUploaderTests", dependencies: [
+            "SiltUploader", "SiltBroker", "SiltController", "SiltMetadata", "SiltNet", "SiltNode", "SiltObjectStore",
+            "SiltProtocol", "SiltRecords", "SiltRing", "SiltStreams", "SiltWAL", "SiltMetrics",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ],
     swiftLanguageModes: [.v5]
