@@ -37,9 +37,10 @@ let package = Package(
             "CSupport",
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
-        // The write-ahead log on a raw block device or file: io_uring, O_DIRECT, group commit.
+        // The write-ahead log on a raw block device or file: io_uring, O_DIRECT, group commit;
+        // and its hand-off region to the broker and the uploader (WALState, WALFrameCodec).
         .target(name: "SiltWAL", dependencies: [
-            "CSupport",
+            "CSupport", "SiltRing",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Kafka-framed networking shared by the broker and the controller: listeners,
@@ -110,6 +111,13 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The uploader role's logic: uploads from the log buffer, the object lifecycle requests
+        // to the controller, and the compaction and log cleaner loop.
+        .target(name: "SiltUploader", dependencies: [
+            "SiltWAL", "SiltRing", "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltMetadata", "SiltNet", "SiltProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The supervisor of role processes (`silt server`): executables, signals, restarts.
         .target(name: "SiltNode", dependencies: [
             "CSupport",
@@ -117,7 +125,7 @@ let package = Package(
         ]),
         .executableTarget(name: "silt", dependencies: [
             "SiltBroker", "SiltConfig", "SiltNode", "SiltRing", "SiltWAL", "SiltController", "SiltNet", "SiltAdmin", "SiltObjectStore",
-            "SiltStreams", "SiltMetrics", "SiltMetadata",
+            "SiltUploader", "SiltMetrics", "SiltMetadata",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -148,7 +156,7 @@ let package = Package(
         .testTarget(name: "SiltGroupsTests", dependencies: ["SiltGroups", "SiltProtocol",
                                                            .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
-        .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "CSupport"]),
+        .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "SiltRing", "CSupport"]),
         .testTarget(name: "SiltObjectStoreTests", dependencies: ["SiltObjectStore", "CSupport"]),
         .testTarget(name: "SiltStreamsTests", dependencies: ["SiltStreams", "SiltObjectStore", "SiltRecords", "CSupport"]),
         .testTarget(name: "SiltMetricsTests", dependencies: [
@@ -163,10 +171,19 @@ let package = Package(
         ]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltConfig", "SiltNet", "SiltRing",
-            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata",
+            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata", "SiltUploader", "SiltWAL",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        // The uploader against a real controller on loopback (the role's wire path) and a file:// store.
+        .testTarget(name: "SiltUploaderTests", dependencies: [
+            "SiltUploader", "SiltBroker", "SiltController", "SiltMetadata", "SiltNet", "SiltConfig", "SiltObjectStore",
+            "SiltProtocol", "SiltRecords", "SiltRing", "SiltStreams", "SiltWAL", "SiltMetrics",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
     ],
     swiftLanguageModes: [.v5]

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SiltController
 import SiltStorage
+import SiltWAL
 
 extension Broker {
     /// After a whole-node restart the WAL hands over what it held past its trim point: data

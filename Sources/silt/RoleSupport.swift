@@ -7,6 +7,7 @@ import SiltBroker
 import SiltConfig
 import SiltNet
 import SiltRing
+import SiltWAL
 
 /// The fixed descriptor numbers a role process inherits from the supervisor.
 enum RoleFd {

@@ -8,6 +8,7 @@ import SiltMetrics
 import SiltNode
 import SiltObjectStore
 import SiltRing
+import SiltWAL
 
 /// `silt server`: the node's supervisor. It validates the configuration, formats storage
 /// on first start, creates the shared memory (log buffer, control rings, WAL hand-off),

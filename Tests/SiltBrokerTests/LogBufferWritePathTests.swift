@@ -15,6 +15,8 @@ import SiltObjectStore
 import SiltRing
 import SiltStorage
 import SiltStreams
+import SiltUploader
+import SiltWAL
 import XCTest
 
 /// The broker's WAL write path against a real shared-memory log buffer, with a stand-in WAL
@@ -108,11 +110,10 @@ final class LogBufferWritePathTests: XCTestCase {
     /// Runs a real uploader on the log buffer (the stand-in WAL stops releasing reader 1).
     func startUploader(thresholdBytes: Int = 64 << 10, walState: WALState? = nil) async throws -> Uploader {
         fakeWAL.lock.withLock { fakeWAL.releaseUploaderReader = false }
-        let config = ObjectStorageConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: 50, blockCacheBytes: 1 << 20,
-                                         objectBlockBytes: 32 << 10, objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20,
-                                         streamSetCompactionIntervalMs: 60_000, streamObjectCompactionIntervalMs: 60_000,
-                                         networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2, prepareTTLMs: 60_000,
-                                         janitorIntervalMs: 1000)
+        let config = UploaderConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: 50,
+                                    objectBlockBytes: 32 << 10, objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20,
+                                    streamSetCompactionIntervalMs: 60_000, streamObjectCompactionIntervalMs: 60_000,
+                                    networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2, prepareTTLMs: 60_000)
         let stateFd = try SharedMemory.createMemfd(name: "t-state")
         fds.append(stateFd)
         let state = try walState ?? WALState.create(fd: stateFd, tailBytesMax: 1 << 20)

@@ -1,21 +1,23 @@
 import Foundation
 import SiltController
 import SiltStreams
+import SiltUploader
 
-/// `UploaderControl` straight on a `MetadataController` in this process (unit tests, and a
-/// node whose controller and uploader share a process). The same validation as the wire.
-public final class LocalUploaderControl: UploaderControl, @unchecked Sendable {
+/// `UploaderControl` straight on a `MetadataController` in this process, for the broker's
+/// tests that run a real uploader beside it. The same validation as the wire; the wire
+/// form itself (`ControllerUploaderControl`) is tested in SiltUploaderTests.
+final class LocalUploaderControl: UploaderControl, @unchecked Sendable {
     let controller: MetadataController
     let nodeId: Int32
     private let lock = NSLock()
     private var epoch: Int64 = -1
 
-    public init(controller: MetadataController, nodeId: Int32) {
+    init(controller: MetadataController, nodeId: Int32) {
         self.controller = controller
         self.nodeId = nodeId
     }
 
-    public func open() async throws -> [UInt64: UploaderStreamState] {
+    func open() async throws -> [UInt64: UploaderStreamState] {
         let (nodeEpoch, streams) = try mapped { try controller.openUploader(nodeId: nodeId) }
         lock.withLock { epoch = nodeEpoch }
         var out: [UInt64: UploaderStreamState] = [:]
@@ -25,12 +27,12 @@ public final class LocalUploaderControl: UploaderControl, @unchecked Sendable {
         return out
     }
 
-    public func prepare(count: Int, ttlMs: Int64) async throws -> UInt64 {
+    func prepare(count: Int, ttlMs: Int64) async throws -> UInt64 {
         let e = lock.withLock { epoch }
         return try mapped { try controller.prepareObjects(nodeId: nodeId, nodeEpoch: e, count: Int32(count), ttlMs: ttlMs) }
     }
 
-    public func commit(objects: [NewObject], epochs: [UInt64: Int64], compacted: [UInt64]) async throws {
+    func commit(objects: [NewObject], epochs: [UInt64: Int64], compacted: [UInt64]) async throws {
         let e = lock.withLock { epoch }
         let commits = objects.map { o in
             MetadataController.CommitObject(

@@ -5,6 +5,7 @@ import SiltMetrics
 import SiltObjectStore
 import SiltRing
 import SiltStreams
+import SiltWAL
 
 /// The stream state the uploader needs: where each stream's committed data ends.
 public struct UploaderStreamState: Sendable, Equatable {
@@ -79,7 +80,7 @@ public final class Uploader: @unchecked Sendable {
     let store: ObjectStore
     let control: UploaderControl
     let clusterId: String
-    let config: ObjectStorageConfig
+    public let config: UploaderConfig
     let metrics: MetricsRegion
     let logger: Logger
     private let reader: LogRingReader
@@ -90,7 +91,7 @@ public final class Uploader: @unchecked Sendable {
     private var uploadedObjects = 0
 
     public init(ring: LogRing, walState: WALState, trimCommands: ControlRing, store: ObjectStore, control: UploaderControl,
-                clusterId: String, config: ObjectStorageConfig, metrics: MetricsRegion, logger: Logger) {
+                clusterId: String, config: UploaderConfig, metrics: MetricsRegion, logger: Logger) {
         self.ring = ring
         self.walState = walState
         self.trimCommands = trimCommands
@@ -111,6 +112,26 @@ public final class Uploader: @unchecked Sendable {
         let states = try await control.open()
         lock.withLock { streams = states }
         try await uploadRecovered()
+    }
+
+    /// `open()`, retried with backoff while the controller and object storage come up (a node's
+    /// roles start together), for at most `timeout`. A fenced open is final.
+    public func openWithRetry(timeout: Duration = .seconds(600)) async throws {
+        var delayMs = 100
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            do {
+                try await open()
+                return
+            } catch UploaderCommitError.fenced(let m) {
+                throw UploaderCommitError.fenced(m)
+            } catch {
+                if ContinuousClock.now > deadline { throw error }
+                logger.info("uploader waiting for the controller and object storage: \(error)")
+                try await Task.sleep(for: .milliseconds(delayMs))
+                delayMs = min(delayMs * 2, 5_000)
+            }
+        }
     }
 
     /// Uploads until `shouldStop` turns true, then uploads everything durable and returns.

@@ -1,0 +1,187 @@
+import Foundation
+import SiltController
+import SiltObjectStore
+import SiltRing
+import SiltStreams
+import SiltUploader
+import SiltWAL
+import XCTest
+
+/// The uploader on a real log buffer and WAL hand-off, committing through the controller's
+/// listener on loopback (the role's path), into a file:// store.
+final class UploaderTests: UploaderTestCase {
+    func testCommitErrorsMapByKafkaErrorCode() {
+        XCTAssertNil(UploaderCommitError.from(code: 0, message: "ignored"))
+        guard case .fenced(let m) = UploaderCommitError.from(code: 77, message: nil) else { return XCTFail("77 is fenced") }
+        XCTAssertEqual(m, "stale node epoch")
+        for code: Int16 in [1, 74] {
+            guard case .stale(let m) = UploaderCommitError.from(code: code, message: "why") else { return XCTFail("\(code) is stale") }
+            XCTAssertEqual(m, "why")
+        }
+        guard case .refused(let code, let m) = UploaderCommitError.from(code: 42, message: nil) else { return XCTFail("42") }
+        XCTAssertEqual(code, 42)
+        XCTAssertEqual(m, "")
+    }
+
+    /// Open, prepare and commit on the wire; the controller's refusals come back typed.
+    func testControlCommitsOverTheWireAndMapsRefusals() async throws {
+        let topic = try controller.createTopic(name: "t", partitions: 1, configs: [:], validateOnly: false)
+        let stream = topic.streamIds[0]
+        let control = control()
+        XCTAssertEqual(control.nodeEpoch, -1)
+        let states = try await control.open()
+        XCTAssertGreaterThanOrEqual(control.nodeEpoch, 0)
+        XCTAssertEqual(states[stream], UploaderStreamState(epoch: 0, startOffset: 0, endOffset: 0))
+
+        let id = try await control.prepare(count: 2, ttlMs: 60_000)
+        let object = NewObject(objectId: id, size: 10, kind: .streamSet,
+                               ranges: [StreamRange(streamId: stream, startOffset: 0, endOffset: 5)])
+        try await control.commit(objects: [object], epochs: [stream: 0], compacted: [])
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 5)
+        XCTAssertEqual(controller.image.objects[id]?.size, 10)
+
+        // A range that leaves a gap: our view of the stream is stale (OFFSET_OUT_OF_RANGE).
+        let gap = NewObject(objectId: id + 1, size: 10, kind: .streamSet,
+                            ranges: [StreamRange(streamId: stream, startOffset: 7, endOffset: 9)])
+        await assertThrows(try await control.commit(objects: [gap], epochs: [stream: 0], compacted: [])) {
+            guard case UploaderCommitError.stale = $0 else { return XCTFail("\($0) is not stale") }
+        }
+        // An object id never prepared: refused as it is (INVALID_REQUEST).
+        let unprepared = NewObject(objectId: id + 100, size: 10, kind: .streamSet,
+                                   ranges: [StreamRange(streamId: stream, startOffset: 5, endOffset: 6)])
+        await assertThrows(try await control.commit(objects: [unprepared], epochs: [stream: 0], compacted: [])) {
+            guard case UploaderCommitError.refused(let code, _) = $0 else { return XCTFail("\($0) is not refused") }
+            XCTAssertEqual(code, 42)
+        }
+
+        // A newer incarnation of this node's uploader fences the older one.
+        let newer = self.control()
+        _ = try await newer.open()
+        XCTAssertGreaterThan(newer.nodeEpoch, control.nodeEpoch)
+        await assertThrows(try await control.prepare(count: 1, ttlMs: 60_000)) {
+            guard case UploaderCommitError.fenced = $0 else { return XCTFail("\($0) is not fenced") }
+        }
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 5)
+    }
+
+    /// Durable frames become objects, their ranges are committed without a gap, the log
+    /// buffer is freed and the WAL is told to trim; frames not yet durable stay where they are;
+    /// stopping uploads what is durable first.
+    func testUploadsTheDurableBufferThenFreesItAndTrimsTheWAL() async throws {
+        let topic = try controller.createTopic(name: "up", partitions: 2, configs: [:], validateOnly: false)
+        let (a, b) = (topic.streamIds[0], topic.streamIds[1])
+        let uploader = uploader(control: control(), config: uploaderConfig(thresholdBytes: 16 << 10))
+        try await uploader.openWithRetry(timeout: .seconds(10))
+        let stop = StopBox()
+        let running = Task { await uploader.run(shouldStop: { stop.isSet }) }
+
+        var next: [UInt64: Int64] = [a: 0, b: 0]
+        let pad = String(repeating: "x", count: 200)
+        for i in 0..<300 {   // ~150 KB against a 16 KiB upload threshold: several objects
+            let s = i % 3 == 0 ? b : a
+            try appendDurable(stream: s, base: next[s]!, count: 2, value: pad)
+            next[s]! += 2
+        }
+        await eventually("every durable offset is committed") {
+            controller.image.streamStates[a]?.endOffset == next[a] && controller.image.streamStates[b]?.endOffset == next[b]
+        }
+        let image = controller.image
+        for s in [a, b] {
+            let refs = image.objectRanges(streamId: s, from: 0)
+            XCTAssertEqual(refs.first?.startOffset, 0)
+            XCTAssertEqual(refs.last?.endOffset, next[s])
+            for (x, y) in zip(refs, refs.dropFirst()) { XCTAssertEqual(x.endOffset, y.startOffset, "gap between objects") }
+        }
+        XCTAssertGreaterThan(image.committedObjects.count, 1, "the threshold splits the uploads")
+        await eventually("the uploader counts what the controller committed") {
+            uploader.objectsCommitted == image.committedObjects.count
+        }
+        let keys = try await objectKeys()
+        XCTAssertEqual(keys, Set(image.committedObjects.map { ObjectKeys.object(clusterId: "c", objectId: $0.objectId) }))
+        await eventually("the buffer is freed") { ring.readPosition(1) == ring.writePosition }
+        var trims: [UInt64] = []
+        while let m = trim.tryPop() {
+            XCTAssertEqual(m.kind, ControlMessage.kindTrim)
+            trims.append(m.value)
+        }
+        XCTAssertEqual(trims, trims.sorted(), "trims move forward")
+        XCTAssertEqual(trims.last, ring.writePosition, "the WAL may trim everything uploaded")
+
+        // Written but not durable: never uploaded, the buffer keeps it.
+        let payload = batch(base: next[a]!, count: 1)
+        let written = try payload.withUnsafeBytes {
+            try ring.append(streamId: a, baseOffset: next[a]!, count: 1, payload: $0, timeout: .seconds(5))
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(ring.readPosition(1), written.startLSN)
+        XCTAssertEqual(controller.image.streamStates[a]?.endOffset, next[a])
+
+        // Durable, then a stop right away: the stop uploads it before returning.
+        ring.reader(0).advance(to: ring.writePosition)
+        stop.set()
+        await running.value
+        XCTAssertEqual(controller.image.streamStates[a]?.endOffset, next[a]! + 1)
+        XCTAssertEqual(ring.readPosition(1), written.endLSN)
+    }
+
+    /// After a node restart the WAL hands over its tail: open() uploads the frames of live
+    /// streams (not those of deleted topics) and trims the WAL past them; the next
+    /// incarnation skips what is committed and fences this one.
+    func testRecoveredWALFramesAreUploadedOnceOnOpen() async throws {
+        let topic = try controller.createTopic(name: "rec", partitions: 1, configs: [:], validateOnly: false)
+        let stream = topic.streamIds[0]
+        func frame(base: Int64, count: Int, stream: UInt64) -> [UInt8] {
+            let payload = batch(base: base, count: count)
+            var out = [UInt8](repeating: 0, count: WALFrameCodec.headerBytes)
+            out.withUnsafeMutableBytes {
+                WALFrameCodec.encodeHeader(streamId: stream, baseOffset: base, count: UInt32(count),
+                                           payloadLength: payload.count, into: $0)
+            }
+            return out + payload
+        }
+        let tail = frame(base: 0, count: 2, stream: stream) + frame(base: 2, count: 1, stream: stream)
+            + frame(base: 0, count: 1, stream: 9999)
+        walState.publishRecovery(startLSN: 100, endLSN: 100 + UInt64(tail.count), frames: tail)
+
+        let first = uploader(control: control())
+        try await first.open()
+        XCTAssertEqual(first.objectsCommitted, 1)
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 3)
+        XCTAssertEqual(controller.image.committedObjects.flatMap(\.ranges).map(\.streamId), [stream], "the deleted stream is dropped")
+        XCTAssertEqual(trim.tryPop()?.value, walState.recoveredEndLSN)
+
+        let second = uploader(control: control())
+        try await second.open()
+        XCTAssertEqual(second.objectsCommitted, 0, "what is committed is not uploaded again")
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 3)
+
+        // The first incarnation is fenced: its loop stops by itself at its next upload.
+        try appendDurable(stream: stream, base: 3, count: 1)
+        let stop = StopBox()
+        let fenced = Task { await first.run(shouldStop: { stop.isSet }) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        await fenced.value
+        XCTAssertLessThan(ContinuousClock.now, deadline)
+        XCTAssertEqual(first.objectsCommitted, 1)
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 3)
+    }
+}
+
+/// A flag the uploader's loop polls.
+final class StopBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+/// Asserts that `body` throws, and checks the error.
+func assertThrows<T>(_ body: @autoclosure () async throws -> T, file: StaticString = #filePath, line: UInt = #line,
+                     _ check: (Error) -> Void) async {
+    do {
+        _ = try await body()
+        XCTFail("no error thrown", file: file, line: line)
+    } catch {
+        check(error)
+    }
+}
