@@ -77,7 +77,8 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Durable partition logs under log.dirs.
+        // Partitions as streams (offsets, the high watermark, idempotent producers' state and its
+        // snapshot files under log.dirs); their bytes live in the log buffer and object storage.
         .target(name: "SiltStorage", dependencies: [
             "CSupport", "SiltRecords",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -305,7 +305,7 @@ extension Broker {
     }
 
     /// The first record at or after `timestampMs` (batch-granular for compressed and
-    /// LogAppendTime batches, as `PartitionLog.offsetForTimestamp`), scanning the stream
+    /// LogAppendTime batches, like a lookup in Kafka's time index), scanning the stream
     /// from its start. O(stream size); a time index in the object format would bound it.
     func offsetForTimestamp(_ log: StreamLog, _ timestampMs: Int64, image: MetadataImage,
                             logger: Logger) async -> (offset: Int64, timestamp: Int64)? {

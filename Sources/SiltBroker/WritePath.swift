@@ -6,14 +6,11 @@ import SiltRecords
 import SiltRing
 import SiltStorage
 
-/// How produced batches become durable.
-///
-/// - `LocalFsyncWritePath`: the partition log fdatasyncs its own segments (group commit)
-///   before an acknowledgement. Used when the broker runs without a WAL (unit tests, tools).
-/// - `LogBufferWritePath`: the broker appends each batch to the shared-memory log buffer;
-///   the WAL writer process persists it and reports the durable LSN back; acks and the high
-///   watermark follow that LSN. The uploader builds objects from the same buffer, commits
-///   them through the controller and then trims the WAL; nothing goes to local files.
+/// How produced batches become durable. `LogBufferWritePath`: the broker appends each batch
+/// to the shared-memory log buffer; the WAL writer process persists it and reports the
+/// durable LSN back; acks and the high watermark follow that LSN. The uploader builds
+/// objects from the same buffer, commits them through the controller and then trims the
+/// WAL; nothing goes to local files.
 ///
 /// ```
 ///  produce ─▶ StreamLog.append (offsets, under the partition lock)
@@ -27,39 +24,11 @@ public protocol WritePath: AnyObject, Sendable {
     func append(_ log: any Partition, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
                 logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>)
     /// Whole batches from the batch holding `offset`, below the high watermark, served from
-    /// memory when the path still has them; nil sends the reader elsewhere (segment files or
-    /// object storage).
+    /// memory when the path still has them; nil sends the reader elsewhere (object storage).
     func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer?
     /// Drops what the path remembers of deleted streams.
     func forgetStreams(_ ids: [UInt64])
     func stop()
-}
-
-
-/// Durability by the partition log's own fdatasync.
-public final class LocalFsyncWritePath: WritePath, @unchecked Sendable {
-    public init() {}
-
-    public func append(_ log: any Partition, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
-                       logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>) {
-        guard let local = log as? PartitionLog else { preconditionFailure("LocalFsyncWritePath needs segment-file partitions") }
-        let promise = eventLoop.makePromise(of: Void.self)
-        do {
-            let info = try local.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) {
-                promise.completeWith($0)
-            }
-            return (info, promise.futureResult)
-        } catch {
-            promise.fail(error)   // nothing was appended; no durability callback will come
-            throw error
-        }
-    }
-
-    public func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer? { nil }
-
-    public func forgetStreams(_ ids: [UInt64]) {}
-
-    public func stop() {}
 }
 
 /// Durability by the WAL writer process, through the shared-memory log buffer.

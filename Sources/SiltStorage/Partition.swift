@@ -1,8 +1,7 @@
 import NIOCore
 import SiltRecords
 
-/// What the broker needs of a partition's log, whichever way it is stored:
-/// `PartitionLog` (segment files under log.dirs, used without a WAL) or `StreamLog` (a
+/// What the broker needs of a partition's log. The one implementation is `StreamLog` (a
 /// stream on object storage: offsets and the high watermark live here, the bytes live in
 /// the log buffer until the uploader has committed them to objects).
 public protocol Partition: AnyObject, Sendable {
@@ -21,8 +20,8 @@ public protocol Partition: AnyObject, Sendable {
                 partitionLeaderEpoch: Int32, publish: (ByteBuffer, AppendInfo) throws -> Void) throws -> AppendInfo
     /// Everything below `offset` is durable; readers may see it.
     func advanceHighWatermark(to offset: Int64)
-    /// Whole batches from local files (see `PartitionLog.read`), or nil when the partition keeps
-    /// no data locally and the caller reads from the log buffer or object storage.
+    /// Whole batches kept by the partition itself, or nil when it keeps no data locally and
+    /// the caller reads from the log buffer or object storage (`StreamLog`: always nil).
     func readLocal(from offset: Int64, maxBytes: Int, minOneBatch: Bool) throws -> ByteBuffer?
     func offsetForTimestamp(_ timestampMs: Int64) -> (offset: Int64, timestamp: Int64)?
 
@@ -68,35 +67,27 @@ public protocol PartitionStore: AnyObject, Sendable {
     func shutdown()
 }
 
-extension PartitionLog: Partition {
-    public func readLocal(from offset: Int64, maxBytes: Int, minOneBatch: Bool) throws -> ByteBuffer? {
-        try read(from: offset, maxBytes: maxBytes, minOneBatch: minOneBatch)
+/// A partition's name.
+public struct PartitionKey: Hashable, Sendable, CustomStringConvertible {
+    public var topic: String
+    public var partition: Int32
+    public init(topic: String, partition: Int32) {
+        self.topic = topic
+        self.partition = partition
     }
+    public var description: String { "\(topic)-\(partition)" }
 
-    public func producerStateSnapshot() -> ProducerStateSnapshot {
-        lock.withLock { ProducerStateSnapshot(offset: logEndOffsetStorage, table: producers) }
-    }
-
-    public func loadProducerState(_ table: ProducerStateTable) { lock.withLock { producers = table } }
-
-    @discardableResult
-    public func expireProducers(nowMs: Int64, expirationMs: Int64) -> Int {
-        lock.withLock { producers.expire(nowMs: nowMs, expirationMs: expirationMs) }
-    }
-}
-
-extension LogManager: PartitionStore {
-    public func partition(topic: String, partition: Int32) -> (any Partition)? {
-        partitionLog(topic: topic, partition: partition)
-    }
-
-    public func allPartitions() -> [any Partition] { allPartitionLogs() }
-
-    public func openOrCreate(topic: String, partition: Int32, streamStart: Int64, streamEnd: Int64) throws -> any Partition {
-        try openOrCreate(topic: topic, partition: partition)
-    }
-
-    public func addHighWatermarkListener(_ listener: @escaping @Sendable (any Partition, Int64) -> Void) {
-        addPartitionLogHighWatermarkListener { log, hw in listener(log, hw) }
+    /// Kafka's rules for a topic name (1...249 of [a-zA-Z0-9._-], not "." or "..") and a
+    /// partition number (not negative).
+    public static func validate(topic: String, partition: Int32) throws {
+        guard partition >= 0 else { throw StorageError.invalidTopic("negative partition \(partition)") }
+        guard !topic.isEmpty, topic.utf8.count <= 249, topic != ".", topic != ".." else {
+            throw StorageError.invalidTopic("bad topic name length or name '\(topic)'")
+        }
+        for byte in topic.utf8 {
+            let ok = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || byte == 0x2E || byte == 0x5F || byte == 0x2D
+            guard ok else { throw StorageError.invalidTopic("illegal character in topic name '\(topic)'") }
+        }
     }
 }

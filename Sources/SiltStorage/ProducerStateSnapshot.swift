@@ -22,8 +22,6 @@ import SiltRecords
 public struct ProducerStateSnapshot: Codable, Equatable, Sendable {
     static let magic: [UInt8] = Array("SPS1".utf8)
     static let headerBytes = 8
-    /// Snapshot I/O has no fault points of its own.
-    static let noFaults = StorageConfig(logDir: "/")
 
     /// The state covers every batch below this offset.
     public var offset: Int64
@@ -69,10 +67,10 @@ public struct ProducerStateSnapshot: Codable, Equatable, Sendable {
         defer { close(fd) }
         var buffer = ByteBufferAllocator().buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
-        try Sys.pwriteAll(fd, tmp, buffer, at: 0, faults: ProducerStateSnapshot.noFaults)
-        try Sys.datasync(fd, tmp, faults: ProducerStateSnapshot.noFaults)
+        try Sys.pwriteAll(fd, tmp, buffer, at: 0)
+        try Sys.datasync(fd, tmp)
         _ = try Sys.check(Int(rename(tmp, path)), "rename", tmp)
-        try Sys.syncDirectory((path as NSString).deletingLastPathComponent, faults: ProducerStateSnapshot.noFaults)
+        try Sys.syncDirectory((path as NSString).deletingLastPathComponent)
         assert(ProducerStateSnapshot.read(from: path) == self, "snapshot does not read back")
     }
 

@@ -150,7 +150,7 @@ public final class StreamLogManager: PartitionStore, @unchecked Sendable {
 
     /// The stream's log, created at its committed range if absent.
     public func openStream(topic: String, partition: Int32, streamId: UInt64, streamStart: Int64, streamEnd: Int64) throws -> StreamLog {
-        try LogManager.validate(topic: topic, partition: partition)
+        try PartitionKey.validate(topic: topic, partition: partition)
         let key = PartitionKey(topic: topic, partition: partition)
         return lock.withLock {
             if let existing = partitions[key] { return existing }

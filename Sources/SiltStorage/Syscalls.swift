@@ -5,8 +5,8 @@ import Darwin
 #endif
 import NIOCore
 
-/// Thin wrappers: every call retries EINTR, maps errno to `StorageError.io`, and
-/// treats EBADF/EFAULT (programmer errors) as precondition failures.
+/// Thin wrappers for the producer-state snapshot files: every call retries EINTR, maps errno
+/// to `StorageError.io`, and treats EBADF/EFAULT (programmer errors) as precondition failures.
 enum Sys {
     static func check(_ result: Int, _ operation: String, _ path: String) throws(StorageError) -> Int {
         if result >= 0 { return result }
@@ -24,24 +24,7 @@ enum Sys {
         }
     }
 
-    static func fileSize(_ fd: Int32, _ path: String) throws(StorageError) -> Int {
-        var st = stat()
-        _ = try check(Int(fstat(fd, &st)), "fstat", path)
-        return Int(st.st_size)
-    }
-
-    static func truncate(_ fd: Int32, _ path: String, toBytes size: Int) throws(StorageError) {
-        while true {
-            if ftruncate(fd, off_t(size)) == 0 { return }
-            if errno == EINTR { continue }
-            _ = try check(-1, "ftruncate", path)
-        }
-    }
-
-    static func datasync(_ fd: Int32, _ path: String, faults: StorageConfig) throws(StorageError) {
-        if let injected = faults.faultInjector?(.fsync, path) {
-            throw .io(errno: injected, operation: "fdatasync", path: path)
-        }
+    static func datasync(_ fd: Int32, _ path: String) throws(StorageError) {
         while true {
             #if os(Linux)
             let rc = fdatasync(fd)
@@ -55,10 +38,7 @@ enum Sys {
     }
 
     /// fsync of a directory, so that file creations and deletions in it are durable.
-    static func syncDirectory(_ path: String, faults: StorageConfig) throws(StorageError) {
-        if let injected = faults.faultInjector?(.directoryFsync, path) {
-            throw .io(errno: injected, operation: "fsync(dir)", path: path)
-        }
+    static func syncDirectory(_ path: String) throws(StorageError) {
         let fd = try openFile(path, O_RDONLY | O_DIRECTORY)
         defer { close(fd) }
         while true {
@@ -71,16 +51,12 @@ enum Sys {
     }
 
     /// Writes all readable bytes of `buffer` at `position`. On error some prefix may have been written.
-    static func pwriteAll(_ fd: Int32, _ path: String, _ buffer: ByteBuffer, at position: Int,
-                          faults: StorageConfig) throws(StorageError) {
-        var injected: Int32? = faults.faultInjector?(.write, path)
+    static func pwriteAll(_ fd: Int32, _ path: String, _ buffer: ByteBuffer, at position: Int) throws(StorageError) {
         var result: Result<Void, StorageError> = .success(())
         buffer.withUnsafeReadableBytes { bytes in
             var done = 0
-            var total = bytes.count
-            if injected != nil { total /= 2 }
-            while done < total {
-                let n = pwrite(fd, bytes.baseAddress! + done, total - done, off_t(position + done))
+            while done < bytes.count {
+                let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(position + done))
                 if n < 0 {
                     if errno == EINTR { continue }
                     result = .failure(.io(errno: errno, operation: "pwrite", path: path))
@@ -89,45 +65,10 @@ enum Sys {
                 precondition(n > 0, "pwrite returned 0")
                 done += n
             }
-            if let code = injected {
-                injected = nil
-                result = .failure(.io(errno: code, operation: "pwrite", path: path))
-            }
         }
         try result.get()
     }
-
-    /// Reads up to `count` bytes at `position` into a new buffer; fewer only at end of file.
-    static func preadBytes(_ fd: Int32, _ path: String, count: Int, at position: Int) throws(StorageError) -> ByteBuffer {
-        precondition(count >= 0 && position >= 0, "bad pread range")
-        var buffer = ByteBufferAllocator().buffer(capacity: count)
-        var failure: Int32? = nil
-        while buffer.readableBytes < count {
-            let wanted = count - buffer.readableBytes
-            var eof = false
-            let already = buffer.readableBytes
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: wanted) { ptr in
-                while true {
-                    let n = systemPread(fd, ptr.baseAddress!, wanted, off_t(position + already))
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        failure = errno
-                        return 0
-                    }
-                    if n == 0 { eof = true }
-                    return n
-                }
-            }
-            if let code = failure {
-                precondition(code != EBADF && code != EFAULT, "pread \(path): programmer error, errno \(code)")
-                throw .io(errno: code, operation: "pread", path: path)
-            }
-            if eof { break }
-        }
-        return buffer
-    }
 }
 
-// Module-level aliases so the `Sys` members can reuse the libc names.
+// Module-level alias so the `Sys` member can reuse the libc name.
 @inline(__always) private func systemOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 { open(path, flags, mode) }
-@inline(__always) private func systemPread(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ n: Int, _ off: off_t) -> Int { pread(fd, buf, n, off) }

@@ -58,6 +58,9 @@ public enum WALError: Error, Equatable, CustomStringConvertible, Sendable {
     case writeFailed(sequence: UInt64, errno: Errno?, writtenBytes: Int32)
     /// The WAL was closed, or failed earlier (`cause`).
     case unusable(cause: String)
+    /// The device ends at `headLSN` with valid records, but the log buffer says everything
+    /// below `durableLSN` was made durable: the device lost data (`WALWriter.attach`).
+    case behindLogBuffer(path: String, headLSN: UInt64, durableLSN: UInt64)
 
     public var description: String {
         switch self {
@@ -84,6 +87,8 @@ public enum WALError: Error, Equatable, CustomStringConvertible, Sendable {
         case let .writeFailed(seq, errno, written):
             return "WAL write of record \(seq) failed: \(errno.map { "\($0)" } ?? "short write of \(written) bytes")"
         case let .unusable(cause): return "WAL unusable: \(cause)"
+        case let .behindLogBuffer(path, head, durable):
+            return "the WAL \(path) ends at LSN \(head) but the log buffer says \(durable) is durable: the device lost data"
         }
     }
 }

@@ -18,9 +18,7 @@ extension BrokerTests {
     /// (Re)starts the broker with the group coordinator on 5 offsets partitions, and waits
     /// until they are loaded.
     func startGroups() throws {
-        broker.stop()
-        controller.close()
-        logs.shutdown()
+        stopBroker()
         try start(overrides: ["offsets.topic.num.partitions": "5", "group.initial.rebalance.delay.ms": "0"])
         try broker.startGroupCoordinator(on: group.next())
         // As a client would: the first FindCoordinator creates __consumer_offsets.

@@ -13,11 +13,14 @@ import SiltStorage
 import XCTest
 
 /// Drives the broker request by request, without sockets: frames in, frames out, checked
-/// with the generated codec (header versions included).
+/// with the generated codec (header versions included). The broker runs the production data
+/// path (`NodeFixture`): streams, the shared-memory log buffer and the real WAL writer.
 final class BrokerTests: XCTestCase {
     var group: MultiThreadedEventLoopGroup!
     var dir: String!
-    var logs: LogManager!
+    var node: NodeFixture!
+    var logs: StreamLogManager!
+    var writePath: LogBufferWritePath!
     var broker: Broker!
     var controller: MetadataController!
     let logger = Logger(label: "test")
@@ -25,17 +28,18 @@ final class BrokerTests: XCTestCase {
     override func setUpWithError() throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-broker-\(UUID())").path
+        node = try NodeFixture(dir: dir, logger: logger)
         try start(overrides: [:])
     }
 
     override func tearDownWithError() throws {
-        broker.stop()
-        controller.close()   // before the loops its long-polls are parked on
-        logs.shutdown()
+        stopBroker()
+        node?.shutdown()
         try group.syncShutdownGracefully()
         try? FileManager.default.removeItem(atPath: dir)
     }
 
+    /// Starts the controller and a broker on the node's log buffer.
     func start(overrides: [String: String]) throws {
         var props = ["log.dirs": dir!]
         props.merge(overrides) { _, b in b }
@@ -45,16 +49,26 @@ final class BrokerTests: XCTestCase {
                                             validateConfigs: TopicConfig.validate)
         let service = ControllerService(controller: controller, config: config, logger: logger)
         let channel = LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger)
-        logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
-        broker = Broker(config: config, clusterId: "test-cluster-id-000000", controllerChannel: channel, logs: logs,
-                        writePath: LocalFsyncWritePath(), logger: logger)
-        try broker.start(on: group.next())
+        (broker, logs, writePath) = node.makeBroker(config: config, clusterId: "test-cluster-id-000000",
+                                                    controllerChannel: channel)
+        try node.start(broker, path: writePath, on: group.next())
     }
 
+    /// Stops the broker (as the broker role does: what it appended becomes durable first) and
+    /// the controller. The node (log buffer, WAL writer) carries on.
+    func stopBroker() {
+        if let writePath {
+            XCTAssertTrue(writePath.waitUntilDurable(timeout: .seconds(10)), "the WAL did not drain")
+            writePath.stop()
+        }
+        broker?.stop()
+        controller?.close()   // before the loops its long-polls are parked on
+        logs?.shutdown()
+    }
+
+    /// A restart of the broker and the controller; the new broker finds the data in the log buffer.
     func restart() throws {
-        broker.stop()
-        controller.close()
-        logs.shutdown()
+        stopBroker()
         try start(overrides: [:])
     }
 
@@ -460,13 +474,13 @@ final class MetadataSnapshotFollowTests: XCTestCase {
         try controller.awaitCommitted()
         XCTAssertNotNil(controller.awaitSnapshot(atLeast: 1), "a snapshot was taken")
         let service = ControllerService(controller: controller, config: config, logger: logger)
-        let logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
+        let node = try NodeFixture(dir: dir, logger: logger)
+        defer { node.shutdown() }
+        let (broker, logs, path) = node.makeBroker(config: config, clusterId: "c", controllerChannel:
+                                                       LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger))
         defer { logs.shutdown() }
-        let broker = Broker(config: config, clusterId: "c", controllerChannel:
-                                LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
-                            logs: logs, writePath: LocalFsyncWritePath(), logger: logger)
-        try broker.start(on: group.next())
-        defer { broker.stop(); controller.close() }
+        try node.start(broker, path: path, on: group.next())
+        defer { path.stop(); broker.stop(); controller.close() }
         XCTAssertEqual(broker.metadata.image.topicsByName.keys.sorted(), controller.image.topicsByName.keys.sorted())
         XCTAssertEqual(broker.metadata.image.nextOffset, controller.image.nextOffset)
         XCTAssertNotNil(logs.partition(topic: "s29", partition: 0))
@@ -494,11 +508,11 @@ final class BrokerClusterIdTests: XCTestCase {
                                                 quorum: .single(clusterId: "cluster-one"), validateConfigs: TopicConfig.validate)
         defer { controller.close() }
         let service = ControllerService(controller: controller, config: config, logger: logger)
-        let logs = try LogManager(config: StorageConfig(logDir: dir), logger: logger)
+        let node = try NodeFixture(dir: dir, logger: logger)
+        defer { node.shutdown() }
+        let (broker, logs, _) = node.makeBroker(config: config, clusterId: "cluster-two", controllerChannel:
+                                                    LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger))
         defer { logs.shutdown() }
-        let broker = Broker(config: config, clusterId: "cluster-two", controllerChannel:
-                                LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
-                            logs: logs, writePath: LocalFsyncWritePath(), logger: logger)
         let started = Date()
         XCTAssertThrowsError(try broker.start(on: group.next(), timeout: .seconds(30))) { error in
             XCTAssertTrue("\(error)".contains("'cluster-two'") && "\(error)".contains("'cluster-one'"), "\(error)")

@@ -41,8 +41,10 @@ final class LogBufferWritePathTests: XCTestCase {
     var fds: [Int32] = []
     let logger = Logger(label: "test")
 
-    /// Stands in for the WAL process: releases frames as "durable" while not paused,
-    /// reports them on the durable ring, and records trims.
+    /// A fixture standing in for the WAL writer: releases frames as "durable" while not
+    /// paused, reports them on the durable ring, and records trims. The tests here control
+    /// it (pause it, let it free the uploader's reader); the real `WALWriter` runs under
+    /// `BrokerTests` (`NodeFixture`) and in the `wal` role.
     final class FakeWAL: @unchecked Sendable {
         let ring: LogRing
         let durable: ControlRing

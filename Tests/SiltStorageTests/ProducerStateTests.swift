@@ -5,7 +5,7 @@ import XCTest
 @testable import SiltStorage
 
 /// Kafka's sequence rules for idempotent producers, on the table alone and through the
-/// partitions' `append` (StreamLog and PartitionLog), and the snapshot file.
+/// partitions' `append` (StreamLog), and the snapshot file.
 final class ProducerStateTests: XCTestCase {
     /// A header as a producer sends it (offsets not assigned yet).
     func header(pid: Int64 = 7, epoch: Int16 = 0, seq: Int32, count: Int32 = 1, timestamp: Int64 = baseTimeMs) -> RecordBatchHeader {
@@ -179,20 +179,5 @@ final class ProducerStateTests: XCTestCase {
         let again = try reopened.append(records, batches: headers, logAppendTime: false, nowMs: baseTimeMs) { _, _ in }
         XCTAssertTrue(again.duplicate)
         XCTAssertEqual(again.baseOffset, 6)
-    }
-
-    func testPartitionLogDeduplicatesAndAnswersTheRetryWhenDurable() throws {
-        let dir = TestDirectory()
-        let manager = try makeManager(dir)
-        defer { manager.shutdown() }
-        let log = try manager.openOrCreate(topic: "t", partition: 0)
-        let first = try appendDurably(log, idempotentRecords(seq: 0, count: 2), logAppendTime: true)
-        XCTAssertEqual(first.baseOffset, 0)
-        let retry = try appendDurably(log, idempotentRecords(seq: 0, count: 2), logAppendTime: true)
-        XCTAssertTrue(retry.duplicate)
-        XCTAssertEqual([retry.baseOffset, retry.lastOffset], [0, 1])
-        XCTAssertEqual(retry.logAppendTimeMs, first.logAppendTimeMs, "the original append time")
-        XCTAssertEqual(log.logEndOffset, 2)
-        XCTAssertEqual(try readAll(log).count, 1)
     }
 }

@@ -1,0 +1,132 @@
+import Foundation
+import Logging
+import SiltRing
+
+/// The WAL role's logic: persists the log buffer (reader 0 of the `LogRing`) into a `WAL`,
+/// group-committing whatever is waiting into one record with several writes in flight, and
+/// reports the durable LSN back (the durable-notice ring, `WALState`). Its reader position in
+/// the ring is advanced only after a write is durable, so a crash of the process loses nothing
+/// that was acknowledged and re-writes nothing that was not. Trim commands from the uploader
+/// free WAL space; a full WAL stops submitting until one arrives (back-pressure: the ring
+/// fills and producers slow down), it never drops data.
+///
+/// ```
+///  [ log buffer ] ─reader 0─▶ submit (one record per group commit) ─io_uring─▶ device
+///        ▲                                                    │ reap (durable)
+///        └── advance reader 0 ◀── durable LSN ──▶ durable ring, WALState
+///  trim ring (uploader) ──▶ wal.trim(to:)
+/// ```
+///
+/// The `silt role wal` process runs one on a thread; the broker's unit tests run one in
+/// process on a temp file.
+public final class WALWriter: @unchecked Sendable {
+    public let wal: WAL
+    let ring: LogRing
+    let reader: LogRingReader
+    let durableNotices: ControlRing
+    let trimCommands: ControlRing
+    let state: WALState
+    let logger: Logger
+    private let lock = NSLock()
+    private var stopRequested = false
+    /// Room kept in each record for the WAL frame headers of the frames a peek returns.
+    static let frameHeadroomBytes = 64 << 10
+
+    public init(wal: WAL, ring: LogRing, durableNotices: ControlRing, trimCommands: ControlRing, state: WALState,
+                logger: Logger) {
+        precondition(wal.config.maxRecordPayloadBytes > WALWriter.frameHeadroomBytes,
+                     "a WAL record must hold more than the frame-header headroom")
+        self.wal = wal
+        self.ring = ring
+        self.reader = ring.reader(0)
+        self.durableNotices = durableNotices
+        self.trimCommands = trimCommands
+        self.state = state
+        self.logger = logger
+    }
+
+    /// Lines the ring's LSNs up with the device's, then hands the valid tail the WAL recovered
+    /// (`recovered`, from `WAL.open`) to the broker and the uploader through `state`.
+    public func attach(recovered: [RecoveredRecord]) throws {
+        let ringIsFresh = ring.writePosition == 0 && ring.readPosition(0) == 0 && ring.readPosition(1) == 0
+        if ringIsFresh {
+            ring.initializePositions(to: wal.headLSN)
+        } else if wal.headLSN > reader.position {
+            // Written and durable, but the writer died before it moved its cursor.
+            reader.advance(to: wal.headLSN)
+        } else if wal.headLSN < reader.position {
+            guard recovered.isEmpty else { throw WALError.behindLogBuffer(path: wal.path, headLSN: wal.headLSN,
+                                                                          durableLSN: reader.position) }
+            try wal.rebase(nextLSN: reader.position)
+        }
+        var tail: [UInt8] = []
+        for r in recovered { tail += r.payload }
+        state.publishRecovery(startLSN: recovered.first?.startLSN ?? wal.headLSN, endLSN: wal.headLSN, frames: tail)
+        logger.info("WAL ready", metadata: ["recoveredBytes": "\(tail.count)", "position": "\(reader.position)"])
+    }
+
+    /// Asks `run` to return once everything appended to the log buffer so far is durable (or
+    /// the WAL is full and cannot take it).
+    public func stop() { lock.withLock { stopRequested = true } }
+
+    private var isStopping: Bool { lock.withLock { stopRequested } }
+
+    /// The write loop, until `stop()`. Throws when the WAL fails (a failed write leaves it
+    /// unusable: the process must reopen and recover it).
+    public func run() throws {
+        var submitted = reader.position
+        var walFull = false
+        var headers = [UInt8](repeating: 0, count: 0)
+        let maxPayload = wal.config.maxRecordPayloadBytes
+        func trim(_ m: ControlMessage) throws {
+            guard m.kind == ControlMessage.kindTrim else { return }
+            let trimmed = try wal.trim(to: min(m.value, wal.durableLSN))
+            walFull = false
+            state.storeUsage(usedBytes: wal.usedBytes, capacityBytes: wal.capacityBytes)
+            logger.trace("WAL trimmed", metadata: ["trimLSN": "\(trimmed)"])
+        }
+        while true {
+            while let m = trimCommands.tryPop() { try trim(m) }
+            // Submit everything waiting, one record per group commit, while writes may be added.
+            while wal.canSubmit && !walFull {
+                let batch = try reader.peek(from: submitted, maxBytes: maxPayload - WALWriter.frameHeadroomBytes)
+                if batch.isEmpty { break }
+                headers = [UInt8](repeating: 0, count: batch.frames.count * WALFrameCodec.headerBytes)
+                var parts: [UnsafeRawBufferPointer] = []
+                parts.reserveCapacity(batch.frames.count * 2)
+                do {
+                    try headers.withUnsafeMutableBytes { h in
+                        for (i, f) in batch.frames.enumerated() {
+                            let slot = UnsafeMutableRawBufferPointer(rebasing: h[(i * WALFrameCodec.headerBytes)..<((i + 1) * WALFrameCodec.headerBytes)])
+                            WALFrameCodec.encodeHeader(streamId: f.streamId, baseOffset: f.baseOffset, count: f.count,
+                                                       payloadLength: f.payload.count, into: slot)
+                            parts.append(UnsafeRawBufferPointer(slot))
+                            parts.append(f.payload)
+                        }
+                        // The payload pointers are used only until submit returns: it copies
+                        // them into its aligned record buffer.
+                        _ = try wal.submit(payloads: parts, startLSN: batch.startLSN, endLSN: batch.endLSN)
+                    }
+                    submitted = batch.endLSN
+                } catch WALError.full {
+                    walFull = true   // back-pressure: wait for a trim; the ring fills, producers slow down
+                    logger.debug("WAL full; waiting for a trim")
+                }
+            }
+            if wal.inFlightWrites > 0 {
+                if let durable = try wal.reap(wait: true) {
+                    reader.advance(to: durable)
+                    state.storeDurable(durable)
+                    state.storeUsage(usedBytes: wal.usedBytes, capacityBytes: wal.capacityBytes)
+                    _ = durableNotices.tryPush(ControlMessage(kind: ControlMessage.kindDurable, value: durable))
+                }
+            } else if isStopping {
+                if reader.position == ring.writePosition || walFull { return }
+            } else if walFull {
+                if let m = trimCommands.pop(timeout: .milliseconds(50)) { try trim(m) }
+            } else {
+                _ = reader.waitForData(after: submitted, timeout: .milliseconds(50))
+            }
+        }
+    }
+}
