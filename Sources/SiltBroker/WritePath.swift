@@ -70,7 +70,6 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     private var waiterHead = 0
     private var durableLSN: UInt64
     private var stopped = false
-    private var threads: [Thread] = []
 
     /// Counts tail fetches (`silt_fetch_tail_reads_total`).
     private let metrics: MetricsRegion
@@ -83,12 +82,12 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         self.durableLSN = ring.readPosition(0)
     }
 
-    /// Starts the durable-notice thread.
+    /// Starts the durable-notice thread. It holds the path until its loop sees `stop()`
+    /// (within one 100 ms wait for a notice), so the path may be released right after a stop.
     public func start() {
-        let durable = Thread { [unowned self] in self.durableLoop() }
+        let durable = Thread { self.durableLoop() }
         durable.name = "silt-durable"
-        threads = [durable]
-        for t in threads { t.start() }
+        durable.start()
     }
 
     public func stop() {
