@@ -104,10 +104,12 @@ extension Broker {
         for p in 0..<topic.partitionCount {
             let leadsNow = new.leadership(topic: topic, partition: p)?.leader == nodeId
             let ledBefore = before.map { old.leadership(topic: $0, partition: p)?.leader == nodeId } ?? false
-            if leadsNow && !ledBefore {
+            // `owns` guards against a change the coordinator was installed after (it already
+            // loaded from the newer image).
+            if leadsNow && !ledBefore && !coordinator.owns(partition: p) {
                 coordinator.beginLoading(partition: p)
                 gained.append(p)
-            } else if ledBefore && !leadsNow {
+            } else if ledBefore && !leadsNow && coordinator.owns(partition: p) {
                 let dropped = coordinator.unload(partition: p)
                 logger.info("group coordinator unloaded a partition", metadata: ["partition": "\(p)", "groups": "\(dropped)"])
             }
