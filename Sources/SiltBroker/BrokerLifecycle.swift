@@ -50,6 +50,7 @@ public final class BrokerLifecycle: @unchecked Sendable {
     private var lastAnsweredAt: NIODeadline?
     private var heartbeatTask: RepeatedTask?
     private var stopped = false
+    private var warnedDuplicate = false
 
     static let requestTimeout: TimeAmount = .seconds(5)
 
@@ -92,9 +93,13 @@ public final class BrokerLifecycle: @unchecked Sendable {
                                       + "\(timeout.nanoseconds / 1_000_000) ms: \(lastError.map { "\($0)" } ?? "no answer")")
         }
         while NIODeadline.now() < deadline {
-            try metadata.catchUp(on: loop).wait()
-            if let answer = try? heartbeat(wantShutDown: false).wait(), !answer.isFenced {
-                try metadata.catchUp(on: loop).wait()
+            // A controller election in between is retried, like the registration itself.
+            guard (try? metadata.catchUp(on: loop).wait()) != nil else {
+                Thread.sleep(forTimeInterval: 0.2)
+                continue
+            }
+            if let answer = try? heartbeat(wantShutDown: false).wait(), !answer.isFenced,
+               (try? metadata.catchUp(on: loop).wait()) != nil {
                 logger.info("broker unfenced", metadata: ["brokerEpoch": "\(currentBrokerEpoch)"])
                 return
             }
@@ -130,7 +135,9 @@ public final class BrokerLifecycle: @unchecked Sendable {
             throw RegistrationRefused(description: "The controllers belong to another cluster than this node's "
                                       + "(cluster id \(settings.clusterId) in meta.properties): check controller.quorum.voters.")
         case KafkaErrorCode.duplicateBrokerRegistration:
-            logger.warning("node.id \(settings.nodeId) is still registered by a live broker; retrying until its session expires")
+            if !lock.withLock({ defer { warnedDuplicate = true }; return warnedDuplicate }) {
+                logger.warning("node.id \(settings.nodeId) is still registered by a live broker; retrying until its session expires")
+            }
             throw RegistrationRefused.retriable("Another broker with node.id \(settings.nodeId) is registered and alive. "
                                                 + "Give every node its own node.id.")
         default:

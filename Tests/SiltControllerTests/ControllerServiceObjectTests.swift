@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 @testable import SiltController
+import SiltMetadata
 import SiltProtocol
 import XCTest
 
@@ -102,5 +103,47 @@ final class ControllerServiceObjectTests: XCTestCase {
         XCTAssertEqual(controller.image.objectsAwaitingDeletion, [1])
         trim.streams = [a, a]
         XCTAssertEqual(try wire(service.trimStreams(try wire(trim))).streams.map(\.errorCode), [42, 42])
+    }
+}
+
+extension ControllerServiceObjectTests {
+    /// BrokerRegistration and BrokerHeartbeat through the generated types: a broker of another
+    /// cluster gets INCONSISTENT_CLUSTER_ID, a second live node with the same id
+    /// DUPLICATE_BROKER_REGISTRATION, and a heartbeat of the registered epoch unfences.
+    func testBrokerRegistrationAndHeartbeatOverTheGeneratedTypes() throws {
+        let controller = try MetadataController(directory: dir + "/meta", logger: Logger(label: "test"),
+                                                quorum: .single(clusterId: "cluster-a")) { _ in }
+        defer { controller.close() }
+        let service = ControllerService(controller: controller, config: try ServerConfig(properties: ["log.dirs": dir]),
+                                        logger: Logger(label: "test"))
+        func register(cluster: String, incarnation: UUID) throws -> BrokerRegistrationResponse {
+            var req = BrokerRegistrationRequest()
+            req.brokerId = 4
+            req.clusterId = cluster
+            req.incarnationId = incarnation.kafka
+            var l = BrokerRegistrationRequest.Listener()
+            l.name = "PLAINTEXT"
+            l.host = "127.0.0.5"
+            l.port = 9092
+            req.listeners = [l]
+            req.rack = "r1"
+            return try wire(service.brokerRegistration(try wire(req)))
+        }
+        XCTAssertEqual(try register(cluster: "cluster-b", incarnation: UUID()).errorCode, KafkaErrorCode.inconsistentClusterId)
+        XCTAssertNil(controller.image.brokers[4], "a refused registration writes nothing")
+        let first = try register(cluster: "cluster-a", incarnation: UUID())
+        XCTAssertEqual(first.errorCode, 0)
+        var beat = BrokerHeartbeatRequest()
+        beat.brokerId = 4
+        beat.brokerEpoch = first.brokerEpoch
+        beat.currentMetadataOffset = controller.image.nextOffset
+        let answer = try wire(service.brokerHeartbeat(try wire(beat)))
+        XCTAssertEqual(answer.errorCode, 0)
+        XCTAssertFalse(answer.isFenced)
+        XCTAssertEqual(controller.image.brokers[4]?.rack, "r1")
+        XCTAssertEqual(controller.image.brokers[4]?.listeners, [BrokerEndpoint(name: "PLAINTEXT", host: "127.0.0.5", port: 9092)])
+        XCTAssertEqual(try register(cluster: "cluster-a", incarnation: UUID()).errorCode, KafkaErrorCode.duplicateBrokerRegistration)
+        beat.brokerEpoch = first.brokerEpoch + 7
+        XCTAssertEqual(try wire(service.brokerHeartbeat(try wire(beat))).errorCode, KafkaErrorCode.staleBrokerEpoch)
     }
 }
