@@ -77,8 +77,8 @@ extension Broker {
     /// The brokers a response names (Metadata, DescribeCluster, KIP-951's NodeEndpoints): the
     /// unfenced ones, each at its listener named `listenerName` (else its first).
     func liveBrokerEndpoints(_ image: MetadataImage, listenerName: String) -> [(id: Int32, host: String, port: Int32, rack: String?)] {
-        image.unfencedBrokers.map { b in
-            let l = b.listeners.first { $0.name == listenerName } ?? b.listeners[0]
+        image.unfencedBrokers.compactMap { b in
+            guard let l = b.listeners.first(where: { $0.name == listenerName }) ?? b.listeners.first else { return nil }
             return (b.nodeId, l.host, l.port, b.rack)
         }
     }
