@@ -24,7 +24,9 @@ generate-s3-url, then generate-start-command with three controllers that are bro
 The addresses and ports are AutoMQ's (9092/9093 on 127.0.0.1-5): the printed lines name
 them, so the test checks that nothing else listens there before it starts. No timeout is
 shortened: Kafka's defaults (broker.session.timeout.ms 9 s, group.initial.rebalance.delay.ms
-3 s) fit the budget, and each node's 2 GiB WAL file is sparse (only what is written costs disk).
+3 s) fit the budget. Each node's WAL file is AutoMQ's default 2 GiB, fallocated when the node
+formats its log.dirs, so the cluster holds 10 GiB of disk: the fixture deletes the data
+directories at the end (the logs stay).
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ import collections
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import threading
 import time
@@ -260,6 +263,10 @@ def cluster(tmp_path_factory):
         for n in nodes:
             n.kill()
         stop_moto(moto_pid)
+        # Each node's WAL file is AutoMQ's default 2 GiB, allocated up front: 10 GiB for the
+        # cluster. Logs stay (they are beside, not inside, log.dirs).
+        for n in nodes:
+            shutil.rmtree(n.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -6,6 +6,7 @@ three voters through a broker. Lean: one start, a few checks, about 15 s.
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 
@@ -42,6 +43,8 @@ def nodes(tmp_path_factory):
         for n in started:
             n.kill()
         stop_moto(moto_pid)
+        for n in started:   # the brokers' 2 GiB WAL files
+            shutil.rmtree(n.data_dir, ignore_errors=True)
 
 
 def test_controller_only_layout_is_one_cluster_of_two_brokers(nodes):
