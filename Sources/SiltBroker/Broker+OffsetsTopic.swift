@@ -120,13 +120,15 @@ extension Broker {
         }
     }
 
-    /// Replays every partition of `__consumer_offsets` into the coordinator. A partition
-    /// that cannot be read is retried: its groups stay COORDINATOR_LOAD_IN_PROGRESS (which
-    /// clients retry) rather than coming up without their offsets.
+    /// Replays `partitions` of `__consumer_offsets` into the coordinator. A partition that
+    /// cannot be read is retried while it is still loading: its groups stay
+    /// COORDINATOR_LOAD_IN_PROGRESS (which clients retry) rather than coming up without their
+    /// offsets.
     private func loadGroups(_ coordinator: GroupCoordinator, partitions: [Int32]) async {
         let started = ContinuousClock.now
         for p in partitions {
-            while true {
+            // Stop retrying a partition this broker gave up meanwhile (unloaded).
+            while coordinator.isLoading(partition: p) {
                 do {
                     var groupsSeen = 0
                     try await scanPartition(topic: Broker.offsetsTopic, partition: p, from: 0) { header, batch in
