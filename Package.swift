@@ -116,6 +116,7 @@ let package = Package(
         // to the controller, and the compaction and log cleaner loop.
         .target(name: "SiltUploader", dependencies: [
             "SiltWAL", "SiltRing", "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltMetadata", "SiltNet", "SiltProtocol",
+            "SiltConfig",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),

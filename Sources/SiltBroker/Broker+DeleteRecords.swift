@@ -70,7 +70,7 @@ extension Broker {
             return r.eventLoop.makeSucceededFuture(out)
         }
         guard !duplicate else { return answer(ErrorCode.invalidRequest) }
-        let topic: TopicInfo, log: any Partition
+        let topic: TopicInfo, log: StreamLog
         switch ledPartition(name, partition, image: image) {
         case .success(let led): (topic, log) = (led.topic, led.log)
         case .failure(let refusal): return answer(refusal.code)
@@ -81,14 +81,11 @@ extension Broker {
             r.logger.info("DeleteRecords refused by the topic's cleanup.policy", metadata: ["topic": "\(name)"])
             return answer(ErrorCode.policyViolation)
         }
-        guard let stream = log as? StreamLog else {
-            return answer(ErrorCode.unknownServerError)   // local logs (tests only) have no trim path
-        }
         let hw = log.highWatermark
         let target = offset == -1 ? hw : offset
         guard offset >= -1, target <= hw else { return answer(ErrorCode.offsetOutOfRange) }
         guard target > log.logStartOffset else { return answer(0, log.logStartOffset) }
-        return trimWhenCommitted(streamId: stream.streamId, target: target, deadline: deadline, r).map { code, start in
+        return trimWhenCommitted(streamId: log.streamId, target: target, deadline: deadline, r).map { code, start in
             out.errorCode = code
             out.lowWatermark = code == 0 ? max(start, log.logStartOffset) : -1
             return out

@@ -162,7 +162,7 @@ extension Broker {
                     out.partitions.append(pd)
                     continue
                 }
-                let log: any Partition
+                let log: StreamLog
                 switch ledPartition(topic.name, p.partition, image: image, currentLeaderEpoch: p.currentLeaderEpoch) {
                 case .success(let led):
                     log = led.log
@@ -202,8 +202,8 @@ extension Broker {
                             // log cleaner rewrites; the log buffer still holds what it removed.
                             data = nil
                         } else {
-                            data = try writePath.readTail(log, streamId: streamId, from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
-                                ?? log.readLocal(from: p.fetchOffset, maxBytes: limit, minOneBatch: total == 0)
+                            data = writePath.readTail(log, streamId: streamId, from: p.fetchOffset, maxBytes: limit,
+                                                      minOneBatch: total == 0)
                         }
                         if let data {
                             if objectData[key] == nil && data.readableBytes > 0 { served[key] = data }
@@ -253,7 +253,7 @@ extension Broker {
             for p in t.partitions {
                 var pr = ListOffsetsResponse.ListOffsetsPartitionResponse()
                 pr.partitionIndex = p.partitionIndex
-                let log: any Partition, leaderEpoch: Int32
+                let log: StreamLog, leaderEpoch: Int32
                 switch ledPartition(t.name, p.partitionIndex, image: image, currentLeaderEpoch: p.currentLeaderEpoch) {
                 case .success(let led):
                     (log, leaderEpoch) = (led.log, led.leaderEpoch)
@@ -267,10 +267,8 @@ extension Broker {
                 case -1: found = (log.highWatermark, -1)                 // latest
                 case -2: found = (log.logStartOffset, -1)                // earliest
                 default:
-                    if let stream = log as? StreamLog, p.timestamp >= 0 {
-                        scans.append((resp.topics.count, out.partitions.count, stream, p.timestamp, leaderEpoch))
-                    } else {
-                        found = p.timestamp < 0 ? nil : log.offsetForTimestamp(p.timestamp)
+                    if p.timestamp >= 0 {
+                        scans.append((resp.topics.count, out.partitions.count, log, p.timestamp, leaderEpoch))
                     }
                 }
                 if r.version == 0 {
@@ -349,7 +347,7 @@ extension Broker {
             for p in t.partitions {
                 var e = OffsetForLeaderEpochResponse.EpochEndOffset()
                 e.partition = p.partition
-                let log: any Partition, leaderEpoch: Int32
+                let log: StreamLog, leaderEpoch: Int32
                 switch ledPartition(t.topic, p.partition, image: image, currentLeaderEpoch: p.currentLeaderEpoch) {
                 case .success(let led):
                     (log, leaderEpoch) = (led.log, led.leaderEpoch)

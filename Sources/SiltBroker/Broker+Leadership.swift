@@ -19,7 +19,7 @@ extension Broker {
     /// A partition this broker leads, with its open log.
     struct LedPartition {
         let topic: TopicInfo
-        let log: any Partition
+        let log: StreamLog
         let leaderEpoch: Int32
     }
 

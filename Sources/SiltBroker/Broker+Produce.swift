@@ -48,7 +48,7 @@ extension Broker {
                     pr.errorMessage = message
                     anyError = true
                 }
-                let topic: TopicInfo, log: any Partition
+                let topic: TopicInfo, log: StreamLog
                 switch ledPartition(t.name, p.index, image: image) {
                 case .success(let led):
                     (topic, log) = (led.topic, led.log)

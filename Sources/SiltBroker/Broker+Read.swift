@@ -39,7 +39,6 @@ extension Broker {
         if let tail = writePath.readTail(log, streamId: streamId, from: offset, maxBytes: maxBytes, minOneBatch: true) {
             return tail
         }
-        if let local = try log.readLocal(from: offset, maxBytes: maxBytes, minOneBatch: true) { return local }
         guard let objectReader else { return ByteBuffer() }
         return try await objectReader.read(streamId: streamId, from: offset, maxBytes: maxBytes, minOneBatch: true,
                                            image: image)

@@ -42,10 +42,9 @@ extension Broker {
 
     /// What an earlier broker process left in the log buffer becomes the tail of each stream.
     public func recoverLogBufferTail(_ path: LogBufferWritePath) throws {
-        guard let streams = logs as? StreamLogManager else { return }
         let ends = try path.recoverTail()
         var byStream: [UInt64: StreamLog] = [:]
-        for log in streams.allStreams() { byStream[log.streamId] = log }
+        for log in logs.allStreams() { byStream[log.streamId] = log }
         for (id, end) in ends { byStream[id]?.recover(endOffset: end) }
         if !ends.isEmpty { logger.info("log buffer tail recovered", metadata: ["streams": "\(ends.count)"]) }
     }

@@ -21,7 +21,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let clusterId: String
     let controllerChannel: ControllerChannel
     let metadata: MetadataCache
-    let logs: PartitionStore
+    let logs: StreamLogManager
     let writePath: WritePath
     /// Reads committed stream data from object storage (nil: partitions keep data locally).
     let objectReader: StreamObjectReader?
@@ -73,7 +73,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         OffsetDeleteRequest.apiKey: 0...0,
     ]
 
-    public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: PartitionStore,
+    public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: StreamLogManager,
                 writePath: WritePath, objectReader: StreamObjectReader? = nil, logger: Logger) {
         self.config = config
         self.clusterId = clusterId
@@ -125,7 +125,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
                 try openPartition(topic, partition: p, image: image)
             }
         }
-        for stale in Set(logs.allPartitions().map(\.topic)) where !known.contains(stale) {
+        for stale in Set(logs.allStreams().map(\.topic)) where !known.contains(stale) {
             logger.warning("removing data of deleted topic", metadata: ["topic": "\(stale)"])
             try logs.deletePartitions(topic: stale)
         }
@@ -147,13 +147,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     func openPartition(_ topic: TopicInfo, partition: Int32, image: MetadataImage) throws {
         let streamId = topic.streamIds[Int(partition)]
         let state = image.streamStates[streamId]
-        if let streams = logs as? StreamLogManager {
-            _ = try streams.openStream(topic: topic.name, partition: partition, streamId: streamId,
-                                       streamStart: state?.startOffset ?? 0, streamEnd: state?.endOffset ?? 0)
-        } else {
-            _ = try logs.openOrCreate(topic: topic.name, partition: partition, streamStart: state?.startOffset ?? 0,
-                                      streamEnd: state?.endOffset ?? 0)
-        }
+        _ = try logs.openStream(topic: topic.name, partition: partition, streamId: streamId,
+                                streamStart: state?.startOffset ?? 0, streamEnd: state?.endOffset ?? 0)
     }
 
     /// Applies a metadata change to local storage: new partitions get logs, deleted topics
@@ -168,14 +163,12 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
                 }
             }
         }
-        if let streams = logs as? StreamLogManager {
-            // Trims move log start offsets; a committed end beyond the local one (data that
-            // the uploader committed from the WAL after a restart) becomes readable.
-            for log in streams.allStreams() {
-                guard let state = new.streamStates[log.streamId] else { continue }
-                if state.startOffset > log.logStartOffset { log.trim(startOffset: state.startOffset) }
-                if state.endOffset > log.logEndOffset { log.recover(endOffset: state.endOffset) }
-            }
+        // Trims move log start offsets; a committed end beyond the local one (data that the
+        // uploader committed from the WAL after a restart) becomes readable.
+        for log in logs.allStreams() {
+            guard let state = new.streamStates[log.streamId] else { continue }
+            if state.startOffset > log.logStartOffset { log.trim(startOffset: state.startOffset) }
+            if state.endOffset > log.logEndOffset { log.recover(endOffset: state.endOffset) }
         }
         offsetsLeadershipChanged(from: old, to: new)
         for (name, topic) in old.topicsByName where new.topic(id: topic.id) == nil {

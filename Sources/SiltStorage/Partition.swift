@@ -20,10 +20,6 @@ public protocol Partition: AnyObject, Sendable {
                 partitionLeaderEpoch: Int32, publish: (ByteBuffer, AppendInfo) throws -> Void) throws -> AppendInfo
     /// Everything below `offset` is durable; readers may see it.
     func advanceHighWatermark(to offset: Int64)
-    /// Whole batches kept by the partition itself, or nil when it keeps no data locally and
-    /// the caller reads from the log buffer or object storage (`StreamLog`: always nil).
-    func readLocal(from offset: Int64, maxBytes: Int, minOneBatch: Bool) throws -> ByteBuffer?
-    func offsetForTimestamp(_ timestampMs: Int64) -> (offset: Int64, timestamp: Int64)?
 
     // Idempotent producers (ProducerState.swift). `append` checks and updates this state under
     // the partition lock; a retry of a batch already written returns `AppendInfo.duplicate`.
@@ -51,20 +47,6 @@ extension Partition {
         try append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs, partitionLeaderEpoch: 0,
                    publish: publish)
     }
-}
-
-/// The partitions of a broker.
-public protocol PartitionStore: AnyObject, Sendable {
-    func partition(topic: String, partition: Int32) -> (any Partition)?
-    func allPartitions() -> [any Partition]
-    /// The partition, created if absent. `streamStart`/`streamEnd`: the stream's committed
-    /// range in object storage (ignored by stores that keep data locally).
-    func openOrCreate(topic: String, partition: Int32, streamStart: Int64, streamEnd: Int64) throws -> any Partition
-    func deletePartitions(topic: String) throws
-    func addHighWatermarkListener(_ listener: @escaping @Sendable (any Partition, Int64) -> Void)
-    /// Makes everything appended so far durable where the store itself is responsible for that.
-    func flushAll()
-    func shutdown()
 }
 
 /// A partition's name.

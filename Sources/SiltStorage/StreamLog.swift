@@ -114,15 +114,13 @@ public final class StreamLog: Partition, @unchecked Sendable {
         lock.withLock { start = max(start, min(offset, end)) }
     }
 
-    public func readLocal(from offset: Int64, maxBytes: Int, minOneBatch: Bool) throws -> ByteBuffer? { nil }
 
-    public func offsetForTimestamp(_ timestampMs: Int64) -> (offset: Int64, timestamp: Int64)? { nil }
 
     func close() { lock.withLock { closed = true } }
 }
 
 /// The streams of a broker: one `StreamLog` per partition, nothing on disk.
-public final class StreamLogManager: PartitionStore, @unchecked Sendable {
+public final class StreamLogManager: @unchecked Sendable {
     private let lock = NSLock()
     private var partitions: [PartitionKey: StreamLog] = [:]
     private var listeners: [@Sendable (any Partition, Int64) -> Void] = []
@@ -134,19 +132,11 @@ public final class StreamLogManager: PartitionStore, @unchecked Sendable {
         self.logger = logger
     }
 
-    public func partition(topic: String, partition: Int32) -> (any Partition)? { stream(topic: topic, partition: partition) }
-
-    public func stream(topic: String, partition: Int32) -> StreamLog? {
+    public func partition(topic: String, partition: Int32) -> StreamLog? {
         lock.withLock { partitions[PartitionKey(topic: topic, partition: partition)] }
     }
 
-    public func allPartitions() -> [any Partition] { lock.withLock { Array(partitions.values) } }
-
     public func allStreams() -> [StreamLog] { lock.withLock { Array(partitions.values) } }
-
-    public func openOrCreate(topic: String, partition: Int32, streamStart: Int64, streamEnd: Int64) throws -> any Partition {
-        try openStream(topic: topic, partition: partition, streamId: 0, streamStart: streamStart, streamEnd: streamEnd)
-    }
 
     /// The stream's log, created at its committed range if absent.
     public func openStream(topic: String, partition: Int32, streamId: UInt64, streamStart: Int64, streamEnd: Int64) throws -> StreamLog {
@@ -176,8 +166,6 @@ public final class StreamLogManager: PartitionStore, @unchecked Sendable {
     public func addHighWatermarkListener(_ listener: @escaping @Sendable (any Partition, Int64) -> Void) {
         lock.withLock { listeners.append(listener) }
     }
-
-    public func flushAll() {}
 
     public func shutdown() {
         for log in allStreams() { log.close() }

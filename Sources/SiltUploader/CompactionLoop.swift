@@ -40,8 +40,8 @@ public final class CompactionLoop: @unchecked Sendable {
     /// and retried the next period.
     public func run(shouldStop: @escaping @Sendable () -> Bool) async {
         var nextClean = ContinuousClock.now + .milliseconds(config.cleanerBackoffMs)
-        var nextStreamSet = ContinuousClock.now + .milliseconds(config.streamSetCompactionIntervalMs)
-        var nextStream = ContinuousClock.now + .milliseconds(config.streamObjectCompactionIntervalMs)
+        var nextStreamSet = ContinuousClock.now + .milliseconds(config.storage.streamSetCompactionIntervalMs)
+        var nextStream = ContinuousClock.now + .milliseconds(config.storage.streamObjectCompactionIntervalMs)
         while !Task.isCancelled && !shouldStop() {
             try? await Task.sleep(for: .milliseconds(200))
             let now = ContinuousClock.now
@@ -51,7 +51,7 @@ public final class CompactionLoop: @unchecked Sendable {
                 try await catalog.catchUp()
                 metrics.set(.objectsCommitted, UInt64(cache.image.committedObjects.count))
                 if now >= nextStreamSet {
-                    nextStreamSet = now + .milliseconds(config.streamSetCompactionIntervalMs)
+                    nextStreamSet = now + .milliseconds(config.storage.streamSetCompactionIntervalMs)
                     // Several rounds while there is work: each round's input is bounded.
                     for _ in 0..<16 where !shouldStop() {
                         let r = try await compactor.compactStreamSetObjects()
@@ -61,7 +61,7 @@ public final class CompactionLoop: @unchecked Sendable {
                     }
                 }
                 if now >= nextStream {
-                    nextStream = now + .milliseconds(config.streamObjectCompactionIntervalMs)
+                    nextStream = now + .milliseconds(config.storage.streamObjectCompactionIntervalMs)
                     try await catalog.catchUp()
                     let r = try await compactor.compactStreamObjects()
                     record(r, kind: .stream)

@@ -152,8 +152,8 @@ public final class Uploader: @unchecked Sendable {
                 continue
             }
             if firstPendingAt == nil { firstPendingAt = .now }
-            let due = Int(durable - position) >= config.uploadThresholdBytes
-                || ContinuousClock.now - firstPendingAt! >= .milliseconds(config.uploadIntervalMs)
+            let due = Int(durable - position) >= config.storage.uploadThresholdBytes
+                || ContinuousClock.now - firstPendingAt! >= .milliseconds(config.storage.uploadIntervalMs)
                 || walIsFilling
                 || stopping
             guard due else {
@@ -161,7 +161,7 @@ public final class Uploader: @unchecked Sendable {
                 continue
             }
             do {
-                let end = min(durable, position + UInt64(config.uploadThresholdBytes))
+                let end = min(durable, position + UInt64(config.storage.uploadThresholdBytes))
                 try await uploadRing(from: position, to: end)
                 firstPendingAt = nil
                 backoffMs = 200
@@ -194,7 +194,7 @@ public final class Uploader: @unchecked Sendable {
     /// Builds, uploads and commits the frames of the log buffer in `[start, end)`; then frees
     /// the buffer space and trims the WAL.
     func uploadRing(from start: UInt64, to end: UInt64) async throws {
-        let builder = StreamSetObjectBuilder(blockBytesTarget: config.objectBlockBytes)
+        let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
         var position = start
         var frames = 0
         let known = lock.withLock { streams }
@@ -225,7 +225,7 @@ public final class Uploader: @unchecked Sendable {
         guard tail.count > 0 else { return }
         let frames = try WALFrameCodec.decode(tail)
         let known = lock.withLock { streams }
-        let builder = StreamSetObjectBuilder(blockBytesTarget: config.objectBlockBytes)
+        let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
         var added = 0
         var ends: [UInt64: Int64] = [:]
         for f in frames {
@@ -257,10 +257,10 @@ public final class Uploader: @unchecked Sendable {
 
     private func uploadAndCommit(_ builder: StreamSetObjectBuilder) async throws {
         let started = ContinuousClock.now
-        let (streamSet, streamObjects) = builder.finish(splitBytes: config.streamObjectSplitBytes)
+        let (streamSet, streamObjects) = builder.finish(splitBytes: config.storage.streamObjectSplitBytes)
         let built = (streamSet.map { [$0] } ?? []) + streamObjects
         guard !built.isEmpty else { return }
-        let firstId = try await control.prepare(count: built.count, ttlMs: config.prepareTTLMs)
+        let firstId = try await control.prepare(count: built.count, ttlMs: config.storage.prepareTTLMs)
         var committed: [NewObject] = []
         try await withThrowingTaskGroup(of: NewObject.self) { group in
             for (i, object) in built.enumerated() {
@@ -269,8 +269,8 @@ public final class Uploader: @unchecked Sendable {
                 let store = self.store
                 let config = self.config
                 group.addTask {
-                    _ = try await ObjectUploader.upload(object.bytes, key: key, store: store, partBytes: config.objectPartBytes,
-                                                        parallelism: config.uploadParallelism)
+                    _ = try await ObjectUploader.upload(object.bytes, key: key, store: store, partBytes: config.storage.objectPartBytes,
+                                                        parallelism: config.storage.uploadParallelism)
                     return NewObject(objectId: id, size: Int64(object.bytes.count), kind: object.kind, ranges: object.ranges,
                                      stats: object.stats)
                 }

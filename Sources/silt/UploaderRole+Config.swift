@@ -6,14 +6,7 @@ import SiltUploader
 /// The uploader's settings, read from the node's configuration.
 extension UploaderConfig {
     init(_ config: ServerConfig) {
-        let storage = config.objectStorage
-        self.init(uploadThresholdBytes: storage.uploadThresholdBytes, uploadIntervalMs: storage.uploadIntervalMs,
-                  objectBlockBytes: storage.objectBlockBytes, objectPartBytes: storage.objectPartBytes,
-                  streamObjectSplitBytes: storage.streamObjectSplitBytes,
-                  streamSetCompactionIntervalMs: storage.streamSetCompactionIntervalMs,
-                  streamObjectCompactionIntervalMs: storage.streamObjectCompactionIntervalMs,
-                  networkBaselineBytesPerSecond: storage.networkBaselineBytesPerSecond,
-                  uploadParallelism: storage.uploadParallelism, prepareTTLMs: storage.prepareTTLMs)
+        self.init(storage: config.objectStorage)
         cleanerEnabled = ConfigKeyDef.parseBool(config.value("log.cleaner.enable").value ?? "true") ?? true
         cleanerBackoffMs = Int64(config.value("log.cleaner.backoff.ms").value ?? "") ?? 15_000
         cleanerStreamBytesMax = Int64(config.value("log.cleaner.stream.max.bytes").value ?? "") ?? 128 << 20

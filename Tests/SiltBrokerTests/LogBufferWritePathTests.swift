@@ -112,10 +112,11 @@ final class LogBufferWritePathTests: XCTestCase {
     /// Runs a real uploader on the log buffer (the stand-in WAL stops releasing reader 1).
     func startUploader(thresholdBytes: Int = 64 << 10, walState: WALState? = nil) async throws -> Uploader {
         fakeWAL.lock.withLock { fakeWAL.releaseUploaderReader = false }
-        let config = UploaderConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: 50,
-                                    objectBlockBytes: 32 << 10, objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20,
-                                    streamSetCompactionIntervalMs: 60_000, streamObjectCompactionIntervalMs: 60_000,
-                                    networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2, prepareTTLMs: 60_000)
+        let config = UploaderConfig(storage: ObjectStorageConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: 50, blockCacheBytes: 1 << 20,
+                                         objectBlockBytes: 32 << 10, objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20,
+                                         streamSetCompactionIntervalMs: 60_000, streamObjectCompactionIntervalMs: 60_000,
+                                         networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2, prepareTTLMs: 60_000,
+                                         janitorIntervalMs: 1000))
         let stateFd = try SharedMemory.createMemfd(name: "t-state")
         fds.append(stateFd)
         let state = try walState ?? WALState.create(fd: stateFd, tailBytesMax: 1 << 20)
@@ -340,7 +341,7 @@ final class LogBufferWritePathTests: XCTestCase {
         try fresh.start(on: group.next())
         XCTAssertEqual(freshLogs.partition(topic: "again", partition: 0)?.logEndOffset, 0)
         try fresh.recoverLogBufferTail(freshPath)
-        let log = try XCTUnwrap(freshLogs.stream(topic: "again", partition: 0))
+        let log = try XCTUnwrap(freshLogs.partition(topic: "again", partition: 0))
         XCTAssertEqual(log.streamId, topic.streamIds[0])
         XCTAssertEqual(log.logEndOffset, 3)
         XCTAssertEqual(log.highWatermark, 3)

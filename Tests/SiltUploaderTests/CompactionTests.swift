@@ -16,17 +16,17 @@ final class CompactionTests: UploaderTestCase {
     func testConfigDerivesTheCompactionBounds() {
         var c = uploaderConfig(thresholdBytes: 1 << 20)
         XCTAssertEqual(c.compactionBytesMax, 64 << 20, "at least 64 MiB")
-        c.uploadThresholdBytes = 32 << 20
+        c.storage.uploadThresholdBytes = 32 << 20
         XCTAssertEqual(c.compactionBytesMax, 128 << 20, "4 uploads' worth")
-        c.uploadThresholdBytes = 128 << 20
+        c.storage.uploadThresholdBytes = 128 << 20
         XCTAssertEqual(c.compactionBytesMax, 256 << 20, "at most 256 MiB")
-        c.streamObjectSplitBytes = 3 << 20
+        c.storage.streamObjectSplitBytes = 3 << 20
         XCTAssertEqual(c.compaction.streamSetBytesMax, 256 << 20)
         XCTAssertEqual(c.compaction.streamSplitBytes, 3 << 20)
-        XCTAssertEqual(c.compaction.partBytes, c.objectPartBytes)
+        XCTAssertEqual(c.compaction.partBytes, c.storage.objectPartBytes)
         c.cleanerStreamBytesMax = 7 << 20
         XCTAssertEqual(c.logCleaner.streamBytesMax, 7 << 20)
-        XCTAssertEqual(c.logCleaner.bandwidthBytesPerSecond, Int64(c.networkBaselineBytesPerSecond))
+        XCTAssertEqual(c.logCleaner.bandwidthBytesPerSecond, Int64(c.storage.networkBaselineBytesPerSecond))
     }
 
     private func join(_ id: Int32) throws {
@@ -85,7 +85,7 @@ final class CompactionTests: UploaderTestCase {
         let stream = topic.streamIds[0]
         let control = control()
         var config = uploaderConfig(thresholdBytes: 2 << 10)
-        config.streamSetCompactionIntervalMs = 100
+        config.storage.streamSetCompactionIntervalMs = 100
         config.cleanerEnabled = false
         let uploader = uploader(control: control, config: config)
         try await uploader.open()

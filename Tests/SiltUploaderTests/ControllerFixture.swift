@@ -67,10 +67,11 @@ class UploaderTestCase: XCTestCase {
     }
 
     func uploaderConfig(thresholdBytes: Int = 64 << 10) -> UploaderConfig {
-        UploaderConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: 50, objectBlockBytes: 32 << 10,
-                       objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20, streamSetCompactionIntervalMs: 60_000,
-                       streamObjectCompactionIntervalMs: 60_000, networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2,
-                       prepareTTLMs: 60_000)
+        UploaderConfig(storage: ObjectStorageConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: 50, blockCacheBytes: 1 << 20,
+                                         objectBlockBytes: 32 << 10, objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20,
+                                         streamSetCompactionIntervalMs: 60_000, streamObjectCompactionIntervalMs: 60_000,
+                                         networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2, prepareTTLMs: 60_000,
+                                         janitorIntervalMs: 1000))
     }
 
     func control(node: Int32 = 0) -> ControllerUploaderControl { ControllerUploaderControl(client: client, nodeId: node) }
