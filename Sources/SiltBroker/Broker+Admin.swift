@@ -138,12 +138,14 @@ extension Broker {
         return out
     }
 
-    /// Sends a topic change to the controller, then catches the metadata copy up so the
-    /// change is visible here before the client hears about it.
+    /// Sends a topic change to the controller, then catches the metadata copy up (and opens
+    /// the partitions this broker now leads) so the change is visible here before the client
+    /// hears about it.
     func forward<R: KafkaRequest>(_ req: R, version: Int16, _ r: Request) -> EventLoopFuture<R.Response> {
         controllerChannel.send(req, version: version, timeout: Broker.controllerTimeout)
             .hop(to: r.eventLoop)
             .flatMap { resp in self.metadata.catchUp(on: r.eventLoop).map { resp } }
+            .flatMap { resp in self.whenPartitionsOpen(on: r.eventLoop, within: .seconds(5)).map { resp } }
     }
 
     // MARK: CreateTopics, DeleteTopics, CreatePartitions

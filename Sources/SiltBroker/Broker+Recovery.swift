@@ -1,53 +1,188 @@
 import Foundation
 import Logging
 import NIOCore
-import SiltController
-import SiltStorage
+import SiltMetadata
+import SiltProtocol
 import SiltWAL
 
+/// Startup, in the order the broker role runs it: what this node acknowledged in earlier
+/// stream epochs reaches object storage before the broker opens any stream in a new one.
+///
+/// ```
+///  start()                    catch up, register, unfenced: leads its partitions, opens none
+///  awaitRecoveredCommitted    the WAL's tail after a node restart: the uploader commits it
+///  awaitLogBufferCommitted    what an earlier broker process left in the log buffer: uploaded now
+///  openAssignedPartitions     OpenStreams: each stream's epoch + 1, logs open at the committed end
+/// ```
+///
+/// Until a stream is open its requests get NOT_LEADER_OR_FOLLOWER ("still opening").
 extension Broker {
     /// After a whole-node restart the WAL hands over what it held past its trim point: data
-    /// the uploader had not committed to object storage. The uploader commits that first;
-    /// this waits until the metadata log shows it committed, so that every acknowledged
-    /// offset is readable before a client can connect. Returns the streams waited for.
+    /// the uploader had not committed to object storage. The uploader commits that first (in
+    /// the epoch each frame carries); this waits until the metadata log shows it committed.
+    /// Frames of an epoch the stream has left behind are never committed and not waited for.
+    /// Returns the streams waited for.
     public func awaitRecoveredCommitted(_ tail: UnsafeRawBufferPointer, timeout: Duration) throws -> Int {
+        let image = metadata.image
         var ends: [UInt64: Int64] = [:]
-        for frame in try WALFrameCodec.decode(tail) {
+        for frame in try WALFrameCodec.decode(tail) where image.streamStates[frame.streamId]?.epoch == frame.streamEpoch {
             ends[frame.streamId] = max(ends[frame.streamId] ?? 0, frame.baseOffset + Int64(frame.count))
         }
-        let live = metadata.image
-        ends = ends.filter { id, _ in live.streams[id] != nil }   // deleted topics' data is dead
-        guard !ends.isEmpty else { return 0 }
-        logger.info("waiting for the uploader to commit the WAL's recovered data", metadata: ["streams": "\(ends.count)"])
+        try awaitCommitted(ends, what: "the WAL's recovered data", timeout: timeout)
+        return ends.count
+    }
+
+    /// What an earlier broker process left in the log buffer (durable in the WAL, maybe not
+    /// uploaded): asks the uploader to upload it now and waits for the commit, so that the
+    /// streams can reopen in a new epoch. Its bytes stay readable from memory meanwhile.
+    public func awaitLogBufferCommitted(_ path: LogBufferWritePath, timeout: Duration) throws {
+        let image = metadata.image
+        let ends = try path.recoverTail { id, epoch in image.streamStates[id]?.epoch == epoch }
+        guard !ends.isEmpty else { return }
+        path.requestUpload()
+        try awaitCommitted(ends, what: "the log buffer's tail", timeout: timeout)
+    }
+
+    private func awaitCommitted(_ wanted: [UInt64: Int64], what: String, timeout: Duration) throws {
+        var ends = wanted.filter { id, _ in metadata.image.streams[id] != nil }   // deleted topics' data is dead
+        guard !ends.isEmpty else { return }
+        logger.info("waiting for the uploader to commit \(what)", metadata: ["streams": "\(ends.count)"])
         let deadline = ContinuousClock.now + timeout
         var nextLog = ContinuousClock.now + .seconds(5)
         while true {
             let image = metadata.image
-            let pending = ends.filter { id, end in
-                image.streams[id] != nil && (image.streamStates[id]?.endOffset ?? 0) < end
-            }
-            if pending.isEmpty { break }
+            ends = ends.filter { id, end in image.streams[id] != nil && (image.streamStates[id]?.endOffset ?? 0) < end }
+            if ends.isEmpty { return }
             if ContinuousClock.now > deadline {
-                throw RecoveryError(description: "the uploader did not commit the WAL's recovered data of \(pending.count) streams "
+                throw RecoveryError(description: "the uploader did not commit \(what) of \(ends.count) streams "
                                     + "within \(timeout) (is object storage reachable?)")
             }
             if ContinuousClock.now > nextLog {
-                logger.info("still waiting for recovered data to be committed", metadata: ["streams": "\(pending.count)"])
+                logger.info("still waiting for \(what) to be committed", metadata: ["streams": "\(ends.count)"])
                 nextLog = ContinuousClock.now + .seconds(5)
             }
-            Thread.sleep(forTimeInterval: 0.05)
+            Thread.sleep(forTimeInterval: 0.02)
         }
-        return ends.count
     }
 
-    /// What an earlier broker process left in the log buffer becomes the tail of each stream.
-    public func recoverLogBufferTail(_ path: LogBufferWritePath) throws {
-        let ends = try path.recoverTail()
-        var byStream: [UInt64: StreamLog] = [:]
-        for log in logs.allStreams() { byStream[log.streamId] = log }
-        for (id, end) in ends { byStream[id]?.recover(endOffset: end) }
-        if !ends.isEmpty { logger.info("log buffer tail recovered", metadata: ["streams": "\(ends.count)"]) }
+    /// Opens every partition this broker leads (after recovery), and from then on every one
+    /// it comes to lead. Blocks the calling thread (not an event loop) until the first round
+    /// is answered.
+    public func openAssignedPartitions(timeout: TimeAmount) throws {
+        streamOpening.withLockedValue { $0.openable = true }
+        let deadline = NIODeadline.now() + timeout
+        while true {
+            let image = metadata.image
+            let missing = partitionsToOpen(image).count
+            if missing == 0 { return }
+            do {
+                let opened = try openMissingPartitions(image: image, retry: false).wait()
+                logger.info("partitions opened", metadata: ["count": "\(opened)"])
+            } catch {
+                if NIODeadline.now() > deadline { throw error }
+                logger.info("opening partitions: \(error); retrying")
+                Thread.sleep(forTimeInterval: 0.2)
+            }
+            if NIODeadline.now() > deadline {
+                throw RecoveryError(description: "\(partitionsToOpen(metadata.image).count) partitions did not open within \(timeout)")
+            }
+        }
     }
+
+    /// Partitions this broker leads whose stream is not open here and not being opened.
+    func partitionsToOpen(_ image: MetadataImage) -> [(topic: TopicInfo, partition: Int32, streamId: UInt64)] {
+        let inFlight = streamOpening.withLockedValue { $0.inFlight }
+        var out: [(TopicInfo, Int32, UInt64)] = []
+        for topic in image.topicsByName.values {
+            for p in 0..<topic.partitionCount {
+                let streamId = topic.streamIds[Int(p)]
+                guard image.leadership(topic: topic, partition: p)?.leader == nodeId, !inFlight.contains(streamId),
+                      logs.partition(topic: topic.name, partition: p) == nil else { continue }
+                out.append((topic, p, streamId))
+            }
+        }
+        return out
+    }
+
+    /// One OpenStreams round trip for the partitions `partitionsToOpen` finds; their logs open
+    /// when the controller answers. Never blocks: called from metadata changes. With `retry`,
+    /// a failed round is tried again shortly (the controller may be changing hands).
+    @discardableResult
+    func openMissingPartitions(image: MetadataImage, retry: Bool = true) -> EventLoopFuture<Int> {
+        let wanted = partitionsToOpen(image)
+        let loop = controllerLoop
+        guard !wanted.isEmpty, streamOpening.withLockedValue({ $0.openable }) else { return loop.makeSucceededFuture(0) }
+        let ids = wanted.map(\.streamId)
+        streamOpening.withLockedValue { $0.inFlight.formUnion(ids) }
+        var req = OpenStreamsRequest()
+        req.nodeId = nodeId
+        req.brokerEpoch = lifecycle.currentBrokerEpoch
+        req.streamIds = ids.map { Int64(bitPattern: $0) }
+        return controllerChannel.send(req, version: 0, timeout: .seconds(10)).flatMapThrowing { resp -> Int in
+            self.streamOpening.withLockedValue { $0.inFlight.subtract(ids) }
+            guard resp.errorCode == 0 else {
+                throw OpenStreamsRefused(code: resp.errorCode, message: resp.errorMessage ?? "")
+            }
+            let now = self.metadata.image
+            var opened = 0
+            for r in resp.streams {
+                let id = UInt64(bitPattern: r.streamId)
+                guard let (topic, p, _) = wanted.first(where: { $0.streamId == id }) else { continue }
+                guard r.errorCode == 0 else {
+                    self.logger.info("stream not opened", metadata: ["topic": "\(topic.name)", "partition": "\(p)",
+                                                                     "error": "\(r.errorMessage ?? "\(r.errorCode)")"])
+                    continue
+                }
+                // Deleted (or deleted and re-created) while the request was out: nothing to open.
+                guard let current = now.topic(named: topic.name), current.id == topic.id else { continue }
+                _ = try self.logs.openStream(topic: topic.name, partition: p, streamId: id, streamEpoch: r.streamEpoch,
+                                             streamStart: r.startOffset, streamEnd: r.endOffset)
+                opened += 1
+                self.logger.debug("stream opened", metadata: ["topic": "\(topic.name)", "partition": "\(p)",
+                                                              "streamEpoch": "\(r.streamEpoch)", "end": "\(r.endOffset)"])
+            }
+            return opened
+        }.flatMapError { error in
+            self.streamOpening.withLockedValue { $0.inFlight.subtract(ids) }
+            if retry {
+                self.logger.warning("opening streams failed; retrying", metadata: ["error": "\(error)"])
+                loop.scheduleTask(in: .milliseconds(500)) { self.openMissingPartitions(image: self.metadata.image) }
+            }
+            return loop.makeFailedFuture(error)
+        }
+    }
+}
+
+extension Broker {
+    /// Succeeds once every partition this broker leads is open, or `within` has passed
+    /// (the partitions then answer "still opening", which clients retry). Never blocks: it
+    /// checks again every few milliseconds on `loop`.
+    func whenPartitionsOpen(on loop: EventLoop, within: TimeAmount) -> EventLoopFuture<Void> {
+        let deadline = NIODeadline.now() + within
+        let promise = loop.makePromise(of: Void.self)
+        func check() {
+            let done = partitionsToOpen(metadata.image).isEmpty && streamOpening.withLockedValue { $0.inFlight.isEmpty }
+            if done || NIODeadline.now() > deadline || !streamOpening.withLockedValue({ $0.openable }) {
+                promise.succeed(())
+            } else {
+                loop.scheduleTask(in: .milliseconds(2)) { check() }
+            }
+        }
+        check()
+        return promise.futureResult
+    }
+}
+
+/// Which streams are being opened, and whether opening has started at all (after recovery).
+struct StreamOpening {
+    var openable = false
+    var inFlight: Set<UInt64> = []
+}
+
+struct OpenStreamsRefused: Error, CustomStringConvertible {
+    let code: Int16
+    let message: String
+    var description: String { "OpenStreams refused (error \(code)): \(message)" }
 }
 
 public struct RecoveryError: Error, CustomStringConvertible {

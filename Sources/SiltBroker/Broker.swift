@@ -38,6 +38,10 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         var creating = false
     }
     let coordinatorState = NIOLockedValueBox(CoordinatorState())
+    /// Streams being opened (Broker+Recovery.swift).
+    let streamOpening = NIOLockedValueBox(StreamOpening())
+    /// The loop `start` ran on: background work of the broker (stream opens) schedules here.
+    let backgroundLoop = NIOLockedValueBox<EventLoop?>(nil)
     /// nil until `__consumer_offsets` exists and `startGroupCoordinator` ran: groups are unavailable.
     var groupCoordinator: GroupCoordinator? { coordinatorState.withLockedValue { $0.coordinator } }
 
@@ -98,10 +102,11 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     }
 
     /// Catches up with the controller's metadata log (retrying while it is unreachable, up
-    /// to `timeout`), registers and waits to be unfenced, opens the partitions assigned to
-    /// this broker, removes data of topics that no longer exist, then follows the log and
-    /// heartbeats in the background.
+    /// to `timeout`), registers and waits to be unfenced, removes data of topics that no
+    /// longer exist, then follows the log and heartbeats in the background. It opens no
+    /// partition: `openAssignedPartitions` does, after recovery (Broker+Recovery.swift).
     public func start(on loop: EventLoop, timeout: TimeAmount = .seconds(60)) throws {
+        backgroundLoop.withLockedValue { $0 = loop }
         let deadline = NIODeadline.now() + timeout
         while true {
             do {
@@ -117,14 +122,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         }
         try lifecycle.register(on: loop, timeout: max(timeout, .milliseconds(3 * lifecycle.settings.sessionTimeoutMs)))
         lifecycle.startHeartbeats(on: loop)
-        let image = metadata.image
-        var known = Set<String>()
-        for topic in image.topicsByName.values {
-            known.insert(topic.name)
-            for p in 0..<topic.partitionCount where isAssignedHere(topic, p, image) {
-                try openPartition(topic, partition: p, image: image)
-            }
-        }
+        let known = Set(metadata.image.topicsByName.keys)
         for stale in Set(logs.allStreams().map(\.topic)) where !known.contains(stale) {
             logger.warning("removing data of deleted topic", metadata: ["topic": "\(stale)"])
             try logs.deletePartitions(topic: stale)
@@ -138,31 +136,13 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         metadata.stop()
     }
 
-    /// Partitions this broker opens: the ones assigned to it. Object storage is the only
-    /// replica, so no other broker opens them.
-    func isAssignedHere(_ topic: TopicInfo, _ partition: Int32, _ image: MetadataImage) -> Bool {
-        image.leadership(topic: topic, partition: partition)?.replicas.first == nodeId
-    }
+    /// The loop background work schedules on (the one `start` ran on).
+    var controllerLoop: EventLoop { backgroundLoop.withLockedValue { $0 }! }
 
-    func openPartition(_ topic: TopicInfo, partition: Int32, image: MetadataImage) throws {
-        let streamId = topic.streamIds[Int(partition)]
-        let state = image.streamStates[streamId]
-        _ = try logs.openStream(topic: topic.name, partition: partition, streamId: streamId,
-                                streamStart: state?.startOffset ?? 0, streamEnd: state?.endOffset ?? 0)
-    }
-
-    /// Applies a metadata change to local storage: new partitions get logs, deleted topics
-    /// lose theirs.
+    /// Applies a metadata change to local storage: partitions this broker comes to lead are
+    /// opened, deleted topics lose their logs.
     private func metadataChanged(from old: MetadataImage, to new: MetadataImage) {
-        for (name, topic) in new.topicsByName {
-            for p in 0..<topic.partitionCount where isAssignedHere(topic, p, new) {
-                let was = old.topic(named: name).flatMap { $0.id == topic.id ? $0 : nil }
-                if let was, isAssignedHere(was, p, old) { continue }
-                do { try openPartition(topic, partition: p, image: new) } catch {
-                    logger.error("cannot open partition", metadata: ["topic": "\(name)", "partition": "\(p)", "error": "\(error)"])
-                }
-            }
-        }
+        openMissingPartitions(image: new)
         // Trims move log start offsets; a committed end beyond the local one (data that the
         // uploader committed from the WAL after a restart) becomes readable.
         for log in logs.allStreams() {

@@ -28,6 +28,8 @@ public protocol WritePath: AnyObject, Sendable {
     func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer?
     /// Drops what the path remembers of deleted streams.
     func forgetStreams(_ ids: [UInt64])
+    /// Asks the uploader to upload everything appended so far now, not at its next interval.
+    func requestUpload()
     func stop()
 }
 
@@ -106,10 +108,13 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         return written > capacity ? written - capacity : 0
     }
 
+    public func requestUpload() { ring.requestUpload(through: ring.writePosition) }
+
     /// Re-learns what an earlier incarnation of the broker left in the log buffer (everything
-    /// the uploader has not committed yet): tail entries, and the log end of each stream.
-    /// Returns per stream the end offset the buffer holds.
-    public func recoverTail() throws -> [UInt64: Int64] {
+    /// the uploader has not committed yet): tail entries, and per stream the end offset the
+    /// buffer holds. Only frames `isLive` accepts (in the stream's current epoch) count;
+    /// the uploader drops the others, so they are never read.
+    public func recoverTail(isLive: (_ streamId: UInt64, _ streamEpoch: Int64) -> Bool) throws -> [UInt64: Int64] {
         var ends: [UInt64: Int64] = [:]
         let reader = ring.reader(1)
         var position = reader.position
@@ -118,7 +123,7 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
             while position < end {
                 let batch = try reader.peek(from: position, maxBytes: 4 << 20)
                 if batch.isEmpty { break }
-                for f in batch.frames {
+                for f in batch.frames where isLive(f.streamId, f.streamEpoch) {
                     let entry = TailEntry(baseOffset: f.baseOffset, endOffset: f.baseOffset + Int64(f.count),
                                           payloadLSN: f.startLSN + UInt64(LogRing.frameHeaderBytes),
                                           payloadBytes: f.payload.count)
@@ -174,7 +179,8 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
             let count = UInt32(clamping: info.lastOffset - info.baseOffset + 1)
             let appended: (startLSN: UInt64, endLSN: UInt64)? = try bytes.withUnsafeReadableBytes {
                 (payload: UnsafeRawBufferPointer) throws -> (startLSN: UInt64, endLSN: UInt64)? in
-                try ring.tryAppend(streamId: streamId, baseOffset: info.baseOffset, count: count, payload: payload)
+                try ring.tryAppend(streamId: streamId, streamEpoch: log.streamEpoch, baseOffset: info.baseOffset, count: count,
+                                  payload: payload)
             }
             guard let (startLSN, endLSN) = appended else { throw RingError.full }
             waiters.append(Waiter(endLSN: endLSN, log: log, endOffset: info.lastOffset + 1, promise: promise))

@@ -46,4 +46,33 @@ extension ControllerService {
         }
         return resp
     }
+
+    func openStreams(_ req: OpenStreamsRequest) -> OpenStreamsResponse {
+        var resp = OpenStreamsResponse()
+        let ids = req.streamIds.map { UInt64(bitPattern: $0) }
+        do {
+            let results = try controller.openStreams(nodeId: req.nodeId, brokerEpoch: req.brokerEpoch, streamIds: ids)
+            resp.streams = ids.map { id in
+                var r = OpenStreamsResponse.OpenStreamResult()
+                r.streamId = Int64(bitPattern: id)
+                switch results[id]! {
+                case .success(let s):
+                    r.streamEpoch = s.streamEpoch
+                    r.startOffset = s.startOffset
+                    r.endOffset = s.endOffset
+                case .failure(let e):
+                    r.errorCode = e.kafkaErrorCode
+                    r.errorMessage = e.description
+                }
+                return r
+            }
+        } catch let error as ControllerError {
+            resp.errorCode = error.kafkaErrorCode
+            resp.errorMessage = error.description
+        } catch {
+            resp.errorCode = KafkaErrorCode.unknownServerError
+            resp.errorMessage = "\(error)"
+        }
+        return resp
+    }
 }

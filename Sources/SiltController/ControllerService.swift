@@ -35,6 +35,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         PrepareS3ObjectRequest.apiKey: 0...0,
         CommitS3ObjectsRequest.apiKey: 0...0,
         TrimStreamsRequest.apiKey: 0...0,
+        OpenStreamsRequest.apiKey: 0...0,
         AllocateProducerIdsRequest.apiKey: 0...0,
         BrokerRegistrationRequest.apiKey: 0...4,
         BrokerHeartbeatRequest.apiKey: 0...1,
@@ -153,6 +154,10 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case TrimStreamsRequest.apiKey:
             return try serveRequest(TrimStreamsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.afterCommit(on: loop) { self.trimStreams(req) }
+            }
+        case OpenStreamsRequest.apiKey:
+            return try serveRequest(OpenStreamsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.afterCommit(on: loop) { self.openStreams(req) }
             }
         case AllocateProducerIdsRequest.apiKey:
             return try serveRequest(AllocateProducerIdsRequest.self, frame: frame, eventLoop: loop) { req, _ in

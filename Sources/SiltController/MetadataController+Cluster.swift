@@ -92,6 +92,52 @@ extension MetadataController {
         }
     }
 
+    /// A stream as a broker opens it: its new epoch and committed range.
+    public struct OpenedStream: Equatable, Sendable {
+        public var streamEpoch: Int64
+        public var startOffset: Int64
+        public var endOffset: Int64
+    }
+
+    /// A broker opens streams it leads: each one's stream epoch grows by one, so that
+    /// whatever an earlier owner, or an earlier incarnation of this broker, left uncommitted
+    /// in that epoch is refused at commit. The caller has committed everything it
+    /// acknowledged in the old epoch first. One result per stream; all bumps in one batch.
+    public func openStreams(nodeId: Int32, brokerEpoch: Int64, streamIds: [UInt64])
+        throws -> [UInt64: Result<OpenedStream, ControllerError>] {
+        guard Set(streamIds).count == streamIds.count else {
+            throw ControllerError.invalidRequest("The same stream appears twice in OpenStreams.")
+        }
+        return try mutate {
+            guard let broker = _image.brokers[nodeId] else {
+                throw ControllerError.staleBrokerEpoch("Broker \(nodeId) is not registered.")
+            }
+            guard broker.brokerEpoch == brokerEpoch, !broker.fenced else {
+                throw ControllerError.staleBrokerEpoch(
+                    "Broker \(nodeId) epoch \(brokerEpoch) is not the registered, unfenced epoch \(broker.brokerEpoch).")
+            }
+            var out: [UInt64: Result<OpenedStream, ControllerError>] = [:]
+            var records: [MetadataRecord] = []
+            for streamId in streamIds {
+                guard let state = _image.streamStates[streamId], var p = _image.partitions[streamId] else {
+                    out[streamId] = .failure(.unknownStream(streamId))
+                    continue
+                }
+                guard p.leader == nodeId else {
+                    out[streamId] = .failure(.notLeader(
+                        "Stream \(streamId) is led by \(p.leader < 0 ? "no broker" : "broker \(p.leader)"), not \(nodeId)."))
+                    continue
+                }
+                p.streamEpoch = max(p.streamEpoch, state.epoch) + 1
+                records.append(.partitionLeader(streamId: streamId, p))
+                out[streamId] = .success(OpenedStream(streamEpoch: p.streamEpoch, startOffset: state.startOffset,
+                                                      endOffset: state.endOffset))
+            }
+            if !records.isEmpty { try commit(records) }
+            return out
+        }
+    }
+
     /// Fences every unfenced broker whose session expired. Runs on the active controller.
     @discardableResult
     public func fenceExpiredBrokers(nowMs: Int64 = MetadataController.wallClockMs()) -> [Int32] {

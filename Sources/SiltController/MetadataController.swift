@@ -29,6 +29,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case notController(String)
     case duplicateBroker(String)
     case staleBrokerEpoch(String)
+    /// The partition is not led by the broker asking.
+    case notLeader(String)
 
     /// Kafka's error code for this refusal.
     public var kafkaErrorCode: Int16 {
@@ -50,6 +52,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .notController: return 41              // NOT_CONTROLLER
         case .duplicateBroker: return KafkaErrorCode.duplicateBrokerRegistration
         case .staleBrokerEpoch: return KafkaErrorCode.staleBrokerEpoch
+        case .notLeader: return KafkaErrorCode.notLeaderOrFollower
         }
     }
 
@@ -58,7 +61,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .invalidTopic(let m), .invalidPartitions(let m), .invalidConfig(let m),
              .invalidReplicationFactor(let m), .storage(let m), .staleNodeEpoch(let m), .fencedStreamEpoch(let m),
              .offsetOutOfRange(let m), .invalidRequest(let m), .notController(let m), .duplicateBroker(let m),
-             .staleBrokerEpoch(let m): return m
+             .staleBrokerEpoch(let m), .notLeader(let m): return m
         case .unknownStream(let id): return "Stream \(id) does not exist."
         case .topicAlreadyExists(let n): return "Topic '\(n)' already exists."
         case .unknownTopic(let n): return "Topic '\(n)' does not exist."

@@ -73,6 +73,7 @@ public enum Metric: Int, Sendable, CaseIterable {
     case walUsedBytes
     case walCapacityBytes
     case logBufferUsedBytes
+    case walFramesSuperseded
     // Reads.
     case blockCacheHits
     case blockCacheMisses
@@ -147,6 +148,9 @@ public enum Metric: Int, Sendable, CaseIterable {
             return .init("silt_wal_capacity_bytes", .gauge, "Capacity of the WAL in bytes.")
         case .logBufferUsedBytes:
             return .init("silt_log_buffer_used_bytes", .gauge, "Bytes in use in the shared log buffer.")
+        case .walFramesSuperseded:
+            return .init("silt_wal_frames_superseded_total", .counter,
+                         "Frames the uploader dropped because their stream was reopened in a newer epoch (never committed).")
         case .blockCacheHits:
             return .init("silt_block_cache_hits_total", .counter, "Block cache lookups that found the block.")
         case .blockCacheMisses:

@@ -11,6 +11,8 @@ public struct LogRingFrame {
     public let endLSN: UInt64
     public let streamId: UInt64
     public let baseOffset: Int64
+    /// The stream epoch the broker appended in.
+    public let streamEpoch: Int64
     public let count: UInt32
     public let flags: UInt16
     public let payload: UnsafeRawBufferPointer
@@ -107,6 +109,7 @@ public struct LogRingReader: @unchecked Sendable {
                 startLSN: position, endLSN: position + UInt64(length),
                 streamId: frame.load(fromByteOffset: LogRing.FrameOffset.streamId, as: UInt64.self),
                 baseOffset: frame.load(fromByteOffset: LogRing.FrameOffset.baseOffset, as: Int64.self),
+                streamEpoch: frame.load(fromByteOffset: LogRing.FrameOffset.streamEpoch, as: Int64.self),
                 count: frame.load(fromByteOffset: LogRing.FrameOffset.count, as: UInt32.self),
                 flags: frame.load(fromByteOffset: LogRing.FrameOffset.flags, as: UInt16.self),
                 // Escapes the mapping: valid until this reader advances past it (see LogRingFrame).

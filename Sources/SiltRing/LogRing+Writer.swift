@@ -11,11 +11,11 @@ extension LogRing {
     /// Throws `.payloadTooLarge` for payloads over `maxPayloadBytes` and `.full` when the
     /// slowest reader has not made room within the timeout. Never overwrites unread data.
     /// Single writer: calls must not overlap.
-    public func append(streamId: UInt64, baseOffset: Int64, count: UInt32, flags: UInt16 = 0,
+    public func append(streamId: UInt64, streamEpoch: Int64, baseOffset: Int64, count: UInt32, flags: UInt16 = 0,
                        payload: UnsafeRawBufferPointer,
                        timeout: Duration?) throws -> (startLSN: UInt64, endLSN: UInt64) {
         let deadline = FutexWait.deadline(after: timeout)
-        guard let r = try append(streamId: streamId, baseOffset: baseOffset, count: count, flags: flags,
+        guard let r = try append(streamId: streamId, streamEpoch: streamEpoch, baseOffset: baseOffset, count: count, flags: flags,
                                  payload: payload, wait: true, deadline: deadline) else {
             throw RingError.full
         }
@@ -24,9 +24,9 @@ extension LogRing {
 
     /// Appends one frame if there is room now; returns nil (and writes nothing) when full.
     /// Throws `.payloadTooLarge` like `append`.
-    public func tryAppend(streamId: UInt64, baseOffset: Int64, count: UInt32, flags: UInt16 = 0,
+    public func tryAppend(streamId: UInt64, streamEpoch: Int64, baseOffset: Int64, count: UInt32, flags: UInt16 = 0,
                           payload: UnsafeRawBufferPointer) throws -> (startLSN: UInt64, endLSN: UInt64)? {
-        try append(streamId: streamId, baseOffset: baseOffset, count: count, flags: flags,
+        try append(streamId: streamId, streamEpoch: streamEpoch, baseOffset: baseOffset, count: count, flags: flags,
                    payload: payload, wait: false, deadline: nil)
     }
 
@@ -40,7 +40,7 @@ extension LogRing {
         }
     }
 
-    private func append(streamId: UInt64, baseOffset: Int64, count: UInt32, flags: UInt16,
+    private func append(streamId: UInt64, streamEpoch: Int64, baseOffset: Int64, count: UInt32, flags: UInt16,
                         payload: UnsafeRawBufferPointer, wait: Bool,
                         deadline: ContinuousClock.Instant?) throws -> (startLSN: UInt64, endLSN: UInt64)? {
         let payloadLength = payload.count
@@ -79,7 +79,7 @@ extension LogRing {
 
         if skip >= LogRing.frameHeaderBytes {
             LogRing.writeHeader(at: data + offset, length: skip, kind: LogRing.kindPadding, tailPad: 0,
-                                flags: 0, count: 0, streamId: 0, baseOffset: 0, payloadLength: 0)
+                                flags: 0, count: 0, streamId: 0, streamEpoch: 0, baseOffset: 0, payloadLength: 0)
         }
         let start = w + UInt64(skip)
         let frame = data + Int(start & mask)
@@ -93,7 +93,8 @@ extension LogRing {
             (frame + LogRing.frameHeaderBytes + payloadLength).initializeMemory(as: UInt8.self, repeating: 0, count: tailPad)
         }
         LogRing.writeHeader(at: frame, length: need, kind: LogRing.kindData, tailPad: tailPad, flags: flags,
-                            count: count, streamId: streamId, baseOffset: baseOffset, payloadLength: payloadLength)
+                            count: count, streamId: streamId, streamEpoch: streamEpoch, baseOffset: baseOffset,
+                            payloadLength: payloadLength)
         // Assert before publishing what every reader will check after reading.
         assert(LogRing.frameCRC(frame, payloadLength: payloadLength) == frame.load(as: UInt32.self))
 
@@ -105,7 +106,7 @@ extension LogRing {
 
     @inline(__always)
     static func writeHeader(at frame: UnsafeMutableRawPointer, length: Int, kind: UInt8, tailPad: Int,
-                            flags: UInt16, count: UInt32, streamId: UInt64, baseOffset: Int64,
+                            flags: UInt16, count: UInt32, streamId: UInt64, streamEpoch: Int64, baseOffset: Int64,
                             payloadLength: Int) {
         frame.storeBytes(of: UInt32(length), toByteOffset: FrameOffset.length, as: UInt32.self)
         frame.storeBytes(of: kind, toByteOffset: FrameOffset.kind, as: UInt8.self)
@@ -114,6 +115,7 @@ extension LogRing {
         frame.storeBytes(of: count, toByteOffset: FrameOffset.count, as: UInt32.self)
         frame.storeBytes(of: streamId, toByteOffset: FrameOffset.streamId, as: UInt64.self)
         frame.storeBytes(of: baseOffset, toByteOffset: FrameOffset.baseOffset, as: Int64.self)
+        frame.storeBytes(of: streamEpoch, toByteOffset: FrameOffset.streamEpoch, as: Int64.self)
         let crc = frameCRC(UnsafeRawPointer(frame), payloadLength: payloadLength)
         frame.storeBytes(of: crc, toByteOffset: FrameOffset.crc, as: UInt32.self)
     }

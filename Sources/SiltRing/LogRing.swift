@@ -19,6 +19,7 @@ import CSupport
 ///  │ +256  readPosition[0] u64   WAL writer                                          │
 ///  │ +320  readPosition[1] u64   uploader                                            │
 ///  │ +384  spaceFutex u32 │ spaceWaiters u32    writer sleeps here; readers bump      │
+///  │ +448  uploadRequest u64     upload at least up to here now (any process; max wins) │
 ///  └────────────────────────────────────────────────────────────────────────────────┘
 ///  offset 4096   data area, capacityBytes (a power of two >= 64 KiB)
 ///  ┌────────────────────────────────────────────────────────────────────────────────┐
@@ -35,20 +36,21 @@ import CSupport
 /// ## Frame (the writer's unit, 8-byte aligned, never wraps)
 ///
 /// ```
-///   0  crc32c      u32  CRC-32C of bytes 4..<32 of this header, then of the payload
-///   4  length      u32  whole frame: 32 + payload + tail padding, a multiple of 8
+///   0  crc32c      u32  CRC-32C of bytes 4..<40 of this header, then of the payload
+///   4  length      u32  whole frame: 40 + payload + tail padding, a multiple of 8
 ///   8  kind        u8   1 = data, 2 = padding (the rest of the data area is skipped)
-///   9  tailPad     u8   0...7 zero bytes after the payload: payloadLength = length - 32 - tailPad
+///   9  tailPad     u8   0...7 zero bytes after the payload: payloadLength = length - 40 - tailPad
 ///  10  flags       u16  opaque to the ring (0 today)
 ///  12  count       u32  records in the batch
 ///  16  streamId    u64
 ///  24  baseOffset  i64
-///  32  payload     payloadLength bytes, then tailPad zero bytes
+///  32  streamEpoch i64  the stream epoch the broker appended in (see `StreamLog.streamEpoch`)
+///  40  payload     payloadLength bytes, then tailPad zero bytes
 /// ```
 ///
 /// A frame that does not fit before the end of the data area is preceded by a padding frame
-/// covering the rest (header only, count/stream/offset 0, CRC over its header); when fewer than
-/// 32 bytes remain (8, 16 or 24) nothing is written and both sides skip them by rule. A payload
+/// covering the rest (header only, count/stream/offset/epoch 0, CRC over its header); when fewer
+/// than 40 bytes remain (8 to 32) nothing is written and both sides skip them by rule. A payload
 /// is at most `capacityBytes / 4` (`maxPayloadBytes`), so a frame plus its padding always fits
 /// in an empty ring; larger appends throw `RingError.payloadTooLarge`. Little-endian hosts only.
 ///
@@ -70,14 +72,14 @@ public final class LogRing: @unchecked Sendable {
     /// Bytes of the header page before the data area.
     public static let headerBytes = 4096
     /// Bytes of a frame header.
-    public static let frameHeaderBytes = 32
+    public static let frameHeaderBytes = 40
     /// Smallest data area.
     public static let capacityBytesMin = 64 * 1024
     /// Number of readers (0 = WAL writer, 1 = uploader).
     public static let readerCount = 2
 
     static let magic: UInt64 = 0x474E_4952_544C_4953  // "SILTRING" in memory order (little-endian)
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
 
     // Header field offsets (see the diagram).
     enum Offset {
@@ -95,6 +97,7 @@ public final class LogRing: @unchecked Sendable {
         static let readPosition1 = 320
         static let spaceFutex = 384
         static let spaceWaiters = 388
+        static let uploadRequest = 448
     }
 
     enum FrameOffset {
@@ -106,6 +109,7 @@ public final class LogRing: @unchecked Sendable {
         static let count = 12
         static let streamId = 16
         static let baseOffset = 24
+        static let streamEpoch = 32
     }
 
     static let kindData: UInt8 = 1
@@ -127,6 +131,7 @@ public final class LogRing: @unchecked Sendable {
     let dataWaiters: UnsafeMutablePointer<UInt32>
     let spaceFutex: UnsafeMutablePointer<UInt32>
     let spaceWaiters: UnsafeMutablePointer<UInt32>
+    let uploadRequestWord: UnsafeMutablePointer<UInt64>
 
     /// Writer-local cache of min(readPosition): refreshed only when it says "full".
     var cachedMinReadPosition: UInt64 = 0
@@ -145,6 +150,7 @@ public final class LogRing: @unchecked Sendable {
         self.dataWaiters = mapping.word(Offset.dataWaiters, UInt32.self)
         self.spaceFutex = mapping.word(Offset.spaceFutex, UInt32.self)
         self.spaceWaiters = mapping.word(Offset.spaceWaiters, UInt32.self)
+        self.uploadRequestWord = mapping.word(Offset.uploadRequest, UInt64.self)
     }
 
     /// The size of the memfd that holds a ring of `capacityBytes`.
@@ -223,6 +229,17 @@ public final class LogRing: @unchecked Sendable {
 
     // MARK: counters
 
+    /// Asks the uploader to upload everything up to `lsn` now, not at its next interval (a
+    /// partition leaving this broker, a broker reopening its streams, DeleteRecords). Any
+    /// process may ask; the largest request wins. The uploader polls it.
+    public func requestUpload(through lsn: UInt64) {
+        var current = silt_atomic_load_acquire_u64(uploadRequestWord)
+        while current < lsn && silt_atomic_cas_u64(uploadRequestWord, &current, lsn) == 0 {}
+    }
+
+    /// The largest position `requestUpload` was asked for (0: never).
+    public var uploadRequestPosition: UInt64 { silt_atomic_load_acquire_u64(uploadRequestWord) }
+
     /// The committed write position: every frame below it is complete and visible.
     public var writePosition: UInt64 { silt_atomic_load_acquire_u64(writePositionWord) }
 
@@ -266,7 +283,7 @@ public final class LogRing: @unchecked Sendable {
     @inline(__always)
     static func align8(_ n: Int) -> Int { (n + 7) & ~7 }
 
-    /// CRC-32C of a frame at `frame`: header bytes 4..<32, then `payloadLength` payload bytes.
+    /// CRC-32C of a frame at `frame`: header bytes 4..<40, then `payloadLength` payload bytes.
     @inline(__always)
     static func frameCRC(_ frame: UnsafeRawPointer, payloadLength: Int) -> UInt32 {
         let h = silt_crc32c(0, frame + 4, frameHeaderBytes - 4)

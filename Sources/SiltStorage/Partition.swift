@@ -7,6 +7,8 @@ import SiltRecords
 public protocol Partition: AnyObject, Sendable {
     var topic: String { get }
     var partition: Int32 { get }
+    /// The stream epoch appends carry (see `StreamLog.streamEpoch`).
+    var streamEpoch: Int64 { get }
     var logStartOffset: Int64 { get }
     /// The next offset to assign.
     var logEndOffset: Int64 { get }

@@ -20,6 +20,10 @@ public final class StreamLog: Partition, @unchecked Sendable {
     public let topic: String
     public let partition: Int32
     public let streamId: UInt64
+    /// The stream epoch this broker opened the stream in (the controller bumped it for this
+    /// open). Every frame appended carries it to the WAL and the uploader, whose commits the
+    /// controller accepts only in the stream's current epoch.
+    public let streamEpoch: Int64
     let maxBatchBytes: Int
     private let lock = NSLock()
     private var start: Int64
@@ -30,11 +34,13 @@ public final class StreamLog: Partition, @unchecked Sendable {
     var onHighWatermarkAdvance: ((StreamLog, Int64) -> Void)?
 
     /// A stream whose objects hold `[startOffset, endOffset)`.
-    public init(topic: String, partition: Int32, streamId: UInt64, startOffset: Int64, endOffset: Int64, maxBatchBytes: Int) {
+    public init(topic: String, partition: Int32, streamId: UInt64, streamEpoch: Int64, startOffset: Int64, endOffset: Int64,
+                maxBatchBytes: Int) {
         precondition(startOffset <= endOffset, "stream starts after it ends")
         self.topic = topic
         self.partition = partition
         self.streamId = streamId
+        self.streamEpoch = streamEpoch
         self.start = startOffset
         self.end = endOffset
         self.hw = endOffset
@@ -138,13 +144,14 @@ public final class StreamLogManager: @unchecked Sendable {
 
     public func allStreams() -> [StreamLog] { lock.withLock { Array(partitions.values) } }
 
-    /// The stream's log, created at its committed range if absent.
-    public func openStream(topic: String, partition: Int32, streamId: UInt64, streamStart: Int64, streamEnd: Int64) throws -> StreamLog {
+    /// The stream's log in `streamEpoch`, created at its committed range if absent.
+    public func openStream(topic: String, partition: Int32, streamId: UInt64, streamEpoch: Int64, streamStart: Int64,
+                           streamEnd: Int64) throws -> StreamLog {
         try PartitionKey.validate(topic: topic, partition: partition)
         let key = PartitionKey(topic: topic, partition: partition)
         return lock.withLock {
             if let existing = partitions[key] { return existing }
-            let log = StreamLog(topic: topic, partition: partition, streamId: streamId, startOffset: streamStart,
+            let log = StreamLog(topic: topic, partition: partition, streamId: streamId, streamEpoch: streamEpoch, startOffset: streamStart,
                                 endOffset: streamEnd, maxBatchBytes: maxBatchBytes)
             log.onHighWatermarkAdvance = { [weak self] log, hw in
                 guard let self else { return }

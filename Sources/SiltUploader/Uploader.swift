@@ -154,6 +154,7 @@ public final class Uploader: @unchecked Sendable {
             if firstPendingAt == nil { firstPendingAt = .now }
             let due = Int(durable - position) >= config.storage.uploadThresholdBytes
                 || ContinuousClock.now - firstPendingAt! >= .milliseconds(config.storage.uploadIntervalMs)
+                || ring.uploadRequestPosition > position
                 || walIsFilling
                 || stopping
             guard due else {
@@ -194,29 +195,54 @@ public final class Uploader: @unchecked Sendable {
     /// Builds, uploads and commits the frames of the log buffer in `[start, end)`; then frees
     /// the buffer space and trims the WAL.
     func uploadRing(from start: UInt64, to end: UInt64) async throws {
-        let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
         var position = start
-        var frames = 0
-        let known = lock.withLock { streams }
-        var ends: [UInt64: Int64] = [:]
+        var all: [LogRingFrame] = []
         while position < end {
             let batch = try reader.peek(from: position, maxBytes: Int(end - position))
             if batch.isEmpty { break }
-            for f in batch.frames {
-                let frameEnd = f.baseOffset + Int64(f.count)
-                let committed = ends[f.streamId] ?? known[f.streamId]?.endOffset
-                if let committed, frameEnd <= committed { continue }   // committed by an earlier incarnation
-                builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
-                ends[f.streamId] = frameEnd
-                frames += 1
-            }
+            all += batch.frames
             position = batch.endLSN
         }
+        let known = lock.withLock { streams }
+        let live = Self.liveEpochs(all.lazy.map { ($0.streamId, $0.streamEpoch) }, known: known)
+        let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
+        var ends: [UInt64: Int64] = [:]
+        var frames = 0
+        var superseded = 0
+        for f in all {
+            guard f.streamEpoch == live[f.streamId] else { superseded += 1; continue }
+            let frameEnd = f.baseOffset + Int64(f.count)
+            let committed = ends[f.streamId] ?? known[f.streamId]?.endOffset
+            if let committed, frameEnd <= committed { continue }   // committed by an earlier incarnation
+            builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
+            ends[f.streamId] = frameEnd
+            frames += 1
+        }
+        if superseded > 0 { logSuperseded(superseded) }
         if frames > 0 {
-            try await uploadAndCommit(builder)
+            try await uploadAndCommit(builder, epochs: live)
         }
         reader.advance(to: position)
         trimWAL(to: position)
+    }
+
+    /// The epoch each stream's frames are committed in: the newest among the frames and what
+    /// the controller last said. A frame in an older epoch was superseded: the stream was
+    /// reopened (here, or on another broker) after everything acknowledged in that epoch was
+    /// committed, so what remains of it was never acknowledged, or was acknowledged by a
+    /// broker that had lost the stream (a zombie). It is dropped, never committed.
+    static func liveEpochs<S: Sequence>(_ frames: S, known: [UInt64: UploaderStreamState]) -> [UInt64: Int64]
+        where S.Element == (UInt64, Int64) {
+        var out: [UInt64: Int64] = [:]
+        for (stream, epoch) in frames {
+            out[stream] = max(out[stream] ?? known[stream]?.epoch ?? epoch, epoch)
+        }
+        return out
+    }
+
+    private func logSuperseded(_ count: Int) {
+        metrics.add(.walFramesSuperseded, UInt64(count))
+        logger.warning("dropping frames of a superseded stream epoch (never committed)", metadata: ["frames": "\(count)"])
     }
 
     /// After a node restart: the WAL's records past its trim point, not yet in any object.
@@ -224,38 +250,44 @@ public final class Uploader: @unchecked Sendable {
         let tail = walState.recoveredFrames
         guard tail.count > 0 else { return }
         let frames = try WALFrameCodec.decode(tail)
-        let known = lock.withLock { streams }
-        let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
-        var added = 0
-        var ends: [UInt64: Int64] = [:]
-        for f in frames {
-            let frameEnd = f.baseOffset + Int64(f.count)
-            guard let state = known[f.streamId] else { continue }   // the topic was deleted
-            if frameEnd <= (ends[f.streamId] ?? state.endOffset) { continue }
-            builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
-            ends[f.streamId] = frameEnd
-            added += 1
-        }
-        if added > 0 {
+        var delayMs = 200
+        while true {
+            let known = lock.withLock { streams }
+            let live = Self.liveEpochs(frames.lazy.map { ($0.streamId, $0.streamEpoch) }, known: known)
+            let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
+            var added = 0
+            var superseded = 0
+            var ends: [UInt64: Int64] = [:]
+            for f in frames {
+                let frameEnd = f.baseOffset + Int64(f.count)
+                guard let state = known[f.streamId] else { continue }   // the topic was deleted
+                guard f.streamEpoch == live[f.streamId] else { superseded += 1; continue }
+                if frameEnd <= (ends[f.streamId] ?? state.endOffset) { continue }
+                builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
+                ends[f.streamId] = frameEnd
+                added += 1
+            }
+            if superseded > 0 { logSuperseded(superseded) }
+            guard added > 0 else { break }
             logger.info("uploading the WAL's recovered records", metadata: ["frames": "\(added)", "bytes": "\(builder.bytesAdded)"])
-            var delayMs = 200
-            while true {
-                do {
-                    try await uploadAndCommit(builder)
-                    break
-                } catch UploaderCommitError.fenced(let m) {
-                    throw UploaderCommitError.fenced(m)
-                } catch {
-                    logger.warning("upload of recovered records failed; retrying", metadata: ["error": "\(error)"])
-                    try await Task.sleep(for: .milliseconds(delayMs))
-                    delayMs = min(delayMs * 2, 10_000)
+            do {
+                try await uploadAndCommit(builder, epochs: live)
+                break
+            } catch UploaderCommitError.fenced(let m) {
+                throw UploaderCommitError.fenced(m)
+            } catch {
+                logger.warning("upload of recovered records failed; retrying", metadata: ["error": "\(error)"])
+                if case UploaderCommitError.stale = error, let states = try? await control.open() {
+                    lock.withLock { streams = states }
                 }
+                try await Task.sleep(for: .milliseconds(delayMs))
+                delayMs = min(delayMs * 2, 10_000)
             }
         }
         trimWAL(to: walState.recoveredEndLSN)
     }
 
-    private func uploadAndCommit(_ builder: StreamSetObjectBuilder) async throws {
+    private func uploadAndCommit(_ builder: StreamSetObjectBuilder, epochs live: [UInt64: Int64]) async throws {
         let started = ContinuousClock.now
         let (streamSet, streamObjects) = builder.finish(splitBytes: config.storage.streamObjectSplitBytes)
         let built = (streamSet.map { [$0] } ?? []) + streamObjects
@@ -278,15 +310,15 @@ public final class Uploader: @unchecked Sendable {
             for try await o in group { committed.append(o) }
         }
         committed.sort { $0.objectId < $1.objectId }
-        let known = lock.withLock { streams }
         var epochs: [UInt64: Int64] = [:]
-        for o in committed { for r in o.ranges { epochs[r.streamId] = known[r.streamId]?.epoch ?? 0 } }
+        for o in committed { for r in o.ranges { epochs[r.streamId] = live[r.streamId] ?? 0 } }
         try await control.commit(objects: committed, epochs: epochs, compacted: [])
         lock.withLock {
             for o in committed {
                 for r in o.ranges {
                     var s = streams[r.streamId] ?? UploaderStreamState(epoch: 0, startOffset: r.startOffset, endOffset: r.endOffset)
                     s.endOffset = max(s.endOffset, r.endOffset)
+                    s.epoch = max(s.epoch, epochs[r.streamId] ?? s.epoch)
                     streams[r.streamId] = s
                 }
             }

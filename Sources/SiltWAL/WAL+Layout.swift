@@ -11,7 +11,8 @@ enum WALLayout {
     /// The record area starts after the two header slots.
     static let areaStartOffset: UInt64 = headerSlotBytes * headerSlotCount
     static let recordHeaderBytes: Int = 64
-    static let formatVersion: UInt32 = 1
+    /// 2: WAL frames carry the stream epoch (`WALFrameCodec`). Version 1 WALs are refused.
+    static let formatVersion: UInt32 = 2
     /// "SILTWALH" as a little-endian u64.
     static let headerMagic: UInt64 = 0x484C_4157_544C_4953
     /// "SWLR" as a little-endian u32.

@@ -75,7 +75,12 @@ public enum WALError: Error, Equatable, CustomStringConvertible, Sendable {
             return "WAL \(path) was formatted with capacity \(disk), configured \(conf)"
         case let .nodeIdMismatch(path, disk, conf):
             return "WAL \(path) belongs to node \(disk), this is node \(conf)"
-        case let .unsupportedFormatVersion(path, v): return "WAL \(path) has unsupported format version \(v)"
+        case let .unsupportedFormatVersion(path, v):
+            return "WAL \(path) has format version \(v); this Silt reads and writes version \(WALLayout.formatVersion)"
+                + (v < WALLayout.formatVersion
+                   ? " (version 1 frames carry no stream epoch). Start the Silt that wrote it once and stop it with SIGTERM "
+                     + "so that its uploader empties the WAL, then format the device with `wipefs -a` or delete the file"
+                   : "")
         case let .headersCorrupt(path):
             return "WAL \(path): both header slots are invalid and the device is not blank; refusing to format"
         case let .full(needed, free): return "WAL full: need \(needed) bytes, \(free) free"

@@ -106,25 +106,30 @@ public final class WALState: @unchecked Sendable {
 }
 
 /// How frames travel through the WAL: each ring frame becomes
-/// `streamId u64 | baseOffset i64 | count u32 | payloadLength u32 | payload` (little-endian),
-/// concatenated into one WAL record per group commit. The WAL record's CRC covers it all.
+/// `streamId u64 | baseOffset i64 | count u32 | payloadLength u32 | streamEpoch i64 | payload`
+/// (little-endian), concatenated into one WAL record per group commit. The WAL record's CRC
+/// covers it all. The stream epoch is the one the broker appended in: a node that reads the
+/// WAL back (its own after a restart, or a dead node's in a takeover) commits each frame in
+/// its epoch, so frames a newer epoch superseded are refused, not committed.
 public enum WALFrameCodec {
-    public static let headerBytes = 24
+    public static let headerBytes = 32
 
     public struct Frame {
         public var streamId: UInt64
+        public var streamEpoch: Int64
         public var baseOffset: Int64
         public var count: UInt32
         public var payload: UnsafeRawBufferPointer
     }
 
-    public static func encodeHeader(streamId: UInt64, baseOffset: Int64, count: UInt32, payloadLength: Int,
-                                    into out: UnsafeMutableRawBufferPointer) {
+    public static func encodeHeader(streamId: UInt64, streamEpoch: Int64, baseOffset: Int64, count: UInt32,
+                                    payloadLength: Int, into out: UnsafeMutableRawBufferPointer) {
         precondition(out.count >= headerBytes)
         out.storeBytes(of: streamId.littleEndian, toByteOffset: 0, as: UInt64.self)
         out.storeBytes(of: baseOffset.littleEndian, toByteOffset: 8, as: Int64.self)
         out.storeBytes(of: count.littleEndian, toByteOffset: 16, as: UInt32.self)
         out.storeBytes(of: UInt32(payloadLength).littleEndian, toByteOffset: 20, as: UInt32.self)
+        out.storeBytes(of: streamEpoch.littleEndian, toByteOffset: 24, as: Int64.self)
     }
 
     public struct DecodeError: Error, CustomStringConvertible {
@@ -141,10 +146,12 @@ public enum WALFrameCodec {
             let baseOffset = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: i + 8, as: Int64.self))
             let count = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i + 16, as: UInt32.self))
             let length = Int(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i + 20, as: UInt32.self)))
+            let epoch = Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: i + 24, as: Int64.self))
             guard bytes.count - i - headerBytes >= length else {
                 throw DecodeError(description: "frame at \(i) claims \(length) bytes, \(bytes.count - i - headerBytes) left")
             }
-            frames.append(Frame(streamId: streamId, baseOffset: baseOffset, count: count,
+            guard epoch >= 0 else { throw DecodeError(description: "frame at \(i) has stream epoch \(epoch)") }
+            frames.append(Frame(streamId: streamId, streamEpoch: epoch, baseOffset: baseOffset, count: count,
                                 payload: UnsafeRawBufferPointer(rebasing: bytes[(i + headerBytes)..<(i + headerBytes + length)])))
             i += headerBytes + length
         }

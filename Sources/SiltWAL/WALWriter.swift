@@ -98,8 +98,8 @@ public final class WALWriter: @unchecked Sendable {
                     try headers.withUnsafeMutableBytes { h in
                         for (i, f) in batch.frames.enumerated() {
                             let slot = UnsafeMutableRawBufferPointer(rebasing: h[(i * WALFrameCodec.headerBytes)..<((i + 1) * WALFrameCodec.headerBytes)])
-                            WALFrameCodec.encodeHeader(streamId: f.streamId, baseOffset: f.baseOffset, count: f.count,
-                                                       payloadLength: f.payload.count, into: slot)
+                            WALFrameCodec.encodeHeader(streamId: f.streamId, streamEpoch: f.streamEpoch, baseOffset: f.baseOffset,
+                                                       count: f.count, payloadLength: f.payload.count, into: slot)
                             parts.append(UnsafeRawBufferPointer(slot))
                             parts.append(f.payload)
                         }

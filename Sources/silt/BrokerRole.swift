@@ -41,12 +41,13 @@ struct BrokerRole {
         // After a node restart: what the WAL still held must reach object storage first.
         _ = try broker.awaitRecoveredCommitted(state.recoveredFrames, timeout: .seconds(600))
         writePath.start()
-        // Whatever an earlier incarnation of this process put in the buffer becomes durable
-        // before anyone can read it.
+        // Whatever an earlier incarnation of this process put in the buffer becomes durable,
+        // then committed, before its streams reopen in a new epoch (Broker+Recovery.swift).
         guard writePath.waitUntilDurable(timeout: .seconds(120)) else {
             throw RoleError("the WAL did not catch up with the log buffer")
         }
-        try broker.recoverLogBufferTail(writePath)
+        try broker.awaitLogBufferCommitted(writePath, timeout: .seconds(600))
+        try broker.openAssignedPartitions(timeout: .seconds(120))
         // Idempotent producers' state, complete before the first produce can arrive.
         let producerStates = ProducerStateKeeper(broker: broker, config: config, logger: logger)
         try producerStates.recover()

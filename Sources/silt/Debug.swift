@@ -86,11 +86,11 @@ struct RingPeer: ParsableCommand {
             let baseOffset = nextOffset[Int(f.streamId)]
             nextOffset[Int(f.streamId)] += Int64(f.count)
             do {
-                if let r = try ring.tryAppend(streamId: f.streamId, baseOffset: baseOffset, count: f.count, payload: payload) {
+                if let r = try ring.tryAppend(streamId: f.streamId, streamEpoch: 1, baseOffset: baseOffset, count: f.count, payload: payload) {
                     end = r.endLSN
                 } else {
                     fullWaits += 1  // back-pressure: block on the futex until a reader advances
-                    end = try ring.append(streamId: f.streamId, baseOffset: baseOffset, count: f.count,
+                    end = try ring.append(streamId: f.streamId, streamEpoch: 1, baseOffset: baseOffset, count: f.count,
                                           payload: payload, timeout: timeout).endLSN
                 }
             } catch {

@@ -51,7 +51,7 @@ final class BrokerTests: XCTestCase {
         let channel = LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger)
         (broker, logs, writePath) = node.makeBroker(config: config, clusterId: "test-cluster-id-000000",
                                                     controllerChannel: channel)
-        try node.start(broker, path: writePath, on: group.next())
+        try node.start(broker, path: writePath, controller: controller, on: group.next())
     }
 
     /// Stops the broker (as the broker role does: what it appended becomes durable first) and
@@ -61,6 +61,7 @@ final class BrokerTests: XCTestCase {
             XCTAssertTrue(writePath.waitUntilDurable(timeout: .seconds(10)), "the WAL did not drain")
             writePath.stop()
         }
+        node?.stopUploader()
         broker?.stop()
         controller?.close()   // before the loops its long-polls are parked on
         logs?.shutdown()
@@ -479,7 +480,7 @@ final class MetadataSnapshotFollowTests: XCTestCase {
         let (broker, logs, path) = node.makeBroker(config: config, clusterId: "c", controllerChannel:
                                                        LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger))
         defer { logs.shutdown() }
-        try node.start(broker, path: path, on: group.next())
+        try node.start(broker, path: path, controller: controller, on: group.next())
         defer { path.stop(); broker.stop(); controller.close() }
         XCTAssertEqual(broker.metadata.image.topicsByName.keys.sorted(), controller.image.topicsByName.keys.sorted())
         XCTAssertEqual(broker.metadata.image.nextOffset, controller.image.nextOffset)
@@ -490,6 +491,7 @@ final class MetadataSnapshotFollowTests: XCTestCase {
         try controller.awaitCommitted()
         try broker.metadata.catchUp(on: group.next()).wait()
         XCTAssertEqual(broker.metadata.image.topic(named: "later")?.partitionCount, 2)
+        try broker.whenPartitionsOpen(on: group.next(), within: .seconds(10)).wait()
         XCTAssertNotNil(logs.partition(topic: "later", partition: 1))
     }
 }

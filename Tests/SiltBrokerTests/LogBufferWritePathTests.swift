@@ -107,12 +107,13 @@ final class LogBufferWritePathTests: XCTestCase {
                                                          metrics: .local(), logger: logger),
                         logger: logger)
         try broker.start(on: group.next())
+        try broker.openAssignedPartitions(timeout: .seconds(10))
     }
 
     /// Runs a real uploader on the log buffer (the stand-in WAL stops releasing reader 1).
-    func startUploader(thresholdBytes: Int = 64 << 10, walState: WALState? = nil) async throws -> Uploader {
+    func startUploader(thresholdBytes: Int = 64 << 10, intervalMs: Int = 50, walState: WALState? = nil) async throws -> Uploader {
         fakeWAL.lock.withLock { fakeWAL.releaseUploaderReader = false }
-        let config = UploaderConfig(storage: ObjectStorageConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: 50, blockCacheBytes: 1 << 20,
+        let config = UploaderConfig(storage: ObjectStorageConfig(uploadThresholdBytes: thresholdBytes, uploadIntervalMs: intervalMs, blockCacheBytes: 1 << 20,
                                          objectBlockBytes: 32 << 10, objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20,
                                          streamSetCompactionIntervalMs: 60_000, streamObjectCompactionIntervalMs: 60_000,
                                          networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2, prepareTTLMs: 60_000,
@@ -323,11 +324,16 @@ final class LogBufferWritePathTests: XCTestCase {
         XCTAssertLessThan(path.tailReads.count - tailBefore, 600, "every fetch was served from memory")
     }
 
-    func testARestartedBrokerRelearnsTheTailFromTheBuffer() throws {
+    /// A new broker process over the same buffer: what the old one appended is durable but not
+    /// committed. The new one has the uploader commit it, then reopens the stream in the next
+    /// epoch, at the committed end; the bytes are still served from memory.
+    func testARestartedBrokerCommitsTheBufferTailThenReopensInANewEpoch() throws {
         let topic = try createTopic("again", partitions: 1)
+        let stream = topic.streamIds[0]
         for v in ["a", "b", "c"] { _ = try send(produceRequest("again", values: [v]), version: 9).wait() }
         XCTAssertEqual(try fetch("again", offset: 0).highWatermark, 3)
-        // A new broker process over the same buffer: nothing committed yet, the tail is in memory.
+        let oldEpoch = try XCTUnwrap(logs.partition(topic: "again", partition: 0)).streamEpoch
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 0, "nothing committed yet")
         // The old one shuts down first (controlled: it is fenced, so the new one registers at once).
         broker.stop()
         let config = try ServerConfig(properties: ["log.dirs": dir])
@@ -339,10 +345,16 @@ final class LogBufferWritePathTests: XCTestCase {
                            logs: freshLogs, writePath: freshPath, logger: logger)
         defer { fresh.stop(); freshPath.stop() }
         try fresh.start(on: group.next())
-        XCTAssertEqual(freshLogs.partition(topic: "again", partition: 0)?.logEndOffset, 0)
-        try fresh.recoverLogBufferTail(freshPath)
+        XCTAssertNil(freshLogs.partition(topic: "again", partition: 0), "no stream opens before recovery")
+        // A long upload interval: only the broker's request makes the uploader upload now.
+        _ = try blocking { try await self.startUploader(thresholdBytes: 64 << 20, intervalMs: 600_000) }
+        try fresh.awaitLogBufferCommitted(freshPath, timeout: .seconds(10))
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 3)
+        try fresh.openAssignedPartitions(timeout: .seconds(10))
         let log = try XCTUnwrap(freshLogs.partition(topic: "again", partition: 0))
-        XCTAssertEqual(log.streamId, topic.streamIds[0])
+        XCTAssertEqual(log.streamId, stream)
+        XCTAssertEqual(log.streamEpoch, oldEpoch + 1, "each open bumps the stream epoch")
+        XCTAssertEqual(controller.image.streamStates[stream]?.epoch, oldEpoch + 1)
         XCTAssertEqual(log.logEndOffset, 3)
         XCTAssertEqual(log.highWatermark, 3)
         let tail = try XCTUnwrap(freshPath.readTail(log, streamId: log.streamId, from: 0, maxBytes: 1 << 20, minOneBatch: true))
@@ -352,19 +364,22 @@ final class LogBufferWritePathTests: XCTestCase {
     func testRecoveredWALRecordsAreUploadedBeforeTheBrokerServes() throws {
         let topic = try createTopic("rec", partitions: 1)
         let stream = topic.streamIds[0]
-        func frame(base: Int64, values: [String], stream: UInt64) -> [UInt8] {
+        func frame(base: Int64, values: [String], stream: UInt64, epoch: Int64 = 1) -> [UInt8] {
             var b = RecordBatchBuilder(baseOffset: base, partitionLeaderEpoch: 0)
             for v in values { b.append(key: nil as String?, value: v, timestamp: 1) }
             let batch = b.build()
             var out = [UInt8](repeating: 0, count: WALFrameCodec.headerBytes)
             out.withUnsafeMutableBytes {
-                WALFrameCodec.encodeHeader(streamId: stream, baseOffset: base, count: UInt32(values.count),
+                WALFrameCodec.encodeHeader(streamId: stream, streamEpoch: epoch, baseOffset: base, count: UInt32(values.count),
                                            payloadLength: batch.readableBytes, into: $0)
             }
             return out + Array(batch.readableBytesView)
         }
-        // What the WAL hands over after a node crash: two frames of a live stream and one of a deleted topic.
+        XCTAssertEqual(controller.image.streamStates[stream]?.epoch, 1, "the broker opened the stream in epoch 1")
+        // What the WAL hands over after a node crash: two frames of a live stream in its epoch,
+        // one a zombie appended in epoch 0 (superseded: never committed), one of a deleted topic.
         let tail = frame(base: 0, values: ["a", "b"], stream: stream) + frame(base: 2, values: ["c"], stream: stream)
+            + frame(base: 3, values: ["zombie"], stream: stream, epoch: 0)
             + frame(base: 0, values: ["x"], stream: 9999)
         let stateFd = try SharedMemory.createMemfd(name: "t-recovered")
         fds.append(stateFd)

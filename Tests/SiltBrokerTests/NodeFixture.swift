@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 @testable import SiltBroker
 import SiltConfig
@@ -7,6 +8,7 @@ import SiltController
 import SiltObjectStore
 import SiltRing
 import SiltStorage
+import SiltUploader
 import SiltWAL
 import XCTest
 
@@ -16,11 +18,12 @@ import XCTest
 /// Brokers started on it run `StreamLogManager` + `LogBufferWritePath` with an object reader
 /// over a file:// store, through the broker role's start sequence (`start(_:)`).
 ///
-/// What differs from `silt server`: one process instead of one per role, the controller in
-/// process, and no uploader (nothing the tests here do needs committed objects; the log
-/// buffer is sized so that they never fill it. `LogBufferWritePathTests` runs the real one).
-/// A broker restart (`BrokerTests.restart`) is a restart of the broker role alone: the log
-/// buffer and the WAL writer carry on, and the new broker re-learns the tail from the buffer.
+/// What differs from `silt server`: one process instead of one per role, and the controller
+/// in process. The real uploader runs beside each broker (`start`), with a long upload
+/// interval: it uploads when the broker asks (a reopen) and when it stops.
+/// A broker restart (`BrokerTests.restart`) is a restart of the broker role (and here of its
+/// uploader): the log buffer and the WAL writer carry on, and the new broker has the tail
+/// the old one left committed before it reopens the streams in a new epoch.
 final class NodeFixture {
     static let ringBytes = 4 << 20
     static let walCapacityBytes: UInt64 = 16 << 20
@@ -36,6 +39,8 @@ final class NodeFixture {
     let logger: Logger
     private var fds: [Int32]
     private let writerDone = DispatchSemaphore(value: 0)
+    private var uploaderTask: Task<Void, Never>?
+    private let uploaderStop = NIOLockedValueBox(false)
     private var closed = false
 
     /// A fresh node whose data lives under `dir` (objects) and /var/tmp (the WAL file).
@@ -80,23 +85,59 @@ final class NodeFixture {
         return (broker, logs, path)
     }
 
-    /// Starts `broker` as the broker role does: metadata first, then what the WAL recovered
-    /// must be committed, then the durable LSN is followed and what an earlier broker left in
-    /// the log buffer becomes the streams' tail.
-    func start(_ broker: Broker, path: LogBufferWritePath, on loop: EventLoop) throws {
+    /// Starts `broker` as the broker role does, with this node's uploader committing to
+    /// `controller`: metadata first, then what the WAL recovered must be committed, then the
+    /// durable LSN is followed, what an earlier broker left in the log buffer is committed,
+    /// and the broker's partitions open.
+    func start(_ broker: Broker, path: LogBufferWritePath, controller: MetadataController, on loop: EventLoop) throws {
         try broker.start(on: loop)
+        try startUploader(controller: controller, clusterId: broker.clusterId)
         _ = try broker.awaitRecoveredCommitted(walState.recoveredFrames, timeout: .seconds(10))
         path.start()
         guard path.waitUntilDurable(timeout: .seconds(10)) else {
             throw RecoveryError(description: "the WAL did not catch up with the log buffer")
         }
-        try broker.recoverLogBufferTail(path)
+        try broker.awaitLogBufferCommitted(path, timeout: .seconds(10))
+        try broker.openAssignedPartitions(timeout: .seconds(10))
+    }
+
+    private func startUploader(controller: MetadataController, clusterId: String) throws {
+        stopUploader()
+        uploaderStop.withLockedValue { $0 = false }
+        let storage = ObjectStorageConfig(uploadThresholdBytes: 8 << 20, uploadIntervalMs: 600_000, blockCacheBytes: 1 << 20,
+                                          objectBlockBytes: 32 << 10, objectPartBytes: 5 << 20, streamObjectSplitBytes: 8 << 20,
+                                          streamSetCompactionIntervalMs: 600_000, streamObjectCompactionIntervalMs: 600_000,
+                                          networkBaselineBytesPerSecond: 1 << 30, uploadParallelism: 2, prepareTTLMs: 60_000,
+                                          janitorIntervalMs: 600_000)
+        let uploader = Uploader(ring: ring, walState: walState, trimCommands: trimCommands, store: store,
+                                control: LocalUploaderControl(controller: controller, nodeId: 0), clusterId: clusterId,
+                                config: UploaderConfig(storage: storage), metrics: .local(), logger: logger)
+        let opened = DispatchSemaphore(value: 0)
+        let stop = uploaderStop
+        uploaderTask = Task {
+            do { try await uploader.openWithRetry(timeout: .seconds(10)) } catch { XCTFail("uploader open: \(error)") }
+            opened.signal()
+            await uploader.run(shouldStop: { stop.withLockedValue { $0 } })
+        }
+        guard opened.wait(timeout: .now() + 15) == .success else { throw RecoveryError(description: "the uploader did not open") }
+    }
+
+    /// Stops the uploader once it has uploaded everything durable (as the node's uploader does
+    /// when it stops).
+    func stopUploader() {
+        guard let task = uploaderTask else { return }
+        uploaderStop.withLockedValue { $0 = true }
+        let done = DispatchSemaphore(value: 0)
+        Task { await task.value; done.signal() }
+        if done.wait(timeout: .now() + 20) == .timedOut { XCTFail("the uploader did not stop") }
+        uploaderTask = nil
     }
 
     /// Stops the WAL writer once everything appended is durable, then releases the node.
     func shutdown() {
         guard !closed else { return }
         closed = true
+        stopUploader()
         writer.stop()
         if writerDone.wait(timeout: .now() + 10) == .timedOut {
             XCTFail("the WAL writer did not drain")

@@ -233,3 +233,59 @@ extension BrokerClusterTests {
         XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 5)
     }
 }
+
+extension BrokerClusterTests {
+    /// Each open of a stream by its leader bumps the stream epoch by one (one batch for all),
+    /// returns the committed range, and fences commits of the epoch before. Everything else
+    /// is refused per stream (not led here, unknown) or as a whole (a stale broker epoch, a
+    /// fenced broker, the same stream twice), and a refusal writes nothing.
+    func testOpenStreamsBumpsTheEpochOfStreamsLedHereOnly() throws {
+        let e0 = try join(0)
+        try join(1)
+        let topic = try controller.createTopic(name: "o", partitions: 4, configs: [:], validateOnly: false)
+        let image = controller.image
+        let mine = topic.streamIds.filter { image.partitions[$0]!.leader == 0 }
+        let theirs = topic.streamIds.filter { image.partitions[$0]!.leader == 1 }
+        XCTAssertEqual([mine.count, theirs.count], [2, 2])
+
+        let opened = try controller.openStreams(nodeId: 0, brokerEpoch: e0, streamIds: mine + [theirs[0], 4242])
+        for id in mine {
+            XCTAssertEqual(try opened[id]!.get(), .init(streamEpoch: 1, startOffset: 0, endOffset: 0))
+            XCTAssertEqual(controller.image.streamStates[id]?.epoch, 1)
+            XCTAssertEqual(controller.image.partitions[id]?.streamEpoch, 1)
+            XCTAssertEqual(controller.image.partitions[id]?.leaderEpoch, image.partitions[id]?.leaderEpoch,
+                           "a reopen by the same leader is not a leader change")
+        }
+        XCTAssertEqual(opened[theirs[0]].flatMap { try? $0.get() }, nil)
+        if case .failure(let e)? = opened[theirs[0]] { XCTAssertEqual(e.kafkaErrorCode, 6) }   // NOT_LEADER_OR_FOLLOWER
+        if case .failure(let e)? = opened[4242] { XCTAssertEqual(e.kafkaErrorCode, 3) }       // UNKNOWN_TOPIC_OR_PARTITION
+        XCTAssertEqual(controller.image.streamStates[theirs[0]]?.epoch, 0, "a refused open bumps nothing")
+
+        // The epoch before the open is fenced: a commit carrying it is refused.
+        _ = try controller.openUploader(nodeId: 0)
+        let nodeEpoch = controller.image.nodeEpochs[0]!
+        let id = try controller.prepareObjects(nodeId: 0, nodeEpoch: nodeEpoch, count: 1, ttlMs: 60_000)
+        XCTAssertThrowsError(try controller.commitObjects(
+            nodeId: 0, nodeEpoch: nodeEpoch,
+            objects: [.init(objectId: id, size: 10, kind: .streamSet,
+                            ranges: [.init(streamId: mine[0], streamEpoch: 0, startOffset: 0, endOffset: 1)])],
+            compactedObjectIds: []))
+
+        // A second open: the next epoch, with the committed range.
+        XCTAssertEqual(try controller.openStreams(nodeId: 0, brokerEpoch: e0, streamIds: [mine[0]])[mine[0]]!.get().streamEpoch, 2)
+
+        let before = controller.image.nextOffset
+        XCTAssertThrowsError(try controller.openStreams(nodeId: 0, brokerEpoch: e0 + 1, streamIds: mine)) {
+            XCTAssertEqual(($0 as? ControllerError)?.kafkaErrorCode, 77)   // STALE_BROKER_EPOCH
+        }
+        XCTAssertThrowsError(try controller.openStreams(nodeId: 0, brokerEpoch: e0, streamIds: [mine[0], mine[0]])) {
+            XCTAssertEqual(($0 as? ControllerError)?.kafkaErrorCode, 42)   // INVALID_REQUEST
+        }
+        XCTAssertThrowsError(try controller.openStreams(nodeId: 9, brokerEpoch: 1, streamIds: mine))
+        _ = try controller.brokerHeartbeat(nodeId: 0, brokerEpoch: e0, metadataOffset: controller.image.nextOffset,
+                                           wantFence: false, wantShutDown: true, nowMs: t0)
+        XCTAssertThrowsError(try controller.openStreams(nodeId: 0, brokerEpoch: e0, streamIds: mine), "a fenced broker opens nothing")
+        XCTAssertEqual(controller.image.streamStates[mine[1]]?.epoch, 1)
+        XCTAssertGreaterThan(controller.image.nextOffset, before, "only the fence was written")
+    }
+}

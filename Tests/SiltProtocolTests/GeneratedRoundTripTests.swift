@@ -3619,6 +3619,40 @@ extension OffsetForLeaderEpochResponse.EpochEndOffset {
         return m
     }
 }
+extension OpenStreamsRequest {
+    static func _sample(version: Int16, nulls: Bool) -> OpenStreamsRequest {
+        var m = OpenStreamsRequest()
+        m.nodeId = 72
+        m.brokerEpoch = 86
+        m.streamIds = [62]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 9], 1234: []] }
+        return m
+    }
+}
+extension OpenStreamsResponse {
+    static func _sample(version: Int16, nulls: Bool) -> OpenStreamsResponse {
+        var m = OpenStreamsResponse()
+        m.throttleTimeMs = 71
+        m.errorCode = 9
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.streams = [OpenStreamsResponse.OpenStreamResult._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 37], 1234: []] }
+        return m
+    }
+}
+extension OpenStreamsResponse.OpenStreamResult {
+    static func _sample(version: Int16, nulls: Bool) -> OpenStreamsResponse.OpenStreamResult {
+        var m = OpenStreamsResponse.OpenStreamResult()
+        m.streamId = 90
+        m.errorCode = 9
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.streamEpoch = 36
+        m.startOffset = 62
+        m.endOffset = 26
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 27], 1234: []] }
+        return m
+    }
+}
 extension OpenUploaderRequest {
     static func _sample(version: Int16, nulls: Bool) -> OpenUploaderRequest {
         var m = OpenUploaderRequest()
@@ -6261,6 +6295,24 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testOpenStreamsRequest() throws {
+        for v in OpenStreamsRequest.lowestSupportedVersion...OpenStreamsRequest.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(OpenStreamsRequest._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == OpenStreamsRequest.lowestSupportedVersion || v == OpenStreamsRequest.highestSupportedVersion)
+            try assertRoundTrip(OpenStreamsRequest._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(OpenStreamsRequest(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testOpenStreamsResponse() throws {
+        for v in OpenStreamsResponse.lowestSupportedVersion...OpenStreamsResponse.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(OpenStreamsResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == OpenStreamsResponse.lowestSupportedVersion || v == OpenStreamsResponse.highestSupportedVersion)
+            try assertRoundTrip(OpenStreamsResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(OpenStreamsResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testOpenUploaderRequest() throws {
         for v in OpenUploaderRequest.lowestSupportedVersion...OpenUploaderRequest.highestSupportedVersion {
             let nonDefault = true
@@ -6757,6 +6809,6 @@ final class GeneratedRoundTripTests: XCTestCase {
     }
 
     func testGeneratedMessageCount() {
-        XCTAssertEqual(ApiKey.allCases.count, 92)
+        XCTAssertEqual(ApiKey.allCases.count, 93)
     }
 }

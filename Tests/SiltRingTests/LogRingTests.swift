@@ -21,14 +21,16 @@ func bytes(_ n: Int, seed: UInt8) -> [UInt8] {
 
 extension LogRing {
     @discardableResult
-    func tryAppend(_ payload: [UInt8], stream: UInt64 = 1, offset: Int64 = 0, count: UInt32 = 1) throws -> (startLSN: UInt64, endLSN: UInt64)? {
-        try payload.withUnsafeBytes { try tryAppend(streamId: stream, baseOffset: offset, count: count, payload: $0) }
+    func tryAppend(_ payload: [UInt8], stream: UInt64 = 1, epoch: Int64 = 1, offset: Int64 = 0, count: UInt32 = 1) throws -> (startLSN: UInt64, endLSN: UInt64)? {
+        try payload.withUnsafeBytes { try tryAppend(streamId: stream, streamEpoch: epoch, baseOffset: offset, count: count, payload: $0) }
     }
 
     @discardableResult
-    func append(_ payload: [UInt8], stream: UInt64 = 1, offset: Int64 = 0, count: UInt32 = 1,
+    func append(_ payload: [UInt8], stream: UInt64 = 1, epoch: Int64 = 1, offset: Int64 = 0, count: UInt32 = 1,
                 timeout: Duration?) throws -> (startLSN: UInt64, endLSN: UInt64) {
-        try payload.withUnsafeBytes { try append(streamId: stream, baseOffset: offset, count: count, payload: $0, timeout: timeout) }
+        try payload.withUnsafeBytes {
+            try append(streamId: stream, streamEpoch: epoch, baseOffset: offset, count: count, payload: $0, timeout: timeout)
+        }
     }
 }
 
@@ -43,8 +45,9 @@ final class LogRingTests: XCTestCase {
         var expected: [(UInt64, Int64, UInt32, [UInt8], UInt64, UInt64)] = []
         for i in 0..<20 {
             let p = bytes(i * 13, seed: UInt8(i))
-            let r = try XCTUnwrap(try ring.tryAppend(p, stream: UInt64(i % 3 + 1), offset: Int64(i * 10), count: UInt32(i + 1)))
-            XCTAssertEqual(r.endLSN - r.startLSN, UInt64((32 + p.count + 7) & ~7))
+            let r = try XCTUnwrap(try ring.tryAppend(p, stream: UInt64(i % 3 + 1), epoch: Int64(i) << 33, offset: Int64(i * 10),
+                                                     count: UInt32(i + 1)))
+            XCTAssertEqual(r.endLSN - r.startLSN, UInt64((LogRing.frameHeaderBytes + p.count + 7) & ~7))
             XCTAssertEqual(r.startLSN % 8, 0)
             expected.append((UInt64(i % 3 + 1), Int64(i * 10), UInt32(i + 1), p, r.startLSN, r.endLSN))
         }
@@ -60,6 +63,7 @@ final class LogRingTests: XCTestCase {
             for (frame, e) in zip(batch.frames, expected) {
                 XCTAssertEqual(frame.streamId, e.0)
                 XCTAssertEqual(frame.baseOffset, e.1)
+                XCTAssertEqual(frame.streamEpoch, Int64(e.1 / 10) << 33, "the epoch travels with the frame")
                 XCTAssertEqual(frame.count, e.2)
                 XCTAssertEqual(Array(frame.payload), e.3)
                 XCTAssertEqual(frame.startLSN, e.4)
@@ -80,14 +84,14 @@ final class LogRingTests: XCTestCase {
         let f = try RingFixture()
         let ring = f.ring
         let reader0 = ring.reader(0), reader1 = ring.reader(1)
-        // 1000-byte payloads: 1032-byte frames; 63 fill 65016 bytes, leaving 520 at the end.
+        // 1000-byte payloads: 1040-byte frames; 63 fill 65520 bytes, leaving 16 at the end.
         var sequence: UInt64 = 0
         var sawPadding = false
         for round in 0..<5 {
             for _ in 0..<40 {
                 let p = bytes(1000, seed: UInt8(truncatingIfNeeded: sequence))
                 let r = try XCTUnwrap(try ring.tryAppend(p, stream: 9, offset: Int64(sequence)), "round \(round)")
-                XCTAssertLessThanOrEqual(Int(r.startLSN & UInt64(ring.capacityBytes - 1)) + 1032, ring.capacityBytes, "a frame never wraps")
+                XCTAssertLessThanOrEqual(Int(r.startLSN & UInt64(ring.capacityBytes - 1)) + 1040, ring.capacityBytes, "a frame never wraps")
                 sequence += 1
             }
             let before = reader0.position
@@ -113,9 +117,9 @@ final class LogRingTests: XCTestCase {
         let ring = f.ring
         // Leave exactly 16 bytes before the end: too small for a padding header.
         let first = ring.capacityBytes - 16 - 1000 * 0
-        // Frames of 8160 payload = 8192 bytes; 7 of them = 57344; then fill to cap - 16.
-        for _ in 0..<7 { _ = try XCTUnwrap(try ring.tryAppend(bytes(8160, seed: 1))) }
-        let rest = first - 7 * 8192 - 32  // payload that leaves 16 bytes
+        // Frames of 8152 payload = 8192 bytes; 7 of them = 57344; then fill to cap - 16.
+        for _ in 0..<7 { _ = try XCTUnwrap(try ring.tryAppend(bytes(8152, seed: 1))) }
+        let rest = first - 7 * 8192 - LogRing.frameHeaderBytes  // payload that leaves 16 bytes
         _ = try XCTUnwrap(try ring.tryAppend(bytes(rest, seed: 2)))
         XCTAssertEqual(Int(ring.writePosition), ring.capacityBytes - 16)
         for i in 0..<2 { ring.reader(i).advance(to: ring.writePosition) }
@@ -130,11 +134,11 @@ final class LogRingTests: XCTestCase {
     func testBackPressure() throws {
         let f = try RingFixture()
         let ring = f.ring
-        let p = bytes(4064, seed: 7)  // 4096-byte frames: exactly 16 fill the ring
+        let p = bytes(4056, seed: 7)  // 4096-byte frames: exactly 16 fill the ring
         for _ in 0..<16 { XCTAssertNotNil(try ring.tryAppend(p)) }
         XCTAssertEqual(ring.freeBytes, 0)
         XCTAssertNil(try ring.tryAppend(p), "tryAppend fails when full")
-        XCTAssertNil(try ring.tryAppend([]), "even an empty frame needs 32 bytes")
+        XCTAssertNil(try ring.tryAppend([]), "even an empty frame needs 40 bytes")
 
         let t0 = ContinuousClock.now
         XCTAssertThrowsError(try ring.append(p, timeout: .milliseconds(100))) { XCTAssertEqual($0 as? RingError, .full) }
@@ -171,7 +175,7 @@ final class LogRingTests: XCTestCase {
             XCTAssertEqual($0 as? RingError, .payloadTooLarge(bytes: 16 * 1024 + 1, max: 16 * 1024))
         }
         XCTAssertNotNil(try f.ring.tryAppend(bytes(16 * 1024, seed: 0)))
-        XCTAssertEqual(f.ring.writePosition, UInt64(16 * 1024 + 32))
+        XCTAssertEqual(f.ring.writePosition, UInt64(16 * 1024 + LogRing.frameHeaderBytes))
     }
 
     func testAttachSeesTheSameState() throws {
@@ -206,6 +210,19 @@ final class LogRingTests: XCTestCase {
         XCTAssertThrowsError(try ControlRing.attach(fd: try SharedMemory.createMemfd(name: "empty")))
     }
 
+    /// Any process may ask the uploader to upload up to a position; the largest ask stands,
+    /// and another mapping (the uploader's process) sees it.
+    func testUploadRequestsKeepTheLargest() throws {
+        let f = try RingFixture()
+        XCTAssertEqual(f.ring.uploadRequestPosition, 0)
+        f.ring.requestUpload(through: 4096)
+        f.ring.requestUpload(through: 1024)
+        let other = try LogRing.attach(fd: f.fd)
+        XCTAssertEqual(other.uploadRequestPosition, 4096, "a smaller request never lowers it")
+        other.requestUpload(through: 8192)
+        XCTAssertEqual(f.ring.uploadRequestPosition, 8192)
+    }
+
     func testInitializePositions() throws {
         let f = try RingFixture()
         let lsn: UInt64 = 1_000_000_000_012 * 8
@@ -216,11 +233,11 @@ final class LogRingTests: XCTestCase {
         XCTAssertEqual(f.ring.freeBytes, f.ring.capacityBytes)
         let r = try XCTUnwrap(try f.ring.tryAppend(bytes(24, seed: 1), stream: 2, offset: 77))
         XCTAssertEqual(r.startLSN, lsn)
-        XCTAssertEqual(r.endLSN, lsn + 56)
+        XCTAssertEqual(r.endLSN, lsn + UInt64(LogRing.frameHeaderBytes + 24))
         let batch = try f.ring.reader(1).peek()
         XCTAssertEqual(batch.frames.count, 1)
         XCTAssertEqual(batch.frames[0].baseOffset, 77)
-        XCTAssertEqual(try LogRing.attach(fd: f.fd).writePosition, lsn + 56)
+        XCTAssertEqual(try LogRing.attach(fd: f.fd).writePosition, lsn + UInt64(LogRing.frameHeaderBytes + 24))
     }
 
     func testCopyIfStillPresent() throws {
@@ -232,12 +249,12 @@ final class LogRingTests: XCTestCase {
         defer { buffer.deallocate() }
 
         XCTAssertTrue(ring.copyIfStillPresent(startLSN: r.startLSN, endLSN: r.endLSN, into: buffer))
-        XCTAssertEqual(Array(buffer[32..<1032]), p)
+        XCTAssertEqual(Array(buffer[40..<1040]), p)
         XCTAssertFalse(ring.copyIfStillPresent(startLSN: r.startLSN, endLSN: r.endLSN + 8, into: buffer),
                        "not yet written")
 
         // Overwrite: both readers move on, the writer laps the ring.
-        let filler = bytes(4064, seed: 1)
+        let filler = bytes(4056, seed: 1)
         while ring.writePosition < UInt64(ring.capacityBytes) - 4096 {
             for i in 0..<2 { ring.reader(i).advance(to: ring.writePosition) }
             _ = try XCTUnwrap(try ring.tryAppend(filler))
@@ -263,7 +280,7 @@ final class LogRingTests: XCTestCase {
         _ = try XCTUnwrap(try ring.tryAppend(bytes(10, seed: 4)))
         // Flip one payload bit through an independent mapping of the memfd.
         let other = try LogRing.attach(fd: f.fd)
-        let at = other.data + Int(r.startLSN) + 32 + 150
+        let at = other.data + Int(r.startLSN) + LogRing.frameHeaderBytes + 150
         at.storeBytes(of: at.load(as: UInt8.self) ^ 0x10, as: UInt8.self)
         XCTAssertThrowsError(try ring.reader(0).peek()) {
             guard case .corruptFrame(let lsn, let reason)? = $0 as? RingError else { return XCTFail("\($0)") }

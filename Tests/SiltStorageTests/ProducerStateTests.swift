@@ -146,7 +146,7 @@ final class ProducerStateTests: XCTestCase {
     }
 
     func testStreamLogAnswersARetryWithTheOriginalOffsetsAndPublishesNothing() throws {
-        let log = StreamLog(topic: "t", partition: 0, streamId: 1, startOffset: 0, endOffset: 0, maxBatchBytes: 1 << 20)
+        let log = StreamLog(topic: "t", partition: 0, streamId: 1, streamEpoch: 1, startOffset: 0, endOffset: 0, maxBatchBytes: 1 << 20)
         var published = 0
         func append(_ records: ByteBuffer) throws -> AppendInfo {
             let headers = try validateProducedRecords(records, maxMessageBytes: 1 << 20, timestampType: .createTime, nowMs: baseTimeMs)
@@ -174,7 +174,7 @@ final class ProducerStateTests: XCTestCase {
         // Snapshot out, load into a fresh log: the retry is still recognised.
         let snapshot = log.producerStateSnapshot()
         XCTAssertEqual(snapshot.offset, 7)
-        let reopened = StreamLog(topic: "t", partition: 0, streamId: 1, startOffset: 0, endOffset: 7, maxBatchBytes: 1 << 20)
+        let reopened = StreamLog(topic: "t", partition: 0, streamId: 1, streamEpoch: 1, startOffset: 0, endOffset: 7, maxBatchBytes: 1 << 20)
         reopened.loadProducerState(snapshot.table)
         let again = try reopened.append(records, batches: headers, logAppendTime: false, nowMs: baseTimeMs) { _, _ in }
         XCTAssertTrue(again.duplicate)

@@ -19,19 +19,19 @@ final class StreamLogTests: XCTestCase {
     func testInvalidTopicNames() throws {
         let manager = StreamLogManager(maxBatchBytes: 1 << 20, logger: logger)
         for bad in ["", ".", "..", "a/b", "x y", String(repeating: "a", count: 250)] {
-            XCTAssertThrowsError(try manager.openStream(topic: bad, partition: 0, streamId: 1, streamStart: 0, streamEnd: 0)) {
+            XCTAssertThrowsError(try manager.openStream(topic: bad, partition: 0, streamId: 1, streamEpoch: 1, streamStart: 0, streamEnd: 0)) {
                 XCTAssertEqual(($0 as? StorageError)?.kafkaErrorCode, 17)
             }
         }
-        XCTAssertThrowsError(try manager.openStream(topic: "ok", partition: -1, streamId: 1, streamStart: 0, streamEnd: 0))
-        XCTAssertNoThrow(try manager.openStream(topic: "my.topic_0-x", partition: 0, streamId: 1, streamStart: 0, streamEnd: 0))
+        XCTAssertThrowsError(try manager.openStream(topic: "ok", partition: -1, streamId: 1, streamEpoch: 1, streamStart: 0, streamEnd: 0))
+        XCTAssertNoThrow(try manager.openStream(topic: "my.topic_0-x", partition: 0, streamId: 1, streamEpoch: 1, streamStart: 0, streamEnd: 0))
     }
 
     /// Appends from several threads, several batches per append: offsets are contiguous and
     /// `publish` sees them in offset order (it runs under the partition lock).
     func testConcurrentMultiBatchAppendsAreContiguousAndPublishedInOrder() throws {
         let manager = StreamLogManager(maxBatchBytes: 1 << 20, logger: logger)
-        let log = try manager.openStream(topic: "c", partition: 0, streamId: 7, streamStart: 5, streamEnd: 5)
+        let log = try manager.openStream(topic: "c", partition: 0, streamId: 7, streamEpoch: 1, streamStart: 5, streamEnd: 5)
         XCTAssertEqual([log.logStartOffset, log.logEndOffset, log.highWatermark], [5, 5, 5], "starts at the committed end")
         let lock = NSLock()
         var published: [RecordBatchHeader] = []
@@ -62,7 +62,7 @@ final class StreamLogTests: XCTestCase {
     }
 
     func testLogAppendTimeIsStampedIntoThePublishedBatch() throws {
-        let log = StreamLog(topic: "t", partition: 0, streamId: 1, startOffset: 0, endOffset: 0, maxBatchBytes: 1 << 20)
+        let log = StreamLog(topic: "t", partition: 0, streamId: 1, streamEpoch: 1, startOffset: 0, endOffset: 0, maxBatchBytes: 1 << 20)
         let records = makeRecords(count: 2)
         var out: ByteBuffer?
         let info = try log.append(records, batches: try headers(records), logAppendTime: true, nowMs: baseTimeMs + 999) { b, _ in
@@ -75,7 +75,7 @@ final class StreamLogTests: XCTestCase {
         XCTAssertEqual(header.maxTimestamp, baseTimeMs + 999)
         XCTAssertTrue(header.isCRCValid(in: buffer))
         // A batch over the limit is refused whole; a failed publish appends nothing.
-        let small = StreamLog(topic: "t", partition: 1, streamId: 2, startOffset: 0, endOffset: 0, maxBatchBytes: 100)
+        let small = StreamLog(topic: "t", partition: 1, streamId: 2, streamEpoch: 1, startOffset: 0, endOffset: 0, maxBatchBytes: 100)
         let big = makeRecords(count: 3, valueBytes: 100)
         XCTAssertThrowsError(try small.append(big, batches: try headers(big), logAppendTime: false, nowMs: 0) { _, _ in }) {
             XCTAssertEqual(($0 as? StorageError)?.kafkaErrorCode, 10)
@@ -93,9 +93,9 @@ final class StreamLogTests: XCTestCase {
         }
         let seen = Seen()
         manager.addHighWatermarkListener { p, hw in seen.lock.withLock { seen.notices.append("\(p.topic)@\(hw)") } }
-        let p0 = try manager.openStream(topic: "gone", partition: 0, streamId: 1, streamStart: 0, streamEnd: 0)
-        _ = try manager.openStream(topic: "gone", partition: 1, streamId: 2, streamStart: 0, streamEnd: 0)
-        let kept = try manager.openStream(topic: "gone-2", partition: 0, streamId: 3, streamStart: 0, streamEnd: 0)
+        let p0 = try manager.openStream(topic: "gone", partition: 0, streamId: 1, streamEpoch: 1, streamStart: 0, streamEnd: 0)
+        _ = try manager.openStream(topic: "gone", partition: 1, streamId: 2, streamEpoch: 1, streamStart: 0, streamEnd: 0)
+        let kept = try manager.openStream(topic: "gone-2", partition: 0, streamId: 3, streamEpoch: 1, streamStart: 0, streamEnd: 0)
         let records = makeRecords(count: 3)
         _ = try p0.append(records, batches: try headers(records), logAppendTime: false, nowMs: 0) { _, _ in }
         p0.advanceHighWatermark(to: 3)
@@ -112,7 +112,7 @@ final class StreamLogTests: XCTestCase {
         XCTAssertThrowsError(try p0.append(records, batches: try headers(records), logAppendTime: false, nowMs: 0) { _, _ in }) {
             XCTAssertEqual($0 as? StorageError, .closed(topic: "gone", partition: 0))
         }
-        let fresh = try manager.openStream(topic: "gone", partition: 0, streamId: 4, streamStart: 0, streamEnd: 0)
+        let fresh = try manager.openStream(topic: "gone", partition: 0, streamId: 4, streamEpoch: 1, streamStart: 0, streamEnd: 0)
         XCTAssertEqual(fresh.logEndOffset, 0)
     }
 }

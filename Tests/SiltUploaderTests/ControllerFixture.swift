@@ -90,10 +90,11 @@ class UploaderTestCase: XCTestCase {
 
     /// Appends a frame to the log buffer and makes everything written so far durable (what the
     /// WAL writer does after its fsync).
-    func appendDurable(stream: UInt64, base: Int64, count: Int, value: String = "v") throws {
+    func appendDurable(stream: UInt64, epoch: Int64 = 0, base: Int64, count: Int, value: String = "v") throws {
         let payload = batch(base: base, count: count, value: value)
         _ = try payload.withUnsafeBytes {
-            try ring.append(streamId: stream, baseOffset: base, count: UInt32(count), payload: $0, timeout: .seconds(5))
+            try ring.append(streamId: stream, streamEpoch: epoch, baseOffset: base, count: UInt32(count), payload: $0,
+                            timeout: .seconds(5))
         }
         ring.reader(0).advance(to: ring.writePosition)
     }

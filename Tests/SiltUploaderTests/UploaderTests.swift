@@ -1,5 +1,6 @@
 import Foundation
 import SiltController
+import SiltMetadata
 import SiltObjectStore
 import SiltRing
 import SiltStreams
@@ -110,7 +111,7 @@ final class UploaderTests: UploaderTestCase {
         // Written but not durable: never uploaded, the buffer keeps it.
         let payload = batch(base: next[a]!, count: 1)
         let written = try payload.withUnsafeBytes {
-            try ring.append(streamId: a, baseOffset: next[a]!, count: 1, payload: $0, timeout: .seconds(5))
+            try ring.append(streamId: a, streamEpoch: 0, baseOffset: next[a]!, count: 1, payload: $0, timeout: .seconds(5))
         }
         try await Task.sleep(for: .milliseconds(300))
         XCTAssertEqual(ring.readPosition(1), written.startLSN)
@@ -134,7 +135,7 @@ final class UploaderTests: UploaderTestCase {
             let payload = batch(base: base, count: count)
             var out = [UInt8](repeating: 0, count: WALFrameCodec.headerBytes)
             out.withUnsafeMutableBytes {
-                WALFrameCodec.encodeHeader(streamId: stream, baseOffset: base, count: UInt32(count),
+                WALFrameCodec.encodeHeader(streamId: stream, streamEpoch: 0, baseOffset: base, count: UInt32(count),
                                            payloadLength: payload.count, into: $0)
             }
             return out + payload
@@ -183,5 +184,47 @@ func assertThrows<T>(_ body: @autoclosure () async throws -> T, file: StaticStri
         XCTFail("no error thrown", file: file, line: line)
     } catch {
         check(error)
+    }
+}
+
+extension UploaderTests {
+    /// Frames carry the stream epoch they were appended in. Frames of an epoch the stream has
+    /// left (a zombie's, or what a broker left before it reopened the stream) are dropped,
+    /// never committed; the rest commit in their own epoch. An upload request on the ring
+    /// makes the uploader upload at once instead of at its interval.
+    func testSupersededEpochFramesAreDroppedAndRequestsUploadAtOnce() async throws {
+        let brokerEpoch = try controller.registerBroker(
+            .init(nodeId: 0, incarnationId: UUID(), listeners: [.init(name: "PLAINTEXT", host: "127.0.0.1", port: 9092)], rack: nil))
+        _ = try controller.brokerHeartbeat(nodeId: 0, brokerEpoch: brokerEpoch, metadataOffset: controller.image.nextOffset,
+                                           wantFence: false, wantShutDown: false)
+        let topic = try controller.createTopic(name: "ep", partitions: 1, configs: [:], validateOnly: false)
+        let stream = topic.streamIds[0]
+        XCTAssertEqual(try controller.openStreams(nodeId: 0, brokerEpoch: brokerEpoch, streamIds: [stream])[stream]!.get().streamEpoch, 1)
+
+        var config = uploaderConfig(thresholdBytes: 8 << 20)
+        config.storage.uploadIntervalMs = 600_000
+        let uploader = uploader(control: control(), config: config)
+        try await uploader.openWithRetry(timeout: .seconds(10))
+        let stop = StopBox()
+        let running = Task { await uploader.run(shouldStop: { stop.isSet }) }
+
+        try appendDurable(stream: stream, epoch: 0, base: 0, count: 2, value: "zombie")
+        try appendDurable(stream: stream, epoch: 1, base: 0, count: 3, value: "live")
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 0, "nothing is due before the interval")
+
+        ring.requestUpload(through: ring.writePosition)
+        await eventually("the request is uploaded") { controller.image.streamStates[stream]?.endOffset == 3 }
+        let image = controller.image
+        XCTAssertEqual(image.streamStates[stream]?.epoch, 1)
+        let refs = image.objectRanges(streamId: stream, from: 0)
+        XCTAssertEqual(refs.map { [$0.startOffset, $0.endOffset] }, [[0, 3]])
+        let object = try XCTUnwrap(image.committedObjects.first { $0.objectId == refs[0].objectId })
+        let reader = ObjectReader(store: store, cache: BlockCache(capacityBytes: 1 << 20), logger: logger)
+        let bytes = try await reader.read(objectId: object.objectId, key: ObjectKeys.object(clusterId: "c", objectId: object.objectId),
+                                          objectSize: object.size, streamId: stream, from: 0, maxBytes: 1 << 20)
+        XCTAssertEqual(bytes, batch(base: 0, count: 3, value: "live"), "the object holds the live epoch's batch only")
+        stop.set()
+        await running.value
     }
 }

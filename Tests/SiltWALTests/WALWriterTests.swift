@@ -53,7 +53,7 @@ final class WALWriterTests: XCTestCase {
         var stop = start(writer)
 
         // Frames of two streams, some large enough to need several group commits.
-        var sent: [(stream: UInt64, base: Int64, count: UInt32, payload: [UInt8])] = []
+        var sent: [(stream: UInt64, epoch: Int64, base: Int64, count: UInt32, payload: [UInt8])] = []
         var ends: [UInt64: Int64] = [:]
         for i in 0..<40 {
             let stream = UInt64(1 + i % 2)
@@ -61,10 +61,11 @@ final class WALWriterTests: XCTestCase {
             let base = ends[stream, default: 0]
             let count = UInt32(1 + i % 3)
             _ = try payload.withUnsafeBytes {
-                try ring.append(streamId: stream, baseOffset: base, count: count, payload: $0, timeout: .seconds(5))
+                try ring.append(streamId: stream, streamEpoch: Int64(7 + i), baseOffset: base, count: count, payload: $0,
+                                timeout: .seconds(5))
             }
             ends[stream] = base + Int64(count)
-            sent.append((stream, base, count, payload))
+            sent.append((stream, Int64(7 + i), base, count, payload))
         }
         let end = ring.writePosition
         let deadline = Date().addingTimeInterval(10)
@@ -93,7 +94,8 @@ final class WALWriterTests: XCTestCase {
         let frames = try WALFrameCodec.decode(state.recoveredFrames)
         XCTAssertEqual(frames.count, sent.count)
         for (f, s) in zip(frames, sent) {
-            XCTAssertEqual([f.streamId, UInt64(f.baseOffset), UInt64(f.count)], [s.stream, UInt64(s.base), UInt64(s.count)])
+            XCTAssertEqual([f.streamId, UInt64(f.baseOffset), UInt64(f.count), UInt64(f.streamEpoch)],
+                           [s.stream, UInt64(s.base), UInt64(s.count), UInt64(s.epoch)])
             XCTAssertEqual(Array(f.payload), s.payload)
         }
 

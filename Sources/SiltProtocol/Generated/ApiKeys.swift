@@ -95,6 +95,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
     case prepareS3Object = 601
     case commitS3Objects = 602
     case trimStreams = 603
+    case openStreams = 604
 
     public var name: String {
         switch self {
@@ -190,6 +191,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .prepareS3Object: return "PrepareS3Object"
         case .commitS3Objects: return "CommitS3Objects"
         case .trimStreams: return "TrimStreams"
+        case .openStreams: return "OpenStreams"
         }
     }
 
@@ -287,6 +289,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .prepareS3Object: return PrepareS3ObjectRequest.self
         case .commitS3Objects: return CommitS3ObjectsRequest.self
         case .trimStreams: return TrimStreamsRequest.self
+        case .openStreams: return OpenStreamsRequest.self
         }
     }
 
@@ -384,6 +387,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .prepareS3Object: return PrepareS3ObjectResponse.self
         case .commitS3Objects: return CommitS3ObjectsResponse.self
         case .trimStreams: return TrimStreamsResponse.self
+        case .openStreams: return OpenStreamsResponse.self
         }
     }
 
@@ -481,6 +485,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .prepareS3Object: return 0
         case .commitS3Objects: return 0
         case .trimStreams: return 0
+        case .openStreams: return 0
         }
     }
 
@@ -578,6 +583,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .prepareS3Object: return 0
         case .commitS3Objects: return 0
         case .trimStreams: return 0
+        case .openStreams: return 0
         }
     }
 
@@ -675,6 +681,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .prepareS3Object: return 0
         case .commitS3Objects: return 0
         case .trimStreams: return 0
+        case .openStreams: return 0
         }
     }
 
