@@ -12,6 +12,7 @@ import SiltStorage
 ///
 ///     unknown topic or partition                      → UNKNOWN_TOPIC_OR_PARTITION
 ///     led by another broker, offline, or not open yet  → NOT_LEADER_OR_FOLLOWER (+ the leader, KIP-951)
+///     moving away from this broker                     → NOT_LEADER_OR_FOLLOWER (+ the target, next epoch)
 ///     this broker's session with the controller lapsed → NOT_LEADER_OR_FOLLOWER
 ///     client's leader epoch < ours                      → FENCED_LEADER_EPOCH
 ///     client's leader epoch > ours                      → UNKNOWN_LEADER_EPOCH
@@ -51,6 +52,11 @@ extension Broker {
                     : "The partition is offline: its broker \(leadership.replicas.first ?? -1) is fenced.",
                 leader: leader))
         }
+        if let target = leadership.target {
+            return .failure(PartitionRefusal(
+                code: ErrorCode.notLeaderOrFollower,
+                message: "The partition is moving to broker \(target).", leader: (target, leadership.leaderEpoch + 1)))
+        }
         if currentLeaderEpoch >= 0 && currentLeaderEpoch < leadership.leaderEpoch {
             return .failure(PartitionRefusal(code: ErrorCode.fencedLeaderEpoch,
                                              message: "Leader epoch \(currentLeaderEpoch) is older than \(leadership.leaderEpoch).",
@@ -67,7 +73,7 @@ extension Broker {
                 message: "This broker has not reached the controller within broker.session.timeout.ms; it takes no requests for its partitions.",
                 leader: nil))
         }
-        guard let log = logs.partition(topic: name, partition: partition) else {
+        guard let log = logs.partition(topic: name, partition: partition), !isLoading(log.streamId) else {
             return .failure(PartitionRefusal(code: ErrorCode.notLeaderOrFollower,
                                              message: "This broker is still opening the partition.", leader: nil))
         }

@@ -102,8 +102,10 @@ extension Broker {
         let before = old.topic(named: Broker.offsetsTopic).flatMap { $0.id == topic.id ? $0 : nil }
         var gained: [Int32] = []
         for p in 0..<topic.partitionCount {
-            let leadsNow = new.leadership(topic: topic, partition: p)?.leader == nodeId
-            let ledBefore = before.map { old.leadership(topic: $0, partition: p)?.leader == nodeId } ?? false
+            // A partition moving away counts as lost from the start: its groups answer
+            // NOT_COORDINATOR until the new leader has loaded them.
+            let leadsNow = new.leadership(topic: topic, partition: p).map { $0.leader == nodeId && !$0.isMoving } ?? false
+            let ledBefore = before.map { t in old.leadership(topic: t, partition: p).map { $0.leader == nodeId && !$0.isMoving } ?? false } ?? false
             // `owns` guards against a change the coordinator was installed after (it already
             // loaded from the newer image).
             if leadsNow && !ledBefore && !coordinator.owns(partition: p) {

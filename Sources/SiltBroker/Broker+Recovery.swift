@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import SiltMetadata
 import SiltProtocol
+import SiltStorage
 import SiltWAL
 
 /// Startup, in the order the broker role runs it: what this node acknowledged in earlier
@@ -91,12 +92,13 @@ extension Broker {
 
     /// Partitions this broker leads whose stream is not open here and not being opened.
     func partitionsToOpen(_ image: MetadataImage) -> [(topic: TopicInfo, partition: Int32, streamId: UInt64)] {
-        let inFlight = streamOpening.withLockedValue { $0.inFlight }
+        let (inFlight, releasing) = streamOpening.withLockedValue { ($0.inFlight, $0.releasing) }
         var out: [(TopicInfo, Int32, UInt64)] = []
         for topic in image.topicsByName.values {
             for p in 0..<topic.partitionCount {
                 let streamId = topic.streamIds[Int(p)]
-                guard image.leadership(topic: topic, partition: p)?.leader == nodeId, !inFlight.contains(streamId),
+                guard let l = image.leadership(topic: topic, partition: p), l.leader == nodeId, !l.isMoving,
+                      !inFlight.contains(streamId), !releasing.contains(streamId),
                       logs.partition(topic: topic.name, partition: p) == nil else { continue }
                 out.append((topic, p, streamId))
             }
@@ -135,8 +137,13 @@ extension Broker {
                 }
                 // Deleted (or deleted and re-created) while the request was out: nothing to open.
                 guard let current = now.topic(named: topic.name), current.id == topic.id else { continue }
-                _ = try self.logs.openStream(topic: topic.name, partition: p, streamId: id, streamEpoch: r.streamEpoch,
-                                             streamStart: r.startOffset, streamEnd: r.endOffset)
+                let loader = self.streamOpening.withLockedValue { s -> (@Sendable (StreamLog) async throws -> Void)? in
+                    if s.loader != nil { s.loading.insert(id) }
+                    return s.loader
+                }
+                let log = try self.logs.openStream(topic: topic.name, partition: p, streamId: id, streamEpoch: r.streamEpoch,
+                                                   streamStart: r.startOffset, streamEnd: r.endOffset)
+                if let loader { self.load(log, with: loader) }
                 opened += 1
                 self.logger.debug("stream opened", metadata: ["topic": "\(topic.name)", "partition": "\(p)",
                                                               "streamEpoch": "\(r.streamEpoch)", "end": "\(r.endOffset)"])
@@ -161,7 +168,8 @@ extension Broker {
         let deadline = NIODeadline.now() + within
         let promise = loop.makePromise(of: Void.self)
         func check() {
-            let done = partitionsToOpen(metadata.image).isEmpty && streamOpening.withLockedValue { $0.inFlight.isEmpty }
+            let done = partitionsToOpen(metadata.image).isEmpty
+                && streamOpening.withLockedValue { $0.inFlight.isEmpty && $0.loading.isEmpty }
             if done || NIODeadline.now() > deadline || !streamOpening.withLockedValue({ $0.openable }) {
                 promise.succeed(())
             } else {
@@ -173,10 +181,48 @@ extension Broker {
     }
 }
 
+extension Broker {
+    /// Loads `log`'s state with `loader`, then lets requests reach it; retried while it
+    /// fails (object storage unreachable) and the log is still the open one.
+    func load(_ log: StreamLog, with loader: @escaping @Sendable (StreamLog) async throws -> Void) {
+        Task {
+            var delayMs: UInt64 = 100
+            while true {
+                do {
+                    try await loader(log)
+                    break
+                } catch {
+                    guard logs.partition(topic: log.topic, partition: log.partition) === log else { break }
+                    logger.warning("loading a partition's state failed; retrying", metadata: [
+                        "topic": "\(log.topic)", "partition": "\(log.partition)", "error": "\(error)"])
+                    try? await Task.sleep(nanoseconds: delayMs * 1_000_000)
+                    delayMs = min(delayMs * 2, 5_000)
+                }
+            }
+            streamOpening.withLockedValue { _ = $0.loading.remove(log.streamId) }
+        }
+    }
+
+    /// Partitions opened from now on load their state with `loader` before they are served.
+    public func setPartitionLoader(_ loader: @escaping @Sendable (StreamLog) async throws -> Void) {
+        streamOpening.withLockedValue { $0.loader = loader }
+    }
+
+    /// Whether `streamId` is opened but still loading its state.
+    func isLoading(_ streamId: UInt64) -> Bool { streamOpening.withLockedValue { $0.loading.contains(streamId) } }
+}
+
 /// Which streams are being opened, and whether opening has started at all (after recovery).
 struct StreamOpening {
     var openable = false
     var inFlight: Set<UInt64> = []
+    /// Opened, loading their idempotent-producer state: not served yet.
+    var loading: Set<UInt64> = []
+    /// Released to another broker, not removed yet (Broker+Moves.swift).
+    var releasing: Set<UInt64> = []
+    /// Loads a newly opened partition's state before it is served (set once the broker's
+    /// startup recovery is done; startup loads every partition itself).
+    var loader: (@Sendable (StreamLog) async throws -> Void)?
 }
 
 struct OpenStreamsRefused: Error, CustomStringConvertible {

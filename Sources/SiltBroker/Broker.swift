@@ -75,6 +75,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         DescribeGroupsRequest.apiKey: 0...5,
         DeleteGroupsRequest.apiKey: 0...2,
         OffsetDeleteRequest.apiKey: 0...0,
+        AlterPartitionReassignmentsRequest.apiKey: 0...0,   // forwarded to the controller
+        ListPartitionReassignmentsRequest.apiKey: 0...0,
     ]
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: StreamLogManager,
@@ -130,7 +132,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         metadata.startFollowing(on: loop)
     }
 
-    /// Controlled shutdown (this broker's partitions go offline at once), then stops following.
+    /// Controlled shutdown (this broker's partitions move to the others; see
+    /// `BrokerLifecycle.shutDown`), then stops following the metadata log.
     public func stop() {
         lifecycle.shutDown()
         metadata.stop()
@@ -142,6 +145,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     /// Applies a metadata change to local storage: partitions this broker comes to lead are
     /// opened, deleted topics lose their logs.
     private func metadataChanged(from old: MetadataImage, to new: MetadataImage) {
+        releaseMovingPartitions(new)
         openMissingPartitions(image: new)
         // Trims move log start offsets; a committed end beyond the local one (data that the
         // uploader committed from the WAL after a restart) becomes readable.
@@ -205,6 +209,10 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case DescribeGroupsRequest.apiKey: return try serve(DescribeGroupsRequest.self, frame, context, describeGroups)
         case DeleteGroupsRequest.apiKey: return try serve(DeleteGroupsRequest.self, frame, context, deleteGroups)
         case OffsetDeleteRequest.apiKey: return try serve(OffsetDeleteRequest.self, frame, context, offsetDelete)
+        case AlterPartitionReassignmentsRequest.apiKey:
+            return try serve(AlterPartitionReassignmentsRequest.self, frame, context, alterPartitionReassignments)
+        case ListPartitionReassignmentsRequest.apiKey:
+            return try serve(ListPartitionReassignmentsRequest.self, frame, context, listPartitionReassignments)
         default:
             preconditionFailure("api key \(apiKey) is in supportedApis but has no handler")
         }

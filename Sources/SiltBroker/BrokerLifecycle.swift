@@ -193,20 +193,43 @@ public final class BrokerLifecycle: @unchecked Sendable {
         }
     }
 
-    /// Controlled shutdown: asks to be fenced (its partitions go offline at once, so clients
-    /// stop sending here) and waits, at most `timeout`, for the answer.
-    func shutDown() {
+    /// Longest a controlled shutdown waits for this broker's partitions to move away; inside
+    /// the broker role's stop timeout (15 s), so the node stops cleanly even when they cannot.
+    public static let controlledShutdownTimeoutMs: Int64 = 10_000
+    /// Heartbeat period while shutting down: the controller answers "shut down" only once
+    /// every partition has moved, so it is asked often.
+    static let shutdownHeartbeatIntervalMs: Int64 = 50
+
+    /// Controlled shutdown, as KRaft does it: heartbeats with `wantShutDown` until the
+    /// controller says the broker may stop. Meanwhile it moves every partition of this broker
+    /// to the others (the releases run on the broker's loop, Broker+Moves.swift); once none is
+    /// left it fences the broker. With no other broker, the partitions go offline at once.
+    /// Blocks the calling thread (not an event loop) for at most `timeoutMs`.
+    func shutDown(timeoutMs: Int64 = BrokerLifecycle.controlledShutdownTimeoutMs) {
         let (task, wasStopped) = lock.withLock { () -> (RepeatedTask?, Bool) in
             defer { stopped = true; heartbeatTask = nil }
             return (heartbeatTask, stopped)
         }
         task?.cancel()
         guard !wasStopped, currentBrokerEpoch >= 0 else { return }
-        do {
-            let resp = try heartbeat(wantShutDown: true).wait()
-            logger.info("controlled shutdown", metadata: ["fenced": "\(resp.isFenced)", "shouldShutDown": "\(resp.shouldShutDown)"])
-        } catch {
-            logger.warning("controlled shutdown: the controller did not answer (\(error)); the session timeout fences this broker")
+        let started = NIODeadline.now()
+        let deadline = started + .milliseconds(timeoutMs)
+        var done = false
+        while !done && NIODeadline.now() < deadline {
+            do {
+                let resp = try heartbeat(wantShutDown: true).wait()
+                done = resp.shouldShutDown
+            } catch {
+                logger.warning("controlled shutdown: heartbeat failed (\(error)); retrying")
+            }
+            if !done { Thread.sleep(forTimeInterval: Double(Self.shutdownHeartbeatIntervalMs) / 1000) }
+        }
+        let ms = (NIODeadline.now() - started).nanoseconds / 1_000_000
+        if done {
+            logger.info("controlled shutdown done", metadata: ["ms": "\(ms)"])
+        } else {
+            logger.warning("controlled shutdown timed out; partitions still here go offline when the session expires",
+                           metadata: ["ms": "\(ms)"])
         }
         lock.withLock { fenced = true }
     }

@@ -155,8 +155,10 @@ public final class ProducerStateKeeper: @unchecked Sendable {
         }
     }
 
-    /// Starts the periodic snapshot-and-expire thread.
+    /// Starts the periodic snapshot-and-expire thread, and has every partition the broker
+    /// opens from now on (a move to it, a new topic) load its state before it is served.
     public func start() {
+        broker.setPartitionLoader { [self] log in _ = try await recover(log, streamId: log.streamId) }
         let t = Thread { [self] in
             while true {
                 wake.lock()

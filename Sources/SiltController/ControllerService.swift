@@ -36,6 +36,9 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         CommitS3ObjectsRequest.apiKey: 0...0,
         TrimStreamsRequest.apiKey: 0...0,
         OpenStreamsRequest.apiKey: 0...0,
+        ReleaseStreamsRequest.apiKey: 0...0,
+        AlterPartitionReassignmentsRequest.apiKey: 0...0,
+        ListPartitionReassignmentsRequest.apiKey: 0...0,
         AllocateProducerIdsRequest.apiKey: 0...0,
         BrokerRegistrationRequest.apiKey: 0...4,
         BrokerHeartbeatRequest.apiKey: 0...1,
@@ -158,6 +161,18 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case OpenStreamsRequest.apiKey:
             return try serveRequest(OpenStreamsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.afterCommit(on: loop) { self.openStreams(req) }
+            }
+        case ReleaseStreamsRequest.apiKey:
+            return try serveRequest(ReleaseStreamsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.afterCommit(on: loop) { self.releaseStreams(req) }
+            }
+        case AlterPartitionReassignmentsRequest.apiKey:
+            return try serveRequest(AlterPartitionReassignmentsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.afterCommit(on: loop) { self.alterPartitionReassignments(req) }
+            }
+        case ListPartitionReassignmentsRequest.apiKey:
+            return try serveRequest(ListPartitionReassignmentsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.listPartitionReassignments(req))
             }
         case AllocateProducerIdsRequest.apiKey:
             return try serveRequest(AllocateProducerIdsRequest.self, frame: frame, eventLoop: loop) { req, _ in

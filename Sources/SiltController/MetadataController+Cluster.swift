@@ -72,6 +72,22 @@ extension MetadataController {
             sessions.heartbeat(nodeId, nowMs: nowMs)
             let caughtUp = metadataOffset + 1 >= sessions.registrationOffset(nodeId, default: 0)
             var fenced = broker.fenced
+            if wantShutDown && !fenced {
+                // Controlled shutdown: the broker's partitions move away first; it is fenced
+                // (and told it may stop) once it leads none. With no broker to take them,
+                // they go offline at once.
+                sessions.setDraining(nodeId)
+                let moves = drainRecords(nodeId)
+                if !moves.isEmpty {
+                    try commit(moves)
+                    logger.info("controlled shutdown: moving partitions", metadata: ["broker": "\(nodeId)", "partitions": "\(moves.count)"])
+                }
+                let stillAssigned = _image.partitions.values.contains { $0.replicas[0] == nodeId }
+                let canMove = _image.partitions.values.contains { $0.replicas[0] == nodeId && $0.target != nil }
+                if stillAssigned && canMove {
+                    return HeartbeatResult(isFenced: false, isCaughtUp: caughtUp, shouldShutDown: false)
+                }
+            }
             if wantShutDown || wantFence {
                 if !fenced {
                     try commit([.brokerFence(nodeId: nodeId, brokerEpoch: brokerEpoch, fenced: true)]
@@ -183,20 +199,31 @@ extension MetadataController {
         return out
     }
 
-    /// Leadership records for new partitions `streamIds`: spread evenly over the unfenced
-    /// brokers of `image` (each gets the same count of them, within one), among equals to the
-    /// rack with the fewest of them, then to the broker leading the fewest partitions in all.
-    /// Evenness by broker comes first: with one replica, favouring a rack would pile
-    /// partitions on a rack's lone broker (the seeded simulation found it). None when no broker
-    /// is unfenced: the partitions are placed when the first one is.
+    /// Leadership records for new partitions `streamIds`, on the brokers `chooseBrokers`
+    /// picks. None when no broker is unfenced: the partitions are placed when the first one is.
     func placements(for streamIds: [UInt64], in image: MetadataImage) -> [MetadataRecord] {
-        let brokers = image.unfencedBrokers
-        guard !brokers.isEmpty else { return [] }
+        let choice = chooseBrokers(for: streamIds, in: image, excluding: sessions.drainingBrokers)
+        return streamIds.compactMap { streamId in
+            guard let chosen = choice[streamId] else { return nil }
+            return .partitionLeader(streamId: streamId, PartitionLeadership(
+                leader: chosen, leaderEpoch: 0, replicas: [chosen], streamEpoch: image.streamStates[streamId]?.epoch ?? 0))
+        }
+    }
+
+    /// A broker for each of `streamIds` among the unfenced brokers of `image` not in
+    /// `excluding`: spread evenly (each gets the same count of them, within one), among equals
+    /// to the rack with the fewest of them, then to the broker with the fewest partitions in
+    /// all (moves in flight count for their target). Evenness by broker comes first: with one
+    /// replica, favouring a rack would pile partitions on a rack's lone broker (the seeded
+    /// simulation found it). Empty when no broker qualifies.
+    func chooseBrokers(for streamIds: [UInt64], in image: MetadataImage, excluding: Set<Int32>) -> [UInt64: Int32] {
+        let brokers = image.unfencedBrokers.filter { !excluding.contains($0.nodeId) }
+        guard !brokers.isEmpty else { return [:] }
         var total: [Int32: Int] = [:]
-        for p in image.partitions.values { total[p.replicas[0], default: 0] += 1 }
+        for p in image.partitions.values { total[p.target ?? p.replicas[0], default: 0] += 1 }
         var perBroker: [Int32: Int] = [:]
         var perRack: [String: Int] = [:]
-        var out: [MetadataRecord] = []
+        var out: [UInt64: Int32] = [:]
         for streamId in streamIds {
             let rackLoad = { (b: BrokerRegistration) in perRack[b.rack ?? "", default: 0] }
             let chosen = brokers.min { a, b in
@@ -206,9 +233,7 @@ extension MetadataController {
             perBroker[chosen.nodeId, default: 0] += 1
             perRack[chosen.rack ?? "", default: 0] += 1
             total[chosen.nodeId, default: 0] += 1
-            out.append(.partitionLeader(streamId: streamId, PartitionLeadership(
-                leader: chosen.nodeId, leaderEpoch: 0, replicas: [chosen.nodeId],
-                streamEpoch: image.streamStates[streamId]?.epoch ?? 0)))
+            out[streamId] = chosen.nodeId
         }
         return out
     }
@@ -222,6 +247,8 @@ final class BrokerSessions: @unchecked Sendable {
     private let lock = NSLock()
     private var lastHeartbeatMs: [Int32: Int64] = [:]
     private var registeredAtOffset: [Int32: Int64] = [:]
+    /// Brokers in controlled shutdown: they receive no partitions.
+    private var draining: Set<Int32> = []
     /// When this node became the active controller: every broker's session counts from here
     /// at the latest.
     private var activeSinceMs: Int64 = 0
@@ -235,6 +262,7 @@ final class BrokerSessions: @unchecked Sendable {
         lock.withLock {
             lastHeartbeatMs = [:]
             registeredAtOffset = [:]
+            draining = []
             activeSinceMs = nowMs
         }
     }
@@ -243,8 +271,13 @@ final class BrokerSessions: @unchecked Sendable {
         lock.withLock {
             lastHeartbeatMs[nodeId] = nowMs
             registeredAtOffset[nodeId] = offset
+            draining.remove(nodeId)
         }
     }
+
+    func setDraining(_ nodeId: Int32) { lock.withLock { _ = draining.insert(nodeId) } }
+    func isDraining(_ nodeId: Int32) -> Bool { lock.withLock { draining.contains(nodeId) } }
+    var drainingBrokers: Set<Int32> { lock.withLock { draining } }
 
     func heartbeat(_ nodeId: Int32, nowMs: Int64) { lock.withLock { lastHeartbeatMs[nodeId] = nowMs } }
 

@@ -31,6 +31,10 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case staleBrokerEpoch(String)
     /// The partition is not led by the broker asking.
     case notLeader(String)
+    /// A reassignment names no broker, several, or one that cannot take the partition.
+    case invalidReplicaAssignment(String)
+    /// A cancel or release of a partition that is not moving.
+    case noReassignmentInProgress(String)
 
     /// Kafka's error code for this refusal.
     public var kafkaErrorCode: Int16 {
@@ -53,6 +57,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .duplicateBroker: return KafkaErrorCode.duplicateBrokerRegistration
         case .staleBrokerEpoch: return KafkaErrorCode.staleBrokerEpoch
         case .notLeader: return KafkaErrorCode.notLeaderOrFollower
+        case .invalidReplicaAssignment: return KafkaErrorCode.invalidReplicaAssignment
+        case .noReassignmentInProgress: return KafkaErrorCode.noReassignmentInProgress
         }
     }
 
@@ -61,7 +67,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .invalidTopic(let m), .invalidPartitions(let m), .invalidConfig(let m),
              .invalidReplicationFactor(let m), .storage(let m), .staleNodeEpoch(let m), .fencedStreamEpoch(let m),
              .offsetOutOfRange(let m), .invalidRequest(let m), .notController(let m), .duplicateBroker(let m),
-             .staleBrokerEpoch(let m), .notLeader(let m): return m
+             .staleBrokerEpoch(let m), .notLeader(let m), .invalidReplicaAssignment(let m),
+             .noReassignmentInProgress(let m): return m
         case .unknownStream(let id): return "Stream \(id) does not exist."
         case .topicAlreadyExists(let n): return "Topic '\(n)' already exists."
         case .unknownTopic(let n): return "Topic '\(n)' does not exist."

@@ -45,16 +45,30 @@ public struct BrokerRegistration: Codable, Equatable, Sendable {
 ///   never led by a broker other than its assigned one, so it is never reopened behind an
 ///   acknowledged tail that sits in another node's WAL.
 /// - `leaderEpoch` grows with every change of `leader`, to and from -1 (what clients see).
-/// - `streamEpoch` grows when `replicas` changes (the stream changes owner); commits carrying
-///   an older stream epoch are refused.
+/// - `streamEpoch` grows at every open of the stream and when `replicas` changes (the stream
+///   changes owner); commits carrying another stream epoch are refused.
+/// - `target`, while set, is the broker the partition moves to; it is never `replicas[0]`.
+///   The move (see `MetadataController+Moves.swift`):
+///
+///       leader B1, target B2 ─B1 stops appends, commits the stream, ReleaseStreams─▶
+///       leader B2 (or -1 while B2 is fenced), replicas [B2], leaderEpoch + 1, streamEpoch + 1,
+///       target nil ─B2 opens the stream (OpenStreams: streamEpoch + 1)─▶ B2 serves
+///
+///   The release is one record, written only once the stream's committed end is the end B1
+///   reached, so the stream never changes owner with an acknowledged tail in B1's WAL.
 public struct PartitionLeadership: Codable, Equatable, Sendable {
     public var leader: Int32
     public var leaderEpoch: Int32
     public var replicas: [Int32]
     public var streamEpoch: Int64
-    public init(leader: Int32, leaderEpoch: Int32, replicas: [Int32], streamEpoch: Int64) {
+    public var target: Int32?
+    public init(leader: Int32, leaderEpoch: Int32, replicas: [Int32], streamEpoch: Int64, target: Int32? = nil) {
         self.leader = leader; self.leaderEpoch = leaderEpoch; self.replicas = replicas; self.streamEpoch = streamEpoch
+        self.target = target
     }
+
+    /// Whether a move away from the leader is in flight: it takes no appends meanwhile.
+    public var isMoving: Bool { target != nil }
     public static let noLeader: Int32 = -1
 }
 
@@ -76,7 +90,7 @@ extension MetadataImage {
     /// assigned to it, so each object has one compacting node, and no stream is compacted on two
     /// nodes at once. Streams of deleted topics and of partitions not yet placed do not count.
     /// An object mixing two brokers' streams (possible once partitions move) is compacted by
-    /// neither; partition mobility has to give it an owner.
+    /// neither until its streams are back on one broker.
     public func isCompacted(by nodeId: Int32, _ object: CommittedObject) -> Bool {
         object.ranges.allSatisfy { r in partitions[r.streamId].map { $0.replicas.first == nodeId } ?? true }
     }
@@ -102,6 +116,7 @@ extension MetadataImage {
             precondition(streams[streamId] != nil, "metadata log: leader of unknown stream \(streamId)")
             precondition(p.replicas.count == 1 && (p.leader == PartitionLeadership.noLeader || p.leader == p.replicas[0]),
                          "metadata log: stream \(streamId) led by \(p.leader) with replicas \(p.replicas)")
+            precondition(p.target != p.replicas[0], "metadata log: stream \(streamId) moving to its own broker \(p.replicas)")
             if let old = partitions[streamId] {
                 precondition(p.leaderEpoch >= old.leaderEpoch && p.streamEpoch >= old.streamEpoch,
                              "metadata log: stream \(streamId) leadership goes back from \(old) to \(p)")

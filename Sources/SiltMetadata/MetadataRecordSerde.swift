@@ -210,6 +210,7 @@ public enum MetadataRecordSerde {
             m.leaderEpoch = p.leaderEpoch
             m.replicas = p.replicas
             m.streamEpoch = p.streamEpoch
+            m.targetReplicas = p.target.map { [$0] }
             frame(m, into: &buffer)
         }
         return Array(buffer.readableBytesView)
@@ -378,9 +379,11 @@ public enum MetadataRecordSerde {
             let m = try PartitionLeaderRecord(from: &buffer, version: version)
             try check(m.leader >= -1 && m.leaderEpoch >= 0 && m.streamEpoch >= 0,
                       "partition leader \(m.leader) epoch \(m.leaderEpoch) stream epoch \(m.streamEpoch)")
+            try check(m.targetReplicas.map { $0.count == 1 && $0[0] >= 0 } ?? true,
+                      "partition target replicas \(String(describing: m.targetReplicas))")
             return .partitionLeader(streamId: UInt64(bitPattern: m.streamId),
                                     PartitionLeadership(leader: m.leader, leaderEpoch: m.leaderEpoch, replicas: m.replicas,
-                                                        streamEpoch: m.streamEpoch))
+                                                        streamEpoch: m.streamEpoch, target: m.targetReplicas?.first))
         }
     }
 }

@@ -14,6 +14,7 @@ public enum KafkaErrorCode {
     public static let coordinatorLoadInProgress: Int16 = 14
     public static let invalidTopic: Int16 = 17
     public static let invalidRequiredAcks: Int16 = 21
+    public static let invalidReplicaAssignment: Int16 = 39
     public static let unsupportedVersion: Int16 = 35
     public static let notController: Int16 = 41
     public static let invalidRequest: Int16 = 42
@@ -24,6 +25,7 @@ public enum KafkaErrorCode {
     public static let fencedLeaderEpoch: Int16 = 74
     public static let unknownLeaderEpoch: Int16 = 75
     public static let staleBrokerEpoch: Int16 = 77
+    public static let noReassignmentInProgress: Int16 = 85
     public static let inconsistentVoterSet: Int16 = 94
     public static let invalidUpdateVersion: Int16 = 95
     public static let snapshotNotFound: Int16 = 98

@@ -10,6 +10,9 @@ public enum StorageError: Error, Equatable, CustomStringConvertible {
     case io(errno: Int32, operation: String, path: String)
     /// The partition was deleted or its store shut down. Kafka: UNKNOWN_TOPIC_OR_PARTITION (3).
     case closed(topic: String, partition: Int32)
+    /// The partition is moving to another broker: this one stopped taking appends.
+    /// Kafka: NOT_LEADER_OR_FOLLOWER (6), which clients retry at the new leader.
+    case released(topic: String, partition: Int32)
     /// One batch larger than the partition's largest batch (`maxBatchBytes`). Kafka: MESSAGE_TOO_LARGE (10).
     case batchTooLarge(sizeBytes: Int, maxBytes: Int)
     /// A topic name or partition number that cannot be a directory name. Kafka: INVALID_TOPIC_EXCEPTION (17).
@@ -19,6 +22,7 @@ public enum StorageError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .io: return 56
         case .closed: return 3
+        case .released: return 6
         case .batchTooLarge: return 10
         case .invalidTopic: return 17
         }
@@ -30,6 +34,8 @@ public enum StorageError: Error, Equatable, CustomStringConvertible {
             return "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))"
         case let .closed(topic, partition):
             return "partition \(topic)-\(partition) is closed"
+        case let .released(topic, partition):
+            return "partition \(topic)-\(partition) is moving to another broker"
         case let .batchTooLarge(size, max):
             return "batch of \(size) bytes exceeds maxBatchBytes \(max)"
         case let .invalidTopic(reason):

@@ -30,6 +30,7 @@ public final class StreamLog: Partition, @unchecked Sendable {
     private var end: Int64
     private var hw: Int64
     private var closed = false
+    private var released = false
     private var producers = ProducerStateTable()
     var onHighWatermarkAdvance: ((StreamLog, Int64) -> Void)?
 
@@ -61,6 +62,7 @@ public final class StreamLog: Partition, @unchecked Sendable {
         let logAppendTimeMs: Int64? = logAppendTime ? nowMs : nil
         lock.lock()
         defer { lock.unlock() }
+        if released { throw StorageError.released(topic: topic, partition: partition) }
         if closed { throw StorageError.closed(topic: topic, partition: partition) }
         if let original = try producers.validate(batches) {
             return .duplicate(of: original, logAppendTime: logAppendTime, logStartOffset: start)
@@ -123,6 +125,15 @@ public final class StreamLog: Partition, @unchecked Sendable {
 
 
     func close() { lock.withLock { closed = true } }
+
+    /// Stops taking appends because the partition moves to another broker; returns the log end
+    /// offset, final from here on. Reads of what it holds go on until it is removed.
+    public func release() -> Int64 {
+        lock.withLock {
+            released = true
+            return end
+        }
+    }
 }
 
 /// The streams of a broker: one `StreamLog` per partition, nothing on disk.
@@ -160,6 +171,17 @@ public final class StreamLogManager: @unchecked Sendable {
             partitions[key] = log
             return log
         }
+    }
+
+    /// Removes a released stream's log (its partition moved away) if it is still the open one.
+    public func remove(_ log: StreamLog) {
+        let removed: Bool = lock.withLock {
+            let key = PartitionKey(topic: log.topic, partition: log.partition)
+            guard partitions[key] === log else { return false }
+            partitions.removeValue(forKey: key)
+            return true
+        }
+        if removed { log.close() }
     }
 
     public func deletePartitions(topic: String) throws {

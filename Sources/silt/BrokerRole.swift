@@ -58,6 +58,10 @@ struct BrokerRole {
         logger.info("broker ready")
 
         waitForStopSignal()
+        // Controlled shutdown first, with the listeners open: partitions move to other
+        // brokers and clients are told where (NOT_LEADER_OR_FOLLOWER with the new leader).
+        logger.info("broker stopping: controlled shutdown")
+        broker.stop()
         logger.info("broker stopping: closing listeners")
         server.stop()
         if !writePath.waitUntilDurable(timeout: .seconds(10)) {
@@ -66,7 +70,6 @@ struct BrokerRole {
         producerStates.stop()
         producerStates.snapshotAll()
         writePath.stop()
-        broker.stop()
         controller.close()
         logs.shutdown()
         try? group.syncShutdownGracefully()

@@ -283,7 +283,7 @@ extension BrokerClusterTests {
         }
         XCTAssertThrowsError(try controller.openStreams(nodeId: 9, brokerEpoch: 1, streamIds: mine))
         _ = try controller.brokerHeartbeat(nodeId: 0, brokerEpoch: e0, metadataOffset: controller.image.nextOffset,
-                                           wantFence: false, wantShutDown: true, nowMs: t0)
+                                           wantFence: true, wantShutDown: false, nowMs: t0)
         XCTAssertThrowsError(try controller.openStreams(nodeId: 0, brokerEpoch: e0, streamIds: mine), "a fenced broker opens nothing")
         XCTAssertEqual(controller.image.streamStates[mine[1]]?.epoch, 1)
         XCTAssertGreaterThan(controller.image.nextOffset, before, "only the fence was written")

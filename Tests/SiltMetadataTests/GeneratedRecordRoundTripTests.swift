@@ -260,6 +260,7 @@ extension PartitionLeaderRecord {
         m.leaderEpoch = 40
         m.replicas = [27]
         m.streamEpoch = 55
+        m.targetReplicas = (nulls) ? nil : [10]
         if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 28], 1234: []] }
         return m
     }

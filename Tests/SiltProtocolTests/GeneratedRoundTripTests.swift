@@ -3943,6 +3943,47 @@ extension ReadShareGroupStateSummaryResponse.PartitionResult {
         return m
     }
 }
+extension ReleaseStreamsRequest {
+    static func _sample(version: Int16, nulls: Bool) -> ReleaseStreamsRequest {
+        var m = ReleaseStreamsRequest()
+        m.nodeId = 43
+        m.brokerEpoch = 64
+        m.streams = [ReleaseStreamsRequest.ReleasedStream._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 24], 1234: []] }
+        return m
+    }
+}
+extension ReleaseStreamsRequest.ReleasedStream {
+    static func _sample(version: Int16, nulls: Bool) -> ReleaseStreamsRequest.ReleasedStream {
+        var m = ReleaseStreamsRequest.ReleasedStream()
+        m.streamId = 16
+        m.endOffset = 20
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 20], 1234: []] }
+        return m
+    }
+}
+extension ReleaseStreamsResponse {
+    static func _sample(version: Int16, nulls: Bool) -> ReleaseStreamsResponse {
+        var m = ReleaseStreamsResponse()
+        m.throttleTimeMs = 70
+        m.errorCode = 45
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.streams = [ReleaseStreamsResponse.ReleaseStreamResult._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 39], 1234: []] }
+        return m
+    }
+}
+extension ReleaseStreamsResponse.ReleaseStreamResult {
+    static func _sample(version: Int16, nulls: Bool) -> ReleaseStreamsResponse.ReleaseStreamResult {
+        var m = ReleaseStreamsResponse.ReleaseStreamResult()
+        m.streamId = 65
+        m.errorCode = 45
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.newLeader = 59
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 57], 1234: []] }
+        return m
+    }
+}
 extension RemoveRaftVoterRequest {
     static func _sample(version: Int16, nulls: Bool) -> RemoveRaftVoterRequest {
         var m = RemoveRaftVoterRequest()
@@ -6421,6 +6462,24 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testReleaseStreamsRequest() throws {
+        for v in ReleaseStreamsRequest.lowestSupportedVersion...ReleaseStreamsRequest.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ReleaseStreamsRequest._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ReleaseStreamsRequest.lowestSupportedVersion || v == ReleaseStreamsRequest.highestSupportedVersion)
+            try assertRoundTrip(ReleaseStreamsRequest._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ReleaseStreamsRequest(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testReleaseStreamsResponse() throws {
+        for v in ReleaseStreamsResponse.lowestSupportedVersion...ReleaseStreamsResponse.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ReleaseStreamsResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ReleaseStreamsResponse.lowestSupportedVersion || v == ReleaseStreamsResponse.highestSupportedVersion)
+            try assertRoundTrip(ReleaseStreamsResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ReleaseStreamsResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testRemoveRaftVoterRequest() throws {
         for v in RemoveRaftVoterRequest.lowestSupportedVersion...RemoveRaftVoterRequest.highestSupportedVersion {
             let nonDefault = true
@@ -6809,6 +6868,6 @@ final class GeneratedRoundTripTests: XCTestCase {
     }
 
     func testGeneratedMessageCount() {
-        XCTAssertEqual(ApiKey.allCases.count, 93)
+        XCTAssertEqual(ApiKey.allCases.count, 94)
     }
 }

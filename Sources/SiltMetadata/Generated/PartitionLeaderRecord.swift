@@ -18,8 +18,10 @@ public struct PartitionLeaderRecord: MetadataRecordMessage {
     public var leaderEpoch: Int32 = 0
     /// The assigned broker (one: object storage is the replica).
     public var replicas: [Int32] = []
-    /// The stream epoch: it grows when the stream's assigned broker changes, fencing commits of the previous one.
+    /// The stream epoch: it grows at every open of the stream and when its assigned broker changes, fencing commits of earlier ones.
     public var streamEpoch: Int64 = 0
+    /// The broker the partition is moving to (a reassignment or a controlled shutdown), or null: the leader stops taking appends, commits the stream and releases it.
+    public var targetReplicas: [Int32]? = nil
     /// Tagged fields this version of Silt does not know, by tag; preserved for re-encoding.
     public var unknownTaggedFields: [Int: [UInt8]] = [:]
 
@@ -33,8 +35,13 @@ public struct PartitionLeaderRecord: MetadataRecordMessage {
         self.replicas = try buffer.readKafkaArray(of: Int32.self, compact: _flexible, version: version, "PartitionLeaderRecord.Replicas")
         self.streamEpoch = try buffer.readKafkaInt64("PartitionLeaderRecord.StreamEpoch")
         if _flexible {
-            for (_tag, _data) in try buffer.readKafkaTaggedFields("PartitionLeaderRecord tagged fields") {
-                self.unknownTaggedFields[_tag] = Array(_data.readableBytesView)
+            for (_tag, var _data) in try buffer.readKafkaTaggedFields("PartitionLeaderRecord tagged fields") {
+                switch _tag {
+                case 0:
+                    self.targetReplicas = try _data.readKafkaNullableArray(of: Int32.self, compact: true, version: version, "PartitionLeaderRecord.TargetReplicas")
+                default:
+                    self.unknownTaggedFields[_tag] = Array(_data.readableBytesView)
+                }
             }
         }
     }
@@ -47,7 +54,13 @@ public struct PartitionLeaderRecord: MetadataRecordMessage {
         buffer.writeKafkaArray(self.replicas, compact: _flexible, version: version)
         buffer.writeKafkaInt64(self.streamEpoch)
         if _flexible {
-            buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
+            var _tagged: [(tag: Int, data: ByteBuffer)] = []
+            if self.targetReplicas != nil {
+                var _t = ByteBuffer()
+                _t.writeKafkaNullableArray(self.targetReplicas, compact: true, version: version)
+                _tagged.append((tag: 0, data: _t))
+            }
+            buffer.writeKafkaTaggedFields(_tagged, unknown: self.unknownTaggedFields)
         }
     }
 }

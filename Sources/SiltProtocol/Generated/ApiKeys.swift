@@ -96,6 +96,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
     case commitS3Objects = 602
     case trimStreams = 603
     case openStreams = 604
+    case releaseStreams = 605
 
     public var name: String {
         switch self {
@@ -192,6 +193,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .commitS3Objects: return "CommitS3Objects"
         case .trimStreams: return "TrimStreams"
         case .openStreams: return "OpenStreams"
+        case .releaseStreams: return "ReleaseStreams"
         }
     }
 
@@ -290,6 +292,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .commitS3Objects: return CommitS3ObjectsRequest.self
         case .trimStreams: return TrimStreamsRequest.self
         case .openStreams: return OpenStreamsRequest.self
+        case .releaseStreams: return ReleaseStreamsRequest.self
         }
     }
 
@@ -388,6 +391,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .commitS3Objects: return CommitS3ObjectsResponse.self
         case .trimStreams: return TrimStreamsResponse.self
         case .openStreams: return OpenStreamsResponse.self
+        case .releaseStreams: return ReleaseStreamsResponse.self
         }
     }
 
@@ -486,6 +490,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .commitS3Objects: return 0
         case .trimStreams: return 0
         case .openStreams: return 0
+        case .releaseStreams: return 0
         }
     }
 
@@ -584,6 +589,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .commitS3Objects: return 0
         case .trimStreams: return 0
         case .openStreams: return 0
+        case .releaseStreams: return 0
         }
     }
 
@@ -682,6 +688,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .commitS3Objects: return 0
         case .trimStreams: return 0
         case .openStreams: return 0
+        case .releaseStreams: return 0
         }
     }
 

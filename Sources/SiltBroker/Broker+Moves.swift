@@ -1,0 +1,123 @@
+import Foundation
+import Logging
+import NIOCore
+import SiltMetadata
+import SiltProtocol
+import SiltStorage
+
+/// Partition moves on the broker: reassignment requests (forwarded to the controller), and
+/// the old leader's side of a move, which the metadata log starts by naming a target:
+///
+/// ```
+///  target set ─▶ log.release(): no more appends (requests get NOT_LEADER_OR_FOLLOWER with
+///                the target as leader, KIP-951)
+///             ─▶ everything appended is durable (high watermark = log end)
+///             ─▶ upload request on the ring; the metadata log shows the stream committed
+///                up to the log end
+///             ─▶ ReleaseStreams: the controller makes the target the leader (epochs + 1)
+///             ─▶ the log is removed here; the target opens the stream (OpenStreams)
+/// ```
+///
+/// Every step polls on the broker's loop (never blocking it). A cancelled move (target gone
+/// from the metadata log, or refused by the controller) removes the released log too, and
+/// the stream reopens here in a new epoch like any partition this broker leads.
+extension Broker {
+    /// How often a release checks for durability and the commit.
+    static let releasePollMs: Int64 = 5
+
+    func alterPartitionReassignments(_ req: AlterPartitionReassignmentsRequest, _ r: Request)
+        -> EventLoopFuture<AlterPartitionReassignmentsResponse?> {
+        forward(req, version: 0, r).map { Optional($0) }.recover { error in
+            var resp = AlterPartitionReassignmentsResponse()
+            resp.errorCode = ErrorCode.requestTimedOut
+            resp.errorMessage = "The controller did not answer: \(error)"
+            return resp
+        }
+    }
+
+    func listPartitionReassignments(_ req: ListPartitionReassignmentsRequest, _ r: Request)
+        -> EventLoopFuture<ListPartitionReassignmentsResponse?> {
+        controllerChannel.send(req, version: 0, timeout: Broker.controllerTimeout)
+            .hop(to: r.eventLoop).map { Optional($0) }.recover { error in
+                var resp = ListPartitionReassignmentsResponse()
+                resp.errorCode = ErrorCode.requestTimedOut
+                resp.errorMessage = "The controller did not answer: \(error)"
+                return resp
+            }
+    }
+
+    /// Starts the release of every open partition the metadata log is moving away from here.
+    func releaseMovingPartitions(_ image: MetadataImage) {
+        for log in logs.allStreams() {
+            guard let p = image.partitions[log.streamId], p.leader == nodeId, p.isMoving else { continue }
+            let isNew = streamOpening.withLockedValue { $0.releasing.insert(log.streamId).inserted }
+            guard isNew else { continue }
+            let end = log.release()
+            logger.info("releasing partition", metadata: ["topic": "\(log.topic)", "partition": "\(log.partition)",
+                                                         "to": "\(p.target!)", "end": "\(end)"])
+            releaseStep(log, end: end, askedUpload: false, started: .now())
+        }
+    }
+
+    private func releaseStep(_ log: StreamLog, end: Int64, askedUpload: Bool, started: NIODeadline) {
+        let image = metadata.image
+        guard let p = image.partitions[log.streamId], p.leader == nodeId, p.isMoving else {
+            finishRelease(log, outcome: "cancelled")   // the move was cancelled, or the topic deleted
+            return
+        }
+        var asked = askedUpload
+        if log.highWatermark >= end {
+            if (image.streamStates[log.streamId]?.endOffset ?? 0) >= end {
+                sendRelease(log, end: end, started: started)
+                return
+            }
+            if !asked {
+                writePath.requestUpload()
+                asked = true
+            }
+        }
+        controllerLoop.scheduleTask(in: .milliseconds(Broker.releasePollMs)) {
+            self.releaseStep(log, end: end, askedUpload: asked, started: started)
+        }
+    }
+
+    private func sendRelease(_ log: StreamLog, end: Int64, started: NIODeadline) {
+        var req = ReleaseStreamsRequest()
+        req.nodeId = nodeId
+        req.brokerEpoch = lifecycle.currentBrokerEpoch
+        var s = ReleaseStreamsRequest.ReleasedStream()
+        s.streamId = Int64(bitPattern: log.streamId)
+        s.endOffset = end
+        req.streams = [s]
+        controllerChannel.send(req, version: 0, timeout: .seconds(10)).whenComplete { result in
+            switch result {
+            case .success(let resp) where resp.errorCode == 0 && resp.streams.first?.errorCode == 0:
+                let ms = (NIODeadline.now() - started).nanoseconds / 1_000_000
+                self.finishRelease(log, outcome: "moved to broker \(resp.streams[0].newLeader) in \(ms) ms")
+            case .success(let resp) where resp.errorCode == 0 && resp.streams.first?.errorCode == ErrorCode.offsetOutOfRange:
+                // The controller has not seen the commit yet: check again.
+                self.controllerLoop.scheduleTask(in: .milliseconds(Broker.releasePollMs)) {
+                    self.releaseStep(log, end: end, askedUpload: true, started: started)
+                }
+            case .success(let resp) where resp.errorCode == 0:
+                self.finishRelease(log, outcome: "refused: \(resp.streams.first?.errorMessage ?? "?")")
+            case .success, .failure:
+                // The controller is changing hands or unreachable: try again shortly.
+                self.controllerLoop.scheduleTask(in: .milliseconds(200)) {
+                    self.releaseStep(log, end: end, askedUpload: true, started: started)
+                }
+            }
+        }
+    }
+
+    /// The stream is no longer served here: its log and remembered tail go. If this broker
+    /// still leads it (a cancelled move), it reopens in a new epoch.
+    private func finishRelease(_ log: StreamLog, outcome: String) {
+        logs.remove(log)
+        writePath.forgetStreams([log.streamId])
+        streamOpening.withLockedValue { _ = $0.releasing.remove(log.streamId) }
+        logger.info("partition released", metadata: ["topic": "\(log.topic)", "partition": "\(log.partition)",
+                                                     "outcome": "\(outcome)"])
+        openMissingPartitions(image: metadata.image)
+    }
+}
