@@ -71,6 +71,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         DescribeGroupsRequest.apiKey: 0...5,
         DeleteGroupsRequest.apiKey: 0...2,
         OffsetDeleteRequest.apiKey: 0...0,
+        ElectLeadersRequest.apiKey: 0...2,      // one replica per partition: answered read-only (Broker+ElectLeaders)
     ]
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: StreamLogManager,
@@ -213,6 +214,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case IncrementalAlterConfigsRequest.apiKey:
             return try serve(IncrementalAlterConfigsRequest.self, frame, context, incrementalAlterConfigs)
         case DeleteRecordsRequest.apiKey: return try serve(DeleteRecordsRequest.self, frame, context, deleteRecords)
+        case ElectLeadersRequest.apiKey: return try serve(ElectLeadersRequest.self, frame, context, electLeaders)
         case InitProducerIdRequest.apiKey: return try serve(InitProducerIdRequest.self, frame, context, initProducerId)
         case FindCoordinatorRequest.apiKey: return try serve(FindCoordinatorRequest.self, frame, context, findCoordinator)
         case JoinGroupRequest.apiKey: return try serve(JoinGroupRequest.self, frame, context, joinGroup)

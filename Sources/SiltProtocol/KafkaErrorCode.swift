@@ -27,6 +27,7 @@ public enum KafkaErrorCode {
     public static let fencedLeaderEpoch: Int16 = 74
     public static let unknownLeaderEpoch: Int16 = 75
     public static let staleBrokerEpoch: Int16 = 77
+    public static let preferredLeaderNotAvailable: Int16 = 80
     public static let eligibleLeadersNotAvailable: Int16 = 83
     public static let electionNotNeeded: Int16 = 84
     public static let inconsistentVoterSet: Int16 = 94
