@@ -46,7 +46,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     static let supportedApis: [Int16: ClosedRange<Int16>] = [
         ProduceRequest.apiKey: 3...11,          // v3+: record batch v2 (the only format stored)
         FetchRequest.apiKey: 4...17,            // v4+: record batch v2
-        ListOffsetsRequest.apiKey: 0...6,       // v7+ adds max-timestamp lookups, not served yet
+        ListOffsetsRequest.apiKey: 0...7,       // v7: max-timestamp lookups (KIP-734); v8+ are tiered storage's
         MetadataRequest.apiKey: 0...12,
         OffsetForLeaderEpochRequest.apiKey: 0...4,
         ApiVersionsRequest.apiKey: 0...4,

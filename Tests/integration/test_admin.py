@@ -153,6 +153,10 @@ def test_list_offsets(node):
     assert fs[tp].result(timeout=T).offset == 0
     fs = a.list_offsets({tp: OffsetSpec.latest()}, request_timeout=T)
     assert fs[tp].result(timeout=T).offset == 10
+    # KIP-734 (ListOffsets v7): the record with the largest timestamp.
+    fs = a.list_offsets({tp: OffsetSpec.max_timestamp()}, request_timeout=T)
+    got = fs[tp].result(timeout=T)
+    assert (got.offset, got.timestamp) == (9, base + 9000)
 
 
 def test_elect_leaders_single_replica(node):
