@@ -174,3 +174,21 @@ def test_elect_leaders_single_replica(node):
                          9: KafkaError.UNKNOWN_TOPIC_OR_PART}, (election, codes)
     # Every partition (None): nothing needs an election, so nothing is listed.
     assert a.elect_leaders(ElectionType.PREFERRED, None).result(timeout=T) == {}
+
+
+def test_authorized_operations(node):
+    """describe_topics and describe_cluster with include_authorized_operations: Silt has no
+    ACLs, so every operation Kafka defines for the resource is allowed."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+    create_topic(node, "adm-ops")
+    a = admin(node)
+    topic = a.describe_topics(TopicCollection(["adm-ops"]), include_authorized_operations=True,
+                              request_timeout=T)["adm-ops"].result(timeout=T)
+    assert set(topic.authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE, AclOperation.ALTER,
+        AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
+    cluster = a.describe_cluster(include_authorized_operations=True, request_timeout=T).result(timeout=T)
+    assert set(cluster.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.CLUSTER_ACTION,
+        AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE}
