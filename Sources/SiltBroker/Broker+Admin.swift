@@ -63,8 +63,23 @@ extension Broker {
         }
     }
 
+    /// The response, with the authorized operations the request asks for (Silt has no ACLs:
+    /// every operation; left at Int32.min, "not requested", otherwise).
     private func metadataResponse(_ req: MetadataRequest, _ r: Request, wantsAll: Bool,
                                   autoCreateFailed: Set<String>) -> MetadataResponse {
+        var resp = metadataTopicsResponse(req, r, wantsAll: wantsAll, autoCreateFailed: autoCreateFailed)
+        if req.includeTopicAuthorizedOperations {
+            let allowed = KafkaAclOperation.allowed(.topic)
+            for i in resp.topics.indices { resp.topics[i].topicAuthorizedOperations = allowed }
+        }
+        if req.includeClusterAuthorizedOperations && (8...10).contains(r.version) {
+            resp.clusterAuthorizedOperations = KafkaAclOperation.allowed(.cluster)
+        }
+        return resp
+    }
+
+    private func metadataTopicsResponse(_ req: MetadataRequest, _ r: Request, wantsAll: Bool,
+                                        autoCreateFailed: Set<String>) -> MetadataResponse {
         let image = metadata.image
         var resp = MetadataResponse()
         resp.brokers = liveBrokerEndpoints(image, listenerName: r.context.listenerName).map { b in
@@ -298,6 +313,7 @@ extension Broker {
         var resp = DescribeClusterResponse()
         resp.clusterId = clusterId
         resp.endpointType = req.endpointType
+        if req.includeClusterAuthorizedOperations { resp.clusterAuthorizedOperations = KafkaAclOperation.allowed(.cluster) }
         switch req.endpointType {
         case 1:   // brokers
             resp.brokers = liveBrokerEndpoints(metadata.image, listenerName: r.context.listenerName).map { b in

@@ -245,7 +245,8 @@ extension Broker {
     func listOffsets(_ req: ListOffsetsRequest, _ r: Request) -> EventLoopFuture<ListOffsetsResponse?> {
         let image = metadata.image
         var resp = ListOffsetsResponse()
-        /// Timestamp lookups on streams: (topic index, partition index, stream, timestamp).
+        /// Timestamp lookups on streams: (topic index, partition index, stream, timestamp or
+        /// -3 for the max timestamp).
         var scans: [(t: Int, p: Int, log: StreamLog, timestamp: Int64, leaderEpoch: Int32)] = []
         for t in req.topics {
             var out = ListOffsetsResponse.ListOffsetsTopicResponse()
@@ -267,7 +268,7 @@ extension Broker {
                 case -1: found = (log.highWatermark, -1)                 // latest
                 case -2: found = (log.logStartOffset, -1)                // earliest
                 default:
-                    if p.timestamp >= 0 {
+                    if p.timestamp >= 0 || p.timestamp == Broker.listOffsetsMaxTimestamp {
                         scans.append((resp.topics.count, out.partitions.count, log, p.timestamp, leaderEpoch))
                     }
                 }
@@ -288,7 +289,9 @@ extension Broker {
         let version = r.version
         Task {
             for scan in scans {
-                let found = await self.offsetForTimestamp(scan.log, scan.timestamp, image: image, logger: r.logger)
+                let found = scan.timestamp == Broker.listOffsetsMaxTimestamp
+                    ? await self.offsetOfMaxTimestamp(scan.log, image: image, logger: r.logger)
+                    : await self.offsetForTimestamp(scan.log, scan.timestamp, image: image, logger: r.logger)
                 if version == 0 {
                     resp.topics[scan.t].partitions[scan.p].oldStyleOffsets = found.map { [$0.offset] } ?? []
                 } else {

@@ -50,7 +50,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     static let supportedApis: [Int16: ClosedRange<Int16>] = [
         ProduceRequest.apiKey: 3...11,          // v3+: record batch v2 (the only format stored)
         FetchRequest.apiKey: 4...17,            // v4+: record batch v2
-        ListOffsetsRequest.apiKey: 0...6,       // v7+ adds max-timestamp lookups, not served yet
+        ListOffsetsRequest.apiKey: 0...7,       // v7: max-timestamp lookups (KIP-734); v8+ are tiered storage's
         MetadataRequest.apiKey: 0...12,
         OffsetForLeaderEpochRequest.apiKey: 0...4,
         ApiVersionsRequest.apiKey: 0...4,
@@ -77,6 +77,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         OffsetDeleteRequest.apiKey: 0...0,
         AlterPartitionReassignmentsRequest.apiKey: 0...0,   // forwarded to the controller
         ListPartitionReassignmentsRequest.apiKey: 0...0,
+        ElectLeadersRequest.apiKey: 0...2,      // one replica per partition: answered read-only (Broker+ElectLeaders)
     ]
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: StreamLogManager,
@@ -197,6 +198,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case IncrementalAlterConfigsRequest.apiKey:
             return try serve(IncrementalAlterConfigsRequest.self, frame, context, incrementalAlterConfigs)
         case DeleteRecordsRequest.apiKey: return try serve(DeleteRecordsRequest.self, frame, context, deleteRecords)
+        case ElectLeadersRequest.apiKey: return try serve(ElectLeadersRequest.self, frame, context, electLeaders)
         case InitProducerIdRequest.apiKey: return try serve(InitProducerIdRequest.self, frame, context, initProducerId)
         case FindCoordinatorRequest.apiKey: return try serve(FindCoordinatorRequest.self, frame, context, findCoordinator)
         case JoinGroupRequest.apiKey: return try serve(JoinGroupRequest.self, frame, context, joinGroup)

@@ -68,8 +68,37 @@ extension ServerConfig {
         .init("log.message.timestamp.after.max.ms", .long, String(Int64.max), .atLeast(0),
               doc: "How far in the future a CreateTime timestamp may be."),
         .init("min.insync.replicas", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
-        .init("compression.type", .string, "producer", .oneOf(["producer"]),
-              doc: "Silt stores batches as the producer compressed them."),
+        .init("compression.type", .string, "producer", .oneOf(TopicConfig.compressionTypes),
+              doc: "Default compression.type of topics. Silt stores batches as the producer compressed them."),
+        // Broker synonyms of Kafka 3.x topic keys that Silt accepts, stores and describes but
+        // does not act on (see TopicConfig.Def.ignoredReason).
+        .init("compression.gzip.level", .int, "-1", .custom(TopicConfig.validateGzipLevel),
+              doc: "Default compression.gzip.level of topics (no effect in Silt)."),
+        .init("compression.lz4.level", .int, "9", .between(1, 17), doc: "Default compression.lz4.level of topics (no effect in Silt)."),
+        .init("compression.zstd.level", .int, "3", .between(-131072, 22),
+              doc: "Default compression.zstd.level of topics (no effect in Silt)."),
+        .init("log.flush.interval.messages", .long, String(Int64.max), .atLeast(1),
+              doc: "Default flush.messages of topics (no effect: a produce is acknowledged once durable in the WAL)."),
+        .init("log.flush.interval.ms", .long, nil, .atLeast(0),
+              doc: "Default flush.ms of topics (no effect: a produce is acknowledged once durable in the WAL)."),
+        .init("log.segment.delete.delay.ms", .long, "60000", .atLeast(0),
+              doc: "Default file.delete.delay.ms of topics (no effect; see s3.object.deletion.delay.ms)."),
+        .init("log.index.interval.bytes", .int, "4096", .atLeast(0), doc: "Default index.interval.bytes of topics (no effect in Silt)."),
+        .init("log.index.size.max.bytes", .int, "10485760", .atLeast(4), doc: "Default segment.index.bytes of topics (no effect in Silt)."),
+        .init("log.roll.jitter.ms", .long, "0", .atLeast(0), doc: "Default segment.jitter.ms of topics (no effect in Silt)."),
+        .init("log.preallocate", .bool, "false", doc: "Default preallocate of topics (no effect in Silt)."),
+        .init("log.cleaner.max.compaction.lag.ms", .long, String(Int64.max), .atLeast(1),
+              doc: "Default max.compaction.lag.ms of topics (no effect: the log cleaner runs on min.cleanable.dirty.ratio)."),
+        .init("log.local.retention.ms", .long, "-2", .atLeast(-2), doc: "Default local.retention.ms of topics (no effect in Silt)."),
+        .init("log.local.retention.bytes", .long, "-2", .atLeast(-2), doc: "Default local.retention.bytes of topics (no effect in Silt)."),
+        .init("log.message.downconversion.enable", .bool, "true",
+              doc: "Default message.downconversion.enable of topics (no effect: Silt serves only record batch v2)."),
+        .init("log.message.format.version", .string, "3.0-IV1", .custom(TopicConfig.validateMessageFormatVersion),
+              doc: "Default message.format.version of topics; ignored, as Kafka 3.x ignores it."),
+        .init("log.message.timestamp.difference.max.ms", .long, String(Int64.max), .atLeast(0),
+              doc: "Default message.timestamp.difference.max.ms of topics (deprecated in Kafka; Silt uses the before/after keys)."),
+        .init("unclean.leader.election.enable", .bool, "false",
+              doc: "Default unclean.leader.election.enable of topics (no effect: one replica per partition)."),
         .init("offsets.topic.replication.factor", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
         .init("transaction.state.log.replication.factor", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
         .init("transaction.state.log.min.isr", .int, "1", .atLeast(1), doc: "Accepted for compatibility."),
@@ -132,6 +161,12 @@ public enum TopicConfig {
     public struct Def: Sendable {
         public var key: ConfigKeyDef
         public var brokerSynonym: String?
+        /// Why Silt accepts this key without acting on it (nil: Silt applies it).
+        public var ignoredReason: String?
+
+        public init(key: ConfigKeyDef, brokerSynonym: String?, ignoredReason: String? = nil) {
+            self.key = key; self.brokerSynonym = brokerSynonym; self.ignoredReason = ignoredReason
+        }
     }
 
     public static let defs: [Def] = [
@@ -164,9 +199,138 @@ public enum TopicConfig {
                        doc: "The youngest a record may be and still be cleaned."), brokerSynonym: "log.cleaner.min.compaction.lag.ms"),
         Def(key: .init("min.insync.replicas", .int, "1", .atLeast(1), readOnly: false,
                        doc: "Accepted for compatibility."), brokerSynonym: "min.insync.replicas"),
-        Def(key: .init("compression.type", .string, "producer", .oneOf(["producer"]), readOnly: false,
-                       doc: "Silt stores batches as the producer compressed them."), brokerSynonym: "compression.type"),
+        Def(key: .init("compression.type", .string, "producer", .oneOf(TopicConfig.compressionTypes), readOnly: false,
+                       doc: "uncompressed, zstd, lz4, snappy, gzip or producer."), brokerSynonym: "compression.type",
+            ignoredReason: "Silt stores batches as the producer compressed them"),
+        // Kafka 3.x's other topic keys: accepted, validated as Kafka validates them, stored and
+        // described, without an effect in Silt (a warning is logged when one is set).
+        Def(key: .init("compression.gzip.level", .int, "-1", .custom(TopicConfig.validateGzipLevel), readOnly: false,
+                       doc: "gzip level when compression.type=gzip."), brokerSynonym: "compression.gzip.level",
+            ignoredReason: "Silt does not recompress batches"),
+        Def(key: .init("compression.lz4.level", .int, "9", .between(1, 17), readOnly: false,
+                       doc: "lz4 level when compression.type=lz4."), brokerSynonym: "compression.lz4.level",
+            ignoredReason: "Silt does not recompress batches"),
+        Def(key: .init("compression.zstd.level", .int, "3", .between(-131072, 22), readOnly: false,
+                       doc: "zstd level when compression.type=zstd."), brokerSynonym: "compression.zstd.level",
+            ignoredReason: "Silt does not recompress batches"),
+        Def(key: .init("file.delete.delay.ms", .long, "60000", .atLeast(0), readOnly: false,
+                       doc: "Delay before a deleted segment file is removed."), brokerSynonym: "log.segment.delete.delay.ms",
+            ignoredReason: "Silt has no segment files; dead objects wait s3.object.deletion.delay.ms"),
+        Def(key: .init("flush.messages", .long, String(Int64.max), .atLeast(1), readOnly: false,
+                       doc: "Messages between forced fsyncs."), brokerSynonym: "log.flush.interval.messages",
+            ignoredReason: "a produce is acknowledged only once it is durable in the WAL"),
+        Def(key: .init("flush.ms", .long, String(Int64.max), .atLeast(0), readOnly: false,
+                       doc: "Time between forced fsyncs."), brokerSynonym: "log.flush.interval.ms",
+            ignoredReason: "a produce is acknowledged only once it is durable in the WAL"),
+        Def(key: .init("follower.replication.throttled.replicas", .list, "", .custom(TopicConfig.validateThrottledReplicas),
+                       readOnly: false, doc: "Replicas throttled on the follower side (* or partition:broker,...)."),
+            brokerSynonym: nil, ignoredReason: "Silt has one replica per partition"),
+        Def(key: .init("index.interval.bytes", .int, "4096", .atLeast(0), readOnly: false,
+                       doc: "Bytes between offset index entries."), brokerSynonym: "log.index.interval.bytes",
+            ignoredReason: "objects carry their own index"),
+        Def(key: .init("leader.replication.throttled.replicas", .list, "", .custom(TopicConfig.validateThrottledReplicas),
+                       readOnly: false, doc: "Replicas throttled on the leader side (* or partition:broker,...)."),
+            brokerSynonym: nil, ignoredReason: "Silt has one replica per partition"),
+        Def(key: .init("local.retention.bytes", .long, "-2", .atLeast(-2), readOnly: false,
+                       doc: "Tiered storage: local retention size."), brokerSynonym: "log.local.retention.bytes",
+            ignoredReason: "all data lives in object storage"),
+        Def(key: .init("local.retention.ms", .long, "-2", .atLeast(-2), readOnly: false,
+                       doc: "Tiered storage: local retention time."), brokerSynonym: "log.local.retention.ms",
+            ignoredReason: "all data lives in object storage"),
+        Def(key: .init("max.compaction.lag.ms", .long, String(Int64.max), .atLeast(1), readOnly: false,
+                       doc: "The longest a record may stay uncleaned."), brokerSynonym: "log.cleaner.max.compaction.lag.ms",
+            ignoredReason: "the log cleaner runs on min.cleanable.dirty.ratio"),
+        Def(key: .init("message.downconversion.enable", .bool, "true", readOnly: false,
+                       doc: "Down-convert for old consumers."), brokerSynonym: "log.message.downconversion.enable",
+            ignoredReason: "Silt serves only record batch v2"),
+        Def(key: .init("message.format.version", .string, "3.0-IV1", .custom(TopicConfig.validateMessageFormatVersion),
+                       readOnly: false, doc: "Deprecated message format version."), brokerSynonym: "log.message.format.version",
+            ignoredReason: "Kafka 3.x ignores it too: every batch is v2"),
+        Def(key: .init("message.timestamp.difference.max.ms", .long, String(Int64.max), .atLeast(0), readOnly: false,
+                       doc: "Deprecated; see message.timestamp.before.max.ms and message.timestamp.after.max.ms."),
+            brokerSynonym: "log.message.timestamp.difference.max.ms",
+            ignoredReason: "Silt checks message.timestamp.before.max.ms and message.timestamp.after.max.ms"),
+        Def(key: .init("preallocate", .bool, "false", readOnly: false,
+                       doc: "Preallocate segment files."), brokerSynonym: "log.preallocate",
+            ignoredReason: "Silt has no segment files"),
+        Def(key: .init("remote.storage.enable", .bool, "false", readOnly: false,
+                       doc: "Tiered storage for this topic."), brokerSynonym: nil,
+            ignoredReason: "all data lives in object storage"),
+        Def(key: .init("remote.log.copy.disable", .bool, "false", readOnly: false,
+                       doc: "Tiered storage: stop copying to remote storage."), brokerSynonym: nil,
+            ignoredReason: "all data lives in object storage"),
+        Def(key: .init("remote.log.delete.on.disable", .bool, "false", readOnly: false,
+                       doc: "Tiered storage: delete remote data when disabled."), brokerSynonym: nil,
+            ignoredReason: "all data lives in object storage"),
+        Def(key: .init("segment.index.bytes", .int, "10485760", .atLeast(4), readOnly: false,
+                       doc: "Offset index size."), brokerSynonym: "log.index.size.max.bytes",
+            ignoredReason: "objects carry their own index"),
+        Def(key: .init("segment.jitter.ms", .long, "0", .atLeast(0), readOnly: false,
+                       doc: "Random jitter on segment.ms."), brokerSynonym: "log.roll.jitter.ms",
+            ignoredReason: "Silt has no segment files"),
+        Def(key: .init("unclean.leader.election.enable", .bool, "false", readOnly: false,
+                       doc: "Elect an out-of-sync replica as leader."), brokerSynonym: "unclean.leader.election.enable",
+            ignoredReason: "Silt has one replica per partition"),
     ]
+
+    /// `compression.type` values, as Kafka 3.x's BrokerCompressionType names them.
+    public static let compressionTypes = ["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]
+
+    /// Topic keys that Silt stores and describes but does not act on, with why; a warning
+    /// names them when they are set.
+    public static func ignoredKeys(_ keys: some Sequence<String>) -> [(key: String, reason: String)] {
+        keys.sorted().compactMap { k in defsByName[k]?.ignoredReason.map { (k, $0) } }
+    }
+
+    /// gzip's levels (1...9) or -1, its default (Kafka's GzipCompression).
+    @Sendable static func validateGzipLevel(_ raw: String) -> String? {
+        guard let v = Int(raw), v == -1 || (1...9).contains(v) else { return "must be -1 or between 1 and 9" }
+        return nil
+    }
+
+    /// A Kafka release as `message.format.version` takes it in Kafka 3.x (MetadataVersion's
+    /// parse): 0.8.0 to 0.11.0 by their first three parts, 1.0 to 3.9 by their first two,
+    /// with an optional -IVn suffix; later parts are ignored, so `0.10.0.0` and `2.8.1` pass.
+    @Sendable static func validateMessageFormatVersion(_ raw: String) -> String? {
+        var text = Substring(raw)
+        if let dash = text.firstIndex(of: "-") {
+            let suffix = text[text.index(after: dash)...]
+            guard suffix.hasPrefix("IV"), let n = Int(suffix.dropFirst(2)), n >= 0 else {
+                return "not a Kafka version (e.g. 2.8, 3.0-IV1, 0.10.0.0)"
+            }
+            text = text[..<dash]
+        }
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false).map { Int($0) }
+        guard parts.count >= 2, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else {
+            return "not a Kafka version (e.g. 2.8, 3.0-IV1, 0.10.0.0)"
+        }
+        let major = parts[0]!, minor = parts[1]!
+        let known: Bool
+        switch major {
+        case 0: known = parts.count >= 3 && TopicConfig.zeroReleases.contains([minor, parts[2]!])
+        case 1: known = minor <= 1
+        case 2: known = minor <= 8
+        case 3: known = minor <= 9
+        default: known = false
+        }
+        return known ? nil : "unknown Kafka version; Kafka 3.x takes 0.8.0 to 3.9 (e.g. 2.8, 3.0-IV1, 0.10.0.0)"
+    }
+
+    /// The 0.x releases as (minor, patch).
+    static let zeroReleases: Set<[Int]> = [[8, 0], [8, 1], [8, 2], [9, 0], [10, 0], [10, 1], [10, 2], [11, 0]]
+
+    /// `*` or a list of `partition:broker` (Kafka's ThrottledReplicaListValidator).
+    @Sendable static func validateThrottledReplicas(_ raw: String) -> String? {
+        let items = ConfigKeyDef.parseList(raw)
+        if items == ["*"] { return nil }
+        for item in items {
+            let pb = item.split(separator: ":", omittingEmptySubsequences: false)
+            guard pb.count == 2, let p = Int32(pb[0]), p >= 0, let b = Int32(pb[1]), b >= 0 else {
+                return "must be * or a list of partition:broker (e.g. 0:101,1:102)"
+            }
+        }
+        return nil
+    }
 
     /// A ratio between 0 and 1 (`min.cleanable.dirty.ratio`).
     @Sendable static func validateRatio(_ raw: String) -> String? {

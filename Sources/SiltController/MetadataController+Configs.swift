@@ -93,6 +93,10 @@ extension MetadataController {
             if !validateOnly && !records.isEmpty {
                 try commit(records)
                 logger.info("configs altered", metadata: ["resource": "\(resource)", "changed": "\(records.count)"])
+                let set = next.keys.filter { current[$0] != next[$0] }
+                if case .topic = target { warnIgnored(set, topicKeys: true, resource: "\(resource)") } else {
+                    warnIgnored(set, topicKeys: false, resource: "\(resource)")
+                }
             }
             return next
         }
@@ -150,6 +154,21 @@ extension MetadataController {
             if node != MetadataRecord.clusterDefaultNode,
                let v = resolver.brokerConfigs[MetadataRecord.clusterDefaultNode]?[name] { return v }
             return staticConfig.value(name).value
+        }
+    }
+}
+
+extension MetadataController {
+    /// Logs a warning for keys Silt stores and describes without acting on them (Kafka
+    /// accepts them, so Silt does too): topic keys, or broker keys that are the synonyms of
+    /// such topic keys.
+    func warnIgnored(_ keys: some Sequence<String>, topicKeys: Bool, resource: String) {
+        let bySynonym = Dictionary(TopicConfig.defs.compactMap { d in d.brokerSynonym.map { ($0, d.key.name) } },
+                                   uniquingKeysWith: { a, _ in a })
+        let names = topicKeys ? Array(keys) : keys.compactMap { bySynonym[$0] }
+        for (key, reason) in TopicConfig.ignoredKeys(names) {
+            logger.warning("config accepted without effect", metadata: [
+                "resource": "\(resource)", "key": "\(key)", "reason": "\(reason)"])
         }
     }
 }

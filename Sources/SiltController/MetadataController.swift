@@ -265,6 +265,7 @@ public final class MetadataController: @unchecked Sendable {
             }
             logger.info("topic \(validateOnly ? "validated" : "created")", metadata: [
                 "topic": "\(name)", "partitions": "\(partitions)"])
+            if !validateOnly { warnIgnored(configs.keys, topicKeys: true, resource: "topic '\(name)'") }
             return TopicInfo(name: name, id: id, partitionCount: partitions, configs: configs, streamIds: streamIds)
         }
     }

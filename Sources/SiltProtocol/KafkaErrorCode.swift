@@ -16,6 +16,9 @@ public enum KafkaErrorCode {
     public static let invalidRequiredAcks: Int16 = 21
     public static let invalidReplicaAssignment: Int16 = 39
     public static let unsupportedVersion: Int16 = 35
+    public static let topicAlreadyExists: Int16 = 36
+    public static let invalidPartitions: Int16 = 37
+    public static let invalidConfig: Int16 = 40
     public static let notController: Int16 = 41
     public static let invalidRequest: Int16 = 42
     public static let policyViolation: Int16 = 44
@@ -25,6 +28,9 @@ public enum KafkaErrorCode {
     public static let fencedLeaderEpoch: Int16 = 74
     public static let unknownLeaderEpoch: Int16 = 75
     public static let staleBrokerEpoch: Int16 = 77
+    public static let preferredLeaderNotAvailable: Int16 = 80
+    public static let eligibleLeadersNotAvailable: Int16 = 83
+    public static let electionNotNeeded: Int16 = 84
     public static let noReassignmentInProgress: Int16 = 85
     public static let inconsistentVoterSet: Int16 = 94
     public static let invalidUpdateVersion: Int16 = 95

@@ -5,5 +5,6 @@ struct Silt: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "silt",
         abstract: "Silt: a Kafka-compatible streaming platform on object storage.",
-        subcommands: [Server.self, Role.self, Debug.self, Admin.self, MetadataQuorumCommand.self])
+        subcommands: [Server.self, Role.self, Debug.self, Admin.self, MetadataQuorumCommand.self, KafkaTopicsCommand.self,
+                      KafkaConfigsCommand.self])
 }

@@ -500,6 +500,9 @@ final class MetadataQuorumTests: XCTestCase {
             (KafkaErrorCode.unsupportedEndpointType, "UNSUPPORTED_ENDPOINT_TYPE"), (KafkaErrorCode.policyViolation, "POLICY_VIOLATION"),
             (KafkaErrorCode.kafkaStorageError, "KAFKA_STORAGE_ERROR"), (KafkaErrorCode.unknownProducerId, "UNKNOWN_PRODUCER_ID"),
             (KafkaErrorCode.coordinatorLoadInProgress, "COORDINATOR_LOAD_IN_PROGRESS"), (KafkaErrorCode.unknownServerError, "UNKNOWN_SERVER_ERROR"),
+            (KafkaErrorCode.topicAlreadyExists, "TOPIC_ALREADY_EXISTS"), (KafkaErrorCode.invalidPartitions, "INVALID_PARTITIONS"),
+            (KafkaErrorCode.invalidConfig, "INVALID_CONFIG"), (KafkaErrorCode.electionNotNeeded, "ELECTION_NOT_NEEDED"),
+            (KafkaErrorCode.eligibleLeadersNotAvailable, "ELIGIBLE_LEADERS_NOT_AVAILABLE"),
         ]
         for (code, name) in named { XCTAssertEqual(KafkaErrorCode.name(code), name, "code \(code)") }
     }

@@ -165,6 +165,10 @@ extension BrokerTests {
         XCTAssertEqual(described.groups[0].protocolData, "range")
         XCTAssertEqual(described.groups[0].members.first?.memberAssignment, [1, 2, 3])
         XCTAssertEqual(described.groups[0].members.first?.clientId, "broker-tests")
+        XCTAssertEqual(described.groups.map(\.authorizedOperations), [Int32.min, Int32.min], "not asked for")
+        describe.includeAuthorizedOperations = true
+        XCTAssertEqual(try call(describe, version: 5).groups.map(\.authorizedOperations),
+                       [KafkaAclOperation.allowed(.group), KafkaAclOperation.allowed(.group)], "no ACLs: all of a group's")
 
         var delete = DeleteGroupsRequest()
         delete.groupsNames = ["g", "nobody"]

@@ -113,6 +113,61 @@ final class ServerConfigTests: XCTestCase {
         XCTAssertNoThrow(try TopicConfig.validate(["cleanup.policy": "compact,delete", "retention.bytes": "-1"]))
     }
 
+    /// Kafka 3.x's topic keys and values: every compression.type, message.format.version
+    /// (accepted and ignored), and the keys Silt stores without acting on them.
+    func testKafkaTopicKeysAreAcceptedAsKafka3Accepts() throws {
+        for codec in ["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"] {
+            XCTAssertNoThrow(try TopicConfig.validate(["compression.type": codec]), codec)
+        }
+        for version in ["0.10.0.0", "0.8.2", "0.11.0-IV2", "2.8", "3.0-IV1", "3.9.1"] {
+            XCTAssertNoThrow(try TopicConfig.validate(["message.format.version": version]), version)
+        }
+        XCTAssertNoThrow(try TopicConfig.validate([
+            "flush.ms": "1000", "flush.messages": "1", "file.delete.delay.ms": "10000", "max.compaction.lag.ms": "100",
+            "segment.jitter.ms": "0", "segment.index.bytes": "4096", "index.interval.bytes": "4096", "preallocate": "true",
+            "unclean.leader.election.enable": "false", "message.downconversion.enable": "false",
+            "leader.replication.throttled.replicas": "0:1,1:2", "follower.replication.throttled.replicas": "*",
+            "compression.zstd.level": "-5", "compression.gzip.level": "-1", "remote.storage.enable": "false",
+        ]))
+        XCTAssertNotNil(TopicConfig.defsByName["flush.ms"]?.ignoredReason)
+        XCTAssertNil(TopicConfig.defsByName["retention.ms"]?.ignoredReason, "retention is applied")
+        XCTAssertEqual(TopicConfig.ignoredKeys(["retention.ms", "flush.ms", "compression.type"]).map(\.key),
+                       ["compression.type", "flush.ms"])
+        // Every broker synonym is a broker key, so it can be set per node and described.
+        for def in TopicConfig.defs {
+            if let syn = def.brokerSynonym { XCTAssertNotNil(ServerConfig.keyDef(syn), syn) }
+        }
+        // The broker-level keys take the same values.
+        let c = try ServerConfig(properties: ["compression.type": "zstd", "log.message.format.version": "0.10.0.0",
+                                              "log.flush.interval.ms": "1000"])
+        XCTAssertEqual(c.topicDefault("compression.type").value, "zstd")
+        XCTAssertEqual(c.topicDefault("flush.ms").value, "1000")
+        XCTAssertEqual(c.warnings, [])
+    }
+
+    func testBadTopicValuesGetAClearError() {
+        let cases: [(String, String, String)] = [
+            ("compression.type", "brotli", "must be one of uncompressed, zstd, lz4, snappy, gzip, producer"),
+            ("compression.type", "none", "must be one of"),
+            ("message.format.version", "banana", "not a Kafka version"),
+            ("message.format.version", "4.0", "unknown Kafka version"),
+            ("message.format.version", "0.12.0", "unknown Kafka version"),
+            ("message.format.version", "3.0-XY1", "not a Kafka version"),
+            ("flush.messages", "0", "must be at least 1"),
+            ("flush.ms", "soon", "expected a 64-bit integer"),
+            ("compression.gzip.level", "0", "must be -1 or between 1 and 9"),
+            ("compression.lz4.level", "18", "must be between 1 and 17"),
+            ("leader.replication.throttled.replicas", "0-1", "partition:broker"),
+            ("preallocate", "maybe", "expected true or false"),
+        ]
+        for (key, value, reason) in cases {
+            XCTAssertThrowsError(try TopicConfig.validate([key: value]), "\(key)=\(value)") { error in
+                XCTAssertEqual((error as? ConfigError)?.key, key)
+                XCTAssertTrue("\(error)".contains(reason), "\(key)=\(value): \(error)")
+            }
+        }
+    }
+
     func testPropertiesParser() throws {
         let p = try Properties.parse("a=1\n! bang comment\nb : two words \nc=x\\=y\n\n  d=  4")
         XCTAssertEqual(p, ["a": "1", "b": "two words", "c": "x=y", "d": "4"])

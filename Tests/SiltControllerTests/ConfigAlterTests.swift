@@ -103,6 +103,45 @@ final class ConfigAlterTests: XCTestCase {
         }
     }
 
+    /// librdkafka's 0081 and 0092: a topic created with compression.type=lz4 and
+    /// message.format.version=0.10.0.0, then AlterConfigs with flush.ms; DescribeConfigs
+    /// reports them all. Kafka's broker synonyms are dynamic per node too.
+    func testKafkaTopicKeysAreStoredAndDescribed() throws {
+        let c = try open()
+        let config = try ServerConfig(properties: ["log.dirs": dir, "node.id": "0"])
+        try c.createTopic(name: "t", partitions: 1,
+                          configs: ["compression.type": "lz4", "message.format.version": "0.10.0.0"], validateOnly: false)
+        try c.alterConfigs(topic, changes: [set("flush.ms", "12345"), set("flush.messages", "10")], replaceAll: false,
+                           validateOnly: false, staticConfig: config)
+        let overrides = c.image.topic(named: "t")!.configs
+        XCTAssertEqual(overrides, ["compression.type": "lz4", "message.format.version": "0.10.0.0", "flush.ms": "12345",
+                                   "flush.messages": "10"])
+        let r = TopicConfigResolver(config: config, image: c.image)
+        let entries = Dictionary(uniqueKeysWithValues: r.topicEntries(overrides: overrides).map { ($0.name, $0) })
+        XCTAssertEqual(entries["compression.type"]?.value, "lz4")
+        XCTAssertEqual(entries["compression.type"]?.source, ConfigSource.dynamicTopic)
+        XCTAssertEqual(entries["flush.ms"]?.value, "12345")
+        XCTAssertEqual(entries["message.format.version"]?.value, "0.10.0.0")
+        XCTAssertEqual(entries["segment.jitter.ms"]?.value, "0")
+        XCTAssertEqual(entries["segment.jitter.ms"]?.source, ConfigSource.defaultConfig)
+        XCTAssertEqual(entries["file.delete.delay.ms"]?.synonyms.last?.name, "log.segment.delete.delay.ms")
+        // The node-level synonym applies to a topic without its own value.
+        try c.alterConfigs(node0, changes: [set("log.flush.interval.messages", "7")], replaceAll: false, validateOnly: false,
+                           staticConfig: config)
+        XCTAssertEqual(r.value("flush.messages", overrides: [:]), "9223372036854775807", "resolver made before the change")
+        XCTAssertEqual(TopicConfigResolver(config: config, image: c.image).value("flush.messages", overrides: [:]), "7")
+        // Bad values are still refused, naming the key.
+        assertRefused(c, code: 40, contains: "compression.type") {
+            try c.alterConfigs(topic, changes: [set("compression.type", "brotli")], replaceAll: false, validateOnly: false,
+                               staticConfig: config)
+        }
+        XCTAssertThrowsError(try c.createTopic(name: "u", partitions: 1, configs: ["message.format.version": "0.7"],
+                                               validateOnly: false)) { e in
+            XCTAssertEqual((e as? ControllerError)?.kafkaErrorCode, 40)
+            XCTAssertTrue("\(e)".contains("message.format.version"), "\(e)")
+        }
+    }
+
     func testResolutionOrderAndSources() throws {
         let c = try open()
         let config = try ServerConfig(properties: ["log.dirs": dir, "log.retention.ms": "111", "node.id": "0"])

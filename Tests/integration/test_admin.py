@@ -153,3 +153,42 @@ def test_list_offsets(node):
     assert fs[tp].result(timeout=T).offset == 0
     fs = a.list_offsets({tp: OffsetSpec.latest()}, request_timeout=T)
     assert fs[tp].result(timeout=T).offset == 10
+    # KIP-734 (ListOffsets v7): the record with the largest timestamp.
+    fs = a.list_offsets({tp: OffsetSpec.max_timestamp()}, request_timeout=T)
+    got = fs[tp].result(timeout=T)
+    assert (got.offset, got.timestamp) == (9, base + 9000)
+
+
+def test_elect_leaders_single_replica(node):
+    """ElectLeaders (confluent-kafka's elect_leaders): a partition that has its leader needs no
+    election; an unknown partition is UNKNOWN_TOPIC_OR_PARTITION. (confluent-kafka 2.16's
+    elect_leaders fails on keyword options, so none are given.)"""
+    from confluent_kafka import ElectionType
+    create_topic(node, "adm-elect", partitions=2)
+    a = admin(node)
+    for election in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
+        result = a.elect_leaders(election, [TopicPartition("adm-elect", 0), TopicPartition("adm-elect", 1),
+                                            TopicPartition("adm-elect", 9)]).result(timeout=T)
+        codes = {tp.partition: (err.code() if err else 0) for tp, err in result.items()}
+        assert codes == {0: KafkaError.ELECTION_NOT_NEEDED, 1: KafkaError.ELECTION_NOT_NEEDED,
+                         9: KafkaError.UNKNOWN_TOPIC_OR_PART}, (election, codes)
+    # Every partition (None): nothing needs an election, so nothing is listed.
+    assert a.elect_leaders(ElectionType.PREFERRED, None).result(timeout=T) == {}
+
+
+def test_authorized_operations(node):
+    """describe_topics and describe_cluster with include_authorized_operations: Silt has no
+    ACLs, so every operation Kafka defines for the resource is allowed."""
+    from confluent_kafka import TopicCollection
+    from confluent_kafka.admin import AclOperation
+    create_topic(node, "adm-ops")
+    a = admin(node)
+    topic = a.describe_topics(TopicCollection(["adm-ops"]), include_authorized_operations=True,
+                              request_timeout=T)["adm-ops"].result(timeout=T)
+    assert set(topic.authorized_operations) == {
+        AclOperation.READ, AclOperation.WRITE, AclOperation.CREATE, AclOperation.DELETE, AclOperation.ALTER,
+        AclOperation.DESCRIBE, AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
+    cluster = a.describe_cluster(include_authorized_operations=True, request_timeout=T).result(timeout=T)
+    assert set(cluster.authorized_operations) == {
+        AclOperation.CREATE, AclOperation.ALTER, AclOperation.DESCRIBE, AclOperation.CLUSTER_ACTION,
+        AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS, AclOperation.IDEMPOTENT_WRITE}

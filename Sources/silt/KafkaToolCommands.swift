@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import SiltAdmin
+
+/// `silt kafka-topics <Kafka's arguments>`: Kafka's kafka-topics.sh (which
+/// bin/kafka-topics.sh runs). The arguments pass through whole to `KafkaTopics.parse`.
+struct KafkaTopicsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kafka-topics",
+        abstract: "Create, list, describe, alter and delete topics, as Kafka's kafka-topics.sh.",
+        discussion: KafkaTopics.usage)
+
+    @Argument(parsing: .captureForPassthrough, help: "Kafka's kafka-topics.sh arguments.")
+    var arguments: [String] = []
+
+    func run() throws {
+        let options: KafkaTopics.Options
+        switch try parseToolArguments({ try KafkaTopics.parse(arguments) }, usage: KafkaTopics.usage, tool: KafkaTopics.toolName) {
+        case .help:
+            print(KafkaTopics.usage)
+            return
+        case .run(let o):
+            options = o
+        }
+        let code = KafkaTopics.run(options, out: { print($0, terminator: "") }, err: printError)
+        fflush(stdout)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+/// `silt kafka-configs <Kafka's arguments>`: Kafka's kafka-configs.sh for topics and
+/// brokers (which bin/kafka-configs.sh runs).
+struct KafkaConfigsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kafka-configs",
+        abstract: "Describe and alter topic and broker configs, as Kafka's kafka-configs.sh.",
+        discussion: KafkaConfigs.usage)
+
+    @Argument(parsing: .captureForPassthrough, help: "Kafka's kafka-configs.sh arguments.")
+    var arguments: [String] = []
+
+    func run() throws {
+        let options: KafkaConfigs.Options
+        switch try parseToolArguments({ try KafkaConfigs.parse(arguments) }, usage: KafkaConfigs.usage, tool: KafkaConfigs.toolName) {
+        case .help:
+            print(KafkaConfigs.usage)
+            return
+        case .run(let o):
+            options = o
+        }
+        let code = KafkaConfigs.run(options, args: arguments, out: { print($0, terminator: "") }, err: printError)
+        fflush(stdout)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+private func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Parses a tool's command line; a bad one prints the reason and a pointer to --help, exit 1.
+private func parseToolArguments<T>(_ parse: () throws -> T, usage: String, tool: String) throws -> T {
+    do {
+        return try parse()
+    } catch {
+        printError("\(tool): \(error)")
+        printError("Run with --help for the options Silt's \(tool) takes.")
+        throw ExitCode(1)
+    }
+}
