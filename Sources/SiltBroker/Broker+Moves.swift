@@ -12,8 +12,8 @@ import SiltStorage
 ///  target set ─▶ log.release(): no more appends (requests get NOT_LEADER_OR_FOLLOWER with
 ///                the target as leader, KIP-951)
 ///             ─▶ everything appended is durable (high watermark = log end)
-///             ─▶ upload request on the ring; the metadata log shows the stream committed
-///                up to the log end
+///             ─▶ an upload request for this stream alone on the ring (asked again every
+///                `releaseUploadRetryMs`); the metadata log shows it committed up to the log end
 ///             ─▶ ReleaseStreams: the controller makes the target the leader (epochs + 1)
 ///             ─▶ the log is removed here; the target opens the stream (OpenStreams)
 /// ```
@@ -24,6 +24,9 @@ import SiltStorage
 extension Broker {
     /// How often a release checks for durability and the commit.
     static let releasePollMs: Int64 = 5
+    /// How long a release waits for its stream's upload before asking again (a request the
+    /// uploader took just before this one was made covers less than asked).
+    static let releaseUploadRetryMs: Int64 = 500
 
     func alterPartitionReassignments(_ req: AlterPartitionReassignmentsRequest, _ r: Request)
         -> EventLoopFuture<AlterPartitionReassignmentsResponse?> {
@@ -55,29 +58,29 @@ extension Broker {
             let end = log.release()
             logger.info("releasing partition", metadata: ["topic": "\(log.topic)", "partition": "\(log.partition)",
                                                          "to": "\(p.target!)", "end": "\(end)"])
-            releaseStep(log, end: end, askedUpload: false, started: .now())
+            releaseStep(log, end: end, askedAt: nil, started: .now())
         }
     }
 
-    private func releaseStep(_ log: StreamLog, end: Int64, askedUpload: Bool, started: NIODeadline) {
+    private func releaseStep(_ log: StreamLog, end: Int64, askedAt: NIODeadline?, started: NIODeadline) {
         let image = metadata.image
         guard let p = image.partitions[log.streamId], p.leader == nodeId, p.isMoving else {
             finishRelease(log, outcome: "cancelled")   // the move was cancelled, or the topic deleted
             return
         }
-        var asked = askedUpload
+        var asked = askedAt
         if log.highWatermark >= end {
             if (image.streamStates[log.streamId]?.endOffset ?? 0) >= end {
                 sendRelease(log, end: end, started: started)
                 return
             }
-            if !asked {
-                writePath.requestUpload()
-                asked = true
+            if asked.map({ NIODeadline.now() - $0 > .milliseconds(Broker.releaseUploadRetryMs) }) ?? true {
+                writePath.requestUpload(streamId: log.streamId)
+                asked = .now()
             }
         }
         controllerLoop.scheduleTask(in: .milliseconds(Broker.releasePollMs)) {
-            self.releaseStep(log, end: end, askedUpload: asked, started: started)
+            self.releaseStep(log, end: end, askedAt: asked, started: started)
         }
     }
 
@@ -97,14 +100,14 @@ extension Broker {
             case .success(let resp) where resp.errorCode == 0 && resp.streams.first?.errorCode == ErrorCode.offsetOutOfRange:
                 // The controller has not seen the commit yet: check again.
                 self.controllerLoop.scheduleTask(in: .milliseconds(Broker.releasePollMs)) {
-                    self.releaseStep(log, end: end, askedUpload: true, started: started)
+                    self.releaseStep(log, end: end, askedAt: .now(), started: started)
                 }
             case .success(let resp) where resp.errorCode == 0:
                 self.finishRelease(log, outcome: "refused: \(resp.streams.first?.errorMessage ?? "?")")
             case .success, .failure:
                 // The controller is changing hands or unreachable: try again shortly.
                 self.controllerLoop.scheduleTask(in: .milliseconds(200)) {
-                    self.releaseStep(log, end: end, askedUpload: true, started: started)
+                    self.releaseStep(log, end: end, askedAt: .now(), started: started)
                 }
             }
         }

@@ -30,6 +30,8 @@ public protocol WritePath: AnyObject, Sendable {
     func forgetStreams(_ ids: [UInt64])
     /// Asks the uploader to upload everything appended so far now, not at its next interval.
     func requestUpload()
+    /// Asks the uploader to upload what it holds of stream `streamId` now, on its own.
+    func requestUpload(streamId: UInt64)
     func stop()
 }
 
@@ -109,6 +111,10 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     }
 
     public func requestUpload() { ring.requestUpload(through: ring.writePosition) }
+
+    public func requestUpload(streamId: UInt64) {
+        if !ring.requestStreamUpload(streamId) { requestUpload() }   // every slot taken: a whole round
+    }
 
     /// Re-learns what an earlier incarnation of the broker left in the log buffer (everything
     /// the uploader has not committed yet): tail entries, and per stream the end offset the

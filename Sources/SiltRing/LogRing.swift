@@ -20,6 +20,7 @@ import CSupport
 ///  │ +320  readPosition[1] u64   uploader                                            │
 ///  │ +384  spaceFutex u32 │ spaceWaiters u32    writer sleeps here; readers bump      │
 ///  │ +448  uploadRequest u64     upload at least up to here now (any process; max wins) │
+///  │ +512  streamUploadSlots[16] u64   streamId + 1 to upload on its own now (0: free)  │
 ///  └────────────────────────────────────────────────────────────────────────────────┘
 ///  offset 4096   data area, capacityBytes (a power of two >= 64 KiB)
 ///  ┌────────────────────────────────────────────────────────────────────────────────┐
@@ -98,6 +99,7 @@ public final class LogRing: @unchecked Sendable {
         static let spaceFutex = 384
         static let spaceWaiters = 388
         static let uploadRequest = 448
+        static let streamUploadSlots = 512
     }
 
     enum FrameOffset {
@@ -132,6 +134,9 @@ public final class LogRing: @unchecked Sendable {
     let spaceFutex: UnsafeMutablePointer<UInt32>
     let spaceWaiters: UnsafeMutablePointer<UInt32>
     let uploadRequestWord: UnsafeMutablePointer<UInt64>
+    let streamUploadSlots: UnsafeMutablePointer<UInt64>
+    /// Streams that can wait for an upload of their own at once (`requestStreamUpload`).
+    public static let streamUploadSlotCount = 16
 
     /// Writer-local cache of min(readPosition): refreshed only when it says "full".
     var cachedMinReadPosition: UInt64 = 0
@@ -151,6 +156,7 @@ public final class LogRing: @unchecked Sendable {
         self.spaceFutex = mapping.word(Offset.spaceFutex, UInt32.self)
         self.spaceWaiters = mapping.word(Offset.spaceWaiters, UInt32.self)
         self.uploadRequestWord = mapping.word(Offset.uploadRequest, UInt64.self)
+        self.streamUploadSlots = mapping.word(Offset.streamUploadSlots, UInt64.self)
     }
 
     /// The size of the memfd that holds a ring of `capacityBytes`.
@@ -235,6 +241,37 @@ public final class LogRing: @unchecked Sendable {
     public func requestUpload(through lsn: UInt64) {
         var current = silt_atomic_load_acquire_u64(uploadRequestWord)
         while current < lsn && silt_atomic_cas_u64(uploadRequestWord, &current, lsn) == 0 {}
+    }
+
+    /// Asks the uploader to upload what the buffer holds of `streamId` now, in an object of
+    /// its own, without waiting for the rest (a partition moving away). Returns false when
+    /// every slot is taken: the caller asks for a whole upload (`requestUpload`) instead.
+    public func requestStreamUpload(_ streamId: UInt64) -> Bool {
+        let value = streamId &+ 1
+        for i in 0..<LogRing.streamUploadSlotCount where silt_atomic_load_acquire_u64(streamUploadSlots + i) == value {
+            return true
+        }
+        for i in 0..<LogRing.streamUploadSlotCount {
+            var expected: UInt64 = 0
+            if silt_atomic_cas_u64(streamUploadSlots + i, &expected, value) == 1 { return true }
+        }
+        return false
+    }
+
+    /// The streams asked for with `requestStreamUpload` and not yet taken.
+    public var requestedStreamUploads: [UInt64] {
+        (0..<LogRing.streamUploadSlotCount).compactMap { i in
+            let v = silt_atomic_load_acquire_u64(streamUploadSlots + i)
+            return v == 0 ? nil : v &- 1
+        }
+    }
+
+    /// The uploader took the request for `streamId` (its data up to now is committed).
+    public func completeStreamUpload(_ streamId: UInt64) {
+        for i in 0..<LogRing.streamUploadSlotCount {
+            var expected = streamId &+ 1
+            _ = silt_atomic_cas_u64(streamUploadSlots + i, &expected, 0)
+        }
     }
 
     /// The largest position `requestUpload` was asked for (0: never).

@@ -140,8 +140,24 @@ public final class Uploader: @unchecked Sendable {
         var backoffMs = 200
         while true {
             let stopping = shouldStop()
+            let wanted = ring.requestedStreamUploads   // before `durable`: what was durable when asked is covered
             let position = reader.position
             let durable = ring.readPosition(0)
+            if !wanted.isEmpty {
+                do {
+                    try await uploadStreams(Set(wanted), from: position, to: durable)
+                    for id in wanted { ring.completeStreamUpload(id) }
+                } catch {
+                    logger.warning("upload of requested streams failed; retrying", metadata: ["error": "\(error)"])
+                    metrics.add(.s3Errors)
+                    if case UploaderCommitError.fenced = error { return }
+                    if case UploaderCommitError.stale = error {
+                        if let states = try? await control.open() { lock.withLock { streams = states } }
+                    }
+                    try? await Task.sleep(for: .milliseconds(200))
+                    continue
+                }
+            }
             metrics.set(.walPendingBytes, durable > position ? durable - position : 0)
             metrics.set(.logBufferUsedBytes, UInt64(ring.capacityBytes - ring.freeBytes))
             metrics.set(.walUsedBytes, walState.usedBytes)
@@ -224,6 +240,36 @@ public final class Uploader: @unchecked Sendable {
         }
         reader.advance(to: position)
         trimWAL(to: position)
+    }
+
+    /// The frames of `wanted` streams in `[start, end)` of the log buffer, in objects of
+    /// their own, committed now (a partition moving away must not wait for the whole buffer).
+    /// The buffer is not advanced: the next round skips these frames as committed.
+    func uploadStreams(_ wanted: Set<UInt64>, from start: UInt64, to end: UInt64) async throws {
+        var position = start
+        var all: [LogRingFrame] = []
+        while position < end {
+            let batch = try reader.peek(from: position, maxBytes: Int(end - position))
+            if batch.isEmpty { break }
+            all += batch.frames.lazy.filter { wanted.contains($0.streamId) }
+            position = batch.endLSN
+        }
+        let known = lock.withLock { streams }
+        let live = Self.liveEpochs(all.lazy.map { ($0.streamId, $0.streamEpoch) }, known: known)
+        let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
+        var ends: [UInt64: Int64] = [:]
+        var frames = 0
+        for f in all where f.streamEpoch == live[f.streamId] {
+            let frameEnd = f.baseOffset + Int64(f.count)
+            if let committed = ends[f.streamId] ?? known[f.streamId]?.endOffset, frameEnd <= committed { continue }
+            builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
+            ends[f.streamId] = frameEnd
+            frames += 1
+        }
+        if frames > 0 {
+            try await uploadAndCommit(builder, epochs: live)
+            logger.debug("requested streams uploaded", metadata: ["streams": "\(wanted.count)", "frames": "\(frames)"])
+        }
     }
 
     /// The epoch each stream's frames are committed in: the newest among the frames and what

@@ -400,3 +400,44 @@ final class LogBufferWritePathTests: XCTestCase {
         XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 3)
     }
 }
+
+extension LogBufferWritePathTests {
+    /// A reassignment, as the old leader lives it: it stops taking appends at once (a
+    /// produce gets NOT_LEADER_OR_FOLLOWER naming the target, KIP-951), has the uploader
+    /// commit its tail, and releases the partition: the target leads in the next leader and
+    /// stream epochs, with the stream committed up to every acknowledged offset, and the log
+    /// is gone from here. Broker 1 is a registration only (the controller's view of a peer).
+    func testAReassignedPartitionIsCommittedThenReleasedToItsTarget() throws {
+        let topic = try createTopic("mv", partitions: 1)
+        let stream = topic.streamIds[0]
+        XCTAssertEqual(controller.image.partitions[stream]?.leader, 0)
+        let peer = try controller.registerBroker(.init(nodeId: 1, incarnationId: UUID(),
+                                                       listeners: [.init(name: "PLAINTEXT", host: "127.0.0.9", port: 9092)],
+                                                       rack: nil))
+        _ = try controller.brokerHeartbeat(nodeId: 1, brokerEpoch: peer, metadataOffset: controller.image.nextOffset,
+                                           wantFence: false, wantShutDown: false)
+        _ = try blocking { try await self.startUploader(thresholdBytes: 64 << 20, intervalMs: 600_000) }
+        for v in ["a", "b", "c"] {
+            XCTAssertEqual(try send(produceRequest("mv", values: [v]), version: 9).wait()?.responses[0].partitionResponses[0].errorCode, 0)
+        }
+        let before = try XCTUnwrap(controller.image.partitions[stream])
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 0, "acknowledged, not committed yet")
+
+        XCTAssertNoThrow(try controller.reassign([.init(topic: "mv", partition: 0, replicas: [1])])[0].get())
+        waitUntil("the broker sees the move") { broker.metadata.image.partitions[stream]?.target == 1 || broker.metadata.image.partitions[stream]?.leader == 1 }
+        let refused = try XCTUnwrap(try send(produceRequest("mv", values: ["late"]), version: 11).wait())
+        let pr = refused.responses[0].partitionResponses[0]
+        XCTAssertEqual(pr.errorCode, 6, pr.errorMessage ?? "")   // NOT_LEADER_OR_FOLLOWER
+        XCTAssertEqual(pr.currentLeader.leaderId, 1, "the response names the target (KIP-951)")
+        XCTAssertEqual(pr.currentLeader.leaderEpoch, before.leaderEpoch + 1)
+        XCTAssertEqual(refused.nodeEndpoints.map(\.nodeId).sorted(), [0, 1])
+
+        waitUntil("the partition is released to broker 1") { controller.image.partitions[stream]?.leader == 1 }
+        let after = try XCTUnwrap(controller.image.partitions[stream])
+        XCTAssertEqual(after, PartitionLeadership(leader: 1, leaderEpoch: before.leaderEpoch + 1, replicas: [1],
+                                                  streamEpoch: before.streamEpoch + 1))
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 3, "every acknowledged offset is committed")
+        waitUntil("the log is gone from the old leader") { logs.partition(topic: "mv", partition: 0) == nil }
+        XCTAssertEqual(try fetch("mv", offset: 0).errorCode, 6, "reads go to the new leader too")
+    }
+}

@@ -223,6 +223,22 @@ final class LogRingTests: XCTestCase {
         XCTAssertEqual(f.ring.uploadRequestPosition, 8192)
     }
 
+    /// Stream upload requests: one slot per stream (asking twice takes one), seen by another
+    /// mapping, cleared per stream; when every slot is taken the caller is told to fall back.
+    func testStreamUploadRequestsTakeOneSlotEach() throws {
+        let f = try RingFixture()
+        XCTAssertTrue(f.ring.requestStreamUpload(0))
+        XCTAssertTrue(f.ring.requestStreamUpload(0))
+        XCTAssertTrue(f.ring.requestStreamUpload(UInt64.max - 1))
+        let other = try LogRing.attach(fd: f.fd)
+        XCTAssertEqual(Set(other.requestedStreamUploads), [0, UInt64.max - 1])
+        other.completeStreamUpload(0)
+        XCTAssertEqual(f.ring.requestedStreamUploads, [UInt64.max - 1])
+        for id in 100..<UInt64(100 + LogRing.streamUploadSlotCount - 1) { XCTAssertTrue(f.ring.requestStreamUpload(id)) }
+        XCTAssertFalse(f.ring.requestStreamUpload(7), "every slot taken")
+        XCTAssertEqual(f.ring.requestedStreamUploads.count, LogRing.streamUploadSlotCount)
+    }
+
     func testInitializePositions() throws {
         let f = try RingFixture()
         let lsn: UInt64 = 1_000_000_000_012 * 8

@@ -228,3 +228,38 @@ extension UploaderTests {
         await running.value
     }
 }
+
+extension UploaderTests {
+    /// A stream asked for on its own is uploaded at once in an object of its own while the
+    /// rest waits for its interval; the buffer does not move until the whole round, which
+    /// then skips what was committed.
+    func testAStreamUploadRequestCommitsThatStreamAlone() async throws {
+        let topic = try controller.createTopic(name: "one", partitions: 2, configs: [:], validateOnly: false)
+        let (a, b) = (topic.streamIds[0], topic.streamIds[1])
+        var config = uploaderConfig(thresholdBytes: 8 << 20)
+        config.storage.uploadIntervalMs = 600_000
+        let uploader = uploader(control: control(), config: config)
+        try await uploader.openWithRetry(timeout: .seconds(10))
+        let stop = StopBox()
+        let running = Task { await uploader.run(shouldStop: { stop.isSet }) }
+        try appendDurable(stream: a, base: 0, count: 2)
+        try appendDurable(stream: b, base: 0, count: 3)
+        try appendDurable(stream: a, base: 2, count: 1)
+        let start = ring.readPosition(1)
+
+        XCTAssertTrue(ring.requestStreamUpload(a))
+        await eventually("stream a is committed") { controller.image.streamStates[a]?.endOffset == 3 }
+        await eventually("the request is taken") { ring.requestedStreamUploads.isEmpty }
+        XCTAssertEqual(controller.image.streamStates[b]?.endOffset, 0, "the other stream waits")
+        XCTAssertEqual(ring.readPosition(1), start, "the buffer is not freed by a stream upload")
+        XCTAssertEqual(controller.image.objectRanges(streamId: a, from: 0).map { [$0.startOffset, $0.endOffset] }, [[0, 3]])
+
+        ring.requestUpload(through: ring.writePosition)
+        await eventually("the whole round commits the rest") { controller.image.streamStates[b]?.endOffset == 3 }
+        await eventually("the buffer is freed") { ring.readPosition(1) == ring.writePosition }
+        XCTAssertEqual(controller.image.objectRanges(streamId: a, from: 0).map { [$0.startOffset, $0.endOffset] }, [[0, 3]],
+                       "stream a's frames were not committed twice")
+        stop.set()
+        await running.value
+    }
+}
