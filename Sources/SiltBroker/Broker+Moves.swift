@@ -95,7 +95,10 @@ extension Broker {
         controllerChannel.send(req, version: 0, timeout: .seconds(10)).whenComplete { result in
             switch result {
             case .success(let resp) where resp.errorCode == 0 && resp.streams.first?.errorCode == 0:
-                let ms = (NIODeadline.now() - started).nanoseconds / 1_000_000
+                let elapsed = NIODeadline.now() - started
+                let ms = elapsed.nanoseconds / 1_000_000
+                self.metrics.add(.partitionsReleased)
+                self.metrics.observe(.partitionReleaseLatency, seconds: Double(elapsed.nanoseconds) / 1e9)
                 self.finishRelease(log, outcome: "moved to broker \(resp.streams[0].newLeader) in \(ms) ms")
             case .success(let resp) where resp.errorCode == 0 && resp.streams.first?.errorCode == ErrorCode.offsetOutOfRange:
                 // The controller has not seen the commit yet: check again.
@@ -111,6 +114,27 @@ extension Broker {
                 }
             }
         }
+    }
+
+    /// Logs of partitions another broker leads now, with no release of ours in flight: a
+    /// broker that was fenced (its session lapsed) while its partitions moved. They are
+    /// dropped, never served: the metadata log says where the partition lives.
+    func dropPartitionsLedElsewhere(_ image: MetadataImage) {
+        let releasing = streamOpening.withLockedValue { $0.releasing }
+        for log in logs.allStreams() where !releasing.contains(log.streamId) {
+            guard let p = image.partitions[log.streamId], p.replicas[0] != nodeId else { continue }
+            logs.remove(log)
+            writePath.forgetStreams([log.streamId])
+            logger.warning("dropped a partition another broker leads now", metadata: [
+                "topic": "\(log.topic)", "partition": "\(log.partition)", "leader": "\(p.leader)"])
+        }
+    }
+
+    /// Gauges of what this broker leads and of the cluster's offline partitions (Metadata
+    /// answers LEADER_NOT_AVAILABLE for them; the controller logs why when it fences).
+    func reportPartitions(_ image: MetadataImage) {
+        metrics.set(.partitionsLed, UInt64(logs.allStreams().count))
+        metrics.set(.partitionsOffline, UInt64(image.partitions.values.filter { $0.leader < 0 }.count))
     }
 
     /// The stream is no longer served here: its log and remembered tail go. If this broker

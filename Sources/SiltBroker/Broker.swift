@@ -6,6 +6,7 @@ import SiltConfig
 import SiltController
 import SiltGroups
 import SiltMetadata
+import SiltMetrics
 import SiltNet
 import SiltProtocol
 import SiltStorage
@@ -80,8 +81,12 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         ElectLeadersRequest.apiKey: 0...2,      // one replica per partition: answered read-only (Broker+ElectLeaders)
     ]
 
+    /// Partition and move metrics (the node's region in production).
+    let metrics: MetricsRegion
+
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: StreamLogManager,
-                writePath: WritePath, objectReader: StreamObjectReader? = nil, logger: Logger) {
+                writePath: WritePath, objectReader: StreamObjectReader? = nil, metrics: MetricsRegion = .local(), logger: Logger) {
+        self.metrics = metrics
         self.config = config
         self.clusterId = clusterId
         self.controllerChannel = controllerChannel
@@ -147,7 +152,9 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     /// opened, deleted topics lose their logs.
     private func metadataChanged(from old: MetadataImage, to new: MetadataImage) {
         releaseMovingPartitions(new)
+        dropPartitionsLedElsewhere(new)
         openMissingPartitions(image: new)
+        reportPartitions(new)
         // Trims move log start offsets; a committed end beyond the local one (data that the
         // uploader committed from the WAL after a restart) becomes readable.
         for log in logs.allStreams() {

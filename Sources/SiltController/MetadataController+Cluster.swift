@@ -160,10 +160,10 @@ extension MetadataController {
         let fenced: [Int32]? = try? mutate {
             var out: [Int32] = []
             for broker in _image.unfencedBrokers where !sessions.isAlive(broker.nodeId, nowMs: nowMs) {
-                try commit([.brokerFence(nodeId: broker.nodeId, brokerEpoch: broker.brokerEpoch, fenced: true)]
-                           + leadershipChanges(fencing: broker.nodeId))
-                logger.warning("broker fenced: session expired", metadata: [
-                    "broker": "\(broker.nodeId)", "sessionTimeoutMs": "\(sessions.sessionTimeoutMs)"])
+                let offline = leadershipChanges(fencing: broker.nodeId)
+                try commit([.brokerFence(nodeId: broker.nodeId, brokerEpoch: broker.brokerEpoch, fenced: true)] + offline)
+                logger.warning("broker fenced: session expired; its partitions are offline until it is back (its WAL may hold their acknowledged tail)", metadata: [
+                    "broker": "\(broker.nodeId)", "sessionTimeoutMs": "\(sessions.sessionTimeoutMs)", "partitions": "\(offline.count)"])
                 out.append(broker.nodeId)
             }
             return out

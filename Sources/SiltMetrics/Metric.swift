@@ -80,6 +80,10 @@ public enum Metric: Int, Sendable, CaseIterable {
     case blockCacheUsedBytes
     case fetchObjectReads
     case fetchTailReads
+    // Partitions and moves (the broker's view of the metadata log).
+    case partitionsLed
+    case partitionsOffline
+    case partitionsReleased
 
     /// `silt_objects_uploaded_total{kind=...}`.
     public static func objectsUploaded(_ kind: MetricObjectKind) -> Metric {
@@ -161,6 +165,13 @@ public enum Metric: Int, Sendable, CaseIterable {
             return .init("silt_fetch_object_reads_total", .counter, "Fetch reads served from object storage (through the block cache).")
         case .fetchTailReads:
             return .init("silt_fetch_tail_reads_total", .counter, "Fetch reads served from the log buffer or the WAL tail.")
+        case .partitionsLed:
+            return .init("silt_partitions_led", .gauge, "Partitions this broker leads and has open.")
+        case .partitionsOffline:
+            return .init("silt_partitions_offline", .gauge,
+                         "Partitions of the cluster without a leader: their broker is fenced, and its WAL may hold their acknowledged tail.")
+        case .partitionsReleased:
+            return .init("silt_partitions_released_total", .counter, "Partitions this broker handed to another after committing their tail.")
         }
     }
 }
@@ -169,6 +180,8 @@ public enum Metric: Int, Sendable, CaseIterable {
 public enum HistogramMetric: Int, Sendable, CaseIterable {
     /// One object, from the start of its upload to its commit.
     case uploadLatency
+    /// One partition moving away, from the stop of its appends to the controller's new leader.
+    case partitionReleaseLatency
 
     public var name: String { descriptor.name }
     public var help: String { descriptor.help }
@@ -182,6 +195,10 @@ public enum HistogramMetric: Int, Sendable, CaseIterable {
         case .uploadLatency:
             return .init(name: "silt_upload_latency_seconds",
                          help: "Time from the start of an upload round (a stream set object and the stream objects split off it) to its commit.",
+                         bucketsSeconds: HistogramDescriptor.latencyBucketsSeconds)
+        case .partitionReleaseLatency:
+            return .init(name: "silt_partition_release_seconds",
+                         help: "A partition moving away: from the stop of its appends to the controller naming its new leader.",
                          bucketsSeconds: HistogramDescriptor.latencyBucketsSeconds)
         }
     }

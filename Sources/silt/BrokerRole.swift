@@ -36,7 +36,7 @@ struct BrokerRole {
                                               bandwidthBytesPerSecond: Int64(config.objectStorage.networkBaselineBytesPerSecond),
                                               metrics: metrics, logger: logger)
         let broker = Broker(config: config, clusterId: clusterId, controllerChannel: controller, logs: logs,
-                            writePath: writePath, objectReader: objectReader, logger: logger)
+                            writePath: writePath, objectReader: objectReader, metrics: metrics, logger: logger)
         try broker.start(on: group.next())
         // After a node restart: what the WAL still held must reach object storage first.
         _ = try broker.awaitRecoveredCommitted(state.recoveredFrames, timeout: .seconds(600))
