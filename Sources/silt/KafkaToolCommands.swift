@@ -54,6 +54,33 @@ struct KafkaConfigsCommand: ParsableCommand {
     }
 }
 
+/// `silt kafka-reassign-partitions <Kafka's arguments>`: Kafka's kafka-reassign-partitions.sh
+/// (which bin/kafka-reassign-partitions.sh runs), one broker per partition.
+struct KafkaReassignPartitionsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kafka-reassign-partitions",
+        abstract: "Generate, execute, verify, cancel and list partition reassignments, as Kafka's kafka-reassign-partitions.sh.",
+        discussion: KafkaReassignPartitions.usage)
+
+    @Argument(parsing: .captureForPassthrough, help: "Kafka's kafka-reassign-partitions.sh arguments.")
+    var arguments: [String] = []
+
+    func run() throws {
+        let options: KafkaReassignPartitions.Options
+        switch try parseToolArguments({ try KafkaReassignPartitions.parse(arguments) }, usage: KafkaReassignPartitions.usage,
+                                      tool: KafkaReassignPartitions.toolName) {
+        case .help:
+            print(KafkaReassignPartitions.usage)
+            return
+        case .run(let o):
+            options = o
+        }
+        let code = KafkaReassignPartitions.run(options, out: { print($0, terminator: "") }, err: printError)
+        fflush(stdout)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
 private func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
 }
