@@ -85,12 +85,15 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let metrics: MetricsRegion
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: StreamLogManager,
-                writePath: WritePath, objectReader: StreamObjectReader? = nil, metrics: MetricsRegion = .local(), logger: Logger) {
+                writePath: WritePath, objectReader: StreamObjectReader? = nil, metrics: MetricsRegion = .local(),
+                metadataChannel: ControllerChannel? = nil, logger: Logger) {
         self.metrics = metrics
         self.config = config
         self.clusterId = clusterId
         self.controllerChannel = controllerChannel
-        self.metadata = MetadataCache(channel: controllerChannel, clusterId: clusterId, logger: logger)
+        // Long polls on their own connection when given one (see BrokerRole).
+        self.metadata = MetadataCache(channel: metadataChannel ?? controllerChannel, catchUpChannel: controllerChannel,
+                                      clusterId: clusterId, logger: logger)
         self.logs = logs
         self.writePath = writePath
         self.objectReader = objectReader

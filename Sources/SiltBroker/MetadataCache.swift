@@ -55,6 +55,9 @@ public final class MetadataCache: @unchecked Sendable {
     static let longPollMs: Int32 = 1000
 
     private let channel: ControllerChannel
+    /// Where catch-up fetches go (no wait): not behind a parked long poll on `channel`, since
+    /// a connection answers in order. `channel` when not given.
+    private let catchUpChannel: ControllerChannel
     /// This node's cluster id, sent with every fetch: the controllers of another cluster refuse it.
     private let clusterId: String?
     private let logger: Logger
@@ -71,9 +74,10 @@ public final class MetadataCache: @unchecked Sendable {
         public var description: String
     }
 
-    public init(channel: ControllerChannel, clusterId: String? = nil, logger: Logger) {
+    public init(channel: ControllerChannel, catchUpChannel: ControllerChannel? = nil, clusterId: String? = nil, logger: Logger) {
         self.clusterId = clusterId
         self.channel = channel
+        self.catchUpChannel = catchUpChannel ?? channel
         self.logger = logger
     }
 
@@ -128,7 +132,8 @@ public final class MetadataCache: @unchecked Sendable {
         p.partitionMaxBytes = 8 << 20
         t.partitions = [p]
         req.topics = [t]
-        return channel.send(req, version: MetadataCache.fetchVersion, timeout: .milliseconds(Int64(maxWaitMs) + 10_000))
+        let link = maxWaitMs == 0 ? catchUpChannel : channel
+        return link.send(req, version: MetadataCache.fetchVersion, timeout: .milliseconds(Int64(maxWaitMs) + 10_000))
             .hop(to: loop)
             .flatMapThrowing { resp -> FetchOutcome in
                 if resp.errorCode == KafkaErrorCode.inconsistentClusterId {

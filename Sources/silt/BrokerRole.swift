@@ -26,6 +26,11 @@ struct BrokerRole {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
         let controller = try controllerQuorumClient(config: config, group: group, clientId: "silt-broker-\(config.nodeId)",
                                                     logger: logger)
+        // The metadata log's long polls on a connection of their own: a connection answers in
+        // order, so requests queued behind a parked poll (heartbeats, forwarded admin
+        // requests, stream opens and releases) would wait for it.
+        let metadataLink = try controllerQuorumClient(config: config, group: group,
+                                                      clientId: "silt-broker-\(config.nodeId)-metadata", logger: logger)
         let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
         let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, metrics: metrics, logger: logger)
         let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
@@ -36,7 +41,8 @@ struct BrokerRole {
                                               bandwidthBytesPerSecond: Int64(config.objectStorage.networkBaselineBytesPerSecond),
                                               metrics: metrics, logger: logger)
         let broker = Broker(config: config, clusterId: clusterId, controllerChannel: controller, logs: logs,
-                            writePath: writePath, objectReader: objectReader, metrics: metrics, logger: logger)
+                            writePath: writePath, objectReader: objectReader, metrics: metrics,
+                            metadataChannel: metadataLink, logger: logger)
         try broker.start(on: group.next())
         // After a node restart: what the WAL still held must reach object storage first.
         _ = try broker.awaitRecoveredCommitted(state.recoveredFrames, timeout: .seconds(600))
@@ -71,6 +77,7 @@ struct BrokerRole {
         producerStates.snapshotAll()
         writePath.stop()
         controller.close()
+        metadataLink.close()
         logs.shutdown()
         try? group.syncShutdownGracefully()
         logger.info("broker stopped")
