@@ -150,8 +150,17 @@ extension Broker {
         }
         guard !durable.isEmpty else { return r.succeed(resp) }
         return EventLoopFuture.whenAllComplete(durable, on: r.eventLoop).map { results in
+            // The lease again, at the ack: a broker whose session lapsed while the write became
+            // durable may have been taken over (its WAL read by another node before this
+            // write landed), so it does not acknowledge; the client retries at the leader.
+            let leaseHeld = self.lifecycle.hasLiveSession
             for (i, (ti, pi)) in durableAt.enumerated() {
-                if case .failure(let error) = results[i] {
+                if case .success = results[i], !leaseHeld {
+                    resp.responses[ti].partitionResponses[pi].errorCode = ErrorCode.notLeaderOrFollower
+                    resp.responses[ti].partitionResponses[pi].errorMessage =
+                        "This broker's session with the controller lapsed before the write was durable."
+                    resp.responses[ti].partitionResponses[pi].baseOffset = -1
+                } else if case .failure(let error) = results[i] {
                     let code = (error as? StorageError)?.kafkaErrorCode ?? ErrorCode.kafkaStorageError
                     resp.responses[ti].partitionResponses[pi].errorCode = code
                     resp.responses[ti].partitionResponses[pi].errorMessage = "\(error)"

@@ -115,6 +115,9 @@ extension ServerConfig {
         // Object storage and WAL (AutoMQ's names).
         .init("s3.wal.path", .string, nil, doc: "WAL device or file."),
         .init("s3.wal.capacity", .long, "2147483648", .atLeast(1 << 20), doc: "WAL ring size."),
+        .init("s3.wal.takeover.paths", .string, "", .custom({ v in
+            do { _ = try ServerConfig.parseTakeoverPaths(v); return nil } catch let e as ConfigError { return e.reason } catch { return "\(error)" }
+        }), doc: "Other nodes' WALs this node can open when their broker dies (nodeId@path,...): it commits their tail and moves their partitions."),
         .init("s3.wal.cache.size", .long, "-1", .atLeast(-1), doc: "Log buffer size; -1 sizes it from memory."),
         .init("s3.wal.trim.interval.ms", .int, "1000", .atLeast(10), doc: "Unused since the WAL is trimmed after each object commit; accepted for old start lines."),
         .init("s3.wal.upload.threshold", .long, "-1", .atLeast(-1), doc: "Bytes that trigger an upload."),

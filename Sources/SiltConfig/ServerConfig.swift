@@ -91,6 +91,8 @@ public struct ServerConfig: Sendable {
     /// The WAL device or file (`s3.wal.path`, AutoMQ's `N@file:///path?capacity=..` accepted).
     public let walPath: String
     public let walCapacityBytes: UInt64
+    /// Other nodes' WALs this node can reach (`s3.wal.takeover.paths`), by node id.
+    public let walTakeoverPaths: [Int32: String]
     /// The shared-memory log buffer's data area (`s3.wal.cache.size`), a power of two.
     public let logBufferBytes: Int
     /// Stream storage (see docs/streams.md).
@@ -212,6 +214,11 @@ public struct ServerConfig: Sendable {
             walPath = logDirs[0] + "/wal.silt"
         }
         walCapacityBytes = capacity
+        walTakeoverPaths = try ServerConfig.parseTakeoverPaths(raw("s3.wal.takeover.paths") ?? "")
+        if walTakeoverPaths[nodeId] != nil {
+            throw ConfigError(key: "s3.wal.takeover.paths", value: raw("s3.wal.takeover.paths") ?? "",
+                              reason: "names this node's own WAL (node \(nodeId)); list only other nodes'")
+        }
         let cacheSize = Int64(raw("s3.wal.cache.size")!)!
         var ring = cacheSize <= 0 ? 64 << 20 : Int(cacheSize)
         ring = max(ring, 1 << 20)
@@ -378,5 +385,24 @@ public struct ObjectStorageConfig: Sendable {
         self.uploadParallelism = uploadParallelism
         self.prepareTTLMs = prepareTTLMs
         self.janitorIntervalMs = janitorIntervalMs
+    }
+}
+
+extension ServerConfig {
+    /// `s3.wal.takeover.paths`: `nodeId@path` items, comma-separated; empty for none.
+    public static func parseTakeoverPaths(_ value: String) throws -> [Int32: String] {
+        var out: [Int32: String] = [:]
+        for item in value.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            let parts = item.split(separator: "@", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let id = Int32(parts[0]), id >= 0, parts[1].hasPrefix("/") else {
+                throw ConfigError(key: "s3.wal.takeover.paths", value: value,
+                                  reason: "'\(item)' is not nodeId@/absolute/path (e.g. 3@/dev/nvme1n1 or 3@/data/node3/wal.silt)")
+            }
+            guard out[id] == nil else {
+                throw ConfigError(key: "s3.wal.takeover.paths", value: value, reason: "node \(id) is listed twice")
+            }
+            out[id] = parts[1]
+        }
+        return out
     }
 }

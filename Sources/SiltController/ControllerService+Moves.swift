@@ -88,4 +88,20 @@ extension ControllerService {
         }
         return resp
     }
+
+    func takeOverNode(_ req: TakeOverNodeRequest) -> TakeOverNodeResponse {
+        var resp = TakeOverNodeResponse()
+        do {
+            resp.partitionsMoved = Int32(try controller.takeOverNode(req.nodeId, nodeEpoch: req.nodeEpoch).count)
+            logger.info("WAL takeover", metadata: ["taker": "\(req.takerId)", "node": "\(req.nodeId)",
+                                                   "partitions": "\(resp.partitionsMoved)"])
+        } catch let error as ControllerError {
+            resp.errorCode = error.kafkaErrorCode
+            resp.errorMessage = error.description
+        } catch {
+            resp.errorCode = KafkaErrorCode.unknownServerError
+            resp.errorMessage = "\(error)"
+        }
+        return resp
+    }
 }

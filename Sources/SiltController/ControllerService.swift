@@ -37,6 +37,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         TrimStreamsRequest.apiKey: 0...0,
         OpenStreamsRequest.apiKey: 0...0,
         ReleaseStreamsRequest.apiKey: 0...0,
+        TakeOverNodeRequest.apiKey: 0...0,
         AlterPartitionReassignmentsRequest.apiKey: 0...0,
         ListPartitionReassignmentsRequest.apiKey: 0...0,
         AllocateProducerIdsRequest.apiKey: 0...0,
@@ -165,6 +166,10 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case ReleaseStreamsRequest.apiKey:
             return try serveRequest(ReleaseStreamsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.afterCommit(on: loop) { self.releaseStreams(req) }
+            }
+        case TakeOverNodeRequest.apiKey:
+            return try serveRequest(TakeOverNodeRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.afterCommit(on: loop) { self.takeOverNode(req) }
             }
         case AlterPartitionReassignmentsRequest.apiKey:
             return try serveRequest(AlterPartitionReassignmentsRequest.self, frame: frame, eventLoop: loop) { req, _ in

@@ -183,3 +183,47 @@ extension MetadataController {
         }
     }
 }
+
+extension MetadataController {
+    /// A WAL takeover is complete: a surviving node opened fenced broker `nodeId`'s WAL, fenced
+    /// its uploader (OpenUploader for `nodeId`: node epoch `nodeEpoch`) and committed every frame
+    /// of it. Every partition assigned to `nodeId` moves to the other brokers (placed evenly),
+    /// in the next leader and stream epochs. Refused while the broker is unfenced (it is alive:
+    /// its partitions are its own) and when `nodeEpoch` is not the node's current one (the
+    /// broker's own uploader, or another takeover, opened since). Returns the new owner of each
+    /// stream moved.
+    public func takeOverNode(_ nodeId: Int32, nodeEpoch: Int64) throws -> [UInt64: Int32] {
+        try mutate {
+            guard let broker = _image.brokers[nodeId] else {
+                throw ControllerError.invalidRequest("Broker \(nodeId) is not registered: there is nothing to take over.")
+            }
+            guard broker.fenced else {
+                throw ControllerError.invalidRequest("Broker \(nodeId) is alive (unfenced): its partitions stay with it.")
+            }
+            guard _image.nodeEpochs[nodeId] == nodeEpoch else {
+                throw ControllerError.staleNodeEpoch(
+                    "Node \(nodeId)'s epoch is \(_image.nodeEpochs[nodeId].map(String.init) ?? "(none)"), the takeover holds "
+                    + "\(nodeEpoch): someone opened its uploader since.")
+            }
+            let mine = _image.partitions.keys.sorted().filter { _image.partitions[$0]!.replicas[0] == nodeId }
+            guard !mine.isEmpty else { return [:] }
+            let choice = chooseBrokers(for: mine, in: _image, excluding: sessions.drainingBrokers.union([nodeId]))
+            guard choice.count == mine.count else {
+                throw ControllerError.invalidReplicaAssignment("No unfenced broker can take broker \(nodeId)'s partitions.")
+            }
+            var out: [UInt64: Int32] = [:]
+            let records: [MetadataRecord] = mine.map { id in
+                let p = _image.partitions[id]!
+                let to = choice[id]!
+                out[id] = to
+                return .partitionLeader(streamId: id, PartitionLeadership(
+                    leader: to, leaderEpoch: p.leaderEpoch + 1, replicas: [to],
+                    streamEpoch: max(p.streamEpoch, _image.streamStates[id]?.epoch ?? 0) + 1, target: nil))
+            }
+            try commit(records)
+            logger.warning("broker taken over: its WAL is committed and its partitions moved", metadata: [
+                "broker": "\(nodeId)", "partitions": "\(records.count)"])
+            return out
+        }
+    }
+}

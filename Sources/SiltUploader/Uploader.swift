@@ -84,6 +84,9 @@ public final class Uploader: @unchecked Sendable {
     let metrics: MetricsRegion
     let logger: Logger
     private let reader: LogRingReader
+    private var committer: ObjectCommitter {
+        ObjectCommitter(control: control, store: store, clusterId: clusterId, config: config, metrics: metrics, logger: logger)
+    }
 
     /// Committed end offset and epoch of each stream, as last learned or committed.
     private var streams: [UInt64: UploaderStreamState] = [:]
@@ -106,6 +109,11 @@ public final class Uploader: @unchecked Sendable {
 
     /// Objects committed by this process (for tests and logs).
     public var objectsCommitted: Int { lock.withLock { uploadedObjects } }
+
+    /// `run` returned because the controller fenced this uploader (its node epoch moved on: a
+    /// WAL takeover of this node, or another incarnation), not because it was asked to stop.
+    public var wasFenced: Bool { lock.withLock { fenced } }
+    private var fenced = false
 
     /// Opens the streams (fencing older incarnations), then uploads what the WAL recovered.
     public func open() async throws {
@@ -150,7 +158,11 @@ public final class Uploader: @unchecked Sendable {
                 } catch {
                     logger.warning("upload of requested streams failed; retrying", metadata: ["error": "\(error)"])
                     metrics.add(.s3Errors)
-                    if case UploaderCommitError.fenced = error { return }
+                    if case UploaderCommitError.fenced = error {
+                        logger.critical("this uploader was fenced (a takeover of this node, or a newer incarnation); stopping")
+                        lock.withLock { fenced = true }
+                        return
+                    }
                     if case UploaderCommitError.stale = error {
                         if let states = try? await control.open() { lock.withLock { streams = states } }
                     }
@@ -186,7 +198,8 @@ public final class Uploader: @unchecked Sendable {
                 logger.warning("upload failed; retrying", metadata: ["error": "\(error)", "retryInMs": "\(backoffMs)"])
                 metrics.add(.s3Errors)
                 if case UploaderCommitError.fenced = error {
-                    logger.critical("this uploader was fenced by a newer one; stopping")
+                    logger.critical("this uploader was fenced (a takeover of this node, or a newer incarnation); stopping")
+                    lock.withLock { fenced = true }
                     return
                 }
                 if case UploaderCommitError.stale = error {
@@ -219,24 +232,11 @@ public final class Uploader: @unchecked Sendable {
             all += batch.frames
             position = batch.endLSN
         }
-        let known = lock.withLock { streams }
-        let live = Self.liveEpochs(all.lazy.map { ($0.streamId, $0.streamEpoch) }, known: known)
-        let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
-        var ends: [UInt64: Int64] = [:]
-        var frames = 0
-        var superseded = 0
-        for f in all {
-            guard f.streamEpoch == live[f.streamId] else { superseded += 1; continue }
-            let frameEnd = f.baseOffset + Int64(f.count)
-            let committed = ends[f.streamId] ?? known[f.streamId]?.endOffset
-            if let committed, frameEnd <= committed { continue }   // committed by an earlier incarnation
-            builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
-            ends[f.streamId] = frameEnd
-            frames += 1
-        }
-        if superseded > 0 { logSuperseded(superseded) }
-        if frames > 0 {
-            try await uploadAndCommit(builder, epochs: live)
+        let plan = UploadPlan(all, known: lock.withLock { streams }, requireKnown: false,
+                              blockBytes: config.storage.objectBlockBytes)
+        if plan.superseded > 0 { logSuperseded(plan.superseded) }
+        if plan.added > 0 {
+            try await uploadAndCommit(plan.builder, epochs: plan.epochs)
         }
         reader.advance(to: position)
         trimWAL(to: position)
@@ -254,21 +254,12 @@ public final class Uploader: @unchecked Sendable {
             all += batch.frames.lazy.filter { wanted.contains($0.streamId) }
             position = batch.endLSN
         }
-        let known = lock.withLock { streams }
-        let live = Self.liveEpochs(all.lazy.map { ($0.streamId, $0.streamEpoch) }, known: known)
-        let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
-        var ends: [UInt64: Int64] = [:]
-        var frames = 0
-        for f in all where f.streamEpoch == live[f.streamId] {
-            let frameEnd = f.baseOffset + Int64(f.count)
-            if let committed = ends[f.streamId] ?? known[f.streamId]?.endOffset, frameEnd <= committed { continue }
-            builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
-            ends[f.streamId] = frameEnd
-            frames += 1
-        }
-        if frames > 0 {
-            try await uploadAndCommit(builder, epochs: live)
-            logger.debug("requested streams uploaded", metadata: ["streams": "\(wanted.count)", "frames": "\(frames)"])
+        let plan = UploadPlan(all, known: lock.withLock { streams }, requireKnown: false,
+                              blockBytes: config.storage.objectBlockBytes)
+        if plan.superseded > 0 { logSuperseded(plan.superseded) }
+        if plan.added > 0 {
+            try await uploadAndCommit(plan.builder, epochs: plan.epochs)
+            logger.debug("requested streams uploaded", metadata: ["streams": "\(wanted.count)", "frames": "\(plan.added)"])
         }
     }
 
@@ -298,26 +289,14 @@ public final class Uploader: @unchecked Sendable {
         let frames = try WALFrameCodec.decode(tail)
         var delayMs = 200
         while true {
-            let known = lock.withLock { streams }
-            let live = Self.liveEpochs(frames.lazy.map { ($0.streamId, $0.streamEpoch) }, known: known)
-            let builder = StreamSetObjectBuilder(blockBytesTarget: config.storage.objectBlockBytes)
-            var added = 0
-            var superseded = 0
-            var ends: [UInt64: Int64] = [:]
-            for f in frames {
-                let frameEnd = f.baseOffset + Int64(f.count)
-                guard let state = known[f.streamId] else { continue }   // the topic was deleted
-                guard f.streamEpoch == live[f.streamId] else { superseded += 1; continue }
-                if frameEnd <= (ends[f.streamId] ?? state.endOffset) { continue }
-                builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
-                ends[f.streamId] = frameEnd
-                added += 1
-            }
-            if superseded > 0 { logSuperseded(superseded) }
-            guard added > 0 else { break }
-            logger.info("uploading the WAL's recovered records", metadata: ["frames": "\(added)", "bytes": "\(builder.bytesAdded)"])
+            let plan = UploadPlan(frames, known: lock.withLock { streams }, requireKnown: true,
+                                  blockBytes: config.storage.objectBlockBytes)
+            if plan.superseded > 0 { logSuperseded(plan.superseded) }
+            guard plan.added > 0 else { break }
+            logger.info("uploading the WAL's recovered records", metadata: ["frames": "\(plan.added)",
+                                                                            "bytes": "\(plan.builder.bytesAdded)"])
             do {
-                try await uploadAndCommit(builder, epochs: live)
+                try await uploadAndCommit(plan.builder, epochs: plan.epochs)
                 break
             } catch UploaderCommitError.fenced(let m) {
                 throw UploaderCommitError.fenced(m)
@@ -334,31 +313,7 @@ public final class Uploader: @unchecked Sendable {
     }
 
     private func uploadAndCommit(_ builder: StreamSetObjectBuilder, epochs live: [UInt64: Int64]) async throws {
-        let started = ContinuousClock.now
-        let (streamSet, streamObjects) = builder.finish(splitBytes: config.storage.streamObjectSplitBytes)
-        let built = (streamSet.map { [$0] } ?? []) + streamObjects
-        guard !built.isEmpty else { return }
-        let firstId = try await control.prepare(count: built.count, ttlMs: config.storage.prepareTTLMs)
-        var committed: [NewObject] = []
-        try await withThrowingTaskGroup(of: NewObject.self) { group in
-            for (i, object) in built.enumerated() {
-                let id = firstId + UInt64(i)
-                let key = ObjectKeys.object(clusterId: clusterId, objectId: id)
-                let store = self.store
-                let config = self.config
-                group.addTask {
-                    _ = try await ObjectUploader.upload(object.bytes, key: key, store: store, partBytes: config.storage.objectPartBytes,
-                                                        parallelism: config.storage.uploadParallelism)
-                    return NewObject(objectId: id, size: Int64(object.bytes.count), kind: object.kind, ranges: object.ranges,
-                                     stats: object.stats)
-                }
-            }
-            for try await o in group { committed.append(o) }
-        }
-        committed.sort { $0.objectId < $1.objectId }
-        var epochs: [UInt64: Int64] = [:]
-        for o in committed { for r in o.ranges { epochs[r.streamId] = live[r.streamId] ?? 0 } }
-        try await control.commit(objects: committed, epochs: epochs, compacted: [])
+        let (committed, epochs) = try await committer.commit(builder, epochs: live)
         lock.withLock {
             for o in committed {
                 for r in o.ranges {
@@ -370,15 +325,6 @@ public final class Uploader: @unchecked Sendable {
             }
             uploadedObjects += committed.count
         }
-        for o in committed {
-            metrics.add(o.kind == .streamSet ? .objectsUploadedStreamSet : .objectsUploadedStream)
-            metrics.add(.objectsUploadedBytes, UInt64(o.size))
-        }
-        let elapsed = ContinuousClock.now - started
-        metrics.observe(.uploadLatency, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
-        logger.debug("objects committed", metadata: [
-            "ids": "\(committed.map(\.objectId))", "bytes": "\(committed.reduce(0) { $0 + $1.size })",
-            "ms": "\(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)"])
     }
 
     private func trimWAL(to lsn: UInt64) {

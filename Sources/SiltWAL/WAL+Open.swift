@@ -197,3 +197,30 @@ extension WAL {
         }
     }
 }
+
+extension WAL {
+    /// The capacity and node id in the newest valid header of the WAL at `path`, read without
+    /// opening it for writing: a takeover checks whose WAL it is, and its size, first.
+    public static func identity(path: String) throws -> (capacityBytes: UInt64, nodeId: Int64) {
+        let fd = silt_open_direct(path, 0)
+        if fd < 0 { throw WALError.syscall(operation: "open(O_DIRECT)", path: path, errno: Errno(-fd)) }
+        defer { Glibc.close(fd) }
+        let slots = AlignedBuffer(count: Int(WALLayout.areaStartOffset))
+        try preadFully(fd: fd, path: path, into: slots.bytes, offset: 0)
+        var chosen: WALHeader?
+        for i in 0..<Int(WALLayout.headerSlotCount) {
+            let slot = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(slots.bytes)[
+                (i * Int(WALLayout.headerSlotBytes))..<((i + 1) * Int(WALLayout.headerSlotBytes))])
+            do {
+                let h = try WALHeader.decode(slot)
+                if chosen == nil || h.sequence > chosen!.sequence { chosen = h }
+            } catch WALHeader.DecodeError.badVersion(let v) {
+                throw WALError.unsupportedFormatVersion(path: path, version: v)
+            } catch {
+                continue
+            }
+        }
+        guard let h = chosen else { throw WALError.headersCorrupt(path: path) }
+        return (h.capacityBytes, h.nodeId)
+    }
+}

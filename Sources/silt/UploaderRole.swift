@@ -43,14 +43,44 @@ struct UploaderRole {
         let stop = StopFlag()
         let done = DispatchSemaphore(value: 0)
         let logger = self.logger
+        // Dead brokers' WALs this node can reach (s3.wal.takeover.paths): committed, and their
+        // partitions moved, once the controller has fenced the broker.
+        let takeover = config.walTakeoverPaths.isEmpty ? nil
+            : WALTakeover(nodeId: config.nodeId, paths: config.walTakeoverPaths, client: client, store: store,
+                          clusterId: clusterId, config: uploaderConfig, metrics: metrics, logger: logger)
+        let loop = group.next()
         Task {
             do {
                 try await uploader.openWithRetry()
                 logger.info("uploader ready", metadata: ["position": "\(regions.ring.readPosition(1))"])
                 let compacting = Task { await compaction.run(shouldStop: { stop.isSet }) }
+                // A takeover of this node (while it was paused or cut off) moves its node epoch
+                // on: the metadata log says so before any commit of ours is refused.
+                let fenceWatch = Task {
+                    while !stop.isSet {
+                        try? await Task.sleep(nanoseconds: 1_000_000_000)
+                        guard (try? await cache.catchUp(on: loop).get()) != nil, control.nodeEpoch >= 0,
+                              let current = cache.image.nodeEpochs[config.nodeId], current > control.nodeEpoch else { continue }
+                        logger.error("uploader fenced: exiting so that the supervisor restarts it with a new session",
+                                     metadata: ["nodeEpoch": "\(current)", "ours": "\(control.nodeEpoch)"])
+                        Foundation.exit(3)
+                    }
+                }
+                let takingOver = Task {
+                    await takeover?.run(image: { try await cache.catchUp(on: loop).get(); return cache.image },
+                                        shouldStop: { stop.isSet })
+                }
                 await uploader.run(shouldStop: { stop.isSet })
+                if uploader.wasFenced && !stop.isSet {
+                    // Taken over while it was away (a pause, a partition): the role restarts,
+                    // opens a new session, and drops the frames of the streams that moved.
+                    logger.error("uploader fenced: exiting so that the supervisor restarts it with a new session")
+                    Foundation.exit(3)
+                }
                 compacting.cancel()
                 _ = await compacting.value
+                _ = await takingOver.value
+                fenceWatch.cancel()
             } catch {
                 logger.critical("uploader failed: \(error)")
                 Foundation.exit(2)

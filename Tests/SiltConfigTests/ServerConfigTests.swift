@@ -184,3 +184,20 @@ final class ServerConfigTests: XCTestCase {
         XCTAssertThrowsError(try MetaProperties.ensureFormatted(logDirs: [dir], nodeId: 2, clusterId: "other"))
     }
 }
+
+extension ServerConfigTests {
+    /// `s3.wal.takeover.paths`: other nodes' WALs by node id; malformed items, a node twice and
+    /// this node's own WAL are refused with the key named.
+    func testWALTakeoverPaths() throws {
+        let ok = try ServerConfig(properties: ["log.dirs": "/tmp/x", "node.id": "1",
+                                               "s3.wal.takeover.paths": "2@/data/node2/wal.silt, 3@/dev/nvme1n1"])
+        XCTAssertEqual(ok.walTakeoverPaths, [2: "/data/node2/wal.silt", 3: "/dev/nvme1n1"])
+        XCTAssertEqual(try ServerConfig(properties: ["log.dirs": "/tmp/x"]).walTakeoverPaths, [:])
+        for bad in ["2:/data/wal", "x@/data/wal", "2@relative/wal", "2@/a,2@/b", "1@/own/wal"] {
+            XCTAssertThrowsError(try ServerConfig(properties: ["log.dirs": "/tmp/x", "node.id": "1",
+                                                               "s3.wal.takeover.paths": bad]), bad) {
+                XCTAssertTrue("\($0)".contains("s3.wal.takeover.paths"), "\($0)")
+            }
+        }
+    }
+}

@@ -163,3 +163,32 @@ final class PartitionMoveTests: XCTestCase {
         XCTAssertTrue(controller.image.partitions.values.allSatisfy { $0.leader == -1 && $0.target == nil })
     }
 }
+
+extension PartitionMoveTests {
+    /// A WAL takeover completes only for a fenced broker, with its current node epoch (the
+    /// taker's OpenUploader): every partition it owned moves to the unfenced brokers, in the
+    /// next leader and stream epochs.
+    func testTakeOverMovesAFencedBrokersPartitions() throws {
+        let topic = try controller.createTopic(name: "t", partitions: 6, configs: [:], validateOnly: false)
+        let mine = topic.streamIds.filter { controller.image.partitions[$0]!.replicas[0] == 2 }
+        XCTAssertEqual(mine.count, 2)
+        let nodeEpoch = try controller.openUploader(nodeId: 2).nodeEpoch
+        XCTAssertThrowsError(try controller.takeOverNode(2, nodeEpoch: nodeEpoch), "broker 2 is alive")
+        _ = try controller.brokerHeartbeat(nodeId: 2, brokerEpoch: epochs[2]!, metadataOffset: controller.image.nextOffset,
+                                           wantFence: true, wantShutDown: false, nowMs: t0)
+        XCTAssertThrowsError(try controller.takeOverNode(2, nodeEpoch: nodeEpoch - 1)) {
+            XCTAssertEqual(($0 as? ControllerError)?.kafkaErrorCode, 77, "an older node epoch: fenced by a newer opener")
+        }
+        let before = mine.map { controller.image.partitions[$0]! }
+        let moved = try controller.takeOverNode(2, nodeEpoch: nodeEpoch)
+        XCTAssertEqual(Set(moved.keys), Set(mine))
+        for (id, old) in zip(mine, before) {
+            let p = controller.image.partitions[id]!
+            XCTAssertTrue([0, 1].contains(p.leader))
+            XCTAssertEqual(p.replicas, [p.leader])
+            XCTAssertEqual(p.leaderEpoch, old.leaderEpoch + 1)
+            XCTAssertEqual(p.streamEpoch, old.streamEpoch + 1)
+        }
+        XCTAssertEqual(try controller.takeOverNode(2, nodeEpoch: nodeEpoch), [:], "nothing left to move")
+    }
+}

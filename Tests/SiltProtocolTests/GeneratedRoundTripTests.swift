@@ -4518,6 +4518,27 @@ extension SyncGroupResponse {
         return m
     }
 }
+extension TakeOverNodeRequest {
+    static func _sample(version: Int16, nulls: Bool) -> TakeOverNodeRequest {
+        var m = TakeOverNodeRequest()
+        m.takerId = 96
+        m.nodeId = 89
+        m.nodeEpoch = 22
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 72], 1234: []] }
+        return m
+    }
+}
+extension TakeOverNodeResponse {
+    static func _sample(version: Int16, nulls: Bool) -> TakeOverNodeResponse {
+        var m = TakeOverNodeResponse()
+        m.throttleTimeMs = 27
+        m.errorCode = 94
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.partitionsMoved = 60
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 94], 1234: []] }
+        return m
+    }
+}
 extension TrimStreamsRequest {
     static func _sample(version: Int16, nulls: Bool) -> TrimStreamsRequest {
         var m = TrimStreamsRequest()
@@ -6696,6 +6717,24 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testTakeOverNodeRequest() throws {
+        for v in TakeOverNodeRequest.lowestSupportedVersion...TakeOverNodeRequest.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(TakeOverNodeRequest._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == TakeOverNodeRequest.lowestSupportedVersion || v == TakeOverNodeRequest.highestSupportedVersion)
+            try assertRoundTrip(TakeOverNodeRequest._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(TakeOverNodeRequest(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testTakeOverNodeResponse() throws {
+        for v in TakeOverNodeResponse.lowestSupportedVersion...TakeOverNodeResponse.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(TakeOverNodeResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == TakeOverNodeResponse.lowestSupportedVersion || v == TakeOverNodeResponse.highestSupportedVersion)
+            try assertRoundTrip(TakeOverNodeResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(TakeOverNodeResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testTrimStreamsRequest() throws {
         for v in TrimStreamsRequest.lowestSupportedVersion...TrimStreamsRequest.highestSupportedVersion {
             let nonDefault = true
@@ -6868,6 +6907,6 @@ final class GeneratedRoundTripTests: XCTestCase {
     }
 
     func testGeneratedMessageCount() {
-        XCTAssertEqual(ApiKey.allCases.count, 94)
+        XCTAssertEqual(ApiKey.allCases.count, 95)
     }
 }

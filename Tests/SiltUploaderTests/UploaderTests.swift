@@ -263,3 +263,69 @@ extension UploaderTests {
         await running.value
     }
 }
+
+extension UploaderTests {
+    /// A dead broker's WAL taken over by another node over the wire: its uploader is fenced
+    /// (the zombie's commits are refused), every acknowledged frame in its WAL is committed
+    /// in its epoch (a superseded one is not), and its partitions move to the live broker.
+    func testWALTakeoverCommitsTheDeadNodesTailAndMovesItsPartitions() async throws {
+        func join(_ id: Int32) throws -> Int64 {
+            let e = try controller.registerBroker(.init(nodeId: id, incarnationId: UUID(),
+                                                        listeners: [.init(name: "PLAINTEXT", host: "127.0.0.\(id + 1)", port: 9092)],
+                                                        rack: nil))
+            _ = try controller.brokerHeartbeat(nodeId: id, brokerEpoch: e, metadataOffset: controller.image.nextOffset,
+                                               wantFence: false, wantShutDown: false)
+            return e
+        }
+        let deadEpoch = try join(3)
+        let topic = try controller.createTopic(name: "tk", partitions: 1, configs: [:], validateOnly: false)
+        let stream = topic.streamIds[0]
+        _ = try join(4)
+        XCTAssertEqual(try controller.openStreams(nodeId: 3, brokerEpoch: deadEpoch, streamIds: [stream])[stream]!.get().streamEpoch, 1)
+        let zombie = control(node: 3)
+        _ = try await zombie.open()
+
+        // Node 3's WAL: frames of its stream in epoch 1 (acknowledged), one in epoch 0 (superseded).
+        let path = dir + "/node3.wal"
+        let (wal, _) = try WAL.open(path: path, capacityBytes: 4 << 20, nodeId: 3, logger: logger)
+        var lsn = wal.headLSN
+        func record(_ frames: [(epoch: Int64, base: Int64, count: Int)]) throws {
+            var bytes: [UInt8] = []
+            for f in frames {
+                let payload = batch(base: f.base, count: f.count, value: "e\(f.epoch)")
+                var header = [UInt8](repeating: 0, count: WALFrameCodec.headerBytes)
+                header.withUnsafeMutableBytes {
+                    WALFrameCodec.encodeHeader(streamId: stream, streamEpoch: f.epoch, baseOffset: f.base, count: UInt32(f.count),
+                                               payloadLength: payload.count, into: $0)
+                }
+                bytes += header + payload
+            }
+            try wal.submit(bytes: bytes, startLSN: lsn)
+            lsn += UInt64(bytes.count)
+            _ = try wal.reap(wait: true)
+        }
+        try record([(0, 0, 9)])
+        try record([(1, 0, 2), (1, 2, 3)])
+        try wal.close()
+
+        // Broker 3 dies: fenced by its session.
+        _ = try controller.brokerHeartbeat(nodeId: 3, brokerEpoch: deadEpoch, metadataOffset: controller.image.nextOffset,
+                                           wantFence: true, wantShutDown: false)
+        let takeover = WALTakeover(nodeId: 4, paths: [3: path], client: client, store: store, clusterId: "c",
+                                   config: uploaderConfig(), metrics: .local(), logger: logger)
+        XCTAssertEqual(takeover.candidates(controller.image), [3])
+        let moved = try await takeover.takeOver(3)
+        XCTAssertEqual(moved, 1)
+        let image = controller.image
+        XCTAssertEqual(image.streamStates[stream]?.endOffset, 5, "every acknowledged frame is committed")
+        XCTAssertEqual(image.objectRanges(streamId: stream, from: 0).map { [$0.startOffset, $0.endOffset] }, [[0, 5]])
+        let p = try XCTUnwrap(image.partitions[stream])
+        XCTAssertEqual([p.leader, p.replicas[0]], [4, 4])
+        XCTAssertEqual(p.streamEpoch, 2)
+        XCTAssertEqual(takeover.candidates(image), [], "nothing left to take over")
+        // The zombie's uploader is fenced.
+        await assertThrows(try await zombie.prepare(count: 1, ttlMs: 60_000)) {
+            guard case UploaderCommitError.fenced = $0 else { return XCTFail("\($0) is not fenced") }
+        }
+    }
+}

@@ -423,12 +423,12 @@ def test_group_coordinator_is_the_offsets_partition_leader(cluster, seed_topic):
     assert len(described.members) == 3, described.members
 
 
-def partition_watermarks(topic: str, bootstrap: str = BOOTSTRAP) -> dict[int, tuple[int, int]]:
+def partition_watermarks(topic: str, bootstrap: str = BOOTSTRAP, partitions: int = PARTITIONS) -> dict[int, tuple[int, int]]:
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4", "group.id": "cluster-watermarks"})
     try:
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=15) for p in range(PARTITIONS)}
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=15) for p in range(partitions)}
     finally:
         c.close()
 
@@ -490,8 +490,8 @@ class Load:
     robin over the partitions, ~`rate` records/s. Keeps seq -> (partition, offset) of every
     acknowledged record, the delivery errors and the client's error_cb errors."""
 
-    def __init__(self, topic: str, rate: int = 1000):
-        self.topic, self.rate = topic, rate
+    def __init__(self, topic: str, rate: int = 1000, bootstrap: str = BOOTSTRAP, partitions: int = PARTITIONS):
+        self.topic, self.rate, self.bootstrap, self.partitions = topic, rate, bootstrap, partitions
         self.acked: dict[int, tuple[int, int]] = {}
         self.delivery_errors: list = []
         self.client_errors: list = []
@@ -509,14 +509,14 @@ class Load:
     def _run(self):
         from confluent_kafka import Producer
 
-        p = Producer({"bootstrap.servers": BOOTSTRAP, "broker.address.family": "v4", "enable.idempotence": True,
+        p = Producer({"bootstrap.servers": self.bootstrap, "broker.address.family": "v4", "enable.idempotence": True,
                       "acks": "all", "linger.ms": 5, "message.timeout.ms": 120_000,
                       "error_cb": self.client_errors.append})
         t0 = time.monotonic()
         while not self._stop.is_set():
             due = int((time.monotonic() - t0) * self.rate)
             while self.sent < due:
-                p.produce(self.topic, value=b"seq-%d" % self.sent, partition=self.sent % PARTITIONS,
+                p.produce(self.topic, value=b"seq-%d" % self.sent, partition=self.sent % self.partitions,
                           on_delivery=self._on_delivery)
                 self.sent += 1
             p.poll(0.02)
@@ -535,7 +535,8 @@ class Load:
     def acked_on(self, partitions) -> int:
         return sum(1 for p, _ in list(self.acked.values()) if p in partitions)
 
-    def wait_acks(self, more: int, partitions=range(PARTITIONS), timeout: float = 30.0, what: str = "") -> None:
+    def wait_acks(self, more: int, partitions=None, timeout: float = 30.0, what: str = "") -> None:
+        partitions = range(self.partitions) if partitions is None else partitions
         base = self.acked_on(partitions)
         wait_until(lambda: self.acked_on(partitions) >= base + more, timeout,
                    lambda: f"{more} more acks on partitions {list(partitions)} {what} "
@@ -550,7 +551,8 @@ class Load:
         assert not fatal, f"fatal producer errors: {fatal[:5]}"
         final = [e for e in self.delivery_errors if not e.retriable()]
         assert not final, f"{len(final)} records failed with non-retriable errors, e.g. {final[:5]}"
-        read = read_confluent(self.topic, {p: hi for p, (_, hi) in partition_watermarks(self.topic).items()})
+        ends = partition_watermarks(self.topic, self.bootstrap, self.partitions)
+        read = read_confluent(self.topic, {p: hi for p, (_, hi) in ends.items()}, bootstrap=self.bootstrap)
         at = {k: int(v[4:]) for k, v in read.items()}
         lost = sorted(s for s, k in self.acked.items() if at.get(k) != s)
         counts = collections.Counter(at.values())

@@ -97,6 +97,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
     case trimStreams = 603
     case openStreams = 604
     case releaseStreams = 605
+    case takeOverNode = 606
 
     public var name: String {
         switch self {
@@ -194,6 +195,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .trimStreams: return "TrimStreams"
         case .openStreams: return "OpenStreams"
         case .releaseStreams: return "ReleaseStreams"
+        case .takeOverNode: return "TakeOverNode"
         }
     }
 
@@ -293,6 +295,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .trimStreams: return TrimStreamsRequest.self
         case .openStreams: return OpenStreamsRequest.self
         case .releaseStreams: return ReleaseStreamsRequest.self
+        case .takeOverNode: return TakeOverNodeRequest.self
         }
     }
 
@@ -392,6 +395,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .trimStreams: return TrimStreamsResponse.self
         case .openStreams: return OpenStreamsResponse.self
         case .releaseStreams: return ReleaseStreamsResponse.self
+        case .takeOverNode: return TakeOverNodeResponse.self
         }
     }
 
@@ -491,6 +495,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .trimStreams: return 0
         case .openStreams: return 0
         case .releaseStreams: return 0
+        case .takeOverNode: return 0
         }
     }
 
@@ -590,6 +595,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .trimStreams: return 0
         case .openStreams: return 0
         case .releaseStreams: return 0
+        case .takeOverNode: return 0
         }
     }
 
@@ -689,6 +695,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .trimStreams: return 0
         case .openStreams: return 0
         case .releaseStreams: return 0
+        case .takeOverNode: return 0
         }
     }
 

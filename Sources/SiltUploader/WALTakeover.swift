@@ -1,0 +1,135 @@
+import Foundation
+import Logging
+import SiltMetadata
+import SiltMetrics
+import SiltNet
+import SiltObjectStore
+import SiltProtocol
+import SiltWAL
+
+/// WAL takeover: a surviving node opens a dead broker's WAL through a path both can reach
+/// (`s3.wal.takeover.paths`; the model is an EBS volume attached to another instance, on one
+/// machine the same file or loop device), commits what it holds, and has the controller move
+/// the dead broker's partitions. So a kill -9 or a power loss loses nothing acknowledged, and
+/// the partitions serve again within seconds instead of waiting for the node.
+///
+/// ```
+///  broker X fenced (session expired), partitions assigned to X, X's WAL reachable here
+///   ─▶ OpenUploader(X)         X's node epoch + 1: X's own uploader (a zombie) is fenced
+///   ─▶ WAL.open(X's path)      the header's generation + 1: X's writer is fenced on disk
+///   ─▶ commit every frame      in its stream epoch, as node X (X still owns the streams)
+///   ─▶ TakeOverNode(X, epoch)  the controller moves X's partitions to the unfenced brokers
+/// ```
+///
+/// Safety comes from the epochs, not from who runs it: two nodes taking X over at once fence
+/// each other by X's node epoch, and X coming back (a restart, or a SIGSTOPped process that
+/// resumes) fences the takeover the same way, before the controller moves anything. The
+/// controller refuses TakeOverNode while X is unfenced or when the node epoch moved on.
+public final class WALTakeover: @unchecked Sendable {
+    public let nodeId: Int32
+    let paths: [Int32: String]
+    let client: ControllerQuorumClient
+    let store: ObjectStore
+    let clusterId: String
+    let config: UploaderConfig
+    let metrics: MetricsRegion
+    let logger: Logger
+    /// Payload bound of the records read back (the largest a WAL role may write).
+    static let recordPayloadBytesMax = 32 << 20
+
+    public init(nodeId: Int32, paths: [Int32: String], client: ControllerQuorumClient, store: ObjectStore, clusterId: String,
+                config: UploaderConfig, metrics: MetricsRegion, logger: Logger) {
+        self.nodeId = nodeId
+        self.paths = paths
+        self.client = client
+        self.store = store
+        self.clusterId = clusterId
+        self.config = config
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// Fenced brokers that still own partitions and whose WAL this node can reach, by id.
+    public func candidates(_ image: MetadataImage) -> [Int32] {
+        let owners = Set(image.partitions.values.map { $0.replicas[0] })
+        return paths.keys.sorted().filter { id in
+            id != nodeId && owners.contains(id) && (image.brokers[id]?.fenced ?? false)
+        }
+    }
+
+    /// Takes broker `dead` over; returns the partitions the controller moved. Throws when
+    /// anything fences it (the broker or another taker came first): nothing moved then.
+    public func takeOver(_ dead: Int32) async throws -> Int {
+        guard let path = paths[dead] else { throw TakeoverError("no takeover path for node \(dead)") }
+        let started = ContinuousClock.now
+        let control = ControllerUploaderControl(client: client, nodeId: dead)
+        let known = try await control.open()
+        let identity = try WAL.identity(path: path)
+        guard identity.nodeId == Int64(dead) else {
+            throw TakeoverError("\(path) holds node \(identity.nodeId)'s WAL, not node \(dead)'s: check s3.wal.takeover.paths")
+        }
+        // The largest record the device can hold twice (what its own node could have written).
+        let fits = Int((identity.capacityBytes - 8192) / 2) / 4096 * 4096 - 4096
+        let walConfig = WALConfig(maxRecordPayloadBytes: min(Self.recordPayloadBytesMax, fits), maxInFlightWrites: 1,
+                                  durability: .dsyncWrite)
+        let (wal, recovered) = try WAL.open(path: path, capacityBytes: identity.capacityBytes, nodeId: Int(dead),
+                                            config: walConfig, logger: logger)
+        defer { try? wal.close() }
+        // The frames point into this buffer until the commit is done.
+        let total = recovered.reduce(0) { $0 + $1.payload.count }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(total, 1), alignment: 8)
+        defer { buffer.deallocate() }
+        var at = 0
+        for r in recovered where !r.payload.isEmpty {
+            r.payload.withUnsafeBytes { buffer.baseAddress!.advanced(by: at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            at += r.payload.count
+        }
+        let frames = try WALFrameCodec.decode(UnsafeRawBufferPointer(rebasing: buffer[0..<total]))
+        let plan = UploadPlan(frames, known: known, requireKnown: true, blockBytes: config.storage.objectBlockBytes)
+        let committedFrames = plan.added
+        let committer = ObjectCommitter(control: control, store: store, clusterId: clusterId, config: config,
+                                        metrics: metrics, logger: logger)
+        if plan.added > 0 { _ = try await committer.commit(plan.builder, epochs: plan.epochs) }
+        var req = TakeOverNodeRequest()
+        req.takerId = nodeId
+        req.nodeId = dead
+        req.nodeEpoch = control.nodeEpoch
+        let resp = try await client.send(req, version: 0, timeout: .seconds(30)).get()
+        guard resp.errorCode == 0 else {
+            throw TakeoverError("the controller refused the takeover of node \(dead): \(resp.errorMessage ?? KafkaErrorCode.name(resp.errorCode))")
+        }
+        let ms = (ContinuousClock.now - started).components.seconds * 1000
+            + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000
+        logger.warning("took over a dead broker's WAL", metadata: [
+            "node": "\(dead)", "path": "\(path)", "records": "\(recovered.count)", "framesCommitted": "\(committedFrames)",
+            "partitionsMoved": "\(resp.partitionsMoved)", "ms": "\(ms)"])
+        return Int(resp.partitionsMoved)
+    }
+
+    /// Every `intervalMs` until `shouldStop`: takes over each candidate of the image `image`
+    /// returns. A refusal (the broker came back, another node took it over) is logged and
+    /// the next round looks again.
+    public func run(intervalMs: Int64 = 1000, image: @escaping @Sendable () async throws -> MetadataImage,
+                    shouldStop: @escaping @Sendable () -> Bool) async {
+        logger.info("WAL takeover watching", metadata: ["nodes": "\(paths.keys.sorted())"])
+        while !shouldStop() {
+            do {
+                for dead in candidates(try await image()) where !shouldStop() {
+                    do {
+                        _ = try await takeOver(dead)
+                    } catch {
+                        logger.warning("WAL takeover failed", metadata: ["node": "\(dead)", "error": "\(error)"])
+                    }
+                }
+            } catch {
+                logger.debug("WAL takeover: metadata unavailable: \(error)")
+            }
+            try? await Task.sleep(nanoseconds: UInt64(intervalMs) * 1_000_000)
+        }
+    }
+}
+
+public struct TakeoverError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
