@@ -85,6 +85,9 @@ extension Broker {
         let target = offset == -1 ? hw : offset
         guard offset >= -1, target <= hw else { return answer(ErrorCode.offsetOutOfRange) }
         guard target > log.logStartOffset else { return answer(0, log.logStartOffset) }
+        // The records below `target` are durable; the uploader commits this stream at once
+        // instead of at its next interval (a move's request: Broker+Moves.swift).
+        if (image.streamStates[log.streamId]?.endOffset ?? 0) < target { writePath.requestUpload(streamId: log.streamId) }
         return trimWhenCommitted(streamId: log.streamId, target: target, deadline: deadline, r).map { code, start in
             out.errorCode = code
             out.lowWatermark = code == 0 ? max(start, log.logStartOffset) : -1
