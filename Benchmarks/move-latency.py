@@ -10,7 +10,8 @@ produce load on a 10-partition topic.
   (silt_partition_release_seconds: stop of appends to the new leader recorded);
 - the produce latency of the partitions that do not move, with and without moves running;
 - controlled shutdown: SIGTERM of a broker-only node leading partitions: until the process
-  exits, with every partition led by another broker.
+  exits, with every partition led by another broker;
+- fio: 16 KiB writes with fdatasync after each, QD1, in the directory the WALs are in.
 
 Usage: python3 Benchmarks/move-latency.py [--moves 40] [--rate 1000] [--dir /var/tmp/silt-mbench]
 Needs the release binary (swift build -c release --product silt) and the test venv (tools/setup).
@@ -168,8 +169,9 @@ def main():
                 p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
-    print(json.dumps(results, indent=2))
     shutil.rmtree(root / "cluster", ignore_errors=True)
+    results["fio_16k_write_fdatasync_ms"] = cl.fio(root)
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,13 @@ final class MetricsRegionTests: XCTestCase {
         XCTAssertEqual(MetricCatalogue.problems(), [])
         // One slot per counter at its raw value, then the histograms, all inside one region.
         XCTAssertEqual(Metric.allCases.map(\.rawValue), Array(0..<Metric.allCases.count))
-        XCTAssertEqual(MetricsLayout.histogramBase, [Metric.allCases.count])
+        // The histograms follow the counters, each after the slots of the one before.
+        var next = Metric.allCases.count
+        for (i, h) in HistogramMetric.allCases.enumerated() {
+            XCTAssertEqual(MetricsLayout.histogramBase[i], next, "\(h)")
+            next += MetricsLayout.histogramSlots(bucketCount: h.bucketsSeconds.count)
+        }
+        XCTAssertEqual(next, MetricsLayout.slotCount)
         XCTAssertLessThanOrEqual(MetricsLayout.headerBytes + 8 * MetricsLayout.slotCount, MetricsLayout.regionBytes)
         XCTAssertEqual(Metric.objectsUploaded(.stream).descriptor.labels, [.init(name: "kind", value: "stream")])
         XCTAssertEqual(Metric.compactions(.streamSet).name, "silt_compactions_total")
