@@ -66,12 +66,8 @@ extension ControllerService {
                 }
                 return r
             }
-        } catch let error as ControllerError {
-            resp.errorCode = error.kafkaErrorCode
-            resp.errorMessage = error.description
         } catch {
-            resp.errorCode = KafkaErrorCode.unknownServerError
-            resp.errorMessage = "\(error)"
+            (resp.errorCode, resp.errorMessage) = Self.refusal(error)
         }
         return resp
     }

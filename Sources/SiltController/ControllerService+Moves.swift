@@ -6,6 +6,12 @@ import SiltProtocol
 /// Partition moves on the controller's listener: Kafka's AlterPartitionReassignments and
 /// ListPartitionReassignments (forwarded by brokers), and Silt's ReleaseStreams.
 extension ControllerService {
+    /// A refusal as Kafka's error code and message (a `ControllerError`, else UNKNOWN_SERVER_ERROR).
+    static func refusal(_ error: Error) -> (Int16, String?) {
+        if let e = error as? ControllerError { return (e.kafkaErrorCode, e.description) }
+        return (KafkaErrorCode.unknownServerError, "\(error)")
+    }
+
     func alterPartitionReassignments(_ req: AlterPartitionReassignmentsRequest) -> AlterPartitionReassignmentsResponse {
         var resp = AlterPartitionReassignmentsResponse()
         let flat = req.topics.flatMap { t in
@@ -14,13 +20,8 @@ extension ControllerService {
         let results: [Result<Void, ControllerError>]
         do {
             results = try controller.reassign(flat)
-        } catch let error as ControllerError {
-            resp.errorCode = error.kafkaErrorCode
-            resp.errorMessage = error.description
-            return resp
         } catch {
-            resp.errorCode = KafkaErrorCode.unknownServerError
-            resp.errorMessage = "\(error)"
+            (resp.errorCode, resp.errorMessage) = Self.refusal(error)
             return resp
         }
         var i = 0
@@ -79,12 +80,8 @@ extension ControllerService {
                 }
                 return r
             }
-        } catch let error as ControllerError {
-            resp.errorCode = error.kafkaErrorCode
-            resp.errorMessage = error.description
         } catch {
-            resp.errorCode = KafkaErrorCode.unknownServerError
-            resp.errorMessage = "\(error)"
+            (resp.errorCode, resp.errorMessage) = Self.refusal(error)
         }
         return resp
     }
@@ -95,12 +92,8 @@ extension ControllerService {
             resp.partitionsMoved = Int32(try controller.takeOverNode(req.nodeId, nodeEpoch: req.nodeEpoch).count)
             logger.info("WAL takeover", metadata: ["taker": "\(req.takerId)", "node": "\(req.nodeId)",
                                                    "partitions": "\(resp.partitionsMoved)"])
-        } catch let error as ControllerError {
-            resp.errorCode = error.kafkaErrorCode
-            resp.errorMessage = error.description
         } catch {
-            resp.errorCode = KafkaErrorCode.unknownServerError
-            resp.errorMessage = "\(error)"
+            (resp.errorCode, resp.errorMessage) = Self.refusal(error)
         }
         return resp
     }

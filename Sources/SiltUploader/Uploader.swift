@@ -151,22 +151,17 @@ public final class Uploader: @unchecked Sendable {
             let wanted = ring.requestedStreamUploads   // before `durable`: what was durable when asked is covered
             let position = reader.position
             let durable = ring.readPosition(0)
-            if !wanted.isEmpty {
+            // Stopping: the round below uploads everything durable, the requested streams too.
+            if !wanted.isEmpty && !stopping {
                 do {
                     try await uploadStreams(Set(wanted), from: position, to: durable)
                     for id in wanted { ring.completeStreamUpload(id) }
                 } catch {
-                    logger.warning("upload of requested streams failed; retrying", metadata: ["error": "\(error)"])
-                    metrics.add(.s3Errors)
-                    if case UploaderCommitError.fenced = error {
-                        logger.critical("this uploader was fenced (a takeover of this node, or a newer incarnation); stopping")
-                        lock.withLock { fenced = true }
-                        return
-                    }
-                    if case UploaderCommitError.stale = error {
-                        if let states = try? await control.open() { lock.withLock { streams = states } }
-                    }
-                    try? await Task.sleep(for: .milliseconds(200))
+                    logger.warning("upload of requested streams failed; retrying", metadata: ["error": "\(error)",
+                                                                                               "retryInMs": "\(backoffMs)"])
+                    guard await survive(error) else { return }
+                    try? await Task.sleep(for: .milliseconds(backoffMs))
+                    backoffMs = min(backoffMs * 2, 10_000)
                     continue
                 }
             }
@@ -196,15 +191,7 @@ public final class Uploader: @unchecked Sendable {
                 backoffMs = 200
             } catch {
                 logger.warning("upload failed; retrying", metadata: ["error": "\(error)", "retryInMs": "\(backoffMs)"])
-                metrics.add(.s3Errors)
-                if case UploaderCommitError.fenced = error {
-                    logger.critical("this uploader was fenced (a takeover of this node, or a newer incarnation); stopping")
-                    lock.withLock { fenced = true }
-                    return
-                }
-                if case UploaderCommitError.stale = error {
-                    if let states = try? await control.open() { lock.withLock { streams = states } }
-                }
+                guard await survive(error) else { return }
                 if stopping && backoffMs > 8_000 {
                     logger.error("stopping with data not uploaded; the WAL keeps it for the next start",
                                  metadata: ["bytes": "\(durable - position)"])
@@ -214,6 +201,21 @@ public final class Uploader: @unchecked Sendable {
                 backoffMs = min(backoffMs * 2, 10_000)
             }
         }
+    }
+
+    /// After a failed upload: counts it, re-learns the streams' state when it was stale, and
+    /// returns false when this uploader was fenced (it must stop: `wasFenced`).
+    private func survive(_ error: Error) async -> Bool {
+        metrics.add(.s3Errors)
+        if case UploaderCommitError.fenced = error {
+            logger.critical("this uploader was fenced (a takeover of this node, or a newer incarnation); stopping")
+            lock.withLock { fenced = true }
+            return false
+        }
+        if case UploaderCommitError.stale = error, let states = try? await control.open() {
+            lock.withLock { streams = states }
+        }
+        return true
     }
 
     /// Upload early when the WAL is more than half full, whatever the threshold says.

@@ -32,20 +32,8 @@ extension WAL {
         // Both header slots in one aligned read.
         let slots = AlignedBuffer(count: Int(WALLayout.areaStartOffset))
         try preadFully(fd: fd, path: path, into: slots.bytes, offset: 0)
-        var chosen: WALHeader? = nil
+        var chosen = try newestHeader(UnsafeRawBufferPointer(slots.bytes), path: path, logger: logger)
         var formatted = false
-        for i in 0..<Int(WALLayout.headerSlotCount) {
-            let slot = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(slots.bytes)[
-                (i * Int(WALLayout.headerSlotBytes))..<((i + 1) * Int(WALLayout.headerSlotBytes))])
-            do {
-                let h = try WALHeader.decode(slot)
-                if chosen == nil || h.sequence > chosen!.sequence { chosen = h }
-            } catch WALHeader.DecodeError.badVersion(let v) {
-                throw WALError.unsupportedFormatVersion(path: path, version: v)
-            } catch {
-                logger.info("WAL header slot invalid", metadata: ["path": "\(path)", "slot": "\(i)", "reason": "\(error)"])
-            }
-        }
         if chosen == nil {
             let blank = UnsafeRawBufferPointer(slots.bytes).allSatisfy { $0 == 0 }
             guard blank || config.formatPolicy == .formatIfNoValidHeader else {
@@ -207,9 +195,18 @@ extension WAL {
         defer { Glibc.close(fd) }
         let slots = AlignedBuffer(count: Int(WALLayout.areaStartOffset))
         try preadFully(fd: fd, path: path, into: slots.bytes, offset: 0)
+        guard let h = try newestHeader(UnsafeRawBufferPointer(slots.bytes), path: path, logger: nil) else {
+            throw WALError.headersCorrupt(path: path)
+        }
+        return (h.capacityBytes, h.nodeId)
+    }
+
+    /// The valid header slot with the highest sequence among the two at the start of
+    /// `slots`; nil when neither is valid. A header of another format version is refused.
+    static func newestHeader(_ slots: UnsafeRawBufferPointer, path: String, logger: Logger?) throws -> WALHeader? {
         var chosen: WALHeader?
         for i in 0..<Int(WALLayout.headerSlotCount) {
-            let slot = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(slots.bytes)[
+            let slot = UnsafeRawBufferPointer(rebasing: slots[
                 (i * Int(WALLayout.headerSlotBytes))..<((i + 1) * Int(WALLayout.headerSlotBytes))])
             do {
                 let h = try WALHeader.decode(slot)
@@ -217,10 +214,9 @@ extension WAL {
             } catch WALHeader.DecodeError.badVersion(let v) {
                 throw WALError.unsupportedFormatVersion(path: path, version: v)
             } catch {
-                continue
+                logger?.info("WAL header slot invalid", metadata: ["path": "\(path)", "slot": "\(i)", "reason": "\(error)"])
             }
         }
-        guard let h = chosen else { throw WALError.headersCorrupt(path: path) }
-        return (h.capacityBytes, h.nodeId)
+        return chosen
     }
 }
