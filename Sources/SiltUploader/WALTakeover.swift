@@ -36,10 +36,19 @@ public final class WALTakeover: @unchecked Sendable {
     let logger: Logger
     /// Payload bound of the records read back (the largest a WAL role may write).
     static let recordPayloadBytesMax = 32 << 20
+    /// How long a broker must stay fenced, in one registration, before it is taken over: a
+    /// restarting node's broker registers fenced while its WAL role already has the WAL open,
+    /// and is unfenced within a heartbeat or two; a dead one stays fenced.
+    let fencedGraceMs: Int64
+    private let lock = NSLock()
+    /// When each fenced broker was first seen fenced, in which registration (broker epoch).
+    private var fencedSince: [Int32: (brokerEpoch: Int64, at: ContinuousClock.Instant)] = [:]
 
     public init(nodeId: Int32, paths: [Int32: String], client: ControllerQuorumClient, store: ObjectStore, clusterId: String,
-                config: UploaderConfig, metrics: MetricsRegion, logger: Logger) {
+                config: UploaderConfig, fencedGraceMs: Int64, metrics: MetricsRegion, logger: Logger) {
+        precondition(fencedGraceMs >= 0)
         self.nodeId = nodeId
+        self.fencedGraceMs = fencedGraceMs
         self.paths = paths
         self.client = client
         self.store = store
@@ -49,11 +58,22 @@ public final class WALTakeover: @unchecked Sendable {
         self.logger = logger
     }
 
-    /// Fenced brokers that still own partitions and whose WAL this node can reach, by id.
-    public func candidates(_ image: MetadataImage) -> [Int32] {
+    /// Brokers fenced for `fencedGraceMs` in one registration that still own partitions and
+    /// whose WAL this node can reach, by id.
+    public func candidates(_ image: MetadataImage, now: ContinuousClock.Instant = .now) -> [Int32] {
         let owners = Set(image.partitions.values.map { $0.replicas[0] })
-        return paths.keys.sorted().filter { id in
-            id != nodeId && owners.contains(id) && (image.brokers[id]?.fenced ?? false)
+        return lock.withLock {
+            paths.keys.sorted().filter { id in
+                guard id != nodeId, owners.contains(id), let b = image.brokers[id], b.fenced else {
+                    fencedSince[id] = nil
+                    return false
+                }
+                if let seen = fencedSince[id], seen.brokerEpoch == b.brokerEpoch {
+                    return now - seen.at >= .milliseconds(fencedGraceMs)
+                }
+                fencedSince[id] = (b.brokerEpoch, now)
+                return fencedGraceMs == 0
+            }
         }
     }
 

@@ -47,7 +47,9 @@ struct UploaderRole {
         // partitions moved, once the controller has fenced the broker.
         let takeover = config.walTakeoverPaths.isEmpty ? nil
             : WALTakeover(nodeId: config.nodeId, paths: config.walTakeoverPaths, client: client, store: store,
-                          clusterId: clusterId, config: uploaderConfig, metrics: metrics, logger: logger)
+                          clusterId: clusterId, config: uploaderConfig,
+                          fencedGraceMs: max(3000, 3 * Int64(config.value("broker.heartbeat.interval.ms").value!)!),
+                          metrics: metrics, logger: logger)
         let loop = group.next()
         Task {
             do {

@@ -312,8 +312,11 @@ extension UploaderTests {
         _ = try controller.brokerHeartbeat(nodeId: 3, brokerEpoch: deadEpoch, metadataOffset: controller.image.nextOffset,
                                            wantFence: true, wantShutDown: false)
         let takeover = WALTakeover(nodeId: 4, paths: [3: path], client: client, store: store, clusterId: "c",
-                                   config: uploaderConfig(), metrics: .local(), logger: logger)
-        XCTAssertEqual(takeover.candidates(controller.image), [3])
+                                   config: uploaderConfig(), fencedGraceMs: 3000, metrics: .local(), logger: logger)
+        let seen = ContinuousClock.now
+        XCTAssertEqual(takeover.candidates(controller.image, now: seen), [], "just fenced: perhaps a restart")
+        XCTAssertEqual(takeover.candidates(controller.image, now: seen + .milliseconds(2999)), [])
+        XCTAssertEqual(takeover.candidates(controller.image, now: seen + .milliseconds(3000)), [3], "fenced for the grace")
         let moved = try await takeover.takeOver(3)
         XCTAssertEqual(moved, 1)
         let image = controller.image
