@@ -14,6 +14,8 @@ extension Broker {
     public static let offsetsTopic = "__consumer_offsets"
     /// How often the coordinator's deadlines (sessions, rebalances) are checked.
     static let groupTickInterval: TimeAmount = .milliseconds(100)
+    /// How often a group load looks again for a partition that is still opening.
+    static let offsetsOpenPollMs = 10
 
     static func groupCoordinatorConfig(_ config: ServerConfig, partitions: Int32) -> GroupCoordinatorConfig {
         func int(_ key: String) -> Int { Int(config.value(key).value!)! }
@@ -153,6 +155,10 @@ extension Broker {
                     coordinator.finishLoading(partition: p)
                     if groupsSeen > 0 { logger.debug("loaded \(Broker.offsetsTopic)-\(p)", metadata: ["records": "\(groupsSeen)"]) }
                     break
+                } catch PartitionReadError.unknownPartition {
+                    // Not open here yet: a partition this broker just came to lead opens
+                    // asynchronously (OpenStreams, then its producer state). Look again soon.
+                    try? await Task.sleep(for: .milliseconds(Broker.offsetsOpenPollMs))
                 } catch {
                     logger.warning("loading \(Broker.offsetsTopic)-\(p) failed; retrying", metadata: ["error": "\(error)"])
                     try? await Task.sleep(for: .seconds(1))
