@@ -29,8 +29,9 @@ struct BrokerRole {
         // The metadata log's long polls on a connection of their own: a connection answers in
         // order, so requests queued behind a parked poll (heartbeats, forwarded admin
         // requests, stream opens and releases) would wait for it.
+        // Same client id: the controllers list a broker's metadata fetches as that observer.
         let metadataLink = try controllerQuorumClient(config: config, group: group,
-                                                      clientId: "silt-broker-\(config.nodeId)-metadata", logger: logger)
+                                                      clientId: "silt-broker-\(config.nodeId)", logger: logger)
         let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
         let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, metrics: metrics, logger: logger)
         let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
