@@ -107,6 +107,8 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     private var parked: [ParkedAppend] = []
     private var parkedHead = 0
     private var parkStopped = false
+    /// The space-waiter thread runs (`start()`); until then `stop()` fails parked appends itself.
+    private var spaceLoopStarted = false
 
     /// Counts tail fetches (`silt_fetch_tail_reads_total`).
     private let metrics: MetricsRegion
@@ -129,6 +131,7 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         let durable = Thread { self.durableLoop() }
         durable.name = "silt-durable"
         durable.start()
+        parkLock.withLock { spaceLoopStarted = true }
         let space = Thread { self.spaceLoop() }
         space.name = "silt-log-space"
         space.start()
@@ -137,10 +140,20 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// Stops both threads; appends still parked fail as timed out.
     public func stop() {
         lock.withLock { stopped = true }
-        parkLock.withLock {
+        let unserved: [ParkedAppend] = parkLock.withLock {
             parkStopped = true
             parkLock.broadcast()
+            guard !spaceLoopStarted else { return [] }   // its loop fails them as it ends
+            return takeParkedLocked()
         }
+        for p in unserved { p.promise.fail(RingError.full) }
+    }
+
+    private func takeParkedLocked() -> [ParkedAppend] {
+        let rest = Array(parked[parkedHead...])
+        parked.removeAll()
+        parkedHead = 0
+        return rest
     }
 
     /// Appends parked for room in the log buffer now (for tests and metrics).
@@ -272,20 +285,19 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
             }
         }
         // Stopped: nothing parked will run.
-        let left: [ParkedAppend] = parkLock.withLock {
-            let rest = Array(parked[parkedHead...])
-            parked.removeAll()
-            parkedHead = 0
-            return rest
-        }
+        let left: [ParkedAppend] = parkLock.withLock { takeParkedLocked() }
         for p in left { p.promise.fail(RingError.full) }
     }
 
     private func popParked() {
         parkLock.withLock {
+            precondition(parkedHead < parked.count, "popped an append that was not parked")
             parkedHead += 1
             if parkedHead == parked.count {
                 parked.removeAll(keepingCapacity: true)
+                parkedHead = 0
+            } else if parkedHead > 1024 && parkedHead * 2 > parked.count {
+                parked.removeFirst(parkedHead)   // a queue that never empties sheds its head
                 parkedHead = 0
             }
         }

@@ -350,6 +350,23 @@ final class LogBufferWritePathTests: XCTestCase {
         XCTAssertEqual(next.responses[0].partitionResponses[0].baseOffset, 5)
     }
 
+    func testStoppingThePathFailsTheProducesStillParked() throws {
+        _ = try createTopic("stopping", partitions: 1)
+        // The WAL keeps up, but nothing uploads: acks flow while the log buffer fills.
+        let value = String(repeating: "s", count: 200 << 10)
+        let fitting = try (0..<5).map { _ in try send(produceRequest("stopping", values: [value]), version: 9) }
+        XCTAssertEqual(try fitting.map { try $0.wait()!.responses[0].partitionResponses[0].baseOffset }, [0, 1, 2, 3, 4])
+        let parked = try send(produceRequest("stopping", values: [value]), version: 9)
+        XCTAssertEqual(path.parkedCount, 1)
+
+        let stoppedAt = ContinuousClock.now
+        path.stop()
+        let answer = try XCTUnwrap(try parked.wait()).responses[0].partitionResponses[0]
+        XCTAssertEqual(answer.errorCode, ErrorCode.requestTimedOut)
+        XCTAssertLessThan(ContinuousClock.now - stoppedAt, .seconds(2), "a stop waits out at most one 100 ms futex wait")
+        XCTAssertEqual(path.parkedCount, 0)
+    }
+
     func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
         let box = NIOLockedValueBox<Result<T, Error>?>(nil)
         let done = DispatchSemaphore(value: 0)
