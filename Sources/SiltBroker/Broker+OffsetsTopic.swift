@@ -187,11 +187,12 @@ extension Broker {
             let headers = try validateProducedRecords(batch, maxMessageBytes: Int.max, timestampType: .createTime,
                                                       messageTimestampBeforeMaxMs: .max, messageTimestampAfterMaxMs: .max,
                                                       nowMs: nowMs)
-            let (_, durable) = try writePath.append(log, streamId: topic.streamIds[Int(partition)], records: batch,
-                                                    batches: headers, logAppendTime: false, nowMs: nowMs, eventLoop: eventLoop)
-            durable.whenComplete { result in
-                if case .failure(let error) = result { completion(error) } else { completion(nil) }
-            }
+            writePath.append(log, streamId: topic.streamIds[Int(partition)], records: batch,
+                             batches: headers, logAppendTime: false, nowMs: nowMs, eventLoop: eventLoop)
+                .flatMap { $0.durable }
+                .whenComplete { result in
+                    if case .failure(let error) = result { completion(error) } else { completion(nil) }
+                }
         } catch {
             completion(error)
         }

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import SiltController
 import SiltMetadata
@@ -30,9 +31,10 @@ extension Broker {
         }
         let image = metadata.image
         let nowMs = Broker.nowMs()
-        // Each appended partition's durability, and where its answer sits in `resp`.
-        var durable: [EventLoopFuture<Void>] = []
-        var durableAt: [(topic: Int, partition: Int)] = []
+        // Each partition's append (it may be parked for log-buffer room), and where its
+        // answer sits in `resp`.
+        var appends: [EventLoopFuture<Appended>] = []
+        var appendAt: [(topic: Int, partition: Int, name: String, index: Int32)] = []
         var anyError = false
         var namesLeader = false
 
@@ -102,34 +104,14 @@ extension Broker {
                         out.partitionResponses.append(pr)
                         continue
                     }
-                    let (info, isDurable) = try writePath.append(
+                    appends.append(writePath.append(
                         log, streamId: topic.streamIds[Int(p.index)], records: records, batches: batches,
-                        logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop)
-                    if info.duplicate {
-                        r.logger.debug("duplicate idempotent batch answered with its original offsets",
-                                       metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "baseOffset": "\(info.baseOffset)"])
-                    }
-                    pr.baseOffset = info.baseOffset
-                    pr.logAppendTimeMs = info.logAppendTimeMs
-                    pr.logStartOffset = info.logStartOffset
-                    durable.append(isDurable)
-                    durableAt.append((resp.responses.count, out.partitionResponses.count))
-                } catch let e as RecordBatchError {
-                    fail(e.kafkaErrorCode, e.description)
-                    pr.recordErrors = []
-                    r.logger.debug("produce rejected", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])
-                } catch let e as ProducerStateError {
-                    fail(e.kafkaErrorCode, e.description)
-                    r.logger.debug("idempotent produce refused", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])
-                } catch RingError.full {
-                    fail(ErrorCode.requestTimedOut, "The log buffer stayed full: the WAL is not keeping up.")
-                    r.logger.warning("produce timed out waiting for log buffer space",
-                                     metadata: ["topic": "\(t.name)", "partition": "\(p.index)"])
-                } catch let e as StorageError {
-                    fail(e.kafkaErrorCode, e.description)
-                    r.logger.error("append failed", metadata: ["topic": "\(t.name)", "partition": "\(p.index)", "error": "\(e)"])
+                        logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop))
+                    appendAt.append((resp.responses.count, out.partitionResponses.count, t.name, p.index))
                 } catch {
-                    fail(ErrorCode.unknownServerError, "\(error)")
+                    let (code, message) = Broker.produceRefusal(error, topic: t.name, partition: p.index, r)
+                    fail(code, message)
+                    if error is RecordBatchError { pr.recordErrors = [] }
                 }
                 out.partitionResponses.append(pr)
             }
@@ -143,13 +125,51 @@ extension Broker {
                 return e
             }
         }
+        guard !appends.isEmpty else {
+            if acks == 0 && anyError { throw RequestViolation("acks=0 produce failed; closing so the client notices") }
+            return acks == 0 ? r.eventLoop.makeSucceededFuture(nil) : r.succeed(resp)
+        }
+        let (answered, refusedAny) = (resp, anyError)
+        return EventLoopFuture.whenAllComplete(appends, on: r.eventLoop).flatMap { appended in
+            var resp = answered
+            var anyError = refusedAny
+            var durable: [EventLoopFuture<Void>] = []
+            var durableAt: [(topic: Int, partition: Int)] = []
+            for (i, at) in appendAt.enumerated() {
+                switch appended[i] {
+                case .success(let a):
+                    if a.info.duplicate {
+                        r.logger.debug("duplicate idempotent batch answered with its original offsets",
+                                       metadata: ["topic": "\(at.name)", "partition": "\(at.index)", "baseOffset": "\(a.info.baseOffset)"])
+                    }
+                    resp.responses[at.topic].partitionResponses[at.partition].baseOffset = a.info.baseOffset
+                    resp.responses[at.topic].partitionResponses[at.partition].logAppendTimeMs = a.info.logAppendTimeMs
+                    resp.responses[at.topic].partitionResponses[at.partition].logStartOffset = a.info.logStartOffset
+                    durable.append(a.durable)
+                    durableAt.append((at.topic, at.partition))
+                case .failure(let error):
+                    let (code, message) = Broker.produceRefusal(error, topic: at.name, partition: at.index, r)
+                    resp.responses[at.topic].partitionResponses[at.partition].errorCode = code
+                    resp.responses[at.topic].partitionResponses[at.partition].errorMessage = message
+                    if error is RecordBatchError { resp.responses[at.topic].partitionResponses[at.partition].recordErrors = [] }
+                    anyError = true
+                }
+            }
+            return self.answerWhenDurable(resp, acks: acks, anyError: anyError, durable: durable, durableAt: durableAt, r)
+        }
+    }
+
+    /// Answers once every appended partition is durable; acks=0 gets no answer at all.
+    private func answerWhenDurable(_ resp: ProduceResponse, acks: Int16, anyError: Bool, durable: [EventLoopFuture<Void>],
+                                   durableAt: [(topic: Int, partition: Int)], _ r: Request) -> EventLoopFuture<ProduceResponse?> {
         if acks == 0 {
             // Kafka closes the connection of an acks=0 producer on error: it is the only signal it has.
-            if anyError { throw RequestViolation("acks=0 produce failed; closing so the client notices") }
+            if anyError { return r.eventLoop.makeFailedFuture(RequestViolation("acks=0 produce failed; closing so the client notices")) }
             return r.eventLoop.makeSucceededFuture(nil)
         }
-        guard !durable.isEmpty else { return r.succeed(resp) }
+        guard !durable.isEmpty else { return r.eventLoop.makeSucceededFuture(resp) }
         return EventLoopFuture.whenAllComplete(durable, on: r.eventLoop).map { results in
+            var resp = resp
             // The lease again, at the ack: a broker whose session lapsed while the write became
             // durable may have been taken over (its WAL read by another node before this
             // write landed), so it does not acknowledge; the client retries at the leader.
@@ -168,6 +188,27 @@ extension Broker {
                 }
             }
             return resp
+        }
+    }
+
+    /// The error code and message a partition's produce gets for `error`.
+    static func produceRefusal(_ error: Error, topic: String, partition: Int32, _ r: Request) -> (Int16, String?) {
+        let partitionMetadata: Logger.Metadata = ["topic": "\(topic)", "partition": "\(partition)"]
+        switch error {
+        case let e as RecordBatchError:
+            r.logger.debug("produce rejected", metadata: partitionMetadata.merging(["error": "\(e)"]) { $1 })
+            return (e.kafkaErrorCode, e.description)
+        case let e as ProducerStateError:
+            r.logger.debug("idempotent produce refused", metadata: partitionMetadata.merging(["error": "\(e)"]) { $1 })
+            return (e.kafkaErrorCode, e.description)
+        case RingError.full:
+            r.logger.warning("produce timed out waiting for log buffer space", metadata: partitionMetadata)
+            return (ErrorCode.requestTimedOut, "The log buffer stayed full: the WAL is not keeping up.")
+        case let e as StorageError:
+            r.logger.error("append failed", metadata: partitionMetadata.merging(["error": "\(e)"]) { $1 })
+            return (e.kafkaErrorCode, e.description)
+        default:
+            return (ErrorCode.unknownServerError, "\(error)")
         }
     }
 }

@@ -19,10 +19,12 @@ import SiltStorage
 ///                                         └──────────────▶ uploader ─▶ objects ─▶ commit ─▶ trim WAL
 /// ```
 public protocol WritePath: AnyObject, Sendable {
-    /// Appends validated batches to `log` (stream `streamId`); the future completes once
-    /// they are durable. Throws when nothing was appended.
+    /// Appends validated batches to `log` (stream `streamId`). The returned future completes
+    /// once the batches are appended (offsets assigned) and carries a second future that
+    /// completes once they are durable; it fails when nothing was appended. It never blocks
+    /// the calling thread (an event loop): an append that must wait for room is parked.
     func append(_ log: any Partition, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
-                logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>)
+                logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) -> EventLoopFuture<Appended>
     /// Whole batches from the batch holding `offset`, below the high watermark, served from
     /// memory when the path still has them; nil sends the reader elsewhere (object storage).
     func readTail(_ log: any Partition, streamId: UInt64, from offset: Int64, maxBytes: Int, minOneBatch: Bool) -> ByteBuffer?
@@ -35,6 +37,12 @@ public protocol WritePath: AnyObject, Sendable {
     func stop()
 }
 
+/// An append that took place: where its batches landed, and when they are durable.
+public struct Appended: Sendable {
+    public let info: AppendInfo
+    public let durable: EventLoopFuture<Void>
+}
+
 /// Durability by the WAL writer process, through the shared-memory log buffer.
 ///
 /// Tail reads: every append is remembered (stream, offsets, LSN) until the log buffer may
@@ -44,7 +52,20 @@ public protocol WritePath: AnyObject, Sendable {
 /// than the metadata log takes to reach this broker.
 public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// Longest a produce waits for room in a full log buffer before it fails (back-pressure).
-    public static let appendWaitMax: Duration = .seconds(30)
+    public static let appendWaitMaxMsDefault = 30_000
+    /// Most appends parked at once for room in the log buffer; beyond it an append fails at
+    /// once as a timed-out one would (each connection holds at most `inFlightMax` requests,
+    /// so this is reached only with thousands of producers behind a stalled WAL).
+    public static let appendsParkedMax = 65_536
+
+    /// An append waiting for room in the log buffer. Parked appends run in arrival order, on
+    /// the space-waiter thread, each still under its partition lock (`attempt`).
+    struct ParkedAppend {
+        let deadline: ContinuousClock.Instant
+        let spaceNeeded: Int
+        let attempt: () throws -> Appended
+        let promise: EventLoopPromise<Appended>
+    }
 
     struct Waiter {
         let endLSN: UInt64
@@ -75,10 +96,27 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     private var durableLSN: UInt64
     private var stopped = false
 
+    /// This path's bound on waiting for room (`appendWaitMaxMsDefault` unless a test asks less).
+    public let appendWaitMaxMs: Int
+    /// Appends waiting for room, oldest first, from `parkedHead`. An append leaves the queue
+    /// only after it ran (or failed), so a new append that finds the queue empty cannot
+    /// overtake one parked before it: requests of one connection are appended in order.
+    /// Its own lock, taken with no other lock held (the partition lock and `lock` nest inside
+    /// an attempt, never around this one).
+    private let parkLock = NSCondition()
+    private var parked: [ParkedAppend] = []
+    private var parkedHead = 0
+    private var parkStopped = false
+    /// The space-waiter thread runs (`start()`); until then `stop()` fails parked appends itself.
+    private var spaceLoopStarted = false
+
     /// Counts tail fetches (`silt_fetch_tail_reads_total`).
     private let metrics: MetricsRegion
 
-    public init(ring: LogRing, durableNotices: ControlRing, metrics: MetricsRegion = .local(), logger: Logger) {
+    public init(ring: LogRing, durableNotices: ControlRing, metrics: MetricsRegion = .local(), logger: Logger,
+                appendWaitMaxMs: Int = LogBufferWritePath.appendWaitMaxMsDefault) {
+        precondition(appendWaitMaxMs > 0)
+        self.appendWaitMaxMs = appendWaitMaxMs
         self.metrics = metrics
         self.ring = ring
         self.durableNotices = durableNotices
@@ -86,17 +124,40 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         self.durableLSN = ring.readPosition(0)
     }
 
-    /// Starts the durable-notice thread. It holds the path until its loop sees `stop()`
-    /// (within one 100 ms wait for a notice), so the path may be released right after a stop.
+    /// Starts the durable-notice thread and the space-waiter thread. Each holds the path until
+    /// its loop sees `stop()` (within one 100 ms wait), so the path may be released right
+    /// after a stop.
     public func start() {
         let durable = Thread { self.durableLoop() }
         durable.name = "silt-durable"
         durable.start()
+        parkLock.withLock { spaceLoopStarted = true }
+        let space = Thread { self.spaceLoop() }
+        space.name = "silt-log-space"
+        space.start()
     }
 
+    /// Stops both threads; appends still parked fail as timed out.
     public func stop() {
         lock.withLock { stopped = true }
+        let unserved: [ParkedAppend] = parkLock.withLock {
+            parkStopped = true
+            parkLock.broadcast()
+            guard !spaceLoopStarted else { return [] }   // its loop fails them as it ends
+            return takeParkedLocked()
+        }
+        for p in unserved { p.promise.fail(RingError.full) }
     }
+
+    private func takeParkedLocked() -> [ParkedAppend] {
+        let rest = Array(parked[parkedHead...])
+        parked.removeAll()
+        parkedHead = 0
+        return rest
+    }
+
+    /// Appends parked for room in the log buffer now (for tests and metrics).
+    public var parkedCount: Int { parkLock.withLock { parked.count - parkedHead } }
 
     /// The LSN below which the WAL has everything.
     public var durablePosition: UInt64 { lock.withLock { durableLSN } }
@@ -145,35 +206,99 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         return ends
     }
 
-    /// Appends under the partition lock with a non-blocking ring append. When the ring is
-    /// full the caller waits for space with no lock held, then tries again, so the WAL and
-    /// the uploader keep draining the buffer meanwhile.
+    /// Appends under the partition lock with a non-blocking ring append, on the calling
+    /// thread when nothing is parked and the ring has room. Otherwise the append is parked
+    /// (the caller's event loop goes on serving its other connections) and runs on the
+    /// space-waiter thread once the WAL and the uploader have freed room, in arrival order;
+    /// after `appendWaitMaxMs` it fails with `RingError.full` (REQUEST_TIMED_OUT).
     public func append(_ log: any Partition, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
-                       logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) throws -> (AppendInfo, EventLoopFuture<Void>) {
-        let promise = eventLoop.makePromise(of: Void.self)
-        let deadline = ContinuousClock.now + LogBufferWritePath.appendWaitMax
-        let spaceNeeded = min(ring.capacityBytes / 2, records.readableBytes + 2 * LogRing.frameHeaderBytes)
-        while true {
-            if ring.freeBytes < spaceNeeded {
-                let left = deadline - ContinuousClock.now
-                if left > .zero { _ = ring.waitForSpace(bytes: spaceNeeded, timeout: min(left, .milliseconds(100))) }
-            }
+                       logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) -> EventLoopFuture<Appended> {
+        let attempt = { () throws -> Appended in
+            let promise = eventLoop.makePromise(of: Void.self)
             do {
                 let info = try log.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) { bytes, info in
                     try self.publishLocked(log, streamId: streamId, bytes: bytes, info: info, promise: promise)
                 }
-                if info.duplicate { waitForDuplicate(log, info: info, promise: promise) }
-                return (info, promise.futureResult)
-            } catch RingError.full {
-                let left = deadline - ContinuousClock.now
-                guard left > .zero else {
-                    promise.fail(RingError.full)
-                    throw RingError.full
-                }
-                _ = ring.waitForSpace(bytes: spaceNeeded, timeout: min(left, .milliseconds(100)))
+                if info.duplicate { self.waitForDuplicate(log, info: info, promise: promise) }
+                return Appended(info: info, durable: promise.futureResult)
             } catch {
-                promise.fail(error)
+                promise.fail(error)   // never handed out; completed so that no promise leaks
                 throw error
+            }
+        }
+        if parkedCount == 0 {
+            do {
+                return eventLoop.makeSucceededFuture(try attempt())
+            } catch RingError.full {
+                // parked below
+            } catch {
+                return eventLoop.makeFailedFuture(error)
+            }
+        }
+        let spaceNeeded = min(ring.capacityBytes / 2, records.readableBytes + 2 * LogRing.frameHeaderBytes)
+        let promise = eventLoop.makePromise(of: Appended.self)
+        let entry = ParkedAppend(deadline: ContinuousClock.now + .milliseconds(appendWaitMaxMs),
+                                 spaceNeeded: spaceNeeded, attempt: attempt, promise: promise)
+        let refused: Bool = parkLock.withLock {
+            guard !parkStopped, parked.count - parkedHead < LogBufferWritePath.appendsParkedMax else { return true }
+            parked.append(entry)
+            parkLock.broadcast()
+            return false
+        }
+        if refused { promise.fail(RingError.full) }
+        return promise.futureResult
+    }
+
+    /// The space-waiter thread: runs parked appends in order as room frees, fails those whose
+    /// bound passed. It waits on the ring's space futex (at most 100 ms at a time, to notice
+    /// deadlines and `stop()`), never on an event loop.
+    private func spaceLoop() {
+        while true {
+            let next: ParkedAppend? = parkLock.withLock {
+                while parked.count == parkedHead && !parkStopped { parkLock.wait() }
+                return parkStopped ? nil : parked[parkedHead]
+            }
+            guard let head = next else { break }
+            let left = head.deadline - ContinuousClock.now
+            guard left > .zero else {
+                popParked()
+                head.promise.fail(RingError.full)
+                continue
+            }
+            let free = ring.freeBytes
+            if free < head.spaceNeeded {
+                _ = ring.waitForSpace(bytes: head.spaceNeeded, timeout: min(left, .milliseconds(100)))
+                continue
+            }
+            do {
+                let appended = try head.attempt()
+                popParked()
+                head.promise.succeed(appended)
+            } catch RingError.full {
+                // Room enough in bytes but not at the write position (a wrap's padding): wait
+                // for the readers to free more than there is now.
+                let more = min(ring.capacityBytes, free + 1)
+                _ = ring.waitForSpace(bytes: more, timeout: min(left, .milliseconds(100)))
+            } catch {
+                popParked()
+                head.promise.fail(error)
+            }
+        }
+        // Stopped: nothing parked will run.
+        let left: [ParkedAppend] = parkLock.withLock { takeParkedLocked() }
+        for p in left { p.promise.fail(RingError.full) }
+    }
+
+    private func popParked() {
+        parkLock.withLock {
+            precondition(parkedHead < parked.count, "popped an append that was not parked")
+            parkedHead += 1
+            if parkedHead == parked.count {
+                parked.removeAll(keepingCapacity: true)
+                parkedHead = 0
+            } else if parkedHead > 1024 && parkedHead * 2 > parked.count {
+                parked.removeFirst(parkedHead)   // a queue that never empties sheds its head
+                parkedHead = 0
             }
         }
     }

@@ -18,6 +18,8 @@ import CSupport
 // Crash → restart after backoff (initial × multiplier^n, capped, + jitter; reset after a
 // healthy uptime). More than `crashLoopMaxRestarts` restarts of one role within
 // `crashLoopWindow` → graceful stop of everything, run() returns `crashLoopExitCode`.
+// A role that exits with `configErrorExitCode` cannot run with its configuration: it is
+// not restarted; everything stops gracefully and run() returns that code.
 //
 // Stop (requestStop, a stop signal, or a crash loop): roles are stopped in groups of
 // equal `stopOrder`, lowest first. Per group: stopSignal to every live member; a member
@@ -175,6 +177,10 @@ public enum SupervisorError: Error, CustomStringConvertible {
 public final class Supervisor: @unchecked Sendable {
     /// run()'s result when a role crash-loops (EX_SOFTWARE).
     public static let crashLoopExitCode: Int32 = 70
+    /// The exit code of a role that cannot start with its configuration (EX_CONFIG), after
+    /// saying why: restarting it would fail the same way, so the supervisor stops every role
+    /// and run() returns this code.
+    public static let configErrorExitCode: Int32 = 78
     /// After SIGKILL, how long to wait for the kernel to let the child go before giving up
     /// on it (a process stuck in uninterruptible I/O cannot be reaped).
     public static let reapAfterKillTimeout: Duration = .seconds(5)
@@ -265,8 +271,9 @@ public final class Supervisor: @unchecked Sendable {
         status().first { $0.name == name }
     }
 
-    /// Blocks: starts every role, supervises, stops. Returns 0 after a graceful stop and
-    /// `crashLoopExitCode` after a crash loop. Throws for an invalid role list, for a
+    /// Blocks: starts every role, supervises, stops. Returns 0 after a graceful stop,
+    /// `crashLoopExitCode` after a crash loop and `configErrorExitCode` after a role refused
+    /// its configuration. Throws for an invalid role list, for a
     /// second call, and when a role cannot be spawned at start-up (missing binary: the
     /// roles already started are stopped first). Call it on a thread that lives as long
     /// as run() does (any thread: it blocks): children's parent-death signal is tied to
@@ -450,6 +457,11 @@ public final class Supervisor: @unchecked Sendable {
                 runtimes[i].stopped = true
                 logger.info("role stopped", metadata: meta)
                 if phase == .stopping { advanceStop(now: now) }
+            } else if exit == .exited(code: Self.configErrorExitCode) {
+                logger.critical("role cannot run with this configuration (its reason is in its log); not restarting it",
+                                metadata: meta)
+                exitCode = Self.configErrorExitCode
+                beginStop(reason: "role \(runtimes[i].spec.name) refused its configuration", now: now)
             } else {
                 logger.warning("role exited unexpectedly", metadata: meta)
                 crashed(i, uptime: uptime, now: now)

@@ -62,6 +62,20 @@ public enum WALError: Error, Equatable, CustomStringConvertible, Sendable {
     /// below `durableLSN` was made durable: the device lost data (`WALWriter.attach`).
     case behindLogBuffer(path: String, headLSN: UInt64, durableLSN: UInt64)
 
+    /// The WAL cannot be used as configured (path, device, capacity, node id, format): starting
+    /// again changes nothing until the configuration or the device does. The other errors are
+    /// failures of a usable WAL.
+    public var isConfigurationError: Bool {
+        switch self {
+        case .directIONotSupported, .unsupportedFileType, .deviceTooSmall, .invalidConfiguration, .capacityMismatch,
+             .nodeIdMismatch, .unsupportedFormatVersion, .headersCorrupt:
+            return true
+        case .syscall, .full, .inFlightLimitReached, .recordTooLarge, .lsnDiscontinuity, .trimBeyondDurable, .writeFailed,
+             .unusable, .behindLogBuffer:
+            return false
+        }
+    }
+
     public var description: String {
         switch self {
         case let .syscall(op, path, errno): return "\(op) on \(path) failed: \(errno)"

@@ -34,6 +34,9 @@ struct Role: ParsableCommand {
             case "uploader": try UploaderRole(config: config, logger: logger).run()
             default: fail("unknown role '\(name)'")
             }
+        } catch where isConfigurationError(error) {
+            logger.critical("role cannot run with this configuration: \(error)")
+            fail("role \(name): \(error)", exitCode: Supervisor.configErrorExitCode)
         } catch {
             logger.critical("role failed: \(error)")
             fail("role \(name): \(error)")

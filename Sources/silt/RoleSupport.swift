@@ -128,9 +128,19 @@ func waitForStopSignal() {
     withExtendedLifetime(sources) {}
 }
 
-func fail(_ message: String) -> Never {
+func fail(_ message: String, exitCode: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("silt: \(message)\n".utf8))
-    exit(1)
+    exit(exitCode)
+}
+
+/// An error no restart can cure: what the role was configured with (or the device it was
+/// given) is wrong. The role exits with `Supervisor.configErrorExitCode` and the node stops.
+func isConfigurationError(_ error: Error) -> Bool {
+    switch error {
+    case let e as WALError: return e.isConfigurationError
+    case is ConfigError, is Properties.ParseError: return true
+    default: return false
+    }
 }
 
 final class StopFlag: @unchecked Sendable {

@@ -112,7 +112,12 @@ struct Server: ParsableCommand {
         let code: Int32
         do { code = try supervisor.run() } catch { fail("supervisor: \(error)") }
         exporter?.stop()
-        if code != 0 { logger.error("node stopped with exit code \(code)") }
+        if code == Supervisor.configErrorExitCode {
+            logger.error("node stopped: a role cannot run with this configuration (its reason is above)",
+                         metadata: ["exit_code": "\(code)"])
+        } else if code != 0 {
+            logger.error("node stopped with exit code \(code)")
+        }
         Foundation.exit(code)
     }
 

@@ -98,7 +98,9 @@ final class LogBufferWritePathTests: XCTestCase {
         let service = ControllerService(controller: controller, config: config, logger: logger)
         logs = StreamLogManager(maxBatchBytes: 1 << 20, logger: logger)
         store = try LocalObjectStore(rootDirectory: dir + "/objects")
-        path = LogBufferWritePath(ring: ring, durableNotices: durable, logger: logger)
+        // The parked-produce timeout test asks for a short bound; every other test has the default.
+        let appendWaitMaxMs = name.contains("TimesOut") ? 500 : LogBufferWritePath.appendWaitMaxMsDefault
+        path = LogBufferWritePath(ring: ring, durableNotices: durable, logger: logger, appendWaitMaxMs: appendWaitMaxMs)
         path.start()
         broker = Broker(config: config, clusterId: "c", controllerChannel:
                             LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
@@ -234,6 +236,135 @@ final class LogBufferWritePathTests: XCTestCase {
         let offsets = try futures.map { try $0.wait()!.responses[0].partitionResponses[0].baseOffset }
         XCTAssertEqual(offsets, (0..<600).map(Int64.init))
         XCTAssertEqual(try fetch("many", offset: 599).highWatermark, 600)
+    }
+
+    /// A broker served over TCP by one event loop (the fixture's one-thread group), with three
+    /// connections: `filler` fills the log buffer while the WAL holds back, `producer` sends the
+    /// produce that finds no room, `other` is another connection on the same loop. (Answers on
+    /// one connection go out in request order, so each waits only for its own.)
+    struct Served {
+        let server: KafkaServer
+        let clients: MultiThreadedEventLoopGroup
+        let filler: KafkaClient
+        let producer: KafkaClient
+        let other: KafkaClient
+        func close() throws {
+            filler.close()
+            producer.close()
+            other.close()
+            server.stop()
+            try clients.syncShutdownGracefully()
+        }
+    }
+
+    func serveOverTCP() throws -> Served {
+        let server = KafkaServer(group: group, service: broker, frameBytesMax: 8 << 20, logger: logger)
+        try server.start(endpoints: [.init(name: "PLAINTEXT", host: "127.0.0.1", port: 0)])
+        let port = try XCTUnwrap(server.boundPorts.first)
+        let clients = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        return Served(server: server, clients: clients,
+                      filler: KafkaClient(group: clients, host: "127.0.0.1", port: port, clientId: "filler", logger: logger),
+                      producer: KafkaClient(group: clients, host: "127.0.0.1", port: port, clientId: "producer", logger: logger),
+                      other: KafkaClient(group: clients, host: "127.0.0.1", port: port, clientId: "other", logger: logger))
+    }
+
+    /// With the WAL paused and no reader freeing the 1 MiB log buffer, sends six 200 KiB
+    /// produces (a frame holds at most a quarter of the buffer): five fit, the sixth is
+    /// parked. Returns them once the sixth is parked.
+    func fillTheLogBufferUntilAProduceIsParked(_ served: Served, topic: String) throws -> [EventLoopFuture<ProduceResponse>] {
+        _ = try createTopic(topic, partitions: 1)
+        fakeWAL.lock.withLock { fakeWAL.paused = true }
+        let value = String(repeating: "x", count: 200 << 10)
+        var produces: [EventLoopFuture<ProduceResponse>] = []
+        for _ in 0..<5 {
+            produces.append(served.filler.send(produceRequest(topic, values: [value]), version: 9, timeout: .seconds(60)))
+        }
+        var deadline = ContinuousClock.now + .seconds(10)
+        while ring.writePosition < 5 * (200 << 10) && ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        XCTAssertEqual(path.parkedCount, 0, "five produces should fit")
+        produces.append(served.producer.send(produceRequest(topic, values: [value]), version: 9, timeout: .seconds(60)))
+        deadline = ContinuousClock.now + .seconds(10)
+        while path.parkedCount == 0 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
+        XCTAssertEqual(path.parkedCount, 1, "the sixth produce was not parked")
+        XCTAssertLessThan(ring.freeBytes, 200 << 10)
+        return produces
+    }
+
+    func testAProduceWaitingForLogBufferRoomIsParkedWhileItsEventLoopServesOtherConnections() throws {
+        let served = try serveOverTCP()
+        defer { try? served.close() }
+        let produces = try fillTheLogBufferUntilAProduceIsParked(served, topic: "full")
+
+        // The event loop that parked the produce answers another connection meanwhile (a
+        // blocked loop would answer nothing for the bound's 30 s).
+        let started = ContinuousClock.now
+        var versionsRequest = ApiVersionsRequest()
+        versionsRequest.clientSoftwareName = "silt-tests"
+        versionsRequest.clientSoftwareVersion = "1"
+        let versions = try served.other.send(versionsRequest, version: 3, timeout: .seconds(2)).wait()
+        XCTAssertEqual(versions.errorCode, 0)
+        var metadataRequest = MetadataRequest()
+        metadataRequest.topics = nil   // all topics
+        let meta = try served.other.send(metadataRequest, version: 12, timeout: .seconds(2)).wait()
+        XCTAssertTrue(meta.topics.contains { $0.name == "full" })
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(1))
+        XCTAssertEqual(path.parkedCount, 1, "the produce left the queue without room")
+
+        // Room frees: the parked produce is appended after the others, and all are acked.
+        fakeWAL.lock.withLock {
+            fakeWAL.releaseUploaderReader = true
+            fakeWAL.paused = false
+        }
+        let answers = try produces.map { try $0.wait().responses[0].partitionResponses[0] }
+        XCTAssertEqual(answers.map(\.errorCode), [0, 0, 0, 0, 0, 0], "\(answers.map(\.errorMessage))")
+        XCTAssertEqual(answers.map(\.baseOffset), [0, 1, 2, 3, 4, 5])
+        XCTAssertEqual(path.parkedCount, 0)
+        XCTAssertEqual(try fetch("full", offset: 5).highWatermark, 6)
+    }
+
+    func testAParkedProduceTimesOutWithRequestTimedOutAfterTheBound() throws {
+        XCTAssertEqual(path.appendWaitMaxMs, 500)
+        let served = try serveOverTCP()
+        defer { try? served.close() }
+        let produces = try fillTheLogBufferUntilAProduceIsParked(served, topic: "stuck")
+        let parkedAt = ContinuousClock.now
+
+        let timedOut = try produces[5].wait().responses[0].partitionResponses[0]
+        let waited = ContinuousClock.now - parkedAt
+        XCTAssertEqual(timedOut.errorCode, ErrorCode.requestTimedOut)
+        XCTAssertEqual(timedOut.baseOffset, -1)
+        XCTAssertGreaterThanOrEqual(waited, .milliseconds(350))   // parked ≤ 150 ms before `parkedAt`
+        XCTAssertLessThan(waited, .seconds(5))
+        XCTAssertEqual(path.parkedCount, 0)
+
+        // The five that fit are acked once the WAL goes on; nothing took the failed one's offset.
+        fakeWAL.lock.withLock {
+            fakeWAL.releaseUploaderReader = true
+            fakeWAL.paused = false
+        }
+        let answers = try produces[0..<5].map { try $0.wait().responses[0].partitionResponses[0] }
+        XCTAssertEqual(answers.map(\.baseOffset), [0, 1, 2, 3, 4])
+        let next = try XCTUnwrap(try send(produceRequest("stuck", values: ["after"]), version: 9).wait())
+        XCTAssertEqual(next.responses[0].partitionResponses[0].baseOffset, 5)
+    }
+
+    func testStoppingThePathFailsTheProducesStillParked() throws {
+        _ = try createTopic("stopping", partitions: 1)
+        // The WAL keeps up, but nothing uploads: acks flow while the log buffer fills.
+        let value = String(repeating: "s", count: 200 << 10)
+        let fitting = try (0..<5).map { _ in try send(produceRequest("stopping", values: [value]), version: 9) }
+        XCTAssertEqual(try fitting.map { try $0.wait()!.responses[0].partitionResponses[0].baseOffset }, [0, 1, 2, 3, 4])
+        let parked = try send(produceRequest("stopping", values: [value]), version: 9)
+        XCTAssertEqual(path.parkedCount, 1)
+
+        let stoppedAt = ContinuousClock.now
+        path.stop()
+        let answer = try XCTUnwrap(try parked.wait()).responses[0].partitionResponses[0]
+        XCTAssertEqual(answer.errorCode, ErrorCode.requestTimedOut)
+        XCTAssertLessThan(ContinuousClock.now - stoppedAt, .seconds(2), "a stop waits out at most one 100 ms futex wait")
+        XCTAssertEqual(path.parkedCount, 0)
     }
 
     func blocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {

@@ -296,6 +296,44 @@ final class SupervisorTests: XCTestCase {
         }
     }
 
+    func testARoleRefusingItsConfigurationIsNotRestartedAndStopsTheNode() throws {
+        // Exits at once with the configuration-error code, after saying why (as `silt role` does).
+        let refusing = RoleSpec(name: "wal", executable: "/bin/sh", arguments: [
+            "-c", "echo 'WAL belongs to node 1, this is node 2' > \(path("reason")); exit \(Supervisor.configErrorExitCode)"],
+            stopOrder: 2)
+        let policy = RestartPolicy(initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(50),
+                                   crashLoopWindow: .seconds(30), crashLoopMaxRestarts: 5)
+        let runner = start([politeRole("controller", stopOrder: 3), politeRole("broker", stopOrder: 0), refusing],
+                           policy: policy)
+        guard case .success(let code)? = runner.join(timeout: 15) else { return XCTFail("run() did not return") }
+        XCTAssertEqual(code, Supervisor.configErrorExitCode)
+        let sup = runner.supervisor
+        XCTAssertEqual(sup.status(of: "wal")?.spawnCount, 1, "started once, never restarted")
+        XCTAssertEqual(sup.status(of: "wal")?.restartCount, 0)
+        XCTAssertEqual(sup.status(of: "wal")?.lastExit, .exited(code: Supervisor.configErrorExitCode))
+        XCTAssertEqual(read("reason"), "WAL belongs to node 1, this is node 2\n")
+        for name in ["controller", "broker"] {
+            XCTAssertNil(sup.status(of: name)?.pid)
+            XCTAssertEqual(sup.status(of: name)?.phase, .stopped)
+            XCTAssertEqual(sup.status(of: name)?.restartCount, 0)
+        }
+    }
+
+    func testARoleFailingWithAnotherCodeIsStillRestarted() throws {
+        // Exit 1 the first time, then run politely: a crash, not a configuration error.
+        let marker = path("crashed-once")
+        let flaky = RoleSpec(name: "uploader", executable: "/bin/sh", arguments: [
+            "-c", "if [ ! -e \(marker) ]; then : > \(marker); exit 1; fi; trap 'exit 0' TERM; "
+                + ": > \(path("ready-uploader")); while :; do sleep 0.05; done"], stopOrder: 1)
+        let policy = RestartPolicy(initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(50))
+        let runner = start([politeRole("broker", stopOrder: 0), flaky], policy: policy)
+        let sup = runner.supervisor
+        XCTAssertTrue(waitUntil(10) { allRunning(sup, ["broker", "uploader"]) })
+        XCTAssertEqual(sup.status(of: "uploader")?.restartCount, 1)
+        sup.requestStop()
+        guard case .success(0)? = runner.join(timeout: 15) else { return XCTFail("run() did not return 0") }
+    }
+
     func testStopSignalTriggersGracefulStop() throws {
         let runner = start([politeRole("broker", stopOrder: 0), politeRole("controller", stopOrder: 1)],
                            stopSignals: [SIGTERM])

@@ -182,3 +182,29 @@ def test_s3_secrets_never_reach_a_role_process(tmp_path):
                     assert value.encode() not in seen, f"{key} reached the {role} role's {what}"
     finally:
         n.stop()
+
+
+def test_a_wal_holding_another_nodes_wal_stops_the_node_once_with_the_reason(node_factory):
+    """A WAL that belongs to another node is a configuration error no restart can cure: the
+    WAL role says why and exits once, and the node stops non-zero (EX_CONFIG) at once instead
+    of restarting the role into a crash loop."""
+    from silt_helpers import NodeError
+
+    first = node_factory()
+    first.stop()
+    wal_file = first.data_dir / "wal.silt"
+    assert wal_file.exists()
+
+    second = node_factory({"node.id": "1", "s3.wal.path": str(wal_file)}, start=False)
+    started = time.monotonic()
+    with pytest.raises(NodeError):
+        second.start(timeout=60)
+    rc = second.proc.wait(60)
+    took = time.monotonic() - started
+    log = second.log_text()
+    assert rc == 78, log[-4000:]
+    reason = f"WAL {wal_file} belongs to node 0, this is node 1"
+    assert log.count(f"silt: role wal: {reason}") == 1, log[-4000:]
+    assert "restarting role" not in log and "crash-looping" not in log, log[-4000:]
+    assert "a role cannot run with this configuration" in log
+    assert took < 45, f"the node took {took:.1f}s to stop"
