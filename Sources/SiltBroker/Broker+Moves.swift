@@ -60,6 +60,54 @@ extension Broker {
                                                          "to": "\(p.target!)", "end": "\(end)"])
             releaseStep(log, end: end, askedAt: nil, started: .now())
         }
+        releaseUnopenedMovingPartitions(image)
+    }
+
+    /// Moving partitions this broker leads but has not opened: it restarted (or its broker
+    /// role did) before their release completed, and the start-up recovery committed
+    /// everything it had acknowledged (Broker+Recovery.swift), so they are released at their
+    /// committed end. Only once recovery is done (`openable`).
+    private func releaseUnopenedMovingPartitions(_ image: MetadataImage) {
+        guard streamOpening.withLockedValue({ $0.openable }) else { return }
+        for (streamId, p) in image.partitions where p.leader == nodeId && p.isMoving {
+            guard let end = image.streamStates[streamId]?.endOffset,
+                  let owner = image.streams[streamId],
+                  logs.partition(topic: owner.topic, partition: owner.partition) == nil,
+                  streamOpening.withLockedValue({ $0.releasing.insert(streamId).inserted }) else { continue }
+            let (topic, partition) = (owner.topic, owner.partition)
+            logger.info("releasing a partition not open here (restarted mid-move)", metadata: [
+                "topic": "\(topic)", "partition": "\(partition)", "to": "\(p.target!)", "end": "\(end)"])
+            var req = ReleaseStreamsRequest()
+            req.nodeId = nodeId
+            req.brokerEpoch = lifecycle.currentBrokerEpoch
+            var s = ReleaseStreamsRequest.ReleasedStream()
+            s.streamId = Int64(bitPattern: streamId)
+            s.endOffset = end
+            req.streams = [s]
+            controllerChannel.send(req, version: 0, timeout: .seconds(10)).whenComplete { result in
+                self.streamOpening.withLockedValue { _ = $0.releasing.remove(streamId) }
+                let outcome: String
+                switch result {
+                case .success(let resp) where resp.errorCode == 0 && resp.streams.first?.errorCode == 0:
+                    self.metrics.add(.partitionsReleased)
+                    outcome = "moved to broker \(resp.streams[0].newLeader)"
+                case .success(let resp):
+                    outcome = "refused: \(resp.streams.first?.errorMessage ?? resp.errorMessage ?? "?")"
+                case .failure(let error):
+                    outcome = "failed: \(error)"
+                }
+                self.logger.info("partition released", metadata: ["topic": "\(topic)", "partition": "\(partition)",
+                                                                 "outcome": "\(outcome)"])
+                // A cancelled move reopens here; a refusal waits for the metadata change that
+                // explains it; an unreachable controller is tried again shortly.
+                if case .failure = result {
+                    self.controllerLoop.scheduleTask(in: .milliseconds(200)) {
+                        self.releaseUnopenedMovingPartitions(self.metadata.image)
+                    }
+                }
+                self.openMissingPartitions(image: self.metadata.image)
+            }
+        }
     }
 
     private func releaseStep(_ log: StreamLog, end: Int64, askedAt: NIODeadline?, started: NIODeadline) {

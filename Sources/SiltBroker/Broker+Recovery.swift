@@ -71,6 +71,8 @@ extension Broker {
     /// is answered.
     public func openAssignedPartitions(timeout: TimeAmount) throws {
         streamOpening.withLockedValue { $0.openable = true }
+        // Moves this broker left unfinished when it stopped complete now (Broker+Moves.swift).
+        releaseMovingPartitions(metadata.image)
         let deadline = NIODeadline.now() + timeout
         while true {
             let image = metadata.image
@@ -111,43 +113,57 @@ extension Broker {
     /// a failed round is tried again shortly (the controller may be changing hands).
     @discardableResult
     func openMissingPartitions(image: MetadataImage, retry: Bool = true) -> EventLoopFuture<Int> {
-        let wanted = partitionsToOpen(image)
         let loop = controllerLoop
-        guard !wanted.isEmpty, streamOpening.withLockedValue({ $0.openable }) else { return loop.makeSucceededFuture(0) }
+        let candidates = partitionsToOpen(image)
+        // Claimed under the lock, with the open logs checked again there: the answer is applied
+        // under the same lock, so a stream is never asked for while it is being opened or once
+        // it is open (a second OpenStreams would bump the epoch under the open log's appends).
+        let wanted = streamOpening.withLockedValue { s in
+            guard s.openable else { return [(topic: TopicInfo, partition: Int32, streamId: UInt64)]() }
+            return candidates.filter { c in
+                !s.releasing.contains(c.streamId) && logs.partition(topic: c.topic.name, partition: c.partition) == nil
+                    && s.inFlight.insert(c.streamId).inserted
+            }
+        }
+        guard !wanted.isEmpty else { return loop.makeSucceededFuture(0) }
         let ids = wanted.map(\.streamId)
-        streamOpening.withLockedValue { $0.inFlight.formUnion(ids) }
         var req = OpenStreamsRequest()
         req.nodeId = nodeId
         req.brokerEpoch = lifecycle.currentBrokerEpoch
         req.streamIds = ids.map { Int64(bitPattern: $0) }
         return controllerChannel.send(req, version: 0, timeout: .seconds(10)).flatMapThrowing { resp -> Int in
-            self.streamOpening.withLockedValue { $0.inFlight.subtract(ids) }
             guard resp.errorCode == 0 else {
                 throw OpenStreamsRefused(code: resp.errorCode, message: resp.errorMessage ?? "")
             }
             let now = self.metadata.image
-            var opened = 0
-            for r in resp.streams {
-                let id = UInt64(bitPattern: r.streamId)
-                guard let (topic, p, _) = wanted.first(where: { $0.streamId == id }) else { continue }
-                guard r.errorCode == 0 else {
-                    self.logger.info("stream not opened", metadata: ["topic": "\(topic.name)", "partition": "\(p)",
-                                                                     "error": "\(r.errorMessage ?? "\(r.errorCode)")"])
-                    continue
+            var toLoad: [(StreamLog, @Sendable (StreamLog) async throws -> Void)] = []
+            let opened: Int = try self.streamOpening.withLockedValue { s in
+                defer { s.inFlight.subtract(ids) }
+                var opened = 0
+                for r in resp.streams {
+                    let id = UInt64(bitPattern: r.streamId)
+                    guard let (topic, p, _) = wanted.first(where: { $0.streamId == id }) else { continue }
+                    guard r.errorCode == 0 else {
+                        self.logger.info("stream not opened", metadata: ["topic": "\(topic.name)", "partition": "\(p)",
+                                                                         "error": "\(r.errorMessage ?? "\(r.errorCode)")"])
+                        continue
+                    }
+                    // Deleted (or deleted and re-created) while the request was out: nothing to open.
+                    guard let current = now.topic(named: topic.name), current.id == topic.id else { continue }
+                    let log = try self.logs.openStream(topic: topic.name, partition: p, streamId: id, streamEpoch: r.streamEpoch,
+                                                       streamStart: r.startOffset, streamEnd: r.endOffset)
+                    precondition(log.streamEpoch == r.streamEpoch, "stream \(id) opened twice: \(log.streamEpoch), \(r.streamEpoch)")
+                    if let loader = s.loader {
+                        s.loading.insert(id)
+                        toLoad.append((log, loader))
+                    }
+                    opened += 1
+                    self.logger.debug("stream opened", metadata: ["topic": "\(topic.name)", "partition": "\(p)",
+                                                                  "streamEpoch": "\(r.streamEpoch)", "end": "\(r.endOffset)"])
                 }
-                // Deleted (or deleted and re-created) while the request was out: nothing to open.
-                guard let current = now.topic(named: topic.name), current.id == topic.id else { continue }
-                let loader = self.streamOpening.withLockedValue { s -> (@Sendable (StreamLog) async throws -> Void)? in
-                    if s.loader != nil { s.loading.insert(id) }
-                    return s.loader
-                }
-                let log = try self.logs.openStream(topic: topic.name, partition: p, streamId: id, streamEpoch: r.streamEpoch,
-                                                   streamStart: r.startOffset, streamEnd: r.endOffset)
-                if let loader { self.load(log, with: loader) }
-                opened += 1
-                self.logger.debug("stream opened", metadata: ["topic": "\(topic.name)", "partition": "\(p)",
-                                                              "streamEpoch": "\(r.streamEpoch)", "end": "\(r.endOffset)"])
+                return opened
             }
+            for (log, loader) in toLoad { self.load(log, with: loader) }
             return opened
         }.flatMapError { error in
             self.streamOpening.withLockedValue { $0.inFlight.subtract(ids) }

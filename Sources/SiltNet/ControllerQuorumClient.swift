@@ -142,6 +142,11 @@ extension TrimStreamsResponse: ControllerRedirect { public var redirect: Int32? 
 extension AllocateProducerIdsResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
 extension BrokerRegistrationResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
 extension BrokerHeartbeatResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
+extension OpenStreamsResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
+extension ReleaseStreamsResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
+extension TakeOverNodeResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
+extension AlterPartitionReassignmentsResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
+extension ListPartitionReassignmentsResponse: ControllerRedirect { public var redirect: Int32? { notController([errorCode]) } }
 
 extension FetchResponse: ControllerRedirect {
     public var redirect: Int32? {

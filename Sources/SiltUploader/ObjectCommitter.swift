@@ -27,6 +27,8 @@ struct UploadPlan {
     var added = 0
     /// Frames of an epoch their stream has left: dropped.
     var superseded = 0
+    /// The streams those frames belong to.
+    var supersededStreams = Set<UInt64>()
 
     /// The live frames of `frames` past each stream's committed end (`known`), in order.
     /// `requireKnown`: frames of streams `known` does not have are skipped (deleted topics).
@@ -36,9 +38,15 @@ struct UploadPlan {
         var ends: [UInt64: Int64] = [:]
         for f in frames {
             if requireKnown && known[f.streamId] == nil { continue }
-            guard f.streamEpoch == epochs[f.streamId] else { superseded += 1; continue }
             let frameEnd = f.baseOffset + Int64(f.count)
+            // Committed already (by an earlier incarnation, or by the release of a stream that
+            // moved away), whatever its epoch.
             if let committed = ends[f.streamId] ?? known[f.streamId]?.endOffset, frameEnd <= committed { continue }
+            guard f.streamEpoch == epochs[f.streamId] else {
+                superseded += 1
+                supersededStreams.insert(f.streamId)
+                continue
+            }
             builder.add(streamId: f.streamId, baseOffset: f.baseOffset, endOffset: frameEnd, payload: f.payload)
             ends[f.streamId] = frameEnd
             added += 1

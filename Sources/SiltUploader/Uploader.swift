@@ -236,7 +236,7 @@ public final class Uploader: @unchecked Sendable {
         }
         let plan = UploadPlan(all, known: lock.withLock { streams }, requireKnown: false,
                               blockBytes: config.storage.objectBlockBytes)
-        if plan.superseded > 0 { logSuperseded(plan.superseded) }
+        if plan.superseded > 0 { logSuperseded(plan) }
         if plan.added > 0 {
             try await uploadAndCommit(plan.builder, epochs: plan.epochs)
         }
@@ -258,7 +258,7 @@ public final class Uploader: @unchecked Sendable {
         }
         let plan = UploadPlan(all, known: lock.withLock { streams }, requireKnown: false,
                               blockBytes: config.storage.objectBlockBytes)
-        if plan.superseded > 0 { logSuperseded(plan.superseded) }
+        if plan.superseded > 0 { logSuperseded(plan) }
         if plan.added > 0 {
             try await uploadAndCommit(plan.builder, epochs: plan.epochs)
             logger.debug("requested streams uploaded", metadata: ["streams": "\(wanted.count)", "frames": "\(plan.added)"])
@@ -279,9 +279,10 @@ public final class Uploader: @unchecked Sendable {
         return out
     }
 
-    private func logSuperseded(_ count: Int) {
-        metrics.add(.walFramesSuperseded, UInt64(count))
-        logger.warning("dropping frames of a superseded stream epoch (never committed)", metadata: ["frames": "\(count)"])
+    private func logSuperseded(_ plan: UploadPlan) {
+        metrics.add(.walFramesSuperseded, UInt64(plan.superseded))
+        logger.warning("dropping frames of a superseded stream epoch (never committed)", metadata: [
+            "frames": "\(plan.superseded)", "streams": "\(plan.supersededStreams.sorted().prefix(8))"])
     }
 
     /// After a node restart: the WAL's records past its trim point, not yet in any object.
@@ -293,7 +294,7 @@ public final class Uploader: @unchecked Sendable {
         while true {
             let plan = UploadPlan(frames, known: lock.withLock { streams }, requireKnown: true,
                                   blockBytes: config.storage.objectBlockBytes)
-            if plan.superseded > 0 { logSuperseded(plan.superseded) }
+            if plan.superseded > 0 { logSuperseded(plan) }
             guard plan.added > 0 else { break }
             logger.info("uploading the WAL's recovered records", metadata: ["frames": "\(plan.added)",
                                                                             "bytes": "\(plan.builder.bytesAdded)"])
