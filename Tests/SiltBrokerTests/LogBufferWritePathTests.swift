@@ -572,3 +572,43 @@ extension LogBufferWritePathTests {
         XCTAssertEqual(try fetch("mv", offset: 0).errorCode, 6, "reads go to the new leader too")
     }
 }
+
+extension LogBufferWritePathTests {
+    /// A move recorded while its leader was down (here: after a controlled shutdown with no
+    /// broker to take the partition) completes when the leader comes back: the new process
+    /// commits what the old one left in the log buffer, then releases the partition at its
+    /// committed end without opening it.
+    func testAMoveRecordedWhileTheLeaderWasDownCompletesWhenItReturns() throws {
+        let topic = try createTopic("later", partitions: 1)
+        let stream = topic.streamIds[0]
+        _ = try blocking { try await self.startUploader(thresholdBytes: 64 << 20, intervalMs: 600_000) }
+        for v in ["a", "b"] {
+            XCTAssertEqual(try send(produceRequest("later", values: [v]), version: 9).wait()?.responses[0].partitionResponses[0].errorCode, 0)
+        }
+        broker.stop()   // alone: fenced at once, the partition goes offline
+        XCTAssertEqual(controller.image.partitions[stream]?.leader, -1)
+        let peer = try controller.registerBroker(.init(nodeId: 1, incarnationId: UUID(),
+                                                       listeners: [.init(name: "PLAINTEXT", host: "127.0.0.9", port: 9092)],
+                                                       rack: nil))
+        _ = try controller.brokerHeartbeat(nodeId: 1, brokerEpoch: peer, metadataOffset: controller.image.nextOffset,
+                                           wantFence: false, wantShutDown: false)
+        XCTAssertNoThrow(try controller.reassign([.init(topic: "later", partition: 0, replicas: [1])])[0].get())
+        XCTAssertEqual(controller.image.partitions[stream]?.target, 1, "recorded; waits for broker 0")
+
+        let config = try ServerConfig(properties: ["log.dirs": dir])
+        let service = ControllerService(controller: controller, config: config, logger: logger)
+        let freshLogs = StreamLogManager(maxBatchBytes: 1 << 20, logger: logger)
+        let freshPath = LogBufferWritePath(ring: ring, durableNotices: durable, logger: logger)
+        let fresh = Broker(config: config, clusterId: "c", controllerChannel:
+                            LocalControllerChannel(service: service, eventLoop: group.next(), logger: logger),
+                           logs: freshLogs, writePath: freshPath, logger: logger)
+        defer { fresh.stop(); freshPath.stop() }
+        try fresh.start(on: group.next())
+        try fresh.awaitLogBufferCommitted(freshPath, timeout: .seconds(10))
+        try fresh.openAssignedPartitions(timeout: .seconds(10))
+        waitUntil("the partition is released to broker 1") { controller.image.partitions[stream]?.leader == 1 }
+        XCTAssertEqual(controller.image.streamStates[stream]?.endOffset, 2, "what broker 0 acknowledged is committed first")
+        XCTAssertNil(freshLogs.partition(topic: "later", partition: 0), "released without being opened")
+        XCTAssertNil(controller.image.partitions[stream]?.target)
+    }
+}
