@@ -77,14 +77,7 @@ extension Broker {
             let (topic, partition) = (owner.topic, owner.partition)
             logger.info("releasing a partition not open here (restarted mid-move)", metadata: [
                 "topic": "\(topic)", "partition": "\(partition)", "to": "\(p.target!)", "end": "\(end)"])
-            var req = ReleaseStreamsRequest()
-            req.nodeId = nodeId
-            req.brokerEpoch = lifecycle.currentBrokerEpoch
-            var s = ReleaseStreamsRequest.ReleasedStream()
-            s.streamId = Int64(bitPattern: streamId)
-            s.endOffset = end
-            req.streams = [s]
-            controllerChannel.send(req, version: 0, timeout: .seconds(10)).whenComplete { result in
+            releaseStream(streamId, end: end).whenComplete { result in
                 self.streamOpening.withLockedValue { _ = $0.releasing.remove(streamId) }
                 let outcome: String
                 switch result {
@@ -133,14 +126,7 @@ extension Broker {
     }
 
     private func sendRelease(_ log: StreamLog, end: Int64, started: NIODeadline) {
-        var req = ReleaseStreamsRequest()
-        req.nodeId = nodeId
-        req.brokerEpoch = lifecycle.currentBrokerEpoch
-        var s = ReleaseStreamsRequest.ReleasedStream()
-        s.streamId = Int64(bitPattern: log.streamId)
-        s.endOffset = end
-        req.streams = [s]
-        controllerChannel.send(req, version: 0, timeout: .seconds(10)).whenComplete { result in
+        releaseStream(log.streamId, end: end).whenComplete { result in
             switch result {
             case .success(let resp) where resp.errorCode == 0 && resp.streams.first?.errorCode == 0:
                 let elapsed = NIODeadline.now() - started
@@ -162,6 +148,18 @@ extension Broker {
                 }
             }
         }
+    }
+
+    /// ReleaseStreams for one stream whose committed end is `end`.
+    private func releaseStream(_ streamId: UInt64, end: Int64) -> EventLoopFuture<ReleaseStreamsResponse> {
+        var req = ReleaseStreamsRequest()
+        req.nodeId = nodeId
+        req.brokerEpoch = lifecycle.currentBrokerEpoch
+        var s = ReleaseStreamsRequest.ReleasedStream()
+        s.streamId = Int64(bitPattern: streamId)
+        s.endOffset = end
+        req.streams = [s]
+        return controllerChannel.send(req, version: 0, timeout: .seconds(10))
     }
 
     /// Logs of partitions another broker leads now, with no release of ours in flight: a
