@@ -14,10 +14,30 @@ SILT_BIN = Path(os.environ.get("SILT_BIN", REPO_ROOT / ".build" / "release" / "s
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = open("/proc/sys/net/ipv4/ip_local_port_range").read().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port(host: str = HOST) -> int:
+    """A port free now and outside the kernel's ephemeral range: a port taken from that range
+    (bind to 0) can be handed to some process's outgoing connection (a node's own role
+    connecting to its controller, a client) before the node listens on it."""
+    import random
+
+    lo, _ = _ephemeral_range()
+    for _ in range(1000):
+        port = random.randint(10_000, lo - 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in 10000-{lo - 1}")
 
 
 def free_ports(n: int) -> list[int]:

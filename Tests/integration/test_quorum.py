@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from silt_helpers import REPO_ROOT, SILT_BIN, Node, NodeError, wait_until
+from silt_helpers import REPO_ROOT, SILT_BIN, Node, NodeError, free_port, wait_until
 
 ELECTION_TIMEOUT_MS = 1000
 # Below Kafka's default (2x the election timeout), so that a dead leader is noticed in time
@@ -41,9 +41,7 @@ QUORUM_TOOL = REPO_ROOT / "bin" / "kafka-metadata-quorum.sh"
 
 
 def port_on(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_port(host)
 
 
 class ControllerNode(Node):
