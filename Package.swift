@@ -38,9 +38,10 @@ let package = Package(
             .product(name: "Atomics", package: "swift-atomics"),
         ]),
         // The write-ahead log on a raw block device or file: io_uring, O_DIRECT, group commit;
-        // and its hand-off region to the broker and the uploader (WALState, WALFrameCodec).
+        // or in an S3 bucket (ObjectWAL, S3 WAL mode); and its hand-off region to the broker and
+        // the uploader (WALState, WALFrameCodec).
         .target(name: "SiltWAL", dependencies: [
-            "CSupport", "SiltRing",
+            "CSupport", "SiltRing", "SiltObjectStore",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Kafka-framed networking shared by the broker and the controller: listeners,
@@ -158,7 +159,7 @@ let package = Package(
         .testTarget(name: "SiltGroupsTests", dependencies: ["SiltGroups", "SiltProtocol",
                                                            .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
-        .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "SiltRing", "CSupport"]),
+        .testTarget(name: "SiltWALTests", dependencies: ["SiltWAL", "SiltRing", "CSupport", "SiltObjectStore"]),
         .testTarget(name: "SiltObjectStoreTests", dependencies: ["SiltObjectStore", "CSupport"]),
         .testTarget(name: "SiltStreamsTests", dependencies: ["SiltStreams", "SiltObjectStore", "SiltRecords", "CSupport"]),
         .testTarget(name: "SiltMetricsTests", dependencies: [

@@ -24,18 +24,32 @@ public enum NodeObjectStores {
     /// The data bucket's store. S3 needs `credentials` (see `NodeStart.credentials`).
     public static func data(config: ServerConfig, credentials: S3Credentials?, logger: Logger,
                             maxRetries: Int = 8) throws -> ObjectStore {
-        let uri = dataBucketURI(config)
+        try bucket(dataBucketURI(config), key: "s3.data.buckets", config: config, credentials: credentials,
+                   logger: logger, maxRetries: maxRetries)
+    }
+
+    /// The S3 WAL's bucket (S3 WAL mode), or nil for a device or file WAL.
+    public static func wal(config: ServerConfig, credentials: S3Credentials?, logger: Logger,
+                           maxRetries: Int = 8) throws -> ObjectStore? {
+        guard let settings = config.objectWAL else { return nil }
+        return try bucket(settings.bucketURI, key: "s3.wal.path", config: config, credentials: credentials,
+                          logger: logger, maxRetries: maxRetries)
+    }
+
+    /// The store a bucket URI (`key`'s value) names.
+    static func bucket(_ uri: String, key: String, config: ServerConfig, credentials: S3Credentials?, logger: Logger,
+                       maxRetries: Int) throws -> ObjectStore {
         var rest = Substring(uri)
         if let at = rest.firstIndex(of: "@"), rest[..<at].allSatisfy(\.isNumber) { rest = rest[rest.index(after: at)...] }
         if rest.hasPrefix("file://") {
             return try LocalObjectStore(rootDirectory: String(rest))
         }
         guard rest.hasPrefix("s3://") else {
-            throw BucketURIError(description: "s3.data.buckets: '\(uri)' is neither s3://bucket?... nor file:///dir")
+            throw BucketURIError(description: "\(key): '\(uri)' is neither s3://bucket?... nor file:///dir")
         }
         rest = rest.dropFirst("s3://".count)
         let bucket = String(rest.prefix { $0 != "?" })
-        guard !bucket.isEmpty else { throw BucketURIError(description: "s3.data.buckets: '\(uri)' names no bucket") }
+        guard !bucket.isEmpty else { throw BucketURIError(description: "\(key): '\(uri)' names no bucket") }
         var params: [String: String] = [:]
         if let q = rest.firstIndex(of: "?") {
             for pair in rest[rest.index(after: q)...].split(separator: "&") {
@@ -45,10 +59,10 @@ public enum NodeObjectStores {
         }
         let endpoint = params["endpoint"] ?? config.explicit["s3.endpoint"]
         guard let endpoint, !endpoint.isEmpty else {
-            throw BucketURIError(description: "s3.data.buckets: '\(uri)' has no endpoint= (nor is s3.endpoint set)")
+            throw BucketURIError(description: "\(key): '\(uri)' has no endpoint= (nor is s3.endpoint set)")
         }
         guard let credentials else {
-            throw BucketURIError(description: "s3.data.buckets: no credentials for bucket \(bucket): give them in the s3url, "
+            throw BucketURIError(description: "\(key): no credentials for bucket \(bucket): give them in the s3url, "
                                  + "KAFKA_S3_ACCESS_KEY/KAFKA_S3_SECRET_KEY, or s3.credentials.file")
         }
         let region = params["region"] ?? config.explicit["s3.region"] ?? "us-east-1"

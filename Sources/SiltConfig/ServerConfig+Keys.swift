@@ -113,7 +113,7 @@ extension ServerConfig {
         .init("metadata.log.max.record.bytes.between.snapshots", .long, "20971520", .atLeast(1),
               doc: "Metadata log bytes after which the controller writes a snapshot."),
         // Object storage and WAL (AutoMQ's names).
-        .init("s3.wal.path", .string, nil, doc: "WAL device or file."),
+        .init("s3.wal.path", .string, nil, doc: "WAL device or file, or 0@s3://bucket?... for S3 WAL mode."),
         .init("s3.wal.capacity", .long, "2147483648", .atLeast(1 << 20), doc: "WAL ring size."),
         .init("s3.wal.takeover.paths", .string, "", .custom({ v in
             do { _ = try ServerConfig.parseTakeoverPaths(v); return nil } catch let e as ConfigError { return e.reason } catch { return "\(error)" }

@@ -91,6 +91,9 @@ public struct ServerConfig: Sendable {
     /// The WAL device or file (`s3.wal.path`, AutoMQ's `N@file:///path?capacity=..` accepted).
     public let walPath: String
     public let walCapacityBytes: UInt64
+    /// S3 WAL mode (`s3.wal.path=0@s3://bucket?...`): nil for a device or file WAL. Then
+    /// `walPath` is the raw value and `walCapacityBytes` its `maxUnflushedBytes`.
+    public let objectWAL: ObjectWALSettings?
     /// Other nodes' WALs this node can reach (`s3.wal.takeover.paths`), by node id.
     public let walTakeoverPaths: [Int32: String]
     /// The shared-memory log buffer's data area (`s3.wal.cache.size`), a power of two.
@@ -206,11 +209,17 @@ public struct ServerConfig: Sendable {
         logSegmentBytes = Int(int("log.segment.bytes"))
 
         var capacity = UInt64(Int64(raw("s3.wal.capacity")!)!)
-        if let rawPath = properties["s3.wal.path"] {
+        if let rawPath = properties["s3.wal.path"], let settings = try ObjectWALSettings.parse(rawPath) {
+            objectWAL = settings
+            walPath = rawPath
+            capacity = settings.maxUnflushedBytes
+        } else if let rawPath = properties["s3.wal.path"] {
+            objectWAL = nil
             let parsed = try ServerConfig.parseWALPath(rawPath)
             walPath = parsed.path
             if let c = parsed.capacity { capacity = c }
         } else {
+            objectWAL = nil
             walPath = logDirs[0] + "/wal.silt"
         }
         walCapacityBytes = capacity
@@ -256,9 +265,7 @@ public struct ServerConfig: Sendable {
     static func parseWALPath(_ raw: String) throws -> (path: String, capacity: UInt64?) {
         var s = Substring(raw)
         if let at = s.firstIndex(of: "@"), s[..<at].allSatisfy(\.isNumber) { s = s[s.index(after: at)...] }
-        if s.hasPrefix("s3://") {
-            throw ConfigError(key: "s3.wal.path", value: raw, reason: "S3 WAL mode is not supported yet; give a device or file")
-        }
+        precondition(!s.hasPrefix("s3://"), "S3 WAL paths are parsed by ObjectWALSettings")
         for scheme in ["file://", "block://"] where s.hasPrefix(scheme) { s = s.dropFirst(scheme.count) }
         var capacity: UInt64?
         if let q = s.firstIndex(of: "?") {

@@ -136,9 +136,21 @@ public struct LogRingReader: @unchecked Sendable {
     /// Blocks until the write position passes `lsn` or the timeout (nil: no limit) expires.
     /// Returns whether data after `lsn` is available. Sleeps on a futex; never spins.
     public func waitForData(after lsn: UInt64, timeout: Duration?) -> Bool {
+        waitForData(after: lsn, timeout: timeout, or: { false })
+    }
+
+    /// The same, also returning when `other()` holds. Whoever makes `other()` true must call
+    /// `wakeDataWaiters()` after it did (the reader then sees it; no wake-up is lost).
+    public func waitForData(after lsn: UInt64, timeout: Duration?, or other: () -> Bool) -> Bool {
         let deadline = FutexWait.deadline(after: timeout)
         return FutexWait.until(word: ring.dataFutex, waiters: ring.dataWaiters, deadline: deadline) {
-            ring.writePosition > lsn
+            ring.writePosition > lsn || other()
         }
+    }
+
+    /// Wakes readers sleeping in `waitForData` (every reader of the ring, in any process: each
+    /// re-checks its condition and sleeps again if it does not hold).
+    public func wakeDataWaiters() {
+        FutexWait.wake(word: ring.dataFutex, waiters: ring.dataWaiters)
     }
 }

@@ -43,11 +43,13 @@ struct UploaderRole {
         let stop = StopFlag()
         let done = DispatchSemaphore(value: 0)
         let logger = self.logger
-        // Dead brokers' WALs this node can reach (s3.wal.takeover.paths): committed, and their
-        // partitions moved, once the controller has fenced the broker.
-        let takeover = config.walTakeoverPaths.isEmpty ? nil
-            : WALTakeover(nodeId: config.nodeId, paths: config.walTakeoverPaths, client: client, store: store,
-                          clusterId: clusterId, config: uploaderConfig,
+        // Dead brokers' WALs this node can reach (s3.wal.takeover.paths, or every node's in S3
+        // WAL mode): committed, and their partitions moved, once the controller has fenced the broker.
+        let walStore = try NodeObjectStores.wal(config: config, credentials: try CredentialsTransfer.read(), logger: logger)
+            .map { MeteredObjectStore($0, metrics: metrics) }
+        let takeover = config.walTakeoverPaths.isEmpty && walStore == nil ? nil
+            : WALTakeover(nodeId: config.nodeId, paths: config.walTakeoverPaths, objectWALStore: walStore, client: client,
+                          store: store, clusterId: clusterId, config: uploaderConfig,
                           fencedGraceMs: max(3000, 3 * Int64(config.value("broker.heartbeat.interval.ms").value!)!),
                           metrics: metrics, logger: logger)
         let loop = group.next()

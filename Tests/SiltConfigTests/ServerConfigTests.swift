@@ -200,4 +200,26 @@ extension ServerConfigTests {
             }
         }
     }
+
+    /// S3 WAL mode: AutoMQ's `0@s3://bucket?...` with its parameter names and defaults; the
+    /// bucket URI keeps the connection parameters; out-of-bounds values are refused by name.
+    func testS3WALPath() throws {
+        let url = "0@s3://wal-bucket?region=us-east-1&endpoint=http://127.0.0.1:9000&pathStyle=true"
+        let plain = try ServerConfig(properties: ["log.dirs": "/tmp/x", "s3.wal.path": url])
+        XCTAssertEqual(plain.objectWAL, ObjectWALSettings(bucketURI: url))
+        XCTAssertEqual(plain.objectWAL?.batchIntervalMs, 250)
+        XCTAssertEqual(plain.objectWAL?.maxBytesInBatch, 8 << 20)
+        XCTAssertEqual(plain.walCapacityBytes, 1 << 30, "the WAL's bound is maxUnflushedBytes")
+        let tuned = try ServerConfig(properties: ["log.dirs": "/tmp/x", "s3.wal.path": url
+            + "&batchInterval=20&maxBytesInBatch=1048576&maxUnflushedBytes=67108864&maxInflightUploadCount=8"])
+        XCTAssertEqual(tuned.objectWAL, ObjectWALSettings(bucketURI: url, batchIntervalMs: 20, maxBytesInBatch: 1 << 20,
+                                                          maxUnflushedBytes: 64 << 20, maxInflightUploadCount: 8))
+        XCTAssertNil(try ServerConfig(properties: ["log.dirs": "/tmp/x", "s3.wal.path": "0@file:///data/wal"]).objectWAL)
+        for bad in ["0@s3://?region=x", url + "&batchInterval=-1", url + "&maxBytesInBatch=1", url + "&maxInflightUploadCount=0",
+                    url + "&maxUnflushedBytes=16777216&maxBytesInBatch=16777216", url + "&capacity=1073741824"] {
+            XCTAssertThrowsError(try ServerConfig(properties: ["log.dirs": "/tmp/x", "s3.wal.path": bad]), bad) {
+                XCTAssertTrue("\($0)".contains("s3.wal.path"), "\($0)")
+            }
+        }
+    }
 }

@@ -269,6 +269,49 @@ extension UploaderTests {
     /// (the zombie's commits are refused), every acknowledged frame in its WAL is committed
     /// in its epoch (a superseded one is not), and its partitions move to the live broker.
     func testWALTakeoverCommitsTheDeadNodesTailAndMovesItsPartitions() async throws {
+        let path = dir + "/node3.wal"
+        try await takeOverNode3(write: { records in
+            let (wal, _) = try WAL.open(path: path, capacityBytes: 4 << 20, nodeId: 3, logger: self.logger)
+            var lsn = wal.headLSN
+            for bytes in records {
+                try wal.submit(bytes: bytes, startLSN: lsn)
+                lsn += UInt64(bytes.count)
+                _ = try wal.reap(wait: true)
+            }
+            try wal.close()
+        }, takeover: { WALTakeover(nodeId: 4, paths: [3: path], objectWALStore: nil, client: self.client, store: self.store,
+                                   clusterId: "c", config: self.uploaderConfig(), fencedGraceMs: 3000, metrics: .local(),
+                                   logger: self.logger) },
+           seenUnfencedFirst: false)
+    }
+
+    /// The same in S3 WAL mode: node 3's records are objects in the WAL bucket, which node 4
+    /// (whose own WAL is there too) reads without a takeover path; node 3 was seen unfenced,
+    /// then fenced (its session expired), so node 4, the lowest live broker, takes it at once.
+    func testS3WALTakeoverNeedsNoPathAndStartsOnceTheSessionExpired() async throws {
+        let walStore = try LocalObjectStore(rootDirectory: dir + "/wal-bucket")
+        try await takeOverNode3(write: { records in
+            let settings = ObjectWAL.Settings(batchIntervalMs: 0, maxBytesInBatch: 64 << 10, maxUnflushedBytes: 1 << 20,
+                                              maxInflightUploadCount: 2, maxRecordPayloadBytes: 128 << 10)
+            let (wal, _) = try ObjectWAL.open(store: walStore, clusterId: "c", nodeId: 3, settings: settings, logger: self.logger)
+            var lsn = wal.headLSN
+            for bytes in records {
+                try bytes.withUnsafeBytes { _ = try wal.submit(payloads: [$0], startLSN: lsn, endLSN: lsn + UInt64(bytes.count)) }
+                lsn += UInt64(bytes.count)
+                while wal.durableLSN < lsn { _ = try wal.reap(wait: true) }
+            }
+            try wal.close()
+        }, takeover: { WALTakeover(nodeId: 4, paths: [:], objectWALStore: walStore, client: self.client, store: self.store,
+                                   clusterId: "c", config: self.uploaderConfig(), fencedGraceMs: 3000, metrics: .local(),
+                                   logger: self.logger) },
+           seenUnfencedFirst: true)
+    }
+
+    /// Broker 3 leads stream `tk` in epoch 1 and dies; its WAL (written by `write`) holds a frame
+    /// of epoch 0 (superseded) and two of epoch 1 (acknowledged). Node 4's takeover must commit
+    /// those two, move the partition to itself, and fence node 3's uploader.
+    private func takeOverNode3(write: ([[UInt8]]) throws -> Void, takeover makeTakeover: () -> WALTakeover,
+                               seenUnfencedFirst: Bool) async throws {
         func join(_ id: Int32) throws -> Int64 {
             let e = try controller.registerBroker(.init(nodeId: id, incarnationId: UUID(),
                                                         listeners: [.init(name: "PLAINTEXT", host: "127.0.0.\(id + 1)", port: 9092)],
@@ -286,10 +329,7 @@ extension UploaderTests {
         _ = try await zombie.open()
 
         // Node 3's WAL: frames of its stream in epoch 1 (acknowledged), one in epoch 0 (superseded).
-        let path = dir + "/node3.wal"
-        let (wal, _) = try WAL.open(path: path, capacityBytes: 4 << 20, nodeId: 3, logger: logger)
-        var lsn = wal.headLSN
-        func record(_ frames: [(epoch: Int64, base: Int64, count: Int)]) throws {
+        func record(_ frames: [(epoch: Int64, base: Int64, count: Int)]) -> [UInt8] {
             var bytes: [UInt8] = []
             for f in frames {
                 let payload = batch(base: f.base, count: f.count, value: "e\(f.epoch)")
@@ -300,23 +340,25 @@ extension UploaderTests {
                 }
                 bytes += header + payload
             }
-            try wal.submit(bytes: bytes, startLSN: lsn)
-            lsn += UInt64(bytes.count)
-            _ = try wal.reap(wait: true)
+            return bytes
         }
-        try record([(0, 0, 9)])
-        try record([(1, 0, 2), (1, 2, 3)])
-        try wal.close()
+        try write([record([(0, 0, 9)]), record([(1, 0, 2), (1, 2, 3)])])
 
+        let takeover = makeTakeover()
+        let seen = ContinuousClock.now
+        if seenUnfencedFirst {
+            XCTAssertEqual(takeover.candidates(controller.image, now: seen), [], "alive")
+        }
         // Broker 3 dies: fenced by its session.
         _ = try controller.brokerHeartbeat(nodeId: 3, brokerEpoch: deadEpoch, metadataOffset: controller.image.nextOffset,
                                            wantFence: true, wantShutDown: false)
-        let takeover = WALTakeover(nodeId: 4, paths: [3: path], client: client, store: store, clusterId: "c",
-                                   config: uploaderConfig(), fencedGraceMs: 3000, metrics: .local(), logger: logger)
-        let seen = ContinuousClock.now
-        XCTAssertEqual(takeover.candidates(controller.image, now: seen), [], "just fenced: perhaps a restart")
-        XCTAssertEqual(takeover.candidates(controller.image, now: seen + .milliseconds(2999)), [])
-        XCTAssertEqual(takeover.candidates(controller.image, now: seen + .milliseconds(3000)), [3], "fenced for the grace")
+        if seenUnfencedFirst {
+            XCTAssertEqual(takeover.candidates(controller.image, now: seen), [3], "its session expired: at once")
+        } else {
+            XCTAssertEqual(takeover.candidates(controller.image, now: seen), [], "just fenced: perhaps a restart")
+            XCTAssertEqual(takeover.candidates(controller.image, now: seen + .milliseconds(2999)), [])
+            XCTAssertEqual(takeover.candidates(controller.image, now: seen + .milliseconds(3000)), [3], "fenced for the grace")
+        }
         let moved = try await takeover.takeOver(3)
         XCTAssertEqual(moved, 1)
         let image = controller.image
