@@ -9,6 +9,9 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
     case invalidRecord(String)
     /// A batch larger than max.message.bytes. Kafka: MESSAGE_TOO_LARGE (10).
     case messageTooLarge(sizeBytes: Int, maxBytes: Int)
+    /// A compressed batch whose records inflate past the limit (max.message.bytes on produce): a
+    /// zip bomb or a batch too big to hold. Kafka: MESSAGE_TOO_LARGE (10).
+    case decompressedTooLarge(codec: CompressionType, compressedBytes: Int, maxBytes: Int)
     /// A CreateTime timestamp outside the allowed difference from broker time. Kafka: INVALID_TIMESTAMP (32).
     case invalidTimestamp(String)
 
@@ -17,7 +20,7 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .corruptMessage: return 2
         case .invalidRecord: return 87
-        case .messageTooLarge: return 10
+        case .messageTooLarge, .decompressedTooLarge: return 10
         case .invalidTimestamp: return 32
         }
     }
@@ -27,6 +30,8 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
         case .corruptMessage(let reason): return "CORRUPT_MESSAGE: \(reason)"
         case .invalidRecord(let reason): return "INVALID_RECORD: \(reason)"
         case .messageTooLarge(let size, let max): return "MESSAGE_TOO_LARGE: batch of \(size) bytes exceeds max.message.bytes \(max)"
+        case .decompressedTooLarge(let codec, let compressed, let max):
+            return "MESSAGE_TOO_LARGE: the records of a \(compressed)-byte \(codec) batch inflate past max.message.bytes \(max) (a zip bomb?): refused"
         case .invalidTimestamp(let reason): return "INVALID_TIMESTAMP: \(reason)"
         }
     }

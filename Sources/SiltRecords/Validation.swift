@@ -1,9 +1,10 @@
 import NIOCore
 
 /// Validates every batch of a produce request's records the way Kafka's broker does
-/// (ProduceRequest.validateRecords + UnifiedLog.analyzeAndValidateRecords + LogValidator), without
-/// decompressing anything. Returns the parsed headers, in order, with `index` set to each batch's
-/// absolute index in `records`.
+/// (ProduceRequest.validateRecords + UnifiedLog.analyzeAndValidateRecords + LogValidator).
+/// Compressed batches are decoded, bounded by `maxMessageBytes` (a batch whose records inflate
+/// past it is refused: zip bombs). Returns the parsed headers, in order, with `index` set to
+/// each batch's absolute index in `records`.
 ///
 /// Checks, per batch, in this order:
 /// 1. at least 17 bytes left (else trailing garbage / truncated → corruptMessage);
@@ -14,12 +15,11 @@ import NIOCore
 /// 4. CRC-32C (→ corruptMessage); compression codec 0-4 (→ corruptMessage);
 /// 5. recordCount ≥ 1 and lastOffsetDelta == recordCount - 1 (→ invalidRecord; Kafka rejects empty batches);
 ///    not a control batch; a batch with a producerId has baseSequence ≥ 0 (→ invalidRecord);
-/// 6. CreateTime topics: timestamps within [now - beforeMaxMs, now + afterMaxMs] (→ invalidTimestamp;
-///    -1 "no timestamp" is exempt, as in Kafka). Uncompressed batches: every record is checked.
-///    Compressed batches: only baseTimestamp and maxTimestamp (we do not decompress; a record
-///    in the middle of a compressed batch older than baseTimestamp is not caught);
-/// 7. uncompressed batches: the records are walked; their count and framing must match the header
-///    exactly (→ invalidRecord).
+/// 6. compressed batches: the records decode within maxMessageBytes (→ decompressedTooLarge) as a
+///    valid stream of their codec (→ corruptMessage);
+/// 7. the records are walked; their count and framing must match the header exactly (→ invalidRecord);
+///    CreateTime topics: every record's timestamp within [now - beforeMaxMs, now + afterMaxMs]
+///    (→ invalidTimestamp; -1 "no timestamp" is exempt, as in Kafka).
 ///
 /// Unlike Kafka (which requires exactly one batch per partition in produce v3+), several batches
 /// back to back are accepted; an empty `records` returns [].
@@ -80,18 +80,13 @@ public func validateProducedRecords(_ records: ByteBuffer, maxMessageBytes: Int,
         if header.hasProducerId && header.baseSequence < 0 {
             throw .invalidRecord("invalid sequence number \(header.baseSequence) for producer \(header.producerId)")
         }
-        if header.isCompressed {
-            try checkTimestamp(header.baseTimestamp, "base")
-            try checkTimestamp(header.maxTimestamp, "max")
-        } else {
-            var reader = try RecordReader(batch: records, header: header)
-            var count: Int32 = 0
-            while let record = try reader.next() {
-                count += 1
-                try checkTimestamp(record.timestamp, "record")
-            }
-            assert(count == header.recordCount)
+        var reader = try RecordReader(batch: records, header: header, maxDecompressedBytes: maxMessageBytes)
+        var count: Int32 = 0
+        while let record = try reader.next() {
+            count += 1
+            try checkTimestamp(record.timestamp, "record")
         }
+        assert(count == header.recordCount)
         headers.append(header)
         index += header.totalSize
     }
