@@ -48,3 +48,26 @@ extension RecordBatchHeader {
         return out
     }
 }
+
+/// A topic's `compression.type` applied to a validated produce (Kafka's LogValidator): every
+/// batch whose codec is not `codec` is decoded (within `maxMessageBytes`) and encoded with
+/// `codec` at `level`; batches already in `codec` are copied unchanged. Returns the new
+/// records and their headers (with `index` into them). As Kafka does after recompressing,
+/// each batch's new size is checked against `maxMessageBytes` (→ messageTooLarge).
+public func recompressProducedRecords(_ records: ByteBuffer, headers: [RecordBatchHeader], to codec: CompressionType,
+                                      level: Int32?, maxMessageBytes: Int) throws(RecordBatchError) -> (ByteBuffer, [RecordBatchHeader]) {
+    var out = ByteBufferAllocator().buffer(capacity: records.readableBytes)
+    var outHeaders: [RecordBatchHeader] = []
+    for header in headers {
+        var batch = header.compression == codec
+            ? records.getSlice(at: header.index, length: header.totalSize)!
+            : try header.recompressed(in: records, to: codec, level: level, maxDecompressedBytes: maxMessageBytes)
+        guard batch.readableBytes <= maxMessageBytes else {
+            throw .messageTooLarge(sizeBytes: batch.readableBytes, maxBytes: maxMessageBytes)
+        }
+        let index = out.writerIndex
+        out.writeBuffer(&batch)
+        outHeaders.append(try RecordBatchHeader(parsing: out, at: index))
+    }
+    return (out, outHeaders)
+}

@@ -145,4 +145,35 @@ final class RecordCompressionTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("inflate past max.message.bytes"), "\(e)")
         }
     }
+
+    /// A topic's compression.type: batches in another codec are re-encoded, the ones already in
+    /// it are copied, the headers point into the new buffer; a batch that grows past
+    /// max.message.bytes by being decompressed is MESSAGE_TOO_LARGE (as in Kafka).
+    func testRecompressProducedRecords() throws {
+        var records = ByteBuffer()
+        for codec in [CompressionType.none, .zstd, .gzip] {
+            var b = RecordBatchBuilder(baseTimestamp: 1_000)
+            b.compression = codec
+            for i in 0..<10 { b.append(key: "k\(i)", value: String(repeating: "\(codec)", count: 100), timestamp: 1_000) }
+            b.build(into: &records)
+        }
+        let headers = try validateProducedRecords(records, maxMessageBytes: 1 << 20, timestampType: .createTime, nowMs: 1_000)
+        let (out, outHeaders) = try recompressProducedRecords(records, headers: headers, to: .zstd, level: 3, maxMessageBytes: 1 << 20)
+        XCTAssertEqual(outHeaders.map(\.compression), [.zstd, .zstd, .zstd])
+        XCTAssertEqual(try validateProducedRecords(out, maxMessageBytes: 1 << 20, timestampType: .createTime, nowMs: 1_000), outHeaders)
+        XCTAssertEqual(out.getSlice(at: outHeaders[1].index, length: outHeaders[1].totalSize),
+                       records.getSlice(at: headers[1].index, length: headers[1].totalSize), "a zstd batch is copied unchanged")
+        for (h, o) in zip(headers, outHeaders) {
+            XCTAssertEqual(try o.records(in: out).map(\.value), try h.records(in: records).map(\.value))
+        }
+
+        var big = RecordBatchBuilder(baseTimestamp: 1_000)
+        big.compression = .gzip
+        big.append(key: nil, value: [UInt8](repeating: 1, count: 2000), timestamp: 1_000)
+        let batch = big.build()
+        let bigHeaders = try validateProducedRecords(batch, maxMessageBytes: 2050, timestampType: .createTime, nowMs: 1_000)
+        XCTAssertThrowsError(try recompressProducedRecords(batch, headers: bigHeaders, to: .none, level: nil, maxMessageBytes: 2050)) { e in
+            guard case .messageTooLarge = e as! RecordBatchError else { return XCTFail("\(e)") }
+        }
+    }
 }
