@@ -117,7 +117,7 @@ extension Broker {
                 } catch {
                     let (code, message) = Broker.produceRefusal(error, topic: t.name, partition: p.index, r)
                     fail(code, message)
-                    if error is RecordBatchError { pr.recordErrors = [] }
+                    if let e = error as? RecordBatchError { pr.recordErrors = Broker.recordErrors(e) }
                 }
                 out.partitionResponses.append(pr)
             }
@@ -157,7 +157,9 @@ extension Broker {
                     let (code, message) = Broker.produceRefusal(error, topic: at.name, partition: at.index, r)
                     resp.responses[at.topic].partitionResponses[at.partition].errorCode = code
                     resp.responses[at.topic].partitionResponses[at.partition].errorMessage = message
-                    if error is RecordBatchError { resp.responses[at.topic].partitionResponses[at.partition].recordErrors = [] }
+                    if let e = error as? RecordBatchError {
+                        resp.responses[at.topic].partitionResponses[at.partition].recordErrors = Broker.recordErrors(e)
+                    }
                     anyError = true
                 }
             }
@@ -208,6 +210,17 @@ extension Broker {
         case .none, .snappy: nil
         }
         return (codec, levelKey.flatMap { Int32(topicConfig(topic, $0, image: image)) })
+    }
+
+    /// KIP-467's record_errors for a refused batch: the invalid records, or none.
+    static func recordErrors(_ error: RecordBatchError) -> [ProduceResponse.BatchIndexAndErrorMessage] {
+        guard case .invalidRecords(let records) = error else { return [] }
+        return records.map { r in
+            var out = ProduceResponse.BatchIndexAndErrorMessage()
+            out.batchIndex = r.batchIndex
+            out.batchIndexErrorMessage = r.message
+            return out
+        }
     }
 
     /// The error code and message a partition's produce gets for `error`.

@@ -12,6 +12,10 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
     /// A compressed batch whose records inflate past the limit (max.message.bytes on produce): a
     /// zip bomb or a batch too big to hold. Kafka: MESSAGE_TOO_LARGE (10).
     case decompressedTooLarge(codec: CompressionType, compressedBytes: Int, maxBytes: Int)
+    /// Some records of the batch are invalid, the others valid (KIP-467): the whole batch is
+    /// refused, and `records` names the bad ones by their index in the produce's records.
+    /// Kafka: INVALID_RECORD (87) with record_errors.
+    case invalidRecords([RecordError])
     /// A CreateTime timestamp outside the allowed difference from broker time. Kafka: INVALID_TIMESTAMP (32).
     case invalidTimestamp(String)
 
@@ -19,7 +23,7 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
     public var kafkaErrorCode: Int16 {
         switch self {
         case .corruptMessage: return 2
-        case .invalidRecord: return 87
+        case .invalidRecord, .invalidRecords: return 87
         case .messageTooLarge, .decompressedTooLarge: return 10
         case .invalidTimestamp: return 32
         }
@@ -29,10 +33,27 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .corruptMessage(let reason): return "CORRUPT_MESSAGE: \(reason)"
         case .invalidRecord(let reason): return "INVALID_RECORD: \(reason)"
+        case .invalidRecords(let records):
+            // Kafka's wording (UnifiedLog/LogValidator), which clients show to users.
+            let shown = records.prefix(3).map { "[\($0.batchIndex): \($0.message)]" }.joined(separator: ", ")
+            return "INVALID_RECORD: One or more records have been rejected due to \(records.count) record errors in total, "
+                + "and only showing the first three errors at most: \(shown)"
         case .messageTooLarge(let size, let max): return "MESSAGE_TOO_LARGE: batch of \(size) bytes exceeds max.message.bytes \(max)"
         case .decompressedTooLarge(let codec, let compressed, let max):
             return "MESSAGE_TOO_LARGE: the records of a \(compressed)-byte \(codec) batch inflate past max.message.bytes \(max) (a zip bomb?): refused"
         case .invalidTimestamp(let reason): return "INVALID_TIMESTAMP: \(reason)"
         }
+    }
+}
+
+/// One invalid record of a batch (KIP-467's record_errors): its index among the records of
+/// the produce (in a one-batch produce, its offset delta) and why it was refused.
+public struct RecordError: Sendable, Equatable {
+    public var batchIndex: Int32
+    public var message: String
+
+    public init(batchIndex: Int32, message: String) {
+        self.batchIndex = batchIndex
+        self.message = message
     }
 }

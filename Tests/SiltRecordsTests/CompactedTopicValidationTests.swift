@@ -17,7 +17,24 @@ final class CompactedTopicValidationTests: XCTestCase {
         XCTAssertThrowsError(try requireRecordKeys(buf, headers: headers, topicPartition: "t-0")) { e in
             let e = e as! RecordBatchError
             XCTAssertEqual(e.kafkaErrorCode, 87)
-            XCTAssertTrue(e.description.contains("Compacted topic cannot accept message without key in topic partition t-0."))
+            XCTAssertEqual(e, .invalidRecords([RecordError(batchIndex: 1, message:
+                "Compacted topic cannot accept message without key in topic partition t-0.")]))
+            XCTAssertTrue(e.description.contains("rejected due to 1 record errors in total"), e.description)
+        }
+    }
+
+    /// KIP-467: every keyless record is named by its index among the produce's records, across batches.
+    func testEveryKeylessRecordIsNamed() throws {
+        var records = ByteBuffer()
+        for batch in 0..<2 {
+            var b = RecordBatchBuilder(baseTimestamp: 1_000)
+            for i in 0..<10 { b.append(key: i % 4 == 0 ? nil : "k\(batch)-\(i)", value: "v", timestamp: 1_000) }
+            b.build(into: &records)
+        }
+        let headers = try validateProducedRecords(records, maxMessageBytes: 1 << 20, timestampType: .createTime, nowMs: 1_000)
+        XCTAssertThrowsError(try requireRecordKeys(records, headers: headers, topicPartition: "t-0")) { e in
+            guard case .invalidRecords(let errors) = e as! RecordBatchError else { return XCTFail("\(e)") }
+            XCTAssertEqual(errors.map(\.batchIndex), [0, 4, 8, 10, 14, 18])
         }
     }
 

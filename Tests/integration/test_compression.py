@@ -158,8 +158,9 @@ def batch(records: bytes, count: int, codec: str, timestamp_ms: int) -> bytes:
     return struct.pack(">qi", 0, len(tail)) + tail
 
 
-def produce_v8(node, topic: str, records: bytes) -> tuple[int, str | None]:
-    """Produce v8 (error_message, KIP-467) of one batch to partition 0: (error code, message)."""
+def produce_v8(node, topic: str, records: bytes, record_errors: list | None = None) -> tuple[int, str | None]:
+    """Produce v8 (error_message, KIP-467) of one batch to partition 0: (error code, message);
+    the record_errors, (batch index, message) each, are appended to `record_errors`."""
     body = (_kstr(None) + struct.pack(">hi", -1, 10_000) + struct.pack(">i", 1) + _kstr(topic)
             + struct.pack(">i", 1) + struct.pack(">ii", 0, len(records)) + records)
     c = _Cursor(raw_kafka_call(HOST, node.port, 0, 8, body, 15))
@@ -167,7 +168,9 @@ def produce_v8(node, topic: str, records: bytes) -> tuple[int, str | None]:
     error = c.int16()
     c.take(">q"), c.take(">q"), c.take(">q")       # base offset, log append time, log start offset
     for _ in range(max(0, c.int32())):            # record_errors
-        c.int32(), c.string()
+        index, message = c.int32(), c.string()
+        if record_errors is not None:
+            record_errors.append((index, message))
     return error, c.string()
 
 
@@ -254,6 +257,33 @@ def test_zip_bomb_is_refused(node):
 
 
 # ------------------------------------------------------------------ compaction
+
+INVALID_RECORD = 87
+
+
+def test_keyless_records_in_a_compressed_batch_are_named(node):
+    """0011 of librdkafka's suite: 100 records in one zstd batch, 10 of them keyless, to a
+    compacted topic. As Kafka (KIP-467): INVALID_RECORD naming exactly the 10 in
+    record_errors; the whole batch is refused."""
+    topic = topic_name("keyless")
+    create_topic(node, topic, 1, config={"cleanup.policy": "compact"})
+    now = int(time.time() * 1000)
+    keyless = set(range(5, 100, 10))
+    out = b""
+    for i in range(100):
+        key = b"" if i in keyless else f"k{i}".encode()
+        body = (b"\x00" + _zigzag_varint(0) + _zigzag_varint(i)
+                + (_zigzag_varint(-1) if i in keyless else _zigzag_varint(len(key)) + key)
+                + _zigzag_varint(1) + b"v" + _zigzag_varint(0))
+        out += _zigzag_varint(len(body)) + body
+    errors: list[tuple[int, str]] = []
+    error, message = produce_v8(node, topic, batch(out, 100, "zstd", now), errors)
+    assert error == INVALID_RECORD, (error, message)
+    assert [i for i, _ in errors] == sorted(keyless)
+    assert all(m == f"Compacted topic cannot accept message without key in topic partition {topic}-0." for _, m in errors)
+    assert "rejected due to 10 record errors in total" in message, message
+    assert stored_batches(fetch_raw(node, topic)) == [], "the whole batch is refused"
+
 
 CLEANER_NODE = {
     "s3.wal.upload.interval.ms": "300",
