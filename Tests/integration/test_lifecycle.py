@@ -13,7 +13,7 @@
 - test_retention_on_moto: time retention with the objects in S3 (moto, SigV4).
 - test_delete_records_is_prompt: with the default 60 s upload interval, DeleteRecords on a
   topic written a moment ago answers within 1 s, and a DeleteGroups sent behind it on the
-  same connection is not held up.
+  same connection is not held up; also with a 0 operation timeout.
 
 Run: .venv/bin/pytest -v Tests/integration/test_lifecycle.py
 """
@@ -418,7 +418,10 @@ def test_delete_records_is_prompt(node_factory):
     for round_ in range(3):
         produce(node, topic, 50, 100)
         t0 = time.monotonic()
-        fs = a.delete_records([TopicPartition(topic, 0, 50 * round_ + 30)], request_timeout=TIMEOUT, operation_timeout=TIMEOUT)
+        # The last round with operation_timeout 0, as librdkafka's test 0081 sends it: Kafka
+        # answers a single-replica partition at once, and so does Silt.
+        fs = a.delete_records([TopicPartition(topic, 0, 50 * round_ + 30)], request_timeout=TIMEOUT,
+                              operation_timeout=0 if round_ == 2 else TIMEOUT)
         groups = a.delete_consumer_groups([f"no-such-group-{round_}"], request_timeout=TIMEOUT)
         low = list(fs.values())[0].result(timeout=TIMEOUT).low_watermark
         elapsed = time.monotonic() - t0
