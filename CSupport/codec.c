@@ -37,8 +37,9 @@ static int gzip_decompress(const uint8_t *src, size_t src_length, uint8_t *dst, 
             if (inflateReset(&z) != Z_OK) { result = SILT_CODEC_CORRUPT; break; }
             continue;
         }
-        if (rc == Z_OK) continue;
-        if (rc == Z_BUF_ERROR && in_done < src_length) continue;   // no progress possible without output room
+        int progressed = produced > 0 || in_chunk != z.avail_in;
+        if (rc == Z_OK && progressed) continue;
+        // Z_BUF_ERROR (or Z_OK) without progress: the input ended inside the stream.
         result = rc == Z_MEM_ERROR ? SILT_CODEC_NOMEM : SILT_CODEC_CORRUPT;   // data error or truncated
         break;
     }

@@ -176,4 +176,28 @@ final class RecordCompressionTests: XCTestCase {
             guard case .messageTooLarge = e as! RecordBatchError else { return XCTFail("\(e)") }
         }
     }
+
+    /// Fuzzing in the small: random bytes, and valid streams with bytes flipped, cut or
+    /// appended, either decode within the bound or throw; none crashes or writes past it.
+    func testGarbageNeverCrashesTheDecoders() {
+        var rng = SystemRandomNumberGenerator()
+        for codec in Self.codecs {
+            let good = Array(RecordCompression.compress(ByteBuffer(bytes: Self.payload), codec: codec).readableBytesView)
+            for round in 0..<2000 {
+                var bytes: [UInt8]
+                switch round % 4 {
+                case 0: bytes = (0..<Int.random(in: 0...300, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                case 1:
+                    bytes = good
+                    for _ in 0..<Int.random(in: 1...4, using: &rng) { bytes[Int.random(in: 0..<bytes.count, using: &rng)] ^= UInt8.random(in: 1...255, using: &rng) }
+                case 2: bytes = Array(good.prefix(Int.random(in: 0..<good.count, using: &rng)))
+                default: bytes = good + (0..<Int.random(in: 1...20, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                }
+                let bound = Int.random(in: 0...4096, using: &rng)
+                if let out = try? RecordCompression.decompress(ByteBuffer(bytes: bytes), codec: codec, maxBytes: bound) {
+                    XCTAssertLessThanOrEqual(out.readableBytes, bound, "\(codec)")
+                }
+            }
+        }
+    }
 }
