@@ -214,7 +214,11 @@ extension Broker {
 
     /// KIP-467's record_errors for a refused batch: the invalid records, or none.
     static func recordErrors(_ error: RecordBatchError) -> [ProduceResponse.BatchIndexAndErrorMessage] {
-        guard case .invalidRecords(let records) = error else { return [] }
+        let records: [RecordError]
+        switch error {
+        case .invalidRecords(let r), .invalidTimestamps(let r): records = r
+        default: return []
+        }
         return records.map { r in
             var out = ProduceResponse.BatchIndexAndErrorMessage()
             out.batchIndex = r.batchIndex

@@ -16,8 +16,9 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
     /// refused, and `records` names the bad ones by their index in the produce's records.
     /// Kafka: INVALID_RECORD (87) with record_errors.
     case invalidRecords([RecordError])
-    /// A CreateTime timestamp outside the allowed difference from broker time. Kafka: INVALID_TIMESTAMP (32).
-    case invalidTimestamp(String)
+    /// Records whose CreateTime timestamps are outside the allowed difference, each named
+    /// (KIP-467); the whole batch is refused. Kafka: INVALID_TIMESTAMP (32) with record_errors.
+    case invalidTimestamps([RecordError])
 
     /// The Kafka protocol error code for this error.
     public var kafkaErrorCode: Int16 {
@@ -25,7 +26,7 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
         case .corruptMessage: return 2
         case .invalidRecord, .invalidRecords: return 87
         case .messageTooLarge, .decompressedTooLarge: return 10
-        case .invalidTimestamp: return 32
+        case .invalidTimestamps: return 32
         }
     }
 
@@ -33,15 +34,11 @@ public enum RecordBatchError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .corruptMessage(let reason): return "CORRUPT_MESSAGE: \(reason)"
         case .invalidRecord(let reason): return "INVALID_RECORD: \(reason)"
-        case .invalidRecords(let records):
-            // Kafka's wording (UnifiedLog/LogValidator), which clients show to users.
-            let shown = records.prefix(3).map { "[\($0.batchIndex): \($0.message)]" }.joined(separator: ", ")
-            return "INVALID_RECORD: One or more records have been rejected due to \(records.count) record errors in total, "
-                + "and only showing the first three errors at most: \(shown)"
+        case .invalidRecords(let records): return "INVALID_RECORD: \(RecordError.summary(records))"
+        case .invalidTimestamps(let records): return "INVALID_TIMESTAMP: \(RecordError.summary(records))"
         case .messageTooLarge(let size, let max): return "MESSAGE_TOO_LARGE: batch of \(size) bytes exceeds max.message.bytes \(max)"
         case .decompressedTooLarge(let codec, let compressed, let max):
             return "MESSAGE_TOO_LARGE: the records of a \(compressed)-byte \(codec) batch inflate past max.message.bytes \(max) (a zip bomb?): refused"
-        case .invalidTimestamp(let reason): return "INVALID_TIMESTAMP: \(reason)"
         }
     }
 }
@@ -55,5 +52,12 @@ public struct RecordError: Sendable, Equatable {
     public init(batchIndex: Int32, message: String) {
         self.batchIndex = batchIndex
         self.message = message
+    }
+
+    /// Kafka's error_message for a batch refused for `errors` (UnifiedLog), which clients show users.
+    static func summary(_ errors: [RecordError]) -> String {
+        let shown = errors.prefix(3).map { "[\($0.batchIndex): \($0.message)]" }.joined(separator: ", ")
+        return "One or more records have been rejected due to \(errors.count) record errors in total, "
+            + "and only showing the first three errors at most: \(shown)"
     }
 }

@@ -19,7 +19,9 @@ import NIOCore
 ///    valid stream of their codec (→ corruptMessage);
 /// 7. the records are walked; their count and framing must match the header exactly (→ invalidRecord);
 ///    CreateTime topics: every record's timestamp within [now - beforeMaxMs, now + afterMaxMs]
-///    (→ invalidTimestamp; -1 "no timestamp" is exempt, as in Kafka).
+///    (-1 "no timestamp" is exempt, as in Kafka). As Kafka does (KIP-467), every record out
+///    of range is named, by its index among the produce's records, in `.invalidTimestamps`,
+///    thrown once the batches are otherwise valid.
 ///
 /// Unlike Kafka (which requires exactly one batch per partition in produce v3+), several batches
 /// back to back are accepted; an empty `records` returns [].
@@ -33,10 +35,16 @@ public func validateProducedRecords(_ records: ByteBuffer, maxMessageBytes: Int,
     let earliestAllowedMs = earliestMs.overflow ? Int64.min : earliestMs.partialValue
     let latestAllowedMs = latestMs.overflow ? Int64.max : latestMs.partialValue
 
-    func checkTimestamp(_ timestamp: Int64, _ what: String) throws(RecordBatchError) {
-        guard timestampType == .createTime, timestamp != -1 else { return }
-        if timestamp < earliestAllowedMs || timestamp > latestAllowedMs {
-            throw .invalidTimestamp("\(what) timestamp \(timestamp) is out of range [\(earliestAllowedMs), \(latestAllowedMs)] around broker time \(nowMs)")
+    var timestampErrors: [RecordError] = []
+    var recordIndex: Int32 = 0
+    func checkTimestamp(_ record: Record) {
+        defer { recordIndex &+= 1 }
+        guard timestampType == .createTime, record.timestamp != -1, timestampErrors.count < recordErrorsMax else { return }
+        if record.timestamp < earliestAllowedMs || record.timestamp > latestAllowedMs {
+            // Kafka's wording (LogValidator.validateTimestamp).
+            timestampErrors.append(RecordError(batchIndex: recordIndex, message:
+                "Timestamp \(record.timestamp) of message with offset \(record.offsetDelta) is out of range. "
+                + "The timestamp should be within [\(earliestAllowedMs), \(latestAllowedMs)]"))
         }
     }
 
@@ -84,13 +92,14 @@ public func validateProducedRecords(_ records: ByteBuffer, maxMessageBytes: Int,
         var count: Int32 = 0
         while let record = try reader.next() {
             count += 1
-            try checkTimestamp(record.timestamp, "record")
+            checkTimestamp(record)
         }
         assert(count == header.recordCount)
         headers.append(header)
         index += header.totalSize
     }
     assert(index == records.writerIndex)
+    guard timestampErrors.isEmpty else { throw .invalidTimestamps(timestampErrors) }
     return headers
 }
 

@@ -129,6 +129,9 @@ final class RecordCompressionTests: XCTestCase {
         XCTAssertThrowsError(try validateProducedRecords(b.build(), maxMessageBytes: 1 << 20, timestampType: .createTime,
                                                          messageTimestampDifferenceMaxMs: 10_000, nowMs: now)) { e in
             XCTAssertEqual((e as! RecordBatchError).kafkaErrorCode, 32)
+            // KIP-467: the one record out of range is named, with Kafka's wording.
+            XCTAssertEqual(e as! RecordBatchError, .invalidTimestamps([RecordError(batchIndex: 1, message:
+                "Timestamp \(now - 60_000) of message with offset 1 is out of range. The timestamp should be within [\(now - 10_000), \(now + 10_000)]")]))
         }
     }
 

@@ -13,6 +13,9 @@ against real clients and Python's reference codec bindings.
 - test_zip_bomb_is_refused: a 2 KiB zstd batch whose records inflate to 8 MiB, sent raw, is
   answered MESSAGE_TOO_LARGE with a message naming the cause; the partition stays empty and
   serves the next produce.
+- test_keyless_records_in_a_compressed_batch_are_named, test_timestamps_in_a_compressed_batch_are_named:
+  keys (compacted topic) and per-record timestamps are checked inside compressed batches, and
+  the bad records named in KIP-467's record_errors.
 - test_compacted_zstd_topic_keeps_one_value_per_key: a compacted topic written by a zstd
   producer (many records per batch) is cleaned: one value per key, the latest.
 
@@ -283,6 +286,29 @@ def test_keyless_records_in_a_compressed_batch_are_named(node):
     assert all(m == f"Compacted topic cannot accept message without key in topic partition {topic}-0." for _, m in errors)
     assert "rejected due to 10 record errors in total" in message, message
     assert stored_batches(fetch_raw(node, topic)) == [], "the whole batch is refused"
+
+
+def test_timestamps_in_a_compressed_batch_are_named(node_factory):
+    """Per-record timestamps inside an lz4 batch: with message.timestamp.before.max.ms=60000,
+    the 3 records an hour old (base and max timestamps in range) are named in record_errors
+    under INVALID_TIMESTAMP, as Kafka does."""
+    node = node_factory({"log.message.timestamp.before.max.ms": "60000"})
+    topic = topic_name("stale")
+    create_topic(node, topic, 1)
+    now = int(time.time() * 1000)
+    stale = {3, 4, 7}
+    out = b""
+    for i in range(10):
+        delta = -3_600_000 if i in stale else 0
+        body = (b"\x00" + _zigzag_varint(delta) + _zigzag_varint(i) + _zigzag_varint(-1) + _zigzag_varint(1) + b"v"
+                + _zigzag_varint(0))
+        out += _zigzag_varint(len(body)) + body
+    errors: list[tuple[int, str]] = []
+    error, message = produce_v8(node, topic, batch(out, 10, "lz4", now), errors)
+    assert error == 32, (error, message)   # INVALID_TIMESTAMP
+    assert [i for i, _ in errors] == sorted(stale)
+    assert errors[0][1].startswith(f"Timestamp {now - 3_600_000} of message with offset 3 is out of range."), errors[0]
+    assert "rejected due to 3 record errors in total" in message, message
 
 
 CLEANER_NODE = {
