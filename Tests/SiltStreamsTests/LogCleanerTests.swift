@@ -243,6 +243,26 @@ final class LogCleanerTests: XCTestCase {
         }
     }
 
+    /// A compressed batch whose records would take the clean past its decode budget
+    /// (`streamBytesMax` of decoded records) is kept whole, byte for byte; the rest is cleaned.
+    func testACompressedBatchPastTheDecodeBudgetIsKeptWhole() async throws {
+        let old = now - 10_000
+        let big = String(repeating: "x", count: 20_000)   // inflates to 40 KB, compresses to a few hundred bytes
+        let compressed = Self.batch(2, [("a", big), ("a", big)], timestamp: old, compression: .zstd)
+        let first = [Self.batch(0, [("a", "1"), ("b", "1")], timestamp: old), compressed]
+        let second = [Self.batch(4, [("a", "2")], timestamp: old)]
+        let (store, catalog, _) = try await populate(first, second)
+        let r = try await cleaner(store, catalog, streamBytesMax: 8_000).clean(CleanableStream(streamId: 1, deleteRetentionMs: 1000), nowMs: now)
+        XCTAssertEqual(r?.compressedBatchesKept, 1)
+        XCTAssertEqual(r?.compressedBatchesDecoded, 0)
+        let live = try await catalog.liveObjects()
+        let so = try XCTUnwrap(live.first { $0.ranges.contains { $0.streamId == 1 } })
+        let bytes = try await store.get(so.key, range: nil)
+        XCTAssertNotNil(bytes.firstRange(of: compressed), "the compressed batch is kept unchanged")
+        let got = try await readAll(store, catalog, 1)
+        XCTAssertEqual(got.records.map(\.offset), [1, 2, 3, 4], "a@0 goes; the kept batch's records stay")
+    }
+
     func testYoungBatchesWaitForTheCompactionLag() async throws {
         let first = [Self.batch(0, [("a", "1")], timestamp: now - 10_000), Self.batch(1, [("a", "2")], timestamp: now - 10_000)]
         let second = [Self.batch(2, [("a", "3")], timestamp: now - 100), Self.batch(3, [("a", "4")], timestamp: now - 100)]
