@@ -16,7 +16,8 @@ against real clients and Python's reference codec bindings.
   serves the next produce.
 - test_keyless_records_in_a_compressed_batch_are_named, test_timestamps_in_a_compressed_batch_are_named:
   keys (compacted topic) and per-record timestamps are checked inside compressed batches, and
-  the bad records named in KIP-467's record_errors.
+  the bad records named in KIP-467's record_errors; confluent-kafka then fails only the
+  keyless records with INVALID_RECORD (librdkafka's test 0011).
 - test_compacted_zstd_topic_keeps_one_value_per_key: a compacted topic written by a zstd
   producer (many records per batch) is cleaned: one value per key, the latest.
 
@@ -314,6 +315,26 @@ def test_keyless_records_in_a_compressed_batch_are_named(node):
     assert all(m == f"Compacted topic cannot accept message without key in topic partition {topic}-0." for _, m in errors)
     assert "rejected due to 10 record errors in total" in message, message
     assert stored_batches(fetch_raw(node, topic)) == [], "the whole batch is refused"
+
+
+def test_confluent_producer_sees_which_records_were_keyless(node):
+    """librdkafka's test 0011 with a compressing producer: 100 records in one batch, 10 of
+    them keyless, to a compacted topic. With Kafka's record_errors librdkafka fails the 10
+    with INVALID_RECORD and the other 90 with _INVALID_DIFFERENT_RECORD."""
+    from confluent_kafka import KafkaError, Producer
+
+    topic = topic_name("keyless-cf")
+    create_topic(node, topic, 1, config={"cleanup.policy": "compact"})
+    p = Producer({"bootstrap.servers": node.bootstrap, "broker.address.family": "v4", "linger.ms": 500,
+                  "compression.type": "zstd", "retries": 0, "batch.num.messages": 1000})
+    results: dict[int, int | None] = {}
+    for i in range(100):
+        key = None if i % 10 == 3 else f"k{i}".encode()
+        p.produce(topic, key=key, value=f"v{i}".encode(), partition=0,
+                  on_delivery=lambda err, msg, i=i: results.__setitem__(i, err.code() if err else None))
+    assert p.flush(30) == 0
+    assert {i for i, code in results.items() if code == KafkaError.INVALID_RECORD} == {i for i in range(100) if i % 10 == 3}
+    assert {code for i, code in results.items() if i % 10 != 3} == {KafkaError._INVALID_DIFFERENT_RECORD}
 
 
 def test_timestamps_in_a_compressed_batch_are_named(node_factory):
