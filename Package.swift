@@ -16,10 +16,12 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
-        // The C layer: CRC32C, io_uring (liburing), memfd, futex.
+        // The C layer: CRC32C, io_uring (liburing), memfd, futex, libcurl + OpenSSL, and the
+        // record codecs (zlib, libsnappy, liblz4, libzstd).
         .target(name: "CSupport", path: "CSupport",
                 cSettings: [.unsafeFlags(["-O2"])],
-                linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("curl"), .linkedLibrary("crypto")]),
+                linkerSettings: [.linkedLibrary("uring"), .linkedLibrary("curl"), .linkedLibrary("crypto"),
+                                 .linkedLibrary("z"), .linkedLibrary("snappy"), .linkedLibrary("lz4"), .linkedLibrary("zstd")]),
         // Kafka wire protocol: primitives plus types generated from the JSON specs.
         .target(name: "SiltProtocol", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),

@@ -24,14 +24,22 @@ import SiltStorage
 /// survives restarts, and every broker (this one included, via `metadataChanged` →
 /// `StreamLog.trim`) learns it from the log, so ListOffsets(EARLIEST) and Fetch honour it
 /// before the client gets its answer. A timeout answers REQUEST_TIMED_OUT and trims nothing.
+///
+/// The request's `timeoutMs` is, in Kafka, how long to wait for followers to catch up with
+/// the new start; with one replica Kafka answers at once whatever it says (librdkafka's test
+/// 0081 sends 0). The upload is Silt's part of the delete itself, not a follower's, so the
+/// wait for it is at least `deleteRecordsUploadWaitMsMin` whatever the request asks: the
+/// uploader is asked for the stream at once, and answers in tens of milliseconds.
 extension Broker {
     static let controllerTrimStreamsVersion: Int16 = 0
     /// How often a waiting DeleteRecords looks at the committed end again.
     static let deleteRecordsPollMs: Int64 = 20
+    /// The shortest wait for the upload of a DeleteRecords offset, whatever its timeoutMs.
+    static let deleteRecordsUploadWaitMsMin: Int64 = 5_000
 
     func deleteRecords(_ req: DeleteRecordsRequest, _ r: Request) -> EventLoopFuture<DeleteRecordsResponse?> {
         let image = metadata.image
-        let deadline = NIODeadline.now() + .milliseconds(Int64(max(0, req.timeoutMs)))
+        let deadline = NIODeadline.now() + .milliseconds(max(Int64(req.timeoutMs), Broker.deleteRecordsUploadWaitMsMin))
         var results: [EventLoopFuture<DeleteRecordsResponse.DeleteRecordsPartitionResult>] = []
         var shape: [(name: String, count: Int)] = []
         for t in req.topics {

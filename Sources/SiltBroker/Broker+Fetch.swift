@@ -305,8 +305,8 @@ extension Broker {
         return promise.futureResult
     }
 
-    /// The first record at or after `timestampMs` (batch-granular for compressed and
-    /// LogAppendTime batches, like a lookup in Kafka's time index), scanning the stream
+    /// The first record at or after `timestampMs` (batch-granular for LogAppendTime batches,
+    /// whose records all carry the batch's time; compressed batches are decoded), scanning the stream
     /// from its start. O(stream size); a time index in the object format would bound it.
     func offsetForTimestamp(_ log: StreamLog, _ timestampMs: Int64, image: MetadataImage,
                             logger: Logger) async -> (offset: Int64, timestamp: Int64)? {
@@ -322,7 +322,7 @@ extension Broker {
                 let headers = try parseBatchHeaders(records)
                 guard let last = headers.last else { return nil }
                 for header in headers where header.nextOffset > next && header.maxTimestamp >= timestampMs {
-                    if header.isCompressed || header.timestampType == .logAppendTime {
+                    if header.timestampType == .logAppendTime {
                         return (max(header.baseOffset, next), header.maxTimestamp)
                     }
                     var reader = try RecordReader(batch: records, header: header)

@@ -44,10 +44,9 @@ extension Broker {
 /// The running answer of a MAX_TIMESTAMP scan, fed batch by batch in offset order. Only a
 /// strictly larger timestamp replaces the answer, so a tie keeps the earliest record.
 ///
-/// - A CreateTime batch that is not compressed: each record in `from..<below`.
+/// - A CreateTime batch: each record in `from..<below` (a compressed batch is decoded, as
+///   Kafka 3.8+ does, so the answer is the record's own offset).
 /// - A LogAppendTime batch: every record carries the batch's time; its first record counted.
-/// - A compressed CreateTime batch: Silt does not decompress, so the batch's max timestamp
-///   and its last offset (Kafka 3.0-3.7's shallow answer for compressed batches).
 struct MaxTimestampFold {
     private(set) var result: (offset: Int64, timestamp: Int64)?
 
@@ -56,8 +55,6 @@ struct MaxTimestampFold {
         if let r = result, header.maxTimestamp <= r.timestamp { return }   // nothing in this batch can win
         if header.timestampType == .logAppendTime {
             offer(max(header.baseOffset, from), header.maxTimestamp)
-        } else if header.isCompressed {
-            offer(max(min(header.lastOffset, below - 1), from), header.maxTimestamp)
         } else {
             var reader = try RecordReader(batch: records, header: header)
             while let record = try reader.next(), record.offset < below {

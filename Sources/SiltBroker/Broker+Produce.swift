@@ -67,7 +67,7 @@ extension Broker {
                     out.partitionResponses.append(pr)
                     continue
                 }
-                guard let records = p.records else {
+                guard var records = p.records else {
                     fail(ErrorCode.corruptMessage, "Produce request without records.")
                     out.partitionResponses.append(pr)
                     continue
@@ -78,9 +78,10 @@ extension Broker {
                     }
                     let timestampType: TimestampType = topicConfig(topic, "message.timestamp.type", image: image) == "LogAppendTime"
                         ? .logAppendTime : .createTime
-                    let batches = try validateProducedRecords(
+                    let maxMessageBytes = Int(topicConfig(topic, "max.message.bytes", image: image))!
+                    var batches = try validateProducedRecords(
                         records,
-                        maxMessageBytes: Int(topicConfig(topic, "max.message.bytes", image: image))!,
+                        maxMessageBytes: maxMessageBytes,
                         timestampType: timestampType,
                         messageTimestampBeforeMaxMs: Int64(topicConfig(topic, "message.timestamp.before.max.ms", image: image))!,
                         messageTimestampAfterMaxMs: Int64(topicConfig(topic, "message.timestamp.after.max.ms", image: image))!,
@@ -89,7 +90,12 @@ extension Broker {
                         throw RecordBatchError.invalidRecord("transactional batches are not supported by this broker")
                     }
                     if topicConfig(topic, "cleanup.policy", image: image).contains("compact") {
-                        try requireRecordKeys(records, headers: batches, topicPartition: "\(t.name)-\(p.index)")
+                        try requireRecordKeys(records, headers: batches, topicPartition: "\(t.name)-\(p.index)",
+                                              maxDecompressedBytes: maxMessageBytes)
+                    }
+                    if let (codec, level) = topicCompression(topic, image: image), batches.contains(where: { $0.compression != codec }) {
+                        (records, batches) = try recompressProducedRecords(records, headers: batches, to: codec, level: level,
+                                                                           maxMessageBytes: maxMessageBytes)
                     }
                     if let stranger = batches.first(where: { $0.hasProducerId && !isAllocatedProducerId($0.producerId, image: image) }) {
                         // The sequence rules live in the partition (`ProducerStateTable`); an id
@@ -111,7 +117,7 @@ extension Broker {
                 } catch {
                     let (code, message) = Broker.produceRefusal(error, topic: t.name, partition: p.index, r)
                     fail(code, message)
-                    if error is RecordBatchError { pr.recordErrors = [] }
+                    if let e = error as? RecordBatchError { pr.recordErrors = Broker.recordErrors(e) }
                 }
                 out.partitionResponses.append(pr)
             }
@@ -151,7 +157,9 @@ extension Broker {
                     let (code, message) = Broker.produceRefusal(error, topic: at.name, partition: at.index, r)
                     resp.responses[at.topic].partitionResponses[at.partition].errorCode = code
                     resp.responses[at.topic].partitionResponses[at.partition].errorMessage = message
-                    if error is RecordBatchError { resp.responses[at.topic].partitionResponses[at.partition].recordErrors = [] }
+                    if let e = error as? RecordBatchError {
+                        resp.responses[at.topic].partitionResponses[at.partition].recordErrors = Broker.recordErrors(e)
+                    }
                     anyError = true
                 }
             }
@@ -188,6 +196,34 @@ extension Broker {
                 }
             }
             return resp
+        }
+    }
+
+    /// The codec and level a topic's `compression.type` imposes on produced batches; nil for
+    /// `producer` (batches are stored as the producer compressed them).
+    func topicCompression(_ topic: TopicInfo, image: MetadataImage) -> (CompressionType, Int32?)? {
+        guard let codec = CompressionType(topicCompressionType: topicConfig(topic, "compression.type", image: image)) else { return nil }
+        let levelKey: String? = switch codec {
+        case .gzip: "compression.gzip.level"
+        case .lz4: "compression.lz4.level"
+        case .zstd: "compression.zstd.level"
+        case .none, .snappy: nil
+        }
+        return (codec, levelKey.flatMap { Int32(topicConfig(topic, $0, image: image)) })
+    }
+
+    /// KIP-467's record_errors for a refused batch: the invalid records, or none.
+    static func recordErrors(_ error: RecordBatchError) -> [ProduceResponse.BatchIndexAndErrorMessage] {
+        let records: [RecordError]
+        switch error {
+        case .invalidRecords(let r), .invalidTimestamps(let r): records = r
+        default: return []
+        }
+        return records.map { r in
+            var out = ProduceResponse.BatchIndexAndErrorMessage()
+            out.batchIndex = r.batchIndex
+            out.batchIndexErrorMessage = r.message
+            return out
         }
     }
 

@@ -79,6 +79,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         AlterPartitionReassignmentsRequest.apiKey: 0...0,   // forwarded to the controller
         ListPartitionReassignmentsRequest.apiKey: 0...0,
         ElectLeadersRequest.apiKey: 0...2,      // one replica per partition: answered read-only (Broker+ElectLeaders)
+        DescribeLogDirsRequest.apiKey: 0...4,   // the partitions led here (Broker+DescribeLogDirs)
+        DescribeProducersRequest.apiKey: 0...0, // the leader's idempotent producer state (Broker+DescribeProducers)
     ]
 
     /// Partition and move metrics (the node's region in production).
@@ -209,6 +211,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
             return try serve(IncrementalAlterConfigsRequest.self, frame, context, incrementalAlterConfigs)
         case DeleteRecordsRequest.apiKey: return try serve(DeleteRecordsRequest.self, frame, context, deleteRecords)
         case ElectLeadersRequest.apiKey: return try serve(ElectLeadersRequest.self, frame, context, electLeaders)
+        case DescribeLogDirsRequest.apiKey: return try serve(DescribeLogDirsRequest.self, frame, context, describeLogDirs)
+        case DescribeProducersRequest.apiKey: return try serve(DescribeProducersRequest.self, frame, context, describeProducers)
         case InitProducerIdRequest.apiKey: return try serve(InitProducerIdRequest.self, frame, context, initProducerId)
         case FindCoordinatorRequest.apiKey: return try serve(FindCoordinatorRequest.self, frame, context, findCoordinator)
         case JoinGroupRequest.apiKey: return try serve(JoinGroupRequest.self, frame, context, joinGroup)

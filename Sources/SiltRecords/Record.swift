@@ -10,7 +10,7 @@ public struct RecordHeader: Sendable, Equatable {
     }
 }
 
-/// One record decoded from an UNCOMPRESSED v2 batch.
+/// One record decoded from a v2 batch (compressed batches are decoded first).
 ///
 /// ```
 /// length: varint (bytes after this field)
@@ -47,15 +47,16 @@ public struct RecordReader {
     private var body: ByteBuffer
     private var remaining: Int32
 
-    /// `buffer` must contain the whole batch at `header.index`. Throws `.corruptMessage` for a
-    /// compressed batch (we never decompress) or an incomplete batch.
-    public init(batch buffer: ByteBuffer, header: RecordBatchHeader) throws(RecordBatchError) {
+    /// `buffer` must contain the whole batch at `header.index`. A compressed batch is decoded
+    /// first, into at most `maxDecompressedBytes` (else `.decompressedTooLarge`). Throws
+    /// `.corruptMessage` for an incomplete batch, an unknown codec or a bad compressed stream.
+    public init(batch buffer: ByteBuffer, header: RecordBatchHeader,
+                maxDecompressedBytes: Int = RecordCompression.decompressedBytesMaxDefault) throws(RecordBatchError) {
         guard header.isComplete(in: buffer) else { throw .corruptMessage("batch truncated") }
-        guard !header.isCompressed else { throw .corruptMessage("cannot iterate a compressed batch") }
+        guard let codec = header.compression else { throw .corruptMessage("unknown compression type \(header.attributes & 0x7)") }
         guard header.recordCount >= 0 else { throw .invalidRecord("negative record count \(header.recordCount)") }
         self.header = header
-        self.body = buffer.getSlice(at: header.index + RecordBatchHeader.sizeBytes,
-                                    length: header.totalSize - RecordBatchHeader.sizeBytes)!
+        self.body = try RecordCompression.decompress(header.recordsSection(in: buffer), codec: codec, maxBytes: maxDecompressedBytes)
         self.remaining = header.recordCount
     }
 
@@ -118,9 +119,16 @@ public struct RecordReader {
 }
 
 extension RecordBatchHeader {
-    /// All records of this uncompressed batch (which must be complete in `buffer`).
-    public func records(in buffer: ByteBuffer) throws(RecordBatchError) -> [Record] {
-        var reader = try RecordReader(batch: buffer, header: self)
+    /// The bytes after the 61-byte header, as stored (compressed or not). The batch must be complete in `buffer`.
+    public func recordsSection(in buffer: ByteBuffer) -> ByteBuffer {
+        precondition(isComplete(in: buffer), "batch not complete")
+        return buffer.getSlice(at: index + RecordBatchHeader.sizeBytes, length: totalSize - RecordBatchHeader.sizeBytes)!
+    }
+
+    /// All records of this batch (which must be complete in `buffer`), decoded within `maxDecompressedBytes`.
+    public func records(in buffer: ByteBuffer,
+                        maxDecompressedBytes: Int = RecordCompression.decompressedBytesMaxDefault) throws(RecordBatchError) -> [Record] {
+        var reader = try RecordReader(batch: buffer, header: self, maxDecompressedBytes: maxDecompressedBytes)
         var result: [Record] = []
         result.reserveCapacity(Int(max(0, min(recordCount, 1 << 16))))
         while let record = try reader.next() { result.append(record) }

@@ -1,7 +1,7 @@
 import NIOCore
 
-/// Encodes one UNCOMPRESSED record batch (magic 2) with a correct CRC. For tests across the project
-/// and for the broker's own control/metadata records.
+/// Encodes one record batch (magic 2) with a correct CRC, uncompressed or with `compression`.
+/// For tests across the project and for the broker's own control/metadata records.
 ///
 /// ```swift
 /// var builder = RecordBatchBuilder(baseTimestamp: 1_700_000_000_000)
@@ -19,9 +19,9 @@ public struct RecordBatchBuilder {
     public var timestampType: TimestampType
     /// Timestamp of the batch; defaults to the first record's timestamp.
     public var baseTimestamp: Int64?
-    /// Written as attributes bits 0-2 without compressing anything. Only for tests that need a
-    /// batch that claims compression (e.g. batch-granular timestamp lookup); the bytes stay raw.
-    public var claimedCompression: CompressionType = .none
+    /// The codec of the records section (attributes bits 0-2), and its level (nil: the codec's default).
+    public var compression: CompressionType = .none
+    public var compressionLevel: Int32?
 
     private var records: ByteBuffer
     private var count: Int32 = 0
@@ -80,30 +80,16 @@ public struct RecordBatchBuilder {
 
     /// Appends the encoded batch to `out`.
     public func build(into out: inout ByteBuffer) {
-        let start = out.writerIndex
-        var attributes = Int16(claimedCompression.rawValue)
+        var attributes: Int16 = 0
         if timestampType == .logAppendTime { attributes |= 0x8 }
         if isTransactional { attributes |= 0x10 }
         if isControl { attributes |= 0x20 }
         let base = baseTimestamp ?? firstTimestamp ?? -1
-        out.writeInteger(baseOffset)
-        out.writeInteger(Int32(RecordBatchHeader.sizeBytes - RecordBatchHeader.logOverheadBytes + records.readableBytes))
-        out.writeInteger(partitionLeaderEpoch)
-        out.writeInteger(Int8(2))
-        out.writeInteger(UInt32(0)) // crc, patched below
-        out.writeInteger(attributes)
-        out.writeInteger(count - 1) // lastOffsetDelta
-        out.writeInteger(base)
-        out.writeInteger(count == 0 ? base : maxTimestamp)
-        out.writeInteger(producerId)
-        out.writeInteger(producerEpoch)
-        out.writeInteger(baseSequence)
-        out.writeInteger(count)
-        var body = records
-        out.writeBuffer(&body)
-        let crcStart = start + RecordBatchHeader.attributesOffset
-        let crc = crc32c(out, at: crcStart, length: out.writerIndex - crcStart)
-        out.setInteger(crc, at: start + RecordBatchHeader.crcOffset)
+        let header = RecordBatchHeader(baseOffset: baseOffset, batchLength: 0, partitionLeaderEpoch: partitionLeaderEpoch, magic: 2,
+                                       crc: 0, attributes: attributes, lastOffsetDelta: count - 1, baseTimestamp: base,
+                                       maxTimestamp: count == 0 ? base : maxTimestamp, producerId: producerId,
+                                       producerEpoch: producerEpoch, baseSequence: baseSequence, recordCount: count)
+        header.write(records: records, codec: compression, level: compressionLevel, into: &out)
     }
 
     private static func writeNullable(_ bytes: [UInt8]?, to buffer: inout ByteBuffer) {

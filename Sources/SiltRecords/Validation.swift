@@ -1,9 +1,10 @@
 import NIOCore
 
 /// Validates every batch of a produce request's records the way Kafka's broker does
-/// (ProduceRequest.validateRecords + UnifiedLog.analyzeAndValidateRecords + LogValidator), without
-/// decompressing anything. Returns the parsed headers, in order, with `index` set to each batch's
-/// absolute index in `records`.
+/// (ProduceRequest.validateRecords + UnifiedLog.analyzeAndValidateRecords + LogValidator).
+/// Compressed batches are decoded, bounded by `maxMessageBytes` (a batch whose records inflate
+/// past it is refused: zip bombs). Returns the parsed headers, in order, with `index` set to
+/// each batch's absolute index in `records`.
 ///
 /// Checks, per batch, in this order:
 /// 1. at least 17 bytes left (else trailing garbage / truncated → corruptMessage);
@@ -14,12 +15,13 @@ import NIOCore
 /// 4. CRC-32C (→ corruptMessage); compression codec 0-4 (→ corruptMessage);
 /// 5. recordCount ≥ 1 and lastOffsetDelta == recordCount - 1 (→ invalidRecord; Kafka rejects empty batches);
 ///    not a control batch; a batch with a producerId has baseSequence ≥ 0 (→ invalidRecord);
-/// 6. CreateTime topics: timestamps within [now - beforeMaxMs, now + afterMaxMs] (→ invalidTimestamp;
-///    -1 "no timestamp" is exempt, as in Kafka). Uncompressed batches: every record is checked.
-///    Compressed batches: only baseTimestamp and maxTimestamp (we do not decompress; a record
-///    in the middle of a compressed batch older than baseTimestamp is not caught);
-/// 7. uncompressed batches: the records are walked; their count and framing must match the header
-///    exactly (→ invalidRecord).
+/// 6. compressed batches: the records decode within maxMessageBytes (→ decompressedTooLarge) as a
+///    valid stream of their codec (→ corruptMessage);
+/// 7. the records are walked; their count and framing must match the header exactly (→ invalidRecord);
+///    CreateTime topics: every record's timestamp within [now - beforeMaxMs, now + afterMaxMs]
+///    (-1 "no timestamp" is exempt, as in Kafka). As Kafka does (KIP-467), every record out
+///    of range is named, by its index among the produce's records, in `.invalidTimestamps`,
+///    thrown once the batches are otherwise valid.
 ///
 /// Unlike Kafka (which requires exactly one batch per partition in produce v3+), several batches
 /// back to back are accepted; an empty `records` returns [].
@@ -33,10 +35,16 @@ public func validateProducedRecords(_ records: ByteBuffer, maxMessageBytes: Int,
     let earliestAllowedMs = earliestMs.overflow ? Int64.min : earliestMs.partialValue
     let latestAllowedMs = latestMs.overflow ? Int64.max : latestMs.partialValue
 
-    func checkTimestamp(_ timestamp: Int64, _ what: String) throws(RecordBatchError) {
-        guard timestampType == .createTime, timestamp != -1 else { return }
-        if timestamp < earliestAllowedMs || timestamp > latestAllowedMs {
-            throw .invalidTimestamp("\(what) timestamp \(timestamp) is out of range [\(earliestAllowedMs), \(latestAllowedMs)] around broker time \(nowMs)")
+    var timestampErrors: [RecordError] = []
+    var recordIndex: Int32 = 0
+    func checkTimestamp(_ record: Record) {
+        defer { recordIndex &+= 1 }
+        guard timestampType == .createTime, record.timestamp != -1, timestampErrors.count < recordErrorsMax else { return }
+        if record.timestamp < earliestAllowedMs || record.timestamp > latestAllowedMs {
+            // Kafka's wording (LogValidator.validateTimestamp).
+            timestampErrors.append(RecordError(batchIndex: recordIndex, message:
+                "Timestamp \(record.timestamp) of message with offset \(record.offsetDelta) is out of range. "
+                + "The timestamp should be within [\(earliestAllowedMs), \(latestAllowedMs)]"))
         }
     }
 
@@ -80,22 +88,18 @@ public func validateProducedRecords(_ records: ByteBuffer, maxMessageBytes: Int,
         if header.hasProducerId && header.baseSequence < 0 {
             throw .invalidRecord("invalid sequence number \(header.baseSequence) for producer \(header.producerId)")
         }
-        if header.isCompressed {
-            try checkTimestamp(header.baseTimestamp, "base")
-            try checkTimestamp(header.maxTimestamp, "max")
-        } else {
-            var reader = try RecordReader(batch: records, header: header)
-            var count: Int32 = 0
-            while let record = try reader.next() {
-                count += 1
-                try checkTimestamp(record.timestamp, "record")
-            }
-            assert(count == header.recordCount)
+        var reader = try RecordReader(batch: records, header: header, maxDecompressedBytes: maxMessageBytes)
+        var count: Int32 = 0
+        while let record = try reader.next() {
+            count += 1
+            checkTimestamp(record)
         }
+        assert(count == header.recordCount)
         headers.append(header)
         index += header.totalSize
     }
     assert(index == records.writerIndex)
+    guard timestampErrors.isEmpty else { throw .invalidTimestamps(timestampErrors) }
     return headers
 }
 

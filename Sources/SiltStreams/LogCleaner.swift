@@ -16,7 +16,10 @@
 //
 // Back of the envelope: a clean downloads and uploads the whole stream (bounded by
 // `streamBytesMax`, 128 MiB by default) and holds it in memory twice at most (input and
-// output) plus a key map (key bytes + 8 B per distinct key). At the default dirty ratio
+// output) plus a key map (key bytes + 8 B per distinct key), and the decoded records of its
+// compressed batches, at most `streamBytesMax` more (past that budget, or when a batch does
+// not decode, a compressed batch is kept whole). Kept records of a compressed batch are
+// re-encoded with the batch's codec (at its default level). At the default dirty ratio
 // (0.5) a stream is rewritten once per doubling of its records, so the bytes a clean
 // moves are about twice the bytes produced.
 
@@ -71,7 +74,10 @@ public struct StreamCleanResult: Sendable, Equatable {
     public var recordsAfter = 0
     public var batchesDropped = 0
     public var tombstonesDropped = 0
-    /// Compressed batches kept whole (their codec is not decompressed here).
+    /// Compressed batches cleaned inside (decoded, filtered, re-encoded with their codec).
+    public var compressedBatchesDecoded = 0
+    /// Compressed batches kept whole: past the decode budget (`streamBytesMax` of decoded
+    /// records per clean) or not decodable.
     public var compressedBatchesKept = 0
     public var bytesRead = 0
     public var bytesWritten = 0
@@ -152,6 +158,7 @@ public final class LogCleaner: @unchecked Sendable {
         var result = StreamCleanResult(streamId: s.streamId)
         var sources: [(object: CatalogObject, bytes: [UInt8], index: ObjectIndex)] = []
         var batches: [CleanerBatch] = []
+        var decodeBudgetBytes = Int(config.streamBytesMax)
         for (o, _) in holding {
             try await throttle.acquire(Int(o.size))
             let bytes = try await store.get(o.key, range: nil)
@@ -169,7 +176,9 @@ public final class LogCleaner: @unchecked Sendable {
                 let block = bytes[Int(e.position)..<(Int(e.position) + e.size)]
                 let walked = try block.withUnsafeBytes { try RecordBatches.walk(block: $0, entry: e) }
                 for w in walked {
-                    let b = try CleanerBatches.parse(block[(block.startIndex + w.range.lowerBound)..<(block.startIndex + w.range.upperBound)])
+                    let b = try CleanerBatches.parse(block[(block.startIndex + w.range.lowerBound)..<(block.startIndex + w.range.upperBound)],
+                                                     decodeBytesMax: decodeBudgetBytes)
+                    if b.isCompressed && b.records != nil { decodeBudgetBytes -= b.recordBytes.count }
                     if b.lastOffset >= startOffset { batches.append(b) }
                 }
             }
@@ -215,7 +224,7 @@ public final class LogCleaner: @unchecked Sendable {
     ///    clean, which would mean re-encoding every record's timestamp delta). Records without
     ///    a key are dropped (as Kafka's cleaner does). The last record of the stream's last
     ///    batch always stays, so no gap ever ends the committed data (a fetch there would find nothing).
-    ///    Compressed and control batches stay whole: their records cannot be read here.
+    ///    Control batches stay whole, and so do compressed batches that were not decoded.
     private func filter(_ batches: [CleanerBatch], _ s: CleanableStream, nowMs: Int64,
                         result: inout StreamCleanResult)
         -> (batches: [(baseOffset: Int64, bytes: ArraySlice<UInt8>)], cleanableEnd: Int64?, tombstoneDueMs: Int64?) {
@@ -231,8 +240,9 @@ public final class LogCleaner: @unchecked Sendable {
             guard i < cleanable, let records = b.records else {
                 if b.isCompressed && i < cleanable {
                     result.compressedBatchesKept += 1
-                    report("compressed-\(s.streamId)", "compressed batches are kept whole by the log cleaner (no codec here)",
-                           ["stream": "\(s.streamId)", "offset": "\(b.baseOffset)", "codec": "\(b.attributes & 0x7)"])
+                    report("compressed-\(s.streamId)", "compressed batches kept whole: past the cleaner's decode budget or not decodable",
+                           ["stream": "\(s.streamId)", "offset": "\(b.baseOffset)", "codec": "\(b.codec)",
+                            "log.cleaner.stream.max.bytes": "\(config.streamBytesMax)"])
                 }
                 out.append((b.baseOffset, b.bytes))
                 result.recordsAfter += b.recordCount
@@ -255,6 +265,7 @@ public final class LogCleaner: @unchecked Sendable {
                 return true
             }
             result.recordsAfter += keep.count
+            if b.isCompressed { result.compressedBatchesDecoded += 1 }
             if keep.isEmpty {
                 result.batchesDropped += 1
             } else if keep.count == records.count {

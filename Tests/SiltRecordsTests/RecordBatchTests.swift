@@ -185,8 +185,8 @@ final class RecordBatchTests: XCTestCase {
         XCTAssertNoThrow(try validateProducedRecords(old, maxMessageBytes: 1 << 20, timestampType: .createTime,
                                                      messageTimestampBeforeMaxMs: .max,
                                                      messageTimestampAfterMaxMs: 1_000, nowMs: now))
-        // A compressed batch (claimed) is checked on base/max timestamps only, without record walking.
-        let compressedOld = makeBatch(timestamp: now - 10_000) { $0.claimedCompression = .zstd }
+        // A compressed batch is decoded and its records checked one by one.
+        let compressedOld = makeBatch(timestamp: now - 10_000) { $0.compression = .zstd }
         assertError(compressedOld, diff: 5_000, code: 32)
         XCTAssertNoThrow(try validate(compressedOld))
     }

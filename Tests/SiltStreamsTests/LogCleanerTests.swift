@@ -1,6 +1,7 @@
 // The log cleaner on a file:// store with an in-memory catalog: the latest record per key
 // stays at its offset, expired tombstones go, other streams of a shared object are carried
-// byte for byte, compressed batches stay whole, and every offset reads back as Kafka would
+// byte for byte, compressed batches are cleaned inside and re-encoded with their codec, and
+// every offset reads back as Kafka would
 // serve it (an offset in a removed batch reads from the next batch).
 
 import Logging
@@ -17,9 +18,9 @@ final class LogCleanerTests: XCTestCase {
     override func tearDown() { if !dir.isEmpty { try? FileManager.default.removeItem(atPath: dir) } }
 
     /// A real v2 batch at `base`: (key, value) records, all at `timestamp`.
-    static func batch(_ base: Int64, _ records: [(String?, String?)], timestamp: Int64, compressed: Bool = false) -> [UInt8] {
+    static func batch(_ base: Int64, _ records: [(String?, String?)], timestamp: Int64, compression: CompressionType = .none) -> [UInt8] {
         var b = RecordBatchBuilder(baseOffset: base, baseTimestamp: timestamp)
-        if compressed { b.claimedCompression = .gzip }
+        b.compression = compression
         for (k, v) in records { b.append(key: k, value: v, timestamp: timestamp) }
         let buf = b.build()
         return Array(buf.readableBytesView)
@@ -220,24 +221,46 @@ final class LogCleanerTests: XCTestCase {
         XCTAssertEqual(got.records.map(\.value), [nil, "1"])
     }
 
-    func testCompressedBatchesAreKeptWhole() async throws {
+    /// With each codec: a compressed batch loses the records that are not their key's latest,
+    /// keeps its offsets, and is written again with its own codec.
+    func testCompressedBatchesAreCleanedInside() async throws {
         let old = now - 10_000
-        let compressed = Self.batch(2, [("a", "c1"), ("a", "c2")], timestamp: old, compressed: true)
+        for codec in [CompressionType.gzip, .snappy, .lz4, .zstd] {
+            let first = [Self.batch(0, [("a", "1"), ("b", "1")], timestamp: old),
+                         Self.batch(2, [("a", "c1"), ("b", "c2"), ("c", "c3")], timestamp: old, compression: codec)]
+            let second = [Self.batch(5, [("a", "2")], timestamp: old)]
+            let (store, catalog, _) = try await populate(first, second)
+            let r = try await cleaner(store, catalog).clean(CleanableStream(streamId: 1, deleteRetentionMs: 1000), nowMs: now)
+            XCTAssertEqual(r?.compressedBatchesDecoded, 1, "\(codec)")
+            XCTAssertEqual(r?.compressedBatchesKept, 0, "\(codec)")
+            let got = try await readAll(store, catalog, 1)
+            XCTAssertEqual(got.records.map(\.offset), [3, 4, 5], "\(codec)")
+            XCTAssertEqual(got.records.map(\.value), ["c2", "c3", "2"], "\(codec)")
+            let rewritten = try XCTUnwrap(got.headers.first { $0.baseOffset == 2 }, "\(codec)")
+            XCTAssertEqual(rewritten.compression, codec)
+            XCTAssertEqual(rewritten.recordCount, 2)
+            XCTAssertEqual(rewritten.lastOffset, 4, "offsets never move")
+        }
+    }
+
+    /// A compressed batch whose records would take the clean past its decode budget
+    /// (`streamBytesMax` of decoded records) is kept whole, byte for byte; the rest is cleaned.
+    func testACompressedBatchPastTheDecodeBudgetIsKeptWhole() async throws {
+        let old = now - 10_000
+        let big = String(repeating: "x", count: 20_000)   // inflates to 40 KB, compresses to a few hundred bytes
+        let compressed = Self.batch(2, [("a", big), ("a", big)], timestamp: old, compression: .zstd)
         let first = [Self.batch(0, [("a", "1"), ("b", "1")], timestamp: old), compressed]
         let second = [Self.batch(4, [("a", "2")], timestamp: old)]
         let (store, catalog, _) = try await populate(first, second)
-        let r = try await cleaner(store, catalog).clean(CleanableStream(streamId: 1, deleteRetentionMs: 1000), nowMs: now)
+        let r = try await cleaner(store, catalog, streamBytesMax: 8_000).clean(CleanableStream(streamId: 1, deleteRetentionMs: 1000), nowMs: now)
         XCTAssertEqual(r?.compressedBatchesKept, 1)
-        // The compressed batch is byte for byte what was written; the uncompressed one lost a@0.
+        XCTAssertEqual(r?.compressedBatchesDecoded, 0)
         let live = try await catalog.liveObjects()
         let so = try XCTUnwrap(live.first { $0.ranges.contains { $0.streamId == 1 } })
         let bytes = try await store.get(so.key, range: nil)
         XCTAssertNotNil(bytes.firstRange(of: compressed), "the compressed batch is kept unchanged")
-        let reader = ObjectReader(store: store, cache: BlockCache(capacityBytes: 1 << 20), readaheadBlocks: 0, logger: Logger(label: "t"))
-        let all = try await reader.read(objectId: so.objectId, key: so.key, objectSize: so.size, streamId: 1, from: 0, maxBytes: 1 << 20)
-        let headers = try parseBatchHeaders(ByteBuffer(bytes: all))
-        XCTAssertEqual(headers.map(\.baseOffset), [0, 2, 4])
-        XCTAssertEqual(headers.map(\.recordCount), [1, 2, 1])
+        let got = try await readAll(store, catalog, 1)
+        XCTAssertEqual(got.records.map(\.offset), [1, 2, 3, 4], "a@0 goes; the kept batch's records stay")
     }
 
     func testYoungBatchesWaitForTheCompactionLag() async throws {

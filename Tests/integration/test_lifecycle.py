@@ -11,6 +11,9 @@
   offset, a consumer at offset 0 is reset to it, bad offsets get OFFSET_OUT_OF_RANGE, and the
   trim survives a restart.
 - test_retention_on_moto: time retention with the objects in S3 (moto, SigV4).
+- test_delete_records_is_prompt: with the default 60 s upload interval, DeleteRecords on a
+  topic written a moment ago answers within 1 s, and a DeleteGroups sent behind it on the
+  same connection is not held up; also with a 0 operation timeout.
 
 Run: .venv/bin/pytest -v Tests/integration/test_lifecycle.py
 """
@@ -403,3 +406,29 @@ def test_delete_records(node_factory):
     node.restart()
     assert watermarks(node, topic) == (100, 105), "the trim survives a restart"
     assert first_consumed_offset(node, topic) == 100
+
+
+def test_delete_records_is_prompt(node_factory):
+    # The default upload interval (60 s): the offset lies in data no object holds yet. The
+    # broker asks the uploader for that stream at once instead of waiting for the interval.
+    node = node_factory({k: v for k, v in LIFECYCLE.items() if k != "s3.wal.upload.interval.ms"})
+    topic = topic_name("delrec-prompt")
+    create_topic(node, topic, 1)
+    a = admin(node)
+    for round_ in range(3):
+        produce(node, topic, 50, 100)
+        t0 = time.monotonic()
+        # The last round with operation_timeout 0, as librdkafka's test 0081 sends it: Kafka
+        # answers a single-replica partition at once, and so does Silt.
+        fs = a.delete_records([TopicPartition(topic, 0, 50 * round_ + 30)], request_timeout=TIMEOUT,
+                              operation_timeout=0 if round_ == 2 else TIMEOUT)
+        groups = a.delete_consumer_groups([f"no-such-group-{round_}"], request_timeout=TIMEOUT)
+        low = list(fs.values())[0].result(timeout=TIMEOUT).low_watermark
+        elapsed = time.monotonic() - t0
+        print(f"\nDeleteRecords answered in {elapsed * 1000:.0f} ms")
+        assert low == 50 * round_ + 30
+        assert elapsed < 1.0, f"DeleteRecords took {elapsed:.2f} s"
+        with pytest.raises(KafkaException):   # GROUP_ID_NOT_FOUND, answered, not timed out
+            list(groups.values())[0].result(timeout=TIMEOUT)
+        assert time.monotonic() - t0 < 1.5, "DeleteGroups was held up behind DeleteRecords"
+        assert watermarks(node, topic) == (50 * round_ + 30, 50 * (round_ + 1))
