@@ -8,13 +8,14 @@ acknowledged once its batch is in an object in the bucket; no WAL lives on a loc
     led by a live broker and takes a write within broker.session.timeout.ms + 2 s (another
     node read node 4's WAL from the bucket and committed it); node 4 restarted rejoins leading
     none of them; every acknowledged record is read back at its offset, none twice.
-- One node whose S3 WAL goes through a fault proxy (a fifth of the requests fail or are cut):
+- One node whose S3 WAL goes through a fault proxy (two fifths of the requests fail, are cut or are slowed):
   acknowledgements wait for the retried PUTs, and after kill -9 and a restart every acknowledged
   record is read back at its offset.
 """
 from __future__ import annotations
 
 import itertools
+import shlex
 import shutil
 import time
 
@@ -45,7 +46,8 @@ def s3_cluster(tmp_path_factory):
     try:
         home = tc.silt_home(root)
         url = tc.generate_s3_url(home, moto)
-        lines = [f"{line} --override {wal_override(moto['S3_ENDPOINT'])}" for line in tc.generate_start_lines(home, url)]
+        wal = shlex.quote(wal_override(moto["S3_ENDPOINT"]))
+        lines = [f"{line} --override {wal}" for line in tc.generate_start_lines(home, url)]
         nodes = [tc.SeedNode(root / f"node{i}", line, home) for i, line in enumerate(lines)]
         for n in nodes:
             n.spawn()
@@ -156,7 +158,7 @@ def test_acknowledgements_wait_out_s3_faults_and_nothing_is_lost(tmp_path):
     moto, moto_pid = start_moto(tmp_path / "moto", [WAL_BUCKET])
     node = None
     try:
-        with FaultProxy(moto["S3_ENDPOINT"], fault_rate=0.2, seed=11, max_latency_ms=200) as proxy:
+        with FaultProxy(moto["S3_ENDPOINT"], fault_rate=0.4, seed=11, max_latency_ms=200) as proxy:
             key, value = wal_override(proxy.endpoint, interval_ms=5).split("=", 1)
             node = EnvNode(tmp_path / "node", {key: value, "s3.wal.upload.interval.ms": "2000"},
                            env=s3_node_env(moto))
