@@ -6,6 +6,7 @@ import NIOCore
 import SiltBroker
 import SiltConfig
 import SiltNet
+import SiltObjectStore
 import SiltRing
 import SiltWAL
 
@@ -138,7 +139,13 @@ func fail(_ message: String, exitCode: Int32 = 1) -> Never {
 func isConfigurationError(_ error: Error) -> Bool {
     switch error {
     case let e as WALError: return e.isConfigurationError
-    case is ConfigError, is Properties.ParseError: return true
+    case is ConfigError, is Properties.ParseError, is NodeObjectStores.BucketURIError: return true
+    // A bucket that does not exist or credentials it refuses (the S3 WAL's, read at open).
+    case let e as ObjectStoreError:
+        switch e {
+        case .noSuchBucket, .accessDenied, .invalidAccessKeyId, .signatureDoesNotMatch: return true
+        default: return false
+        }
     default: return false
     }
 }

@@ -179,3 +179,26 @@ def test_acknowledgements_wait_out_s3_faults_and_nothing_is_lost(tmp_path):
         if node is not None:
             node.kill()
         stop_moto(moto_pid)
+
+
+def test_a_missing_wal_bucket_stops_the_node_once_with_the_reason(tmp_path):
+    """An S3 WAL whose bucket does not exist is a configuration error: the WAL role says which
+    bucket and exits once, and the node stops with EX_CONFIG instead of crash-looping."""
+    from silt_helpers import NodeError
+
+    moto, moto_pid = start_moto(tmp_path / "moto", ["some-other-bucket"])
+    node = None
+    try:
+        key, value = wal_override(moto["S3_ENDPOINT"]).split("=", 1)
+        node = EnvNode(tmp_path / "node", {key: value}, env=s3_node_env(moto))
+        with pytest.raises(NodeError):
+            node.start(60)
+        rc = node.proc.wait(60)
+        log = node.log_text()
+        assert rc == 78, log[-4000:]
+        assert "role wal" in log and "NoSuchBucket" in log and WAL_BUCKET in log, log[-4000:]
+        assert "restarting role" not in log, log[-4000:]
+    finally:
+        if node is not None:
+            node.kill()
+        stop_moto(moto_pid)
