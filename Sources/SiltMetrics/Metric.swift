@@ -84,6 +84,7 @@ public enum Metric: Int, Sendable, CaseIterable {
     case partitionsLed
     case partitionsOffline
     case partitionsReleased
+    case walTakeovers
 
     /// `silt_objects_uploaded_total{kind=...}`.
     public static func objectsUploaded(_ kind: MetricObjectKind) -> Metric {
@@ -172,6 +173,9 @@ public enum Metric: Int, Sendable, CaseIterable {
                          "Partitions of the cluster without a leader: their broker is fenced, and its WAL may hold their acknowledged tail.")
         case .partitionsReleased:
             return .init("silt_partitions_released_total", .counter, "Partitions this broker handed to another after committing their tail.")
+        case .walTakeovers:
+            return .init("silt_wal_takeovers_total", .counter,
+                         "Dead brokers whose WAL this node committed, and whose partitions the controller then moved.")
         }
     }
 }
@@ -182,6 +186,8 @@ public enum HistogramMetric: Int, Sendable, CaseIterable {
     case uploadLatency
     /// One partition moving away, from the stop of its appends to the controller's new leader.
     case partitionReleaseLatency
+    /// One WAL takeover, from its start to the controller moving the dead broker's partitions.
+    case walTakeoverLatency
 
     public var name: String { descriptor.name }
     public var help: String { descriptor.help }
@@ -199,6 +205,10 @@ public enum HistogramMetric: Int, Sendable, CaseIterable {
         case .partitionReleaseLatency:
             return .init(name: "silt_partition_release_seconds",
                          help: "A partition moving away: from the stop of its appends to the controller naming its new leader.",
+                         bucketsSeconds: HistogramDescriptor.latencyBucketsSeconds)
+        case .walTakeoverLatency:
+            return .init(name: "silt_wal_takeover_seconds",
+                         help: "A dead broker's WAL taken over: from reading it to the controller moving its partitions.",
                          bucketsSeconds: HistogramDescriptor.latencyBucketsSeconds)
         }
     }

@@ -147,8 +147,10 @@ public final class WALTakeover: @unchecked Sendable {
         guard resp.errorCode == 0 else {
             throw TakeoverError("the controller refused the takeover of node \(dead): \(resp.errorMessage ?? KafkaErrorCode.name(resp.errorCode))")
         }
-        let ms = (ContinuousClock.now - started).components.seconds * 1000
-            + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000
+        let elapsed = ContinuousClock.now - started
+        let ms = elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+        metrics.add(.walTakeovers)
+        metrics.observe(.walTakeoverLatency, seconds: Double(ms) / 1000)
         logger.warning("took over a dead broker's WAL", metadata: [
             "node": "\(dead)", "wal": "\(source)", "records": "\(recovered.count)", "framesCommitted": "\(committedFrames)",
             "partitionsMoved": "\(resp.partitionsMoved)", "ms": "\(ms)"])

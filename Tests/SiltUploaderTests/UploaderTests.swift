@@ -1,6 +1,7 @@
 import Foundation
 import SiltController
 import SiltMetadata
+import SiltMetrics
 import SiltObjectStore
 import SiltRing
 import SiltStreams
@@ -279,8 +280,8 @@ extension UploaderTests {
                 _ = try wal.reap(wait: true)
             }
             try wal.close()
-        }, takeover: { WALTakeover(nodeId: 4, paths: [3: path], objectWALStore: nil, client: self.client, store: self.store,
-                                   clusterId: "c", config: self.uploaderConfig(), fencedGraceMs: 3000, metrics: .local(),
+        }, takeover: { metrics in WALTakeover(nodeId: 4, paths: [3: path], objectWALStore: nil, client: self.client, store: self.store,
+                                   clusterId: "c", config: self.uploaderConfig(), fencedGraceMs: 3000, metrics: metrics,
                                    logger: self.logger) },
            seenUnfencedFirst: false)
     }
@@ -301,8 +302,8 @@ extension UploaderTests {
                 while wal.durableLSN < lsn { _ = try wal.reap(wait: true) }
             }
             try wal.close()
-        }, takeover: { WALTakeover(nodeId: 4, paths: [:], objectWALStore: walStore, client: self.client, store: self.store,
-                                   clusterId: "c", config: self.uploaderConfig(), fencedGraceMs: 3000, metrics: .local(),
+        }, takeover: { metrics in WALTakeover(nodeId: 4, paths: [:], objectWALStore: walStore, client: self.client, store: self.store,
+                                   clusterId: "c", config: self.uploaderConfig(), fencedGraceMs: 3000, metrics: metrics,
                                    logger: self.logger) },
            seenUnfencedFirst: true)
     }
@@ -310,7 +311,7 @@ extension UploaderTests {
     /// Broker 3 leads stream `tk` in epoch 1 and dies; its WAL (written by `write`) holds a frame
     /// of epoch 0 (superseded) and two of epoch 1 (acknowledged). Node 4's takeover must commit
     /// those two, move the partition to itself, and fence node 3's uploader.
-    private func takeOverNode3(write: ([[UInt8]]) throws -> Void, takeover makeTakeover: () -> WALTakeover,
+    private func takeOverNode3(write: ([[UInt8]]) throws -> Void, takeover makeTakeover: (MetricsRegion) -> WALTakeover,
                                seenUnfencedFirst: Bool) async throws {
         func join(_ id: Int32) throws -> Int64 {
             let e = try controller.registerBroker(.init(nodeId: id, incarnationId: UUID(),
@@ -344,7 +345,8 @@ extension UploaderTests {
         }
         try write([record([(0, 0, 9)]), record([(1, 0, 2), (1, 2, 3)])])
 
-        let takeover = makeTakeover()
+        let metrics = MetricsRegion.local()
+        let takeover = makeTakeover(metrics)
         let seen = ContinuousClock.now
         if seenUnfencedFirst {
             XCTAssertEqual(takeover.candidates(controller.image, now: seen), [], "alive")
@@ -361,6 +363,7 @@ extension UploaderTests {
         }
         let moved = try await takeover.takeOver(3)
         XCTAssertEqual(moved, 1)
+        XCTAssertEqual(metrics.value(.walTakeovers), 1)
         let image = controller.image
         XCTAssertEqual(image.streamStates[stream]?.endOffset, 5, "every acknowledged frame is committed")
         XCTAssertEqual(image.objectRanges(streamId: stream, from: 0).map { [$0.startOffset, $0.endOffset] }, [[0, 5]])
