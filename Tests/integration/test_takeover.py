@@ -1,60 +1,74 @@
-"""WAL takeover and zombie fencing: three nodes (node 0 controller+broker, nodes 1-2 brokers)
-sharing a file:// bucket, each able to open the others' WAL files (`s3.wal.takeover.paths`),
-the model of an EBS volume re-attached to a surviving instance.
+"""WAL takeover and zombie fencing on the five-node layout of generate-start-command (on moto,
+SigV4 enforced), each printed line plus `--override s3.wal.takeover.paths=...` naming the
+other nodes' WAL files (the model of an EBS volume re-attached to a surviving instance), a
+64 MiB WAL and a 6 s session timeout with 1 s heartbeats.
 
-- kill -9 of broker 2 under an idempotent acks=all load (its WAL holding acknowledged records
-  not yet uploaded: the upload interval is 60 s): within the session timeout plus 2 s another
-  node has committed that tail and every partition is led by a live broker;
-  broker 2 restarts and rejoins leading nothing; nothing acknowledged is lost or doubled;
-- a zombie: broker 1 SIGSTOPped past its session timeout is taken over the same way; when it
-  resumes it acknowledges nothing for the partitions it lost (a produce sent straight to it
-  gets NOT_LEADER_OR_FOLLOWER; the producer's requests parked in it are refused, not acked),
-  and it rejoins (listed in Metadata again) leading nothing; nothing lost or doubled.
+- kill -9 of broker-only node 4 under an idempotent acks=all load (its WAL holding acknowledged
+  records not yet uploaded: the upload interval is 60 s): within the session timeout plus 2 s
+  another node has committed that tail and every partition is led by a live broker; node 4
+  restarts and rejoins leading nothing; nothing acknowledged is lost or doubled;
+- a zombie: broker-only node 3 SIGSTOPped past its session timeout is taken over the same way;
+  when it resumes it acknowledges nothing for the partitions it lost (a produce sent straight
+  to it gets NOT_LEADER_OR_FOLLOWER; the producer's requests parked in it are refused, not
+  acked), and it rejoins (listed in Metadata again) leading nothing; nothing lost or doubled.
 """
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import time
-import uuid
-from pathlib import Path
 
 import pytest
 
-from silt_helpers import HOST, Node, _descendants, raw_metadata, raw_produce, wait_until
-from test_cluster import Load
+import test_cluster as tc
+from silt_helpers import _descendants, raw_metadata, raw_produce, start_moto, stop_moto, wait_until
 
-PARTITIONS = 6
+PARTITIONS = 10
 SESSION_MS = 6000
 
 
 @pytest.fixture(scope="module")
-def trio(tmp_path_factory):
+def five(tmp_path_factory):
+    taken = [f"{h}:{p}" for h in tc.HOSTS for p in (tc.BROKER_PORT, tc.CONTROLLER_PORT) if tc.tcp_accepts_on(h, p)]
+    if taken:
+        pytest.fail(f"something already listens on {', '.join(taken)}; the cluster's start lines need these addresses")
     root = tmp_path_factory.mktemp("takeover")
-    bucket = root / "bucket"
-    bucket.mkdir()
-    wal = {i: root / f"node{i}" / "data" / "wal.silt" for i in range(3)}
-    nodes = [Node(root / f"node{i}") for i in range(3)]
-    voter_port = nodes[0].controller_port
-    common = {"cluster.id": "takeover-" + uuid.uuid4().hex[:8], "controller.quorum.voters": f"0@{HOST}:{voter_port}",
-              "s3.data.buckets": f"0@file://{bucket}", "num.partitions": str(PARTITIONS),
-              "broker.session.timeout.ms": str(SESSION_MS), "broker.heartbeat.interval.ms": "1000",
-              "s3.wal.capacity": str(64 << 20)}
-    for i, n in enumerate(nodes):
-        listeners = f"PLAINTEXT://{HOST}:{n.port}" + (f",CONTROLLER://{HOST}:{voter_port}" if i == 0 else "")
-        others = ",".join(f"{j}@{wal[j]}" for j in range(3) if j != i)
-        n.overrides.update({**common, "node.id": str(i), "process.roles": "broker,controller" if i == 0 else "broker",
-                            "listeners": listeners, "s3.wal.path": str(wal[i]), "s3.wal.takeover.paths": others})
-    nodes[0].start(90)
-    for n in nodes[1:]:
-        n.start(90)
-    yield nodes
-    for n in nodes:
-        if n.proc is not None and n.proc.poll() is None:
-            signal_node(n, signal.SIGCONT)
+    moto, moto_pid = start_moto(root / "moto", ["silt-data", "silt-ops"])
+    nodes: list[tc.SeedNode] = []
+    try:
+        home = tc.silt_home(root)
+        url = tc.generate_s3_url(home, moto)
+        wal = {i: root / f"node{i}" / "data" / "wal.silt" for i in range(5)}
+        lines = []
+        for i, line in enumerate(tc.generate_start_lines(home, url)):
+            others = ",".join(f"{j}@{wal[j]}" for j in range(5) if j != i)
+            extra = {"s3.wal.takeover.paths": others, "s3.wal.capacity": str(64 << 20),
+                     "broker.session.timeout.ms": str(SESSION_MS), "broker.heartbeat.interval.ms": "1000"}
+            lines.append(line + "".join(f" --override {shlex.quote(f'{k}={v}')}" for k, v in extra.items()))
+        nodes = [tc.SeedNode(root / f"node{i}", line, home) for i, line in enumerate(lines)]
+        for n in nodes:
+            n.spawn()
+        for n in nodes:
+            n.wait_ready(tc.START_TIMEOUT_S)
+        yield nodes
+    finally:
+        for n in nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                signal_node(n, signal.SIGCONT)
             n.kill()
-    shutil.rmtree(root, ignore_errors=True)
+        stop_moto(moto_pid)
+        for n in nodes:
+            shutil.rmtree(n.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def logs_on_failure(request, five):
+    yield
+    if any(getattr(getattr(request.node, "rep_" + w, None), "failed", False) for w in ("setup", "call")):
+        for n in five:
+            print(f"\n===== node {n.node_id}\n{n.log_tail(60)}")
 
 
 def signal_node(node, sig) -> None:
@@ -71,7 +85,7 @@ def leaders(nodes, topic: str) -> dict[int, int]:
         if n.proc is None or n.proc.poll() is not None:
             continue
         try:
-            t = raw_metadata(HOST, n.port, [topic], timeout=2)["topics"].get(topic)
+            t = raw_metadata(n.host, n.port, [topic], timeout=2)["topics"].get(topic)
             if t and t["error"] == 0:
                 return {p: v["leader"] for p, v in t["partitions"].items()}
         except (OSError, EOFError):
@@ -80,87 +94,87 @@ def leaders(nodes, topic: str) -> dict[int, int]:
 
 
 def brokers(node) -> list[int]:
-    return sorted(raw_metadata(HOST, node.port, [], timeout=2)["brokers"])
-
-
-def bootstrap(nodes) -> str:
-    return ",".join(n.bootstrap for n in nodes)
+    return sorted(raw_metadata(node.host, node.port, [], timeout=2)["brokers"])
 
 
 def create(nodes, topic: str) -> dict[int, int]:
-    from confluent_kafka.admin import AdminClient, NewTopic
-    a = AdminClient({"bootstrap.servers": bootstrap(nodes), "broker.address.family": "v4"})
-    a.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(timeout=30)
+    tc.create_topic(topic, PARTITIONS)
     wait_until(lambda: len(leaders(nodes, topic)) == PARTITIONS and min(leaders(nodes, topic).values()) >= 0, 20,
                lambda: f"{topic} led: {leaders(nodes, topic)}")
     return leaders(nodes, topic)
 
 
 def taken_over(nodes, victim) -> bool:
-    return any("took over a dead broker's WAL" in n.log_text() and f"node={victim.overrides['node.id']}" in n.log_text()
+    return any("took over a dead broker's WAL" in n.log_text() and f"node={victim.node_id}" in n.log_text()
                for n in nodes if n is not victim)
 
 
-def test_killed_broker_is_taken_over_and_nothing_acknowledged_is_lost(trio):
+def wait_led_without(nodes, topic: str, gone, since: float, what: str) -> float:
+    """Waits until every partition of `topic` is led by a broker other than `gone`; asserts it
+    took at most the session timeout + 2 s from `since`; returns how long it took."""
+    live = {n.node_id for n in nodes} - {gone.node_id}
+    wait_until(lambda: all(l in live for l in leaders(nodes, topic).values()), SESSION_MS / 1000 + 15,
+               lambda: f"{topic}: every partition led by a live broker: {leaders(nodes, topic)}")
+    took = time.monotonic() - since
+    print(f"node {gone.node_id}'s partitions served elsewhere {took:.1f}s after {what}")
+    assert took <= SESSION_MS / 1000 + 2, f"{took:.1f}s: more than broker.session.timeout.ms + 2 s"
+    assert taken_over(nodes, gone), "no node logged the takeover"
+    return took
+
+
+def test_killed_broker_is_taken_over_and_nothing_acknowledged_is_lost(five):
     topic = "takeover-kill"
-    before = create(trio, topic)
-    victim = trio[2]
-    mine = [p for p, l in before.items() if l == 2]
-    assert mine, f"broker 2 leads nothing: {before}"
-    load = Load(topic, bootstrap=bootstrap(trio), partitions=PARTITIONS).start()
+    before = create(five, topic)
+    victim = five[4]
+    assert victim.roles == {"broker"}
+    mine = [p for p, l in before.items() if l == victim.node_id]
+    assert mine, f"node 4 leads nothing: {before}"
+    load = tc.Load(topic, partitions=PARTITIONS).start()
     try:
         load.wait_acks(300, what="before the kill")
         killed = time.monotonic()
         victim.kill()
-        wait_until(lambda: all(l in (0, 1) for l in leaders(trio, topic).values()), SESSION_MS / 1000 + 15,
-                   lambda: f"{topic}: every partition led by a live broker after the takeover: {leaders(trio, topic)}")
-        took = time.monotonic() - killed
-        print(f"broker 2's partitions {mine} served elsewhere {took:.1f}s after kill -9")
-        assert took <= SESSION_MS / 1000 + 2, f"{took:.1f}s: more than broker.session.timeout.ms + 2 s"
-        assert taken_over(trio, victim), "no node logged the takeover"
-        load.wait_acks(200, partitions=mine, what="on broker 2's old partitions at their new leaders")
+        wait_led_without(five, topic, victim, killed, "kill -9")
+        load.wait_acks(200, partitions=mine, what="on node 4's old partitions at their new leaders")
         victim.start(90)
-        wait_until(lambda: brokers(trio[0]) == [0, 1, 2], 30, lambda: f"broker 2 back: {brokers(trio[0])}")
-        assert all(l in (0, 1) for l in leaders(trio, topic).values()), "the restarted broker took partitions back"
-        load.wait_acks(100, what="after broker 2 rejoined")
+        wait_until(lambda: brokers(five[0]) == [0, 1, 2, 3, 4], 30, lambda: f"node 4 back: {brokers(five[0])}")
+        assert all(l != victim.node_id for l in leaders(five, topic).values()), "the restarted broker took partitions back"
+        load.wait_acks(100, what="after node 4 rejoined")
     finally:
         load.stop()
     load.verify()
 
 
-def test_paused_broker_is_fenced_and_acknowledges_nothing_when_it_resumes(trio):
+def test_paused_broker_is_fenced_and_acknowledges_nothing_when_it_resumes(five):
     topic = "takeover-zombie"
-    before = create(trio, topic)
-    zombie = trio[1]
-    mine = [p for p, l in before.items() if l == 1]
-    assert mine, f"broker 1 leads nothing: {before}"
-    load = Load(topic, bootstrap=bootstrap(trio), partitions=PARTITIONS).start()
+    before = create(five, topic)
+    zombie = five[3]
+    assert zombie.roles == {"broker"}
+    mine = [p for p, l in before.items() if l == zombie.node_id]
+    assert mine, f"node 3 leads nothing: {before}"
+    load = tc.Load(topic, partitions=PARTITIONS).start()
     try:
         load.wait_acks(300, what="before the pause")
         signal_node(zombie, signal.SIGSTOP)
         paused = time.monotonic()
-        wait_until(lambda: all(l in (0, 2) for l in leaders(trio, topic).values()), SESSION_MS / 1000 + 15,
-                   lambda: f"{topic}: every partition led by a live broker: {leaders(trio, topic)}")
-        took = time.monotonic() - paused
-        print(f"broker 1's partitions {mine} served elsewhere {took:.1f}s after SIGSTOP")
-        assert took <= SESSION_MS / 1000 + 2, f"{took:.1f}s: more than broker.session.timeout.ms + 2 s"
+        wait_led_without(five, topic, zombie, paused, "SIGSTOP")
         # The producer's requests to the paused broker hang until it resumes (as with any
         # broker): on resume it answers them NOT_LEADER_OR_FOLLOWER, lease lapsed or not leader.
         signal_node(zombie, signal.SIGCONT)
-        r = raw_produce(HOST, zombie.port, topic, mine[0], [b"zombie-write"], timeout=10)
+        r = raw_produce(zombie.host, zombie.port, topic, mine[0], [b"seq--1"], timeout=10)
         assert r["error"] == 6, f"the resumed broker answered {r} for a partition it lost"
-        load.wait_acks(100, partitions=mine, what="at the new leaders after broker 1 resumed")
-        wait_until(lambda: brokers(trio[0]) == [0, 1, 2], 30, lambda: f"broker 1 rejoined: {brokers(trio[0])}")
-        assert all(l in (0, 2) for l in leaders(trio, topic).values()), "the resumed broker took partitions back"
+        load.wait_acks(100, partitions=mine, what="at the new leaders after node 3 resumed")
+        wait_until(lambda: brokers(five[0]) == [0, 1, 2, 3, 4], 30, lambda: f"node 3 rejoined: {brokers(five[0])}")
+        assert all(l != zombie.node_id for l in leaders(five, topic).values()), "the resumed broker took partitions back"
         # Its uploader, fenced by the takeover, restarted with a new session.
         wait_until(lambda: zombie.log_text().count("uploader ready") >= 2, 30,
-                   lambda: f"broker 1's uploader restarted\n{zombie.log_tail(30)}")
-        load.wait_acks(100, what="after broker 1 rejoined")
+                   lambda: f"node 3's uploader restarted\n{zombie.log_tail(30)}")
+        load.wait_acks(100, what="after node 3 rejoined")
         # It serves again: a new partition placed on it takes a write.
-        fresh = create(trio, "takeover-after")
-        on_it = [p for p, l in fresh.items() if l == 1]
+        fresh = create(five, "takeover-after")
+        on_it = [p for p, l in fresh.items() if l == zombie.node_id]
         assert on_it, f"no new partition on the rejoined broker: {fresh}"
-        r = raw_produce(HOST, zombie.port, "takeover-after", on_it[0], [b"after"], timeout=10)
+        r = raw_produce(zombie.host, zombie.port, "takeover-after", on_it[0], [b"after"], timeout=10)
         assert r["error"] == 0, f"the rejoined broker refused a write to its own partition: {r}"
     finally:
         load.stop()
