@@ -145,15 +145,9 @@ public final class ObjectWAL: WriteAheadLog, @unchecked Sendable {
         guard !closed else { throw WALError.unusable(cause: "closed") }
         var payloadBytes = 0
         for p in payloads { payloadBytes += p.count }
-        guard payloadBytes <= settings.maxRecordPayloadBytes else {
-            throw WALError.recordTooLarge(payloadBytes: payloadBytes, maxPayloadBytes: settings.maxRecordPayloadBytes)
-        }
-        guard startLSN == nextLSN, endLSN > startLSN, endLSN - startLSN >= UInt64(payloadBytes) else {
-            throw WALError.lsnDiscontinuity(expectedStartLSN: nextLSN, startLSN: startLSN, endLSN: endLSN)
-        }
-        guard inFlight.count < settings.maxInflightUploadCount else {
-            throw WALError.inFlightLimitReached(limit: settings.maxInflightUploadCount)
-        }
+        try SubmitChecks.check(payloadBytes: payloadBytes, maxPayloadBytes: settings.maxRecordPayloadBytes,
+                               startLSN: startLSN, endLSN: endLSN, nextLSN: nextLSN,
+                               inFlight: inFlight.count, inFlightLimit: settings.maxInflightUploadCount)
         // The bound counts LSN span (what the log buffer must keep until a trim), like a device.
         guard usedBytes + (endLSN - startLSN) <= settings.maxUnflushedBytes else {
             throw WALError.full(neededBytes: endLSN - startLSN, freeBytes: settings.maxUnflushedBytes - usedBytes)

@@ -19,15 +19,9 @@ extension WAL {
         try checkUsable()
         var payloadBytes = 0
         for p in payloads { payloadBytes += p.count }
-        guard payloadBytes <= config.maxRecordPayloadBytes else {
-            throw WALError.recordTooLarge(payloadBytes: payloadBytes, maxPayloadBytes: config.maxRecordPayloadBytes)
-        }
-        guard startLSN == nextLSN, endLSN > startLSN, endLSN - startLSN >= UInt64(payloadBytes) else {
-            throw WALError.lsnDiscontinuity(expectedStartLSN: nextLSN, startLSN: startLSN, endLSN: endLSN)
-        }
-        guard inFlight.count < config.maxInFlightWrites else {
-            throw WALError.inFlightLimitReached(limit: config.maxInFlightWrites)
-        }
+        try SubmitChecks.check(payloadBytes: payloadBytes, maxPayloadBytes: config.maxRecordPayloadBytes,
+                               startLSN: startLSN, endLSN: endLSN, nextLSN: nextLSN,
+                               inFlight: inFlight.count, inFlightLimit: config.maxInFlightWrites)
         let recordBytes = WALLayout.recordBytes(payloadBytes: payloadBytes)
         let offset = try placement(recordBytes: recordBytes)
         let sequence = nextSequence

@@ -49,6 +49,21 @@ public struct WALBatching: Sendable, Equatable {
     }
 }
 
+/// The checks every `submit` makes before it stores anything: the payload fits a record, the
+/// LSN range continues the log, and a write may be added.
+enum SubmitChecks {
+    static func check(payloadBytes: Int, maxPayloadBytes: Int, startLSN: UInt64, endLSN: UInt64, nextLSN: UInt64,
+                      inFlight: Int, inFlightLimit: Int) throws {
+        guard payloadBytes <= maxPayloadBytes else {
+            throw WALError.recordTooLarge(payloadBytes: payloadBytes, maxPayloadBytes: maxPayloadBytes)
+        }
+        guard startLSN == nextLSN, endLSN > startLSN, endLSN - startLSN >= UInt64(payloadBytes) else {
+            throw WALError.lsnDiscontinuity(expectedStartLSN: nextLSN, startLSN: startLSN, endLSN: endLSN)
+        }
+        guard inFlight < inFlightLimit else { throw WALError.inFlightLimitReached(limit: inFlightLimit) }
+    }
+}
+
 extension WAL: WriteAheadLog {
     public var location: String { path }
     public var maxRecordPayloadBytes: Int { config.maxRecordPayloadBytes }

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import re
@@ -243,19 +244,23 @@ def generate_start_lines(home: Path, url: str, controller_hosts: list[str] = CON
     return lines
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+@contextlib.contextmanager
+def five_nodes(root: Path, buckets: list[str] = ["silt-data", "silt-ops"], extra=lambda node_id, moto: {}):
+    """The five printed start lines on moto (`buckets`), each run as printed plus log.dirs and
+    `extra(node_id, moto)` as further --override flags; yields (Cluster, moto env). Kills the
+    nodes and deletes their data directories (each may hold a 2 GiB WAL file) at the end."""
     taken = [f"{h}:{p}" for h in HOSTS for p in (BROKER_PORT, CONTROLLER_PORT) if tcp_accepts_on(h, p)]
     if taken:
         pytest.fail(f"something already listens on {', '.join(taken)} (a tools/start node?); "
                     "the cluster's start lines need these addresses")
-    root = tmp_path_factory.mktemp("cluster")
-    moto, moto_pid = start_moto(root / "moto", ["silt-data", "silt-ops"])
+    moto, moto_pid = start_moto(root / "moto", buckets)
     nodes: list[SeedNode] = []
     try:
         home = silt_home(root)
         url = generate_s3_url(home, moto)
-        nodes = [SeedNode(root / f"node{i}", line, home) for i, line in enumerate(generate_start_lines(home, url))]
+        lines = [line + "".join(f" --override {shlex.quote(f'{k}={v}')}" for k, v in extra(i, moto).items())
+                 for i, line in enumerate(generate_start_lines(home, url))]
+        nodes = [SeedNode(root / f"node{i}", line, home) for i, line in enumerate(lines)]
         expected = {i: ({"broker", "controller"} if i < 3 else {"broker"}) for i in range(5)}
         assert {n.node_id: n.roles for n in nodes} == expected, [n.line for n in nodes]
         t0 = time.monotonic()
@@ -264,15 +269,20 @@ def cluster(tmp_path_factory):
         for n in nodes:
             n.wait_ready(START_TIMEOUT_S)
         print(f"five nodes serving {time.monotonic() - t0:.1f}s after start")
-        yield Cluster(nodes, url)
+        yield Cluster(nodes, url), moto
     finally:
         for n in nodes:
-            n.kill()
+            n.kill()   # SIGKILL: a paused node too
         stop_moto(moto_pid)
-        # Each node's WAL file is AutoMQ's default 2 GiB, allocated up front: 10 GiB for the
-        # cluster. Logs stay (they are beside, not inside, log.dirs).
+        # Logs stay (they are beside, not inside, log.dirs).
         for n in nodes:
             shutil.rmtree(n.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with five_nodes(tmp_path_factory.mktemp("cluster")) as (c, _):
+        yield c
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,6 @@ acknowledged once its batch is in an object in the bucket; no WAL lives on a loc
 from __future__ import annotations
 
 import itertools
-import shlex
-import shutil
 import time
 
 import pytest
@@ -37,31 +35,10 @@ def wal_override(endpoint: str, interval_ms: int = BATCH_INTERVAL_MS) -> str:
 
 @pytest.fixture(scope="module")
 def s3_cluster(tmp_path_factory):
-    taken = [f"{h}:{p}" for h in tc.HOSTS for p in (tc.BROKER_PORT, tc.CONTROLLER_PORT) if tc.tcp_accepts_on(h, p)]
-    if taken:
-        pytest.fail(f"something already listens on {', '.join(taken)}; the cluster's start lines need these addresses")
-    root = tmp_path_factory.mktemp("s3wal")
-    moto, moto_pid = start_moto(root / "moto", ["silt-data", "silt-ops", WAL_BUCKET])
-    nodes: list[tc.SeedNode] = []
-    try:
-        home = tc.silt_home(root)
-        url = tc.generate_s3_url(home, moto)
-        wal = shlex.quote(wal_override(moto["S3_ENDPOINT"]))
-        lines = [f"{line} --override {wal}" for line in tc.generate_start_lines(home, url)]
-        nodes = [tc.SeedNode(root / f"node{i}", line, home) for i, line in enumerate(lines)]
-        for n in nodes:
-            n.spawn()
-        for n in nodes:
-            n.wait_ready(tc.START_TIMEOUT_S)
-        cluster = tc.Cluster(nodes, url)
+    with tc.five_nodes(tmp_path_factory.mktemp("s3wal"), ["silt-data", "silt-ops", WAL_BUCKET],
+                       extra=lambda _i, moto: dict([wal_override(moto["S3_ENDPOINT"]).split("=", 1)])) as (cluster, moto):
         cluster.moto = moto
         yield cluster
-    finally:
-        for n in nodes:
-            n.kill()
-        stop_moto(moto_pid)
-        for n in nodes:
-            shutil.rmtree(n.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

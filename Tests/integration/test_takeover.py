@@ -15,15 +15,13 @@ other nodes' WAL files (the model of an EBS volume re-attached to a surviving in
 from __future__ import annotations
 
 import os
-import shlex
-import shutil
 import signal
 import time
 
 import pytest
 
 import test_cluster as tc
-from silt_helpers import _descendants, raw_metadata, raw_produce, start_moto, stop_moto, wait_until
+from silt_helpers import _descendants, raw_metadata, raw_produce, wait_until
 
 PARTITIONS = 10
 SESSION_MS = 6000
@@ -31,36 +29,15 @@ SESSION_MS = 6000
 
 @pytest.fixture(scope="module")
 def five(tmp_path_factory):
-    taken = [f"{h}:{p}" for h in tc.HOSTS for p in (tc.BROKER_PORT, tc.CONTROLLER_PORT) if tc.tcp_accepts_on(h, p)]
-    if taken:
-        pytest.fail(f"something already listens on {', '.join(taken)}; the cluster's start lines need these addresses")
     root = tmp_path_factory.mktemp("takeover")
-    moto, moto_pid = start_moto(root / "moto", ["silt-data", "silt-ops"])
-    nodes: list[tc.SeedNode] = []
-    try:
-        home = tc.silt_home(root)
-        url = tc.generate_s3_url(home, moto)
-        wal = {i: root / f"node{i}" / "data" / "wal.silt" for i in range(5)}
-        lines = []
-        for i, line in enumerate(tc.generate_start_lines(home, url)):
-            others = ",".join(f"{j}@{wal[j]}" for j in range(5) if j != i)
-            extra = {"s3.wal.takeover.paths": others, "s3.wal.capacity": str(64 << 20),
-                     "broker.session.timeout.ms": str(SESSION_MS), "broker.heartbeat.interval.ms": "1000"}
-            lines.append(line + "".join(f" --override {shlex.quote(f'{k}={v}')}" for k, v in extra.items()))
-        nodes = [tc.SeedNode(root / f"node{i}", line, home) for i, line in enumerate(lines)]
-        for n in nodes:
-            n.spawn()
-        for n in nodes:
-            n.wait_ready(tc.START_TIMEOUT_S)
-        yield nodes
-    finally:
-        for n in nodes:
-            if n.proc is not None and n.proc.poll() is None:
-                signal_node(n, signal.SIGCONT)
-            n.kill()
-        stop_moto(moto_pid)
-        for n in nodes:
-            shutil.rmtree(n.data_dir, ignore_errors=True)
+    wal = {i: root / f"node{i}" / "data" / "wal.silt" for i in range(5)}
+
+    def extra(i, _moto):
+        return {"s3.wal.takeover.paths": ",".join(f"{j}@{wal[j]}" for j in range(5) if j != i),
+                "s3.wal.capacity": str(64 << 20), "broker.session.timeout.ms": str(SESSION_MS),
+                "broker.heartbeat.interval.ms": "1000"}
+    with tc.five_nodes(root, extra=extra) as (cluster, _):
+        yield cluster.nodes
 
 
 @pytest.fixture(autouse=True)
