@@ -61,7 +61,7 @@ let package = Package(
         ]),
         // Operator tooling: the s3url, generate-s3-url's checks, generate-start-command, kafka-metadata-quorum.
         .target(name: "SiltAdmin", dependencies: [
-            "SiltObjectStore", "SiltConfig", "SiltNet", "SiltProtocol",
+            "SiltObjectStore", "SiltConfig", "SiltNet", "SiltProtocol", "SiltRecords",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
@@ -74,7 +74,7 @@ let package = Package(
         ]),
         // Counters shared by a node's processes, served as Prometheus text.
         .target(name: "SiltMetrics", dependencies: [
-            "CSupport", "SiltObjectStore",
+            "CSupport", "SiltObjectStore", "SiltProtocol",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -170,7 +170,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltAdminTests", dependencies: [
-            "SiltAdmin", "SiltObjectStore", "SiltConfig", "SiltProtocol", "SiltNet",
+            "SiltAdmin", "SiltObjectStore", "SiltConfig", "SiltProtocol", "SiltNet", "SiltRecords",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),

@@ -103,6 +103,21 @@ public enum ToolArguments {
         return args[i]
     }
 
+    /// `key=value` (of `--property`, `--producer-property`, `--consumer-property`).
+    static func keyValue(_ text: String, flag: String) throws -> (String, String) {
+        guard let eq = text.firstIndex(of: "="), eq != text.startIndex else {
+            throw AdminSession.Failure("Option \(flag): '\(text)' is not in the form key=value")
+        }
+        return (String(text[..<eq]), String(text[text.index(after: eq)...]))
+    }
+
+    /// An integer option's value, with Kafka's words when it is not one.
+    static func integer<T: FixedWidthInteger>(_ args: [String], _ i: inout Int, _ name: String, as _: T.Type = T.self) throws -> T {
+        let v = try value(args, &i, name)
+        guard let n = T(v) else { throw AdminSession.Failure("Option \(name): '\(v)' is not an integer") }
+        return n
+    }
+
     /// The flag part of `--name=value` (or the whole argument).
     static func flag(_ arg: String) -> String {
         guard arg.hasPrefix("--"), let eq = arg.firstIndex(of: "=") else { return arg }

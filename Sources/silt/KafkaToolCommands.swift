@@ -81,7 +81,7 @@ struct KafkaReassignPartitionsCommand: ParsableCommand {
     }
 }
 
-private func printError(_ line: String) {
+func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 
@@ -94,4 +94,16 @@ private func parseToolArguments<T>(_ parse: () throws -> T, usage: String, tool:
         printError("Run with --help for the options Silt's \(tool) takes.")
         throw ExitCode(1)
     }
+}
+
+/// A client tool's parse: nil after printing --help, else its options (a bad command line
+/// exits 1 as `parseToolArguments` says).
+func parsedToolOptions<Outcome, Options>(_ parse: () throws -> Outcome, usage: String, tool: String,
+                                         help: (Outcome) -> Bool, options: (Outcome) -> Options?) throws -> Options? {
+    let outcome = try parseToolArguments(parse, usage: usage, tool: tool)
+    if help(outcome) {
+        print(usage)
+        return nil
+    }
+    return options(outcome)
 }
