@@ -88,6 +88,7 @@ extension Broker {
         loop.scheduleRepeatedTask(initialDelay: Broker.groupTickInterval, delay: Broker.groupTickInterval) { _ in
             coordinator.tick()
         }
+        startConsumerLag(coordinator, on: loop)
         logger.info("group coordinator started", metadata: ["partitions": "\(topic.partitionCount)", "led": "\(led.count)"])
         Task.detached { [self] in await loadGroups(coordinator, partitions: led.sorted()) }
     }

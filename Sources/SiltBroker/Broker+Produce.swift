@@ -114,6 +114,8 @@ extension Broker {
                         log, streamId: topic.streamIds[Int(p.index)], records: records, batches: batches,
                         logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop))
                     appendAt.append((resp.responses.count, out.partitionResponses.count, t.name, p.index))
+                    metrics.recordProduced(topic: t.name, bytes: records.readableBytes,
+                                           messages: batches.reduce(0) { $0 + Int($1.recordCount) })
                 } catch {
                     let (code, message) = Broker.produceRefusal(error, topic: t.name, partition: p.index, r)
                     fail(code, message)

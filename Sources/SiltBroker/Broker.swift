@@ -238,8 +238,14 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         _ type: R.Type, _ frame: ByteBuffer, _ context: RequestContext,
         _ handler: (R, Request) throws -> EventLoopFuture<R.Response?>
     ) throws -> EventLoopFuture<ByteBuffer?> {
-        try serveRequest(type, frame: frame, eventLoop: context.eventLoop) { req, header in
-            try handler(req, Request(header: header, context: context))
+        let startedNs = DispatchTime.now().uptimeNanoseconds
+        do {
+            return try serveRequest(type, frame: frame, eventLoop: context.eventLoop, observer: self, startedNs: startedNs) { req, header in
+                try handler(req, Request(header: header, context: context))
+            }
+        } catch {
+            requestFailed(apiKey: R.apiKey, startedNs: startedNs)
+            throw error
         }
     }
 

@@ -38,8 +38,11 @@ extension MetricsRegion {
     /// bucketed observations than `count`: the cumulative buckets stay <= `+Inf`.
     public func observe(_ h: HistogramMetric, seconds: Double) {
         precondition(!seconds.isNaN, "\(h.name): NaN observation")
-        let bounds = h.bucketsSeconds
-        let base = MetricsLayout.histogramBase[h.rawValue]
+        observeHistogram(base: MetricsLayout.histogramBase[h.rawValue], bounds: h.bucketsSeconds, seconds: seconds)
+    }
+
+    /// `observe` for the histogram whose slots start at `base`.
+    func observeHistogram(base: Int, bounds: [Double], seconds: Double) {
         let bucket = Self.bucketIndex(seconds: seconds, bounds: bounds)
         _ = silt_atomic_fetch_add_u64(slot(base + bounds.count + 2), 1)
         _ = silt_atomic_fetch_add_u64(slot(base + bounds.count + 1), Self.microseconds(seconds))
@@ -55,8 +58,11 @@ extension MetricsRegion {
 
     /// The histogram's current buckets (cumulative), sum and count.
     public func histogram(_ h: HistogramMetric) -> HistogramSnapshot {
-        let bounds = h.bucketsSeconds
-        let base = MetricsLayout.histogramBase[h.rawValue]
+        readHistogram(base: MetricsLayout.histogramBase[h.rawValue], bounds: h.bucketsSeconds, name: h.name)
+    }
+
+    /// `histogram` for the histogram whose slots start at `base`.
+    func readHistogram(base: Int, bounds: [Double], name: String) -> HistogramSnapshot {
         var cumulative: UInt64 = 0
         var buckets: [(le: Double, count: UInt64)] = []
         buckets.reserveCapacity(bounds.count)
@@ -67,7 +73,7 @@ extension MetricsRegion {
         let inf = cumulative &+ silt_atomic_load_acquire_u64(slot(base + bounds.count))
         let sumMicros = silt_atomic_load_acquire_u64(slot(base + bounds.count + 1))
         let count = silt_atomic_load_acquire_u64(slot(base + bounds.count + 2))
-        assert(inf <= count, "\(h.name): bucketed \(inf) > count \(count)")
+        assert(inf <= count, "\(name): bucketed \(inf) > count \(count)")
         return HistogramSnapshot(buckets: buckets, sumSeconds: Double(sumMicros) / 1e6, count: max(count, inf))
     }
 }

@@ -46,9 +46,10 @@ public enum MetricsError: Error, Equatable, Sendable, CustomStringConvertible {
 ///     slots:  [ Metric.allCases (slot = rawValue) ]
 ///             [ per HistogramMetric: one count per finite bucket (NOT cumulative), the +Inf
 ///               bucket's count, sum in microseconds, count ]
+///             [ Kafka's broker metrics: requests, topics, consumer lag (`KafkaMetricsLayout`) ]
 ///
 /// `magic` is written last with release order: an attacher that sees it sees the rest.
-/// Size: 64 + 8 × slots, rounded up to a page (one page today: 25 counters + 16 per histogram).
+/// Size: 64 + 8 × slots, rounded up to a page (~380 KiB, nearly all of it Kafka's labelled series).
 enum MetricsLayout {
     static let magic: UInt64 = 0x5349_4C54_4D45_5452  // "SILTMETR"
     static let version: UInt32 = 1
@@ -75,8 +76,13 @@ enum MetricsLayout {
     /// Finite buckets + the +Inf bucket + sum + count.
     static func histogramSlots(bucketCount: Int) -> Int { bucketCount + 3 }
 
+    /// The first slot of Kafka's broker metrics (`KafkaMetricsLayout`), after the histograms.
+    static let kafkaBase: Int = counterSlots + MetricCatalogue.histograms.reduce(0) {
+        $0 + histogramSlots(bucketCount: $1.bucketsSeconds.count)
+    }
+
     static let slotCount: Int = {
-        let n = counterSlots + MetricCatalogue.histograms.reduce(0) { $0 + histogramSlots(bucketCount: $1.bucketsSeconds.count) }
+        let n = kafkaBase + KafkaMetricsLayout.slotCount
         precondition(n <= Int(UInt32.max))
         return n
     }()
@@ -102,6 +108,7 @@ enum MetricsLayout {
             mix(d.name)
             for b in d.bucketsSeconds { mix(String(b.bitPattern)) }
         }
+        mix(KafkaMetricsLayout.fingerprint)
         return h
     }()
 }

@@ -40,6 +40,7 @@ public enum PrometheusText {
             out += "\(d.name)_sum \(formatFloat(s.sumSeconds))\n"
             out += "\(d.name)_count \(s.count)\n"
         }
+        renderKafka(region, into: &out)
         return out
     }
 

@@ -22,7 +22,8 @@ final class MetricsRegionTests: XCTestCase {
             XCTAssertEqual(MetricsLayout.histogramBase[i], next, "\(h)")
             next += MetricsLayout.histogramSlots(bucketCount: h.bucketsSeconds.count)
         }
-        XCTAssertEqual(next, MetricsLayout.slotCount)
+        XCTAssertEqual(next, MetricsLayout.kafkaBase)
+        XCTAssertEqual(next + KafkaMetricsLayout.slotCount, MetricsLayout.slotCount)
         XCTAssertLessThanOrEqual(MetricsLayout.headerBytes + 8 * MetricsLayout.slotCount, MetricsLayout.regionBytes)
         XCTAssertEqual(Metric.objectsUploaded(.stream).descriptor.labels, [.init(name: "kind", value: "stream")])
         XCTAssertEqual(Metric.compactions(.streamSet).name, "silt_compactions_total")
