@@ -75,16 +75,29 @@ public final class ClientSessions {
         return s
     }
 
+    /// FindCoordinator attempts while the coordinator is not available yet (the broker
+    /// creates `__consumer_offsets` on the first ask) or loading, `coordinatorRetryMs` apart.
+    static let coordinatorAttemptsMax = 50
+    static let coordinatorRetryMs = 200
+
     /// The session to `group`'s coordinator (FindCoordinator at the bootstrap broker).
     public func coordinator(_ group: String) throws -> AdminSession {
         var req = FindCoordinatorRequest()
         req.key = group
         req.keyType = 0
         req.coordinatorKeys = [group]
-        let resp = try bootstrap.send(req)
-        // v4+ answers in `coordinators`; older versions in the top-level fields.
-        let (code, nodeId, host, port) = resp.coordinators.first.map { ($0.errorCode, $0.nodeId, $0.host, $0.port) }
-            ?? (resp.errorCode, resp.nodeId, resp.host, resp.port)
+        var attempt = 0
+        var answer: (Int16, Int32, String, Int32)
+        repeat {
+            if attempt > 0 { Thread.sleep(forTimeInterval: Double(Self.coordinatorRetryMs) / 1000) }
+            attempt += 1
+            let resp = try bootstrap.send(req)
+            // v4+ answers in `coordinators`; older versions in the top-level fields.
+            answer = resp.coordinators.first.map { ($0.errorCode, $0.nodeId, $0.host, $0.port) }
+                ?? (resp.errorCode, resp.nodeId, resp.host, resp.port)
+        } while (answer.0 == KafkaErrorCode.coordinatorNotAvailable || answer.0 == KafkaErrorCode.coordinatorLoadInProgress)
+            && attempt < Self.coordinatorAttemptsMax
+        let (code, nodeId, host, port) = answer
         guard code == 0 else {
             throw AdminSession.Failure("FindCoordinator for group '\(group)' failed with \(KafkaErrorCode.name(code))")
         }

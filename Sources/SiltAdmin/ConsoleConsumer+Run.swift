@@ -67,7 +67,8 @@ extension ConsoleConsumer {
                 start.merge(resolved) { a, _ in a }
             }
             positions = start
-            uncommitted = [:]
+            // As Kafka's consumer, commit the position of every assigned partition, read or not.
+            uncommitted = member == nil ? [:] : start
         }
 
         mutating func run(stop: StopFlagSource?, out: (String) -> Void, err: (String) -> Void) throws -> Int {
