@@ -90,8 +90,46 @@ public final class AdminSession {
     }
 }
 
+/// What a client tool's command line asks for: a run with its options, or the usage.
+public enum ToolCommand<Options: Equatable & Sendable>: Equatable, Sendable {
+    case run(Options)
+    case help
+}
+
 /// Kafka's command-line conventions shared by the tools (joptsimple's forms).
 public enum ToolArguments {
+    /// The error for an argument a tool does not take: why, for the flags Kafka's tool has
+    /// and Silt's refuses (`refused`), else Kafka's words.
+    static func unknown(_ arg: String, refused: [String: String]) -> AdminSession.Failure {
+        let flag = self.flag(arg)
+        if let why = refused[flag] { return AdminSession.Failure("\(flag) is not supported: \(why).") }
+        return AdminSession.Failure(arg.hasPrefix("-") ? "\(arg) is not a recognized option" : "Unexpected argument '\(arg)'")
+    }
+
+    /// Walks a command line: `-h`/`--help` ends the walk (nil), `--bootstrap-server` is
+    /// collected, every other argument goes to `each(arg, flag, &i)`, which may consume
+    /// values by advancing `i`. Returns the `--bootstrap-server` value, if any.
+    static func walk(_ args: [String], _ each: (String, String, inout Int) throws -> Void) throws -> String?? {
+        var bootstrap: String?
+        var i = 0
+        while i < args.count {
+            let flag = self.flag(args[i])
+            switch flag {
+            case "-h", "--help": return nil
+            case "--bootstrap-server": bootstrap = try value(args, &i, flag)
+            default: try each(args[i], flag, &i)
+            }
+            i += 1
+        }
+        return .some(bootstrap)
+    }
+
+    /// The required `--bootstrap-server`, parsed.
+    static func requiredBootstrap(_ list: String?) throws -> [MetadataQuorum.HostPort] {
+        guard let list else { throw AdminSession.Failure("Missing required argument \"[bootstrap-server]\"") }
+        return try bootstrap(list)
+    }
+
     /// `--name value` or `--name=value`: the value, advancing `i` past it when separate.
     static func value(_ args: [String], _ i: inout Int, _ name: String) throws -> String {
         let arg = args[i]

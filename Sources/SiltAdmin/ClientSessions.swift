@@ -146,16 +146,5 @@ public final class ClientSessions {
     }
 }
 
-/// A topic partition, as the tools key their maps.
-public struct PartitionKey: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public var topic: String
-    public var partition: Int32
-    public init(_ topic: String, _ partition: Int32) {
-        self.topic = topic
-        self.partition = partition
-    }
-    public static func < (a: PartitionKey, b: PartitionKey) -> Bool {
-        (a.topic, a.partition) < (b.topic, b.partition)
-    }
-    public var description: String { "\(topic)-\(partition)" }
-}
+/// A topic partition, as the client tools key their maps (`t-0`, Kafka's order).
+public typealias PartitionKey = KafkaReassignPartitions.TopicPartition

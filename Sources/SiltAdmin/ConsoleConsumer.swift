@@ -49,10 +49,7 @@ public enum ConsoleConsumer {
         public init() {}
     }
 
-    public enum ParseOutcome: Equatable, Sendable {
-        case run(Options)
-        case help
-    }
+    public typealias ParseOutcome = ToolCommand<Options>
 
     public static let usage = """
         Silt's kafka-console-consumer: prints the records of a topic, one a line (no JVM).
@@ -90,16 +87,10 @@ public enum ConsoleConsumer {
 
     public static func parse(_ args: [String]) throws -> ParseOutcome {
         var o = Options()
-        var bootstrap: String?
         var offsetText: String?
         var resetEarliest: Bool?
-        var i = 0
-        while i < args.count {
-            let arg = args[i]
-            let flag = ToolArguments.flag(arg)
+        guard let bootstrap = try ToolArguments.walk(args, { arg, flag, i in
             switch flag {
-            case "-h", "--help": return .help
-            case "--bootstrap-server": bootstrap = try ToolArguments.value(args, &i, flag)
             case "--topic": o.topic = try ToolArguments.value(args, &i, flag)
             case "--group": o.group = try ToolArguments.value(args, &i, flag)
             case "--from-beginning": o.fromBeginning = true
@@ -121,17 +112,13 @@ public enum ConsoleConsumer {
                     resetEarliest = v == "earliest"
                 default: o.ignoredProperties.append(k)
                 }
-            default:
-                if let why = refused[flag] { throw AdminSession.Failure("\(flag) is not supported: \(why).") }
-                throw AdminSession.Failure(arg.hasPrefix("-") ? "\(arg) is not a recognized option" : "Unexpected argument '\(arg)'")
+            default: throw ToolArguments.unknown(arg, refused: refused)
             }
-            i += 1
-        }
-        guard let bootstrap else { throw AdminSession.Failure("Missing required argument \"[bootstrap-server]\"") }
+        }) else { return .help }
         guard !o.topic.isEmpty else { throw AdminSession.Failure("Exactly one of --include/--topic is required.") }
         if let resetEarliest { o.fromBeginning = o.fromBeginning || resetEarliest }
         try check(&o, offsetText: offsetText)
-        o.bootstrap = try ToolArguments.bootstrap(bootstrap)
+        o.bootstrap = try ToolArguments.requiredBootstrap(bootstrap)
         return .run(o)
     }
 

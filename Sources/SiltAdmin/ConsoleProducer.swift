@@ -33,10 +33,7 @@ public enum ConsoleProducer {
         public init() {}
     }
 
-    public enum ParseOutcome: Equatable, Sendable {
-        case run(Options)
-        case help
-    }
+    public typealias ParseOutcome = ToolCommand<Options>
 
     public static let usage = """
         Silt's kafka-console-producer: reads lines from standard input and sends each as a record (no JVM).
@@ -71,14 +68,8 @@ public enum ConsoleProducer {
 
     public static func parse(_ args: [String]) throws -> ParseOutcome {
         var o = Options()
-        var bootstrap: String?
-        var i = 0
-        while i < args.count {
-            let arg = args[i]
-            let flag = ToolArguments.flag(arg)
+        guard let bootstrap = try ToolArguments.walk(args, { arg, flag, i in
             switch flag {
-            case "-h", "--help": return .help
-            case "--bootstrap-server": bootstrap = try ToolArguments.value(args, &i, flag)
             case "--topic": o.topic = try ToolArguments.value(args, &i, flag)
             case "--property":
                 let (k, v) = try ToolArguments.keyValue(try ToolArguments.value(args, &i, flag), flag: flag)
@@ -96,16 +87,12 @@ public enum ConsoleProducer {
                 let next = i + 1 < args.count && !args[i + 1].hasPrefix("--") && !arg.contains("=")
                 let v = arg.contains("=") ? try ToolArguments.value(args, &i, flag) : (next ? try ToolArguments.value(args, &i, flag) : "gzip")
                 try apply(producerProperty: "compression.type", v, to: &o)
-            default:
-                if let why = refused[flag] { throw AdminSession.Failure("\(flag) is not supported: \(why).") }
-                throw AdminSession.Failure(arg.hasPrefix("-") ? "\(arg) is not a recognized option" : "Unexpected argument '\(arg)'")
+            default: throw ToolArguments.unknown(arg, refused: refused)
             }
-            i += 1
-        }
-        guard let bootstrap else { throw AdminSession.Failure("Missing required argument \"[bootstrap-server]\"") }
+        }) else { return .help }
         guard !o.topic.isEmpty else { throw AdminSession.Failure("Missing required argument \"[topic]\"") }
         guard !o.keySeparator.isEmpty else { throw AdminSession.Failure("key.separator must not be empty") }
-        o.bootstrap = try ToolArguments.bootstrap(bootstrap)
+        o.bootstrap = try ToolArguments.requiredBootstrap(bootstrap)
         return .run(o)
     }
 

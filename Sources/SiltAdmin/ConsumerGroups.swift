@@ -38,10 +38,7 @@ public enum ConsumerGroups {
         public init() {}
     }
 
-    public enum ParseOutcome: Equatable, Sendable {
-        case run(Options)
-        case help
-    }
+    public typealias ParseOutcome = ToolCommand<Options>
 
     public static let usage = """
         Silt's kafka-consumer-groups: list, describe, reset the offsets of, and delete consumer groups (no JVM).
@@ -84,14 +81,8 @@ public enum ConsumerGroups {
         var o = Options()
         var actions: [Action] = []
         var targets: [ResetTarget] = []
-        var bootstrap: String?
-        var i = 0
-        while i < args.count {
-            let arg = args[i]
-            let flag = ToolArguments.flag(arg)
+        guard let bootstrap = try ToolArguments.walk(args, { arg, flag, i in
             switch flag {
-            case "-h", "--help": return .help
-            case "--bootstrap-server": bootstrap = try ToolArguments.value(args, &i, flag)
             case "--list", "--describe", "--delete", "--reset-offsets":
                 actions.append(Action(rawValue: String(flag.dropFirst(2)))!)
             case "--group": o.groups.append(try ToolArguments.value(args, &i, flag))
@@ -107,18 +98,14 @@ public enum ConsumerGroups {
             case "--state": o.state = true
             case "--offsets": break  // --describe's default view
             case "--timeout": _ = try ToolArguments.integer(args, &i, flag, as: Int.self)  // each request has its own bound
-            default:
-                if let why = refused[flag] { throw AdminSession.Failure("\(flag) is not supported: \(why).") }
-                throw AdminSession.Failure(arg.hasPrefix("-") ? "\(arg) is not a recognized option" : "Unexpected argument '\(arg)'")
+            default: throw ToolArguments.unknown(arg, refused: refused)
             }
-            i += 1
-        }
+        }) else { return .help }
         guard actions.count == 1 else {
             throw AdminSession.Failure("Command must include exactly one action: --list, --describe, --delete, --reset-offsets")
         }
         o.action = actions[0]
-        guard let bootstrap else { throw AdminSession.Failure("Missing required argument \"[bootstrap-server]\"") }
-        o.bootstrap = try ToolArguments.bootstrap(bootstrap)
+        o.bootstrap = try ToolArguments.requiredBootstrap(bootstrap)
         if targets.count > 1 { throw AdminSession.Failure("Option \"[reset-offsets]\" takes one of [to-earliest], [to-latest], [to-offset]") }
         o.reset = targets.first
         try check(o)

@@ -11,25 +11,21 @@ public enum GroupOffsets {
                              partitions: [PartitionKey]? = nil) throws -> [PartitionKey: Int64] {
         var req = OffsetFetchRequest()
         req.groupId = group
-        let byTopic = partitions.map { Dictionary(grouping: $0, by: \.topic) }
-        req.topics = byTopic.map { m in
-            m.keys.sorted().map { t in
-                var rt = OffsetFetchRequest.OffsetFetchRequestTopic()
-                rt.name = t
-                rt.partitionIndexes = m[t]!.map(\.partition).sorted()
-                return rt
-            }
+        let wanted: [(String, [Int32])]? = partitions.map { ps in
+            Dictionary(grouping: ps, by: \.topic).sorted { $0.key < $1.key }.map { ($0.key, $0.value.map(\.partition).sorted()) }
+        }
+        req.topics = wanted?.map { name, indexes in
+            var t = OffsetFetchRequest.OffsetFetchRequestTopic()
+            (t.name, t.partitionIndexes) = (name, indexes)
+            return t
         }
         // v8+ names the group in `groups`; older versions in the fields above.
         var g = OffsetFetchRequest.OffsetFetchRequestGroup()
         g.groupId = group
-        g.topics = byTopic.map { m in
-            m.keys.sorted().map { t in
-                var rt = OffsetFetchRequest.OffsetFetchRequestTopics()
-                rt.name = t
-                rt.partitionIndexes = m[t]!.map(\.partition).sorted()
-                return rt
-            }
+        g.topics = wanted?.map { name, indexes in
+            var t = OffsetFetchRequest.OffsetFetchRequestTopics()
+            (t.name, t.partitionIndexes) = (name, indexes)
+            return t
         }
         req.groups = [g]
         let resp = try coordinator.send(req)

@@ -14,12 +14,9 @@ struct KafkaConsoleProducerCommand: ParsableCommand {
     var arguments: [String] = []
 
     func run() throws {
-        guard let options = try parsedToolOptions({ try ConsoleProducer.parse(arguments) }, usage: ConsoleProducer.usage,
-                                                  tool: ConsoleProducer.toolName, help: { if case .help = $0 { return true }; return false },
-                                                  options: { if case .run(let o) = $0 { return o }; return nil })
-        else { return }
-        let code = ConsoleProducer.run(options, err: printError)
-        if code != 0 { throw ExitCode(code) }
+        try runClientTool({ try ConsoleProducer.parse(arguments) }, usage: ConsoleProducer.usage, tool: ConsoleProducer.toolName) {
+            ConsoleProducer.run($0, err: printError)
+        }
     }
 }
 
@@ -36,14 +33,10 @@ struct KafkaConsoleConsumerCommand: ParsableCommand {
     var arguments: [String] = []
 
     func run() throws {
-        guard let options = try parsedToolOptions({ try ConsoleConsumer.parse(arguments) }, usage: ConsoleConsumer.usage,
-                                                  tool: ConsoleConsumer.toolName, help: { if case .help = $0 { return true }; return false },
-                                                  options: { if case .run(let o) = $0 { return o }; return nil })
-        else { return }
-        let stop = StopSignals()
-        let code = ConsoleConsumer.run(options, stop: { stop.received }, out: { print($0, terminator: ""); fflush(stdout) },
-                                       err: printError)
-        if code != 0 { throw ExitCode(code) }
+        try runClientTool({ try ConsoleConsumer.parse(arguments) }, usage: ConsoleConsumer.usage, tool: ConsoleConsumer.toolName) {
+            let stop = StopSignals()
+            return ConsoleConsumer.run($0, stop: { stop.received }, out: { print($0, terminator: ""); fflush(stdout) }, err: printError)
+        }
     }
 }
 
@@ -59,13 +52,9 @@ struct KafkaConsumerGroupsCommand: ParsableCommand {
     var arguments: [String] = []
 
     func run() throws {
-        guard let options = try parsedToolOptions({ try ConsumerGroups.parse(arguments) }, usage: ConsumerGroups.usage,
-                                                  tool: ConsumerGroups.toolName, help: { if case .help = $0 { return true }; return false },
-                                                  options: { if case .run(let o) = $0 { return o }; return nil })
-        else { return }
-        let code = ConsumerGroups.run(options, out: { print($0, terminator: "") }, err: printError)
-        fflush(stdout)
-        if code != 0 { throw ExitCode(code) }
+        try runClientTool({ try ConsumerGroups.parse(arguments) }, usage: ConsumerGroups.usage, tool: ConsumerGroups.toolName) {
+            ConsumerGroups.run($0, out: { print($0, terminator: "") }, err: printError)
+        }
     }
 }
 

@@ -96,14 +96,16 @@ private func parseToolArguments<T>(_ parse: () throws -> T, usage: String, tool:
     }
 }
 
-/// A client tool's parse: nil after printing --help, else its options (a bad command line
-/// exits 1 as `parseToolArguments` says).
-func parsedToolOptions<Outcome, Options>(_ parse: () throws -> Outcome, usage: String, tool: String,
-                                         help: (Outcome) -> Bool, options: (Outcome) -> Options?) throws -> Options? {
-    let outcome = try parseToolArguments(parse, usage: usage, tool: tool)
-    if help(outcome) {
+/// Runs a client tool: a bad command line exits 1 (`parseToolArguments`), `--help` prints
+/// the usage, anything else exits with `body`'s code.
+func runClientTool<Options>(_ parse: () throws -> ToolCommand<Options>, usage: String, tool: String,
+                            _ body: (Options) -> Int32) throws {
+    switch try parseToolArguments(parse, usage: usage, tool: tool) {
+    case .help:
         print(usage)
-        return nil
+    case .run(let options):
+        let code = body(options)
+        fflush(stdout)
+        if code != 0 { throw ExitCode(code) }
     }
-    return options(outcome)
 }
