@@ -75,7 +75,10 @@ extension MetricsRegion {
     /// The first slot of `topic`'s entry: found by linear probing from the name's hash,
     /// claimed (CAS free → claimed, name written, then published with release) when absent.
     /// Nil when the table is full, the name too long, or another thread is mid-claim of the
-    /// same slot (that one request goes uncounted per topic).
+    /// same slot (that one request goes uncounted per topic). Probing stops at a claimed
+    /// slot rather than skip it, so a topic never gets two series; a broker killed inside
+    /// the claim (a few stores long) leaves that slot claimed until the node restarts, and
+    /// topics whose probe meets it go unlabelled.
     func topicSlot(_ topic: String) -> Int? {
         var name = topic
         return name.withUTF8 { bytes -> Int? in

@@ -5,6 +5,7 @@ exposition is parsed by the Prometheus Python client's own parser."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -108,6 +109,20 @@ def test_console_producer_and_consumer(tnode):
     r = tool(CONSUMER, *bs, "--topic", "cp", "--partition", "0", "--offset", "1", "--timeout-ms", "1500")
     assert r.stdout.splitlines() == [v for _, _, v in p0][1:]
     assert "TimeoutException" in r.stderr and f"Processed a total of {len(p0) - 1} messages" in r.stderr
+
+    # Without a limit it runs until SIGINT, then prints the total and exits 0, as Kafka's does.
+    env = dict(os.environ, SILT_BIN=str(SILT_BIN))
+    proc = subprocess.Popen([str(CONSUMER), *bs, "--topic", "cp", "--partition", "0", "--offset", "earliest"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+        out, err = proc.stdout.read(), proc.stderr.read()   # not communicate(): readline() buffered the rest
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and [first.rstrip("\n")] + out.splitlines() == [v for _, _, v in p0], (out, err)
+    assert f"Processed a total of {len(p0)} messages" in err
 
     # Flags Silt does not take, and bad combinations, are refused clearly.
     r = tool(CONSUMER, *bs, "--topic", "cp", "--group", "g", "--partition", "0", ok=False)
