@@ -183,6 +183,12 @@ def test_consumer_groups(tnode):
         wait_until(lambda: c.poll(0.5) is not None or bool(c.assignment()), 30, "the live consumer's assignment")
         rows = table(tool(GROUPS, *bs, "--describe", "--group", "tools-live").stdout)[1:]
         assert {r[8] for r in rows} == {"live-client"} and all(r[6].startswith("live-client") for r in rows)
+        members = table(tool(GROUPS, *bs, "--describe", "--group", "tools-live", "--members").stdout)
+        assert members[0] == ["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS"]
+        assert len(members) == 2 and members[1][0] == "tools-live" and members[1][3:] == ["live-client", "2"]
+        state = tool(GROUPS, *bs, "--describe", "--group", "tools-live", "--state").stdout.split("\n")
+        assert state[1].split() == ["GROUP", "COORDINATOR", "(ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"]
+        assert state[2].split() == ["tools-live", tnode.bootstrap, "(0)", "range", "Stable", "1"]
         r = tool(GROUPS, *bs, "--reset-offsets", "--group", "tools-live", "--topic", "cg", "--to-earliest", "--execute", ok=False)
         assert "can only be reset if the group 'tools-live' is inactive, but the current state is Stable" in r.stderr
         r = tool(GROUPS, *bs, "--delete", "--group", "tools-live", ok=False)
