@@ -84,9 +84,8 @@ public enum ConsoleProducer {
             case "--request-required-acks": try apply(producerProperty: "acks", try ToolArguments.value(args, &i, flag), to: &o)
             case "--compression-codec":
                 // Kafka's optional argument: bare --compression-codec means gzip.
-                let next = i + 1 < args.count && !args[i + 1].hasPrefix("--") && !arg.contains("=")
-                let v = arg.contains("=") ? try ToolArguments.value(args, &i, flag) : (next ? try ToolArguments.value(args, &i, flag) : "gzip")
-                try apply(producerProperty: "compression.type", v, to: &o)
+                let hasValue = arg.contains("=") || (i + 1 < args.count && !args[i + 1].hasPrefix("--"))
+                try apply(producerProperty: "compression.type", hasValue ? try ToolArguments.value(args, &i, flag) : "gzip", to: &o)
             default: throw ToolArguments.unknown(arg, refused: refused)
             }
         }) else { return .help }

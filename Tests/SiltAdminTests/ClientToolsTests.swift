@@ -36,6 +36,10 @@ final class ClientToolsTests: XCTestCase {
         XCTAssertThrowsError(try ConsoleProducer.parse(bs + ["--topic", "t", "--sync"])) { XCTAssertTrue("\($0)".contains("--sync is not supported")) }
         XCTAssertThrowsError(try ConsoleProducer.parse(bs)) { XCTAssertTrue("\($0)".contains("[topic]")) }
         XCTAssertThrowsError(try ConsoleProducer.parse(bs + ["--topic", "t", "--producer-property", "acks=0"]))
+        guard case .run(let gz) = try ConsoleProducer.parse(bs + ["--compression-codec", "--topic", "t"]),
+              case .run(let lz) = try ConsoleProducer.parse(bs + ["--topic", "t", "--compression-codec", "lz4"]) else { return XCTFail() }
+        XCTAssertEqual(gz.compression, .gzip)
+        XCTAssertEqual(lz.compression, .lz4)
     }
 
     func testConsumerCommandLine() throws {
