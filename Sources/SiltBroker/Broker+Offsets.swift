@@ -60,13 +60,14 @@ extension Broker {
 
     func offsetFetch(_ req: OffsetFetchRequest, _ r: Request) -> EventLoopFuture<OffsetFetchResponse?> {
         var resp = OffsetFetchResponse()
-        func fetch(_ groupId: String, _ topics: [(name: String, partitions: [Int32])]?) -> (Int16, [FetchedTopic]) {
+        func fetch(_ groupId: String, _ topics: [(name: String, partitions: [Int32])]?,
+                   member: (id: String, epoch: Int32)? = nil) -> (Int16, [FetchedTopic]) {
             let wanted = topics.map { $0.flatMap { t in t.partitions.map { TopicPartition(t.name, $0) } } }
             guard let coordinator = groupCoordinator else {
                 return (GroupErrorCode.coordinatorNotAvailable, [])
             }
             let (error, fetched) = coordinator.fetchOffsets(groupId: groupId, partitions: wanted,
-                                                            requireStable: r.version >= 7 && req.requireStable)
+                                                            requireStable: r.version >= 7 && req.requireStable, member: member)
             var byTopic: [String: [GroupCoordinator.FetchedOffset]] = [:]
             var order: [String] = []
             for f in fetched {
@@ -79,7 +80,10 @@ extension Broker {
             resp.groups = req.groups.map { g in
                 var out = OffsetFetchResponse.OffsetFetchResponseGroup()
                 out.groupId = g.groupId
-                let (error, topics) = fetch(g.groupId, g.topics.map { $0.map { (name: $0.name, partitions: $0.partitionIndexes) } })
+                // v9+ names the member (KIP-848): checked against a consumer-protocol group.
+                let member = r.version >= 9 && g.memberId != nil ? (id: g.memberId!, epoch: g.memberEpoch) : nil
+                let (error, topics) = fetch(g.groupId, g.topics.map { $0.map { (name: $0.name, partitions: $0.partitionIndexes) } },
+                                            member: member)
                 out.errorCode = error
                 out.topics = topics.map { t in
                     var ot = OffsetFetchResponse.OffsetFetchResponseTopics()
@@ -181,19 +185,16 @@ extension Broker {
             return r.succeed(resp)
         }
         let wantedStates = Set(req.statesFilter.map { $0.lowercased() })
-        let states = r.version >= 4 && !wantedStates.isEmpty
-            ? Set(GroupState.allCases.filter { wantedStates.contains($0.rawValue.lowercased()) }) : nil
-        // Every group here is a classic group (KIP-848 consumer groups are not served).
-        let types = Set(req.typesFilter.map { $0.lowercased() })
-        let (loading, groups) = coordinator.listGroups(states: states)
+        let wantedTypes = Set(req.typesFilter.map { $0.lowercased() })
+        let (loading, groups) = coordinator.listGroups(states: r.version >= 4 && !wantedStates.isEmpty ? wantedStates : nil,
+                                                       types: r.version >= 5 && !wantedTypes.isEmpty ? wantedTypes : nil)
         resp.errorCode = loading ? GroupErrorCode.coordinatorLoadInProgress : GroupErrorCode.none
-        guard r.version < 5 || types.isEmpty || types.contains("classic") else { return r.succeed(resp) }
         resp.groups = groups.map { g in
             var out = ListGroupsResponse.ListedGroup()
             out.groupId = g.groupId
             out.protocolType = g.protocolType
-            out.groupState = g.state.rawValue
-            out.groupType = "classic"
+            out.groupState = g.state
+            out.groupType = g.groupType
             return out
         }
         return r.succeed(resp)
@@ -213,7 +214,7 @@ extension Broker {
             if req.includeAuthorizedOperations && d.error == 0 {
                 out.authorizedOperations = KafkaAclOperation.allowed(.group)   // no ACLs: all of a group's
             }
-            out.groupState = d.state.rawValue
+            out.groupState = d.stateName
             out.protocolType = d.protocolType
             out.protocolData = d.protocolName
             out.members = d.members.map { m in

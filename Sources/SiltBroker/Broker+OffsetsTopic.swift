@@ -24,6 +24,9 @@ extension Broker {
         c.minSessionTimeoutMs = Int32(clamping: int("group.min.session.timeout.ms"))
         c.maxSessionTimeoutMs = Int32(clamping: int("group.max.session.timeout.ms"))
         c.maxSize = int("group.max.size")
+        c.consumerSessionTimeoutMs = Int32(clamping: int("group.consumer.session.timeout.ms"))
+        c.consumerHeartbeatIntervalMs = Int32(clamping: int("group.consumer.heartbeat.interval.ms"))
+        c.consumerMaxSize = int("group.consumer.max.size")
         c.offsetMetadataMaxBytes = int("offset.metadata.max.bytes")
         c.offsetsPartitions = partitions
         return c

@@ -76,6 +76,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         DescribeGroupsRequest.apiKey: 0...5,
         DeleteGroupsRequest.apiKey: 0...2,
         OffsetDeleteRequest.apiKey: 0...0,
+        ConsumerGroupHeartbeatRequest.apiKey: 0...1,   // KIP-848 (Broker+ConsumerGroups)
+        ConsumerGroupDescribeRequest.apiKey: 0...0,
         AlterPartitionReassignmentsRequest.apiKey: 0...0,   // forwarded to the controller
         ListPartitionReassignmentsRequest.apiKey: 0...0,
         ElectLeadersRequest.apiKey: 0...2,      // one replica per partition: answered read-only (Broker+ElectLeaders)
@@ -225,6 +227,10 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case DescribeGroupsRequest.apiKey: return try serve(DescribeGroupsRequest.self, frame, context, describeGroups)
         case DeleteGroupsRequest.apiKey: return try serve(DeleteGroupsRequest.self, frame, context, deleteGroups)
         case OffsetDeleteRequest.apiKey: return try serve(OffsetDeleteRequest.self, frame, context, offsetDelete)
+        case ConsumerGroupHeartbeatRequest.apiKey:
+            return try serve(ConsumerGroupHeartbeatRequest.self, frame, context, consumerGroupHeartbeat)
+        case ConsumerGroupDescribeRequest.apiKey:
+            return try serve(ConsumerGroupDescribeRequest.self, frame, context, consumerGroupDescribe)
         case AlterPartitionReassignmentsRequest.apiKey:
             return try serve(AlterPartitionReassignmentsRequest.self, frame, context, alterPartitionReassignments)
         case ListPartitionReassignmentsRequest.apiKey:

@@ -135,6 +135,12 @@ final class Group {
     var offsets: [TopicPartition: CommittedOffset] = [:]
     /// Commits written but not yet durable: what `requireStable` fetches must not read past.
     var pendingCommits: [TopicPartition: Int] = [:]
+    /// Set while the group speaks KIP-848's consumer protocol (ConsumerGroupHeartbeat); the
+    /// classic fields above then stay empty. In memory only.
+    var consumer: ConsumerGroup?
+
+    /// Whether members of either protocol are in the group.
+    var hasMembers: Bool { !members.isEmpty || !(consumer?.members.isEmpty ?? true) }
 
     init(groupId: String, partition: Int32, nowMs: Int64) {
         self.groupId = groupId
@@ -211,6 +217,7 @@ final class Group {
 
     /// Whether the group consumes `topic` now (KIP-496: its offsets cannot be deleted then).
     func isSubscribed(to topic: String) -> Bool {
+        if let consumer { return consumer.subscribedTopics.contains(topic) }
         guard protocolType == "consumer", state != .empty, let protocolName else { return false }
         return members.values.contains { m in
             ConsumerSubscription.topics(m.metadata(for: protocolName))?.contains(topic) ?? false

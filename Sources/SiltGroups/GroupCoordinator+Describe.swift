@@ -13,6 +13,8 @@ extension GroupCoordinator {
         public var error: Int16
         public var groupId: String
         public var state: GroupState
+        /// The state's name as DescribeGroups prints it (a consumer-protocol group's own states).
+        public var stateName: String
         public var protocolType: String
         public var protocolName: String
         public var members: [MemberDescription]
@@ -22,10 +24,24 @@ extension GroupCoordinator {
     /// metadata and assignments are only shown once the group is stable.
     public func describe(_ groupId: String) -> GroupDescription {
         withLock { _ in
-            var d = GroupDescription(error: 0, groupId: groupId, state: .dead, protocolType: "", protocolName: "", members: [])
+            var d = GroupDescription(error: 0, groupId: groupId, state: .dead, stateName: GroupState.dead.rawValue,
+                                     protocolType: "", protocolName: "", members: [])
             if let e = precheck(groupId) { d.error = e; return d }
             guard let g = groups[groupId] else { return d }
             d.state = g.state
+            d.stateName = g.state.rawValue
+            if let cg = g.consumer, g.state != .dead {
+                // Kafka describes a consumer-protocol group to DescribeGroups with its own state
+                // and its members; member metadata and assignments are ConsumerGroupDescribe's.
+                d.stateName = cg.state.rawValue
+                d.protocolType = "consumer"
+                d.protocolName = cg.members.isEmpty ? "" : cg.assignorName
+                d.members = cg.members.values.sorted { $0.memberId < $1.memberId }.map { m in
+                    MemberDescription(memberId: m.memberId, groupInstanceId: m.instanceId, clientId: m.clientId,
+                                      clientHost: m.clientHost, metadata: [], assignment: [])
+                }
+                return d
+            }
             d.protocolType = g.protocolType ?? ""
             let stable = g.state == .stable
             d.protocolName = stable ? g.protocolName ?? "" : ""
@@ -38,15 +54,74 @@ extension GroupCoordinator {
         }
     }
 
-    /// Every loaded group, optionally only those in `states`; and whether partitions are
-    /// still loading (Kafka answers COORDINATOR_LOAD_IN_PROGRESS with what it has).
-    public func listGroups(states: Set<GroupState>?) -> (loading: Bool, groups: [(groupId: String, protocolType: String, state: GroupState)]) {
+    public struct ListedGroup: Equatable, Sendable {
+        public var groupId: String
+        public var protocolType: String
+        public var state: String
+        /// "classic" or "consumer" (KIP-848), as ListGroups v5 names group types.
+        public var groupType: String
+    }
+
+    /// Every loaded group, optionally only those in `states` / of `types` (lower-case names);
+    /// and whether partitions are still loading (Kafka answers COORDINATOR_LOAD_IN_PROGRESS
+    /// with what it has).
+    public func listGroups(states: Set<String>?, types: Set<String>? = nil) -> (loading: Bool, groups: [ListedGroup]) {
         withLock { _ in
             let listed = groups.values
-                .filter { !loadingPartitions.contains($0.partition) && $0.state != .dead && (states?.contains($0.state) ?? true) }
+                .filter { !loadingPartitions.contains($0.partition) && $0.state != .dead }
                 .sorted { $0.groupId < $1.groupId }
-                .map { (groupId: $0.groupId, protocolType: $0.protocolType ?? "", state: $0.state) }
+                .map { g in
+                    g.consumer.map { ListedGroup(groupId: g.groupId, protocolType: "consumer", state: $0.state.rawValue, groupType: "consumer") }
+                        ?? ListedGroup(groupId: g.groupId, protocolType: g.protocolType ?? "", state: g.state.rawValue, groupType: "classic")
+                }
+                .filter { (states?.contains($0.state.lowercased()) ?? true) && (types?.contains($0.groupType) ?? true) }
             return (!loadingPartitions.isEmpty, listed)
+        }
+    }
+
+    public struct ConsumerMemberDescription: Equatable, Sendable {
+        public var memberId: String
+        public var instanceId: String?
+        public var rackId: String?
+        public var memberEpoch: Int32
+        public var clientId: String
+        public var clientHost: String
+        public var subscribedTopicNames: [String]
+        public var assignment: [TopicPartition]
+        public var targetAssignment: [TopicPartition]
+    }
+
+    public struct ConsumerGroupDescription: Equatable, Sendable {
+        public var error: Int16
+        public var errorMessage: String?
+        public var groupId: String
+        public var state: String = ""
+        public var groupEpoch: Int32 = 0
+        public var assignmentEpoch: Int32 = 0
+        public var assignorName: String = ""
+        public var members: [ConsumerMemberDescription] = []
+    }
+
+    /// ConsumerGroupDescribe: GROUP_ID_NOT_FOUND for an unknown group or a classic one.
+    public func describeConsumerGroup(_ groupId: String) -> ConsumerGroupDescription {
+        withLock { _ in
+            var d = ConsumerGroupDescription(error: GroupErrorCode.none, groupId: groupId)
+            if let e = precheck(groupId) { d.error = e; return d }
+            guard let g = groups[groupId], g.state != .dead, let cg = g.consumer else {
+                d.error = GroupErrorCode.groupIdNotFound
+                d.errorMessage = groups[groupId] == nil ? "Group \(groupId) not found." : "Group \(groupId) is not a consumer group."
+                return d
+            }
+            d.state = cg.state.rawValue
+            d.groupEpoch = cg.groupEpoch
+            d.assignmentEpoch = cg.assignmentEpoch
+            d.assignorName = cg.assignorName
+            d.members = cg.members.values.sorted { $0.memberId < $1.memberId }.map { m in
+                ConsumerMemberDescription(memberId: m.memberId, instanceId: m.instanceId, rackId: m.rackId, memberEpoch: m.memberEpoch,
+                                          clientId: m.clientId, clientHost: m.clientHost, subscribedTopicNames: m.subscribedTopics,
+                                          assignment: m.assigned.sorted(), targetAssignment: (cg.target[m.memberId] ?? []).sorted())
+            }
+            return d
         }
     }
 

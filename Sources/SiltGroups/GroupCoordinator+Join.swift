@@ -93,6 +93,11 @@ extension GroupCoordinator {
                 groups[req.groupId] = g
             }
             if g.state == .dead { return fail(GroupErrorCode.coordinatorNotAvailable) }
+            if let cg = g.consumer {
+                // A consumer-protocol group with members refuses classic members (no migration).
+                guard cg.members.isEmpty else { return fail(GroupErrorCode.inconsistentGroupProtocol) }
+                g.consumer = nil
+            }
             if req.memberId.isEmpty {
                 joinUnknownMember(g, req, now: now, completion, &fx)
             } else {

@@ -21,7 +21,8 @@ extension GroupCoordinator {
             } else {
                 return fail(version >= 9 ? GroupErrorCode.groupIdNotFound : GroupErrorCode.illegalGeneration)
             }
-            if let e = validateCommit(g, generationId: generationId, memberId: memberId, groupInstanceId: groupInstanceId) {
+            if let e = validateCommit(g, generationId: generationId, memberId: memberId, groupInstanceId: groupInstanceId,
+                                      version: version) {
                 return fail(e)
             }
             g.members[memberId]?.lastHeartbeatMs = now
@@ -48,9 +49,14 @@ extension GroupCoordinator {
         }
     }
 
-    /// Kafka's `ClassicGroup.validateOffsetCommit`.
-    private func validateCommit(_ g: Group, generationId: Int32, memberId: String, groupInstanceId: String?) -> Int16? {
+    /// Kafka's `ClassicGroup.validateOffsetCommit` (`generationId` is the member epoch of a
+    /// consumer-protocol group: `ConsumerGroup.validateOffsetCommit`).
+    private func validateCommit(_ g: Group, generationId: Int32, memberId: String, groupInstanceId: String?,
+                                version: Int16) -> Int16? {
         if g.state == .dead { return GroupErrorCode.coordinatorNotAvailable }
+        if let cg = g.consumer {
+            return validateConsumerOffsetRequest(cg, memberId: memberId, memberEpoch: generationId, version: version)
+        }
         if generationId < 0 && g.state == .empty { return nil }
         if generationId >= 0 || !memberId.isEmpty || groupInstanceId != nil {
             if let e = validateMember(g, memberId: memberId, groupInstanceId: groupInstanceId) { return e }
@@ -70,12 +76,18 @@ extension GroupCoordinator {
     }
 
     /// The committed offsets of `partitions` (nil: every partition the group has one for).
-    /// Returns the group-level error and the per-partition answers.
-    public func fetchOffsets(groupId: String, partitions: [TopicPartition]?, requireStable: Bool) -> (Int16, [FetchedOffset]) {
+    /// Returns the group-level error and the per-partition answers. `member`: the member id
+    /// and epoch of OffsetFetch v9+, checked against a consumer-protocol group.
+    public func fetchOffsets(groupId: String, partitions: [TopicPartition]?, requireStable: Bool,
+                             member: (id: String, epoch: Int32)? = nil) -> (Int16, [FetchedOffset]) {
         withLock { _ in
             if let e = precheck(groupId) { return (e, []) }
             guard let g = groups[groupId], g.state != .dead else {
                 return (GroupErrorCode.none, (partitions ?? []).map { FetchedOffset(partition: $0, offset: nil, error: 0) })
+            }
+            if let cg = g.consumer, let member,
+               let e = validateConsumerOffsetRequest(cg, memberId: member.id, memberEpoch: member.epoch, version: nil) {
+                return (e, [])
             }
             return (GroupErrorCode.none, (partitions ?? g.offsets.keys.sorted()).map { tp in
                 if requireStable && g.pendingCommits[tp] != nil {
@@ -96,7 +108,7 @@ extension GroupCoordinator {
                 fx.append { completion(GroupErrorCode.groupIdNotFound, [:]) }
                 return
             }
-            if g.state != .empty && g.protocolType != "consumer" {
+            if g.state != .empty && g.protocolType != "consumer" && g.consumer == nil {
                 fx.append { completion(GroupErrorCode.nonEmptyGroup, [:]) }
                 return
             }
@@ -132,7 +144,7 @@ extension GroupCoordinator {
                 fx.append { completion(GroupErrorCode.groupIdNotFound) }
                 return
             }
-            guard g.state == .empty else { fx.append { completion(GroupErrorCode.nonEmptyGroup) }; return }
+            guard g.state == .empty && !g.hasMembers else { fx.append { completion(GroupErrorCode.nonEmptyGroup) }; return }
             g.transition(to: .dead, nowMs: clock())
             // Commits still being written land in the log before these tombstones (queued in
             // decision order), so they need tombstones too.

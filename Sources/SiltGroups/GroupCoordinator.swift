@@ -14,6 +14,14 @@ public struct GroupCoordinatorConfig: Sendable {
     /// Kafka's `NewMemberJoinTimeoutMs`: a member that joined a rebalance for the first
     /// time and is waiting in JoinGroup is dropped after this long.
     public var newMemberJoinTimeoutMs: Int64 = 300_000
+    /// `group.consumer.session.timeout.ms`: a KIP-848 member silent this long is removed.
+    public var consumerSessionTimeoutMs: Int32 = 45_000
+    /// `group.consumer.heartbeat.interval.ms`: how often KIP-848 members are told to heartbeat.
+    public var consumerHeartbeatIntervalMs: Int32 = 5_000
+    /// `group.consumer.max.size`: most members of one KIP-848 group.
+    public var consumerMaxSize: Int = Int(Int32.max)
+    /// `group.consumer.assignors`: the server-side assignors offered; the first is the default.
+    public var consumerAssignors: [String] = ConsumerAssignors.Name.allCases.map(\.rawValue)
     public init() {}
 }
 
@@ -189,6 +197,7 @@ public final class GroupCoordinator: @unchecked Sendable {
         withLock { fx in
             let now = clock()
             for g in groups.values where !loadingPartitions.contains(g.partition) {
+                if let cg = g.consumer { expireConsumerMembers(cg, now: now) }
                 let before = g.pendingMembers.count
                 g.pendingMembers = g.pendingMembers.filter { $0.value > now }
                 if g.pendingMembers.count != before { tryCompleteJoin(g, now: now, &fx) }
@@ -205,7 +214,7 @@ public final class GroupCoordinator: @unchecked Sendable {
                 }
                 // Member ids handed out to clients that never came back leave nothing behind.
                 if g.state == .empty && g.generationId == 0 && g.members.isEmpty && g.pendingMembers.isEmpty
-                    && g.offsets.isEmpty && g.pendingCommits.isEmpty {
+                    && g.offsets.isEmpty && g.pendingCommits.isEmpty && g.consumer?.members.isEmpty != false {
                     groups[g.groupId] = nil
                 }
             }

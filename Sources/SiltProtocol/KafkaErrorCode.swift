@@ -47,6 +47,10 @@ public enum KafkaErrorCode {
     public static let unknownTopicId: Int16 = 100
     public static let duplicateBrokerRegistration: Int16 = 101
     public static let inconsistentClusterId: Int16 = 104
+    public static let fencedMemberEpoch: Int16 = 110
+    public static let unreleasedInstanceId: Int16 = 111
+    public static let unsupportedAssignor: Int16 = 112
+    public static let staleMemberEpoch: Int16 = 113
     public static let unsupportedEndpointType: Int16 = 115
 
     /// Kafka's `Errors` name for a code (as its tools print it); codes Kafka does not know

@@ -1,0 +1,163 @@
+/// KIP-848's consumer group: the state a `Group` carries when its members speak the consumer
+/// protocol (ConsumerGroupHeartbeat) instead of JoinGroup/SyncGroup.
+///
+/// ```
+///  heartbeat ─▶ member joins/leaves/changes subscription ─▶ groupEpoch += 1
+///                         │
+///  groupEpoch > assignmentEpoch ─▶ assignor computes `target` ─▶ assignmentEpoch = groupEpoch
+///                         │
+///  each member's next heartbeat reconciles toward its target:
+///    1. revoke  (assigned − target) and wait until the member reports it no longer owns them
+///    2. take    (target − assigned) that no other member owns (assigned or pending revocation)
+///    3. memberEpoch = assignmentEpoch
+/// ```
+///
+/// Invariant (checked by `checkOwnership`): a partition is owned (assigned or pending
+/// revocation) by at most one member, and `owners` indexes exactly that ownership.
+/// The state is in memory only: nothing of it is written to `__consumer_offsets`.
+final class ConsumerGroup {
+    /// Kafka's consumer group states, as ListGroups and ConsumerGroupDescribe name them.
+    enum State: String {
+        case empty = "Empty", assigning = "Assigning", reconciling = "Reconciling", stable = "Stable"
+    }
+
+    var groupEpoch: Int32 = 0
+    /// The group epoch the target assignment was computed for.
+    var assignmentEpoch: Int32 = 0
+    var members: [String: ConsumerMember] = [:]
+    var staticMembers: [String: String] = [:]   // instance id → member id
+    /// What each member should end up with, by member id.
+    var target: [String: Set<TopicPartition>] = [:]
+    /// Who owns each partition now (in `assigned` or `pendingRevocation`).
+    var owners: [TopicPartition: String] = [:]
+    /// Partition counts of the subscribed topics the target was computed from.
+    var topicPartitions: [String: Int32] = [:]
+    /// The assignor that computed the target.
+    var assignorName: String = ConsumerAssignors.defaultName
+
+    var state: State {
+        if members.isEmpty { return .empty }
+        if assignmentEpoch < groupEpoch { return .assigning }
+        let reconciled = members.values.allSatisfy { m in
+            m.memberEpoch == assignmentEpoch && m.pendingRevocation.isEmpty && m.assigned == (target[m.memberId] ?? [])
+        }
+        return reconciled ? .stable : .reconciling
+    }
+
+    /// Every topic some member subscribes to.
+    var subscribedTopics: Set<String> { Set(members.values.flatMap(\.subscribedTopics)) }
+
+    func add(_ m: ConsumerMember) {
+        precondition(members[m.memberId] == nil, "consumer member \(m.memberId) added twice")
+        members[m.memberId] = m
+        if let instance = m.instanceId { staticMembers[instance] = m.memberId }
+    }
+
+    /// Drops a member and releases everything it owns (it left, was fenced or expired).
+    func remove(_ memberId: String) {
+        guard let m = members.removeValue(forKey: memberId) else { return }
+        for tp in m.assigned.union(m.pendingRevocation) where owners[tp] == memberId { owners[tp] = nil }
+        if let instance = m.instanceId, staticMembers[instance] == memberId { staticMembers[instance] = nil }
+        target[memberId] = nil
+    }
+
+    /// A static member's new incarnation takes the old one's place, epoch and partitions.
+    func replaceStatic(oldId: String, with m: ConsumerMember) {
+        guard let old = members.removeValue(forKey: oldId) else { return }
+        m.memberEpoch = old.memberEpoch == ConsumerMember.staticLeaveEpoch ? old.previousMemberEpoch : old.memberEpoch
+        m.previousMemberEpoch = old.previousMemberEpoch
+        m.assigned = old.assigned
+        m.pendingRevocation = old.pendingRevocation
+        for tp in m.assigned.union(m.pendingRevocation) { owners[tp] = m.memberId }
+        target[m.memberId] = target.removeValue(forKey: oldId)
+        members[m.memberId] = m
+        if let instance = m.instanceId { staticMembers[instance] = m.memberId }
+    }
+
+    /// Recomputes the target assignment when the group epoch moved past it.
+    func computeTargetIfNeeded(assignor: ConsumerAssignors.Name) {
+        guard assignmentEpoch < groupEpoch else { return }
+        let subscriptions = members.values.map { (memberId: $0.memberId, topics: Set($0.subscribedTopics)) }
+        target = ConsumerAssignors.assign(assignor, members: subscriptions, partitions: topicPartitions, previous: target)
+        assignorName = assignor.rawValue
+        assignmentEpoch = groupEpoch
+    }
+
+    /// Moves `m` one step toward its target (Kafka's CurrentAssignmentBuilder). `owned`: the
+    /// partitions the member reported in this heartbeat (nil: unchanged since the last one).
+    /// Returns true if the member's assignment changed.
+    @discardableResult
+    func reconcile(_ m: ConsumerMember, owned: Set<TopicPartition>?, nowMs: Int64) -> Bool {
+        if !m.pendingRevocation.isEmpty {
+            // Partitions move on only once their owner says it let them go.
+            guard let owned, owned.isDisjoint(with: m.pendingRevocation) else { return false }
+            for tp in m.pendingRevocation where owners[tp] == m.memberId { owners[tp] = nil }
+            m.pendingRevocation = []
+            m.revocationDeadlineMs = nil
+        }
+        let goal = target[m.memberId] ?? []
+        let revoking = m.assigned.subtracting(goal)
+        if !revoking.isEmpty {
+            m.assigned.subtract(revoking)
+            m.pendingRevocation = revoking
+            m.revocationDeadlineMs = nowMs + Int64(max(m.rebalanceTimeoutMs, 0))
+            return true
+        }
+        let before = m.assigned
+        for tp in goal.subtracting(m.assigned) where owners[tp] == nil {
+            owners[tp] = m.memberId
+            m.assigned.insert(tp)
+        }
+        if m.memberEpoch != assignmentEpoch {
+            m.previousMemberEpoch = m.memberEpoch
+            m.memberEpoch = assignmentEpoch
+        }
+        return m.assigned != before
+    }
+
+    /// The ownership invariant; a failure is a bug in the coordinator.
+    func checkOwnership() {
+        var seen: [TopicPartition: String] = [:]
+        for m in members.values {
+            precondition(m.assigned.isDisjoint(with: m.pendingRevocation), "\(m.memberId) owns a partition twice")
+            for tp in m.assigned.union(m.pendingRevocation) {
+                precondition(seen[tp] == nil, "\(tp) owned by \(seen[tp]!) and \(m.memberId)")
+                seen[tp] = m.memberId
+            }
+        }
+        precondition(seen == owners, "the owner index disagrees with the members")
+    }
+}
+
+/// A member of a consumer-protocol group.
+final class ConsumerMember {
+    /// The epoch a static member leaves with (ConsumerGroupHeartbeat): it may come back.
+    static let staticLeaveEpoch: Int32 = -2
+    static let leaveEpoch: Int32 = -1
+
+    let memberId: String
+    var instanceId: String?
+    var rackId: String?
+    var clientId: String
+    var clientHost: String
+    var subscribedTopics: [String] = []
+    var serverAssignor: String?
+    var rebalanceTimeoutMs: Int32
+    var memberEpoch: Int32 = 0
+    var previousMemberEpoch: Int32 = -1
+    var assigned: Set<TopicPartition> = []
+    /// Partitions taken away that the member has not yet confirmed it stopped consuming.
+    var pendingRevocation: Set<TopicPartition> = []
+    /// When a member still holding revoked partitions is fenced.
+    var revocationDeadlineMs: Int64?
+    var lastHeartbeatMs: Int64
+
+    init(memberId: String, instanceId: String?, clientId: String, clientHost: String, rebalanceTimeoutMs: Int32, nowMs: Int64) {
+        self.memberId = memberId
+        self.instanceId = instanceId
+        self.clientId = clientId
+        self.clientHost = clientHost
+        self.rebalanceTimeoutMs = rebalanceTimeoutMs
+        self.lastHeartbeatMs = nowMs
+    }
+}

@@ -1,0 +1,179 @@
+"""KIP-848's consumer group protocol (issue 16, item 4): confluent-kafka consumers with
+`group.protocol=consumer` get server-side assignments through ConsumerGroupHeartbeat, share
+a topic partition by partition, rebalance when one leaves, and the group is described by
+ConsumerGroupDescribe, ListGroups and DescribeGroups. A classic group and a consumer group
+live side by side on the same coordinator, and neither kind of member can join the other."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from silt_helpers import admin, client_conf, create_topic, produce_all, wait_until
+
+# The broker tells members how often to heartbeat; 1 s instead of Kafka's 5 s keeps the
+# test short (a partition moves on the heartbeat after its owner released it).
+KIP848_OVERRIDES = {"group.consumer.heartbeat.interval.ms": "1000", "group.initial.rebalance.delay.ms": "0"}
+PARTITIONS = 6
+
+
+@pytest.fixture
+def knode(node_factory):
+    return node_factory(KIP848_OVERRIDES)
+
+
+class Member:
+    """A `group.protocol=consumer` consumer in a thread: counts every value it reads and
+    commits after processing (and for revoked partitions before giving them up)."""
+
+    def __init__(self, node, group: str, topic: str, name: str, seen: Counter, lock: threading.Lock, **extra):
+        from confluent_kafka import Consumer
+
+        self.name, self.topic, self.seen, self.lock = name, topic, seen, lock
+        self.processed: dict[tuple[str, int], int] = {}
+        self.consumer = Consumer(client_conf(node, **{
+            "group.id": group, "group.protocol": "consumer", "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "client.id": name, **extra}))
+        self.assigned: set[int] = set()
+        self.errors: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+
+    def commit(self, partitions=None) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        todo = [TopicPartition(t, p, o) for (t, p), o in self.processed.items() if partitions is None or (t, p) in partitions]
+        if todo:
+            try:
+                self.consumer.commit(offsets=todo, asynchronous=False)
+            except KafkaException as e:
+                self.errors.append(str(e))
+
+    def on_assign(self, consumer, partitions) -> None:
+        self.assigned |= {tp.partition for tp in partitions}
+
+    def on_revoke(self, consumer, partitions) -> None:
+        self.commit({(tp.topic, tp.partition) for tp in partitions})
+        for tp in partitions:
+            self.processed.pop((tp.topic, tp.partition), None)
+            self.assigned.discard(tp.partition)
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.topic], on_assign=self.on_assign, on_revoke=self.on_revoke, on_lost=self.on_revoke)
+        while not self.stop.is_set():
+            batch = [m for m in self.consumer.consume(num_messages=500, timeout=0.2) if not m.error()]
+            if not batch:
+                continue
+            with self.lock:
+                for m in batch:
+                    assert m.partition() in self.assigned, f"{self.name} read partition {m.partition()} it does not own"
+                    self.seen[m.value()] += 1
+            for m in batch:
+                self.processed[(m.topic(), m.partition())] = m.offset() + 1
+            self.commit()
+
+    def start(self) -> "Member":
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), f"{self.name}'s poll loop is stuck"
+        self.commit()
+        self.consumer.close()   # ConsumerGroupHeartbeat with member epoch -1
+
+
+def settled(members: list[Member]) -> bool:
+    """Every partition owned by exactly one member."""
+    owned = [p for m in members for p in m.assigned]
+    return sorted(owned) == list(range(PARTITIONS))
+
+
+def test_kip848_group_shares_partitions_and_rebalances(knode):
+    """3 consumer-protocol members on 6 partitions: 2 each, every record read exactly once;
+    one leaves: the other 2 take over its partitions (3 each) and read the rest once."""
+    from confluent_kafka import ConsumerGroupState, ConsumerGroupType
+
+    topic, group = "kip848", "kip848-group"
+    create_topic(knode, topic, PARTITIONS)
+    first = [b"a%05d" % i for i in range(3000)]
+    produce_all(knode, topic, [(p % PARTITIONS, v, v, None) for p, v in enumerate(first)])
+    seen, lock = Counter(), threading.Lock()
+    members = [Member(knode, group, topic, f"m{i}", seen, lock).start() for i in range(3)]
+    try:
+        wait_until(lambda: settled(members) and all(len(m.assigned) == 2 for m in members), 30,
+                   "3 members with 2 partitions each")
+        wait_until(lambda: len(seen) == len(first), 30, "every record of the first batch read")
+
+        a = admin(knode)
+        d = a.describe_consumer_groups([group])[group].result(timeout=10)
+        assert d.type == ConsumerGroupType.CONSUMER
+        assert d.state == ConsumerGroupState.STABLE
+        assert sorted(len(m.assignment.topic_partitions) for m in d.members) == [2, 2, 2]
+        listed = a.list_consumer_groups().result(timeout=10)
+        assert [(g.group_id, g.type) for g in listed.valid if g.group_id == group] == [(group, ConsumerGroupType.CONSUMER)]
+
+        leaving = members.pop()
+        leaving.close()
+        wait_until(lambda: settled(members) and all(len(m.assigned) == 3 for m in members), 30,
+                   "the 2 remaining members with 3 partitions each")
+        second = [b"b%05d" % i for i in range(3000)]
+        produce_all(knode, topic, [(p % PARTITIONS, v, v, None) for p, v in enumerate(second)])
+        wait_until(lambda: len(seen) == len(first) + len(second), 30, "every record of the second batch read")
+        time.sleep(0.5)
+        with lock:
+            doubled = {v: n for v, n in seen.items() if n != 1}
+        assert not doubled, f"records read more than once: {list(doubled.items())[:5]}"
+        assert all(not m.errors for m in members + [leaving]), [m.errors for m in members + [leaving]]
+    finally:
+        for m in members:
+            m.close()
+
+
+def test_kip848_and_classic_groups_coexist(knode):
+    """A classic group and a consumer-protocol group consume on the same node; a classic
+    member cannot join the consumer group while it has members (INCONSISTENT_GROUP_PROTOCOL)."""
+    from confluent_kafka import Consumer, KafkaException
+
+    topic = "coexist"
+    create_topic(knode, topic, 2)
+    produce_all(knode, topic, [(i % 2, b"v%d" % i, b"v%d" % i, None) for i in range(100)])
+
+    def drain(c: Consumer, n: int) -> int:
+        got, deadline = 0, time.monotonic() + 30
+        while got < n and time.monotonic() < deadline:
+            got += len([m for m in c.consume(num_messages=100, timeout=0.5) if not m.error()])
+        return got
+
+    modern = Consumer(client_conf(knode, **{"group.id": "g-consumer", "group.protocol": "consumer",
+                                            "auto.offset.reset": "earliest"}))
+    classic = Consumer(client_conf(knode, **{"group.id": "g-classic", "auto.offset.reset": "earliest",
+                                             "session.timeout.ms": 6000}))
+    intruder = Consumer(client_conf(knode, **{"group.id": "g-consumer", "auto.offset.reset": "earliest",
+                                              "session.timeout.ms": 6000}))
+    errors: list[str] = []
+    try:
+        modern.subscribe([topic])
+        classic.subscribe([topic])
+        assert drain(modern, 100) == 100
+        assert drain(classic, 100) == 100
+        intruder.subscribe([topic], on_assign=lambda c, ps: errors.append("assigned"))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not errors:
+            try:
+                for m in intruder.consume(num_messages=10, timeout=0.5):
+                    if m.error():
+                        errors.append(m.error().name())
+            except KafkaException as e:
+                errors.append(e.args[0].name())
+        assert "INCONSISTENT_GROUP_PROTOCOL" in errors, errors
+        a = admin(knode)
+        listed = a.list_consumer_groups().result(timeout=10)
+        types = {g.group_id: g.type.name for g in listed.valid}
+        assert types.get("g-consumer") == "CONSUMER" and types.get("g-classic") == "CLASSIC", (types, listed.errors)
+    finally:
+        for c in (intruder, modern, classic):
+            c.close()
