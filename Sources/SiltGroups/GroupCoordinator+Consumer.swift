@@ -255,10 +255,11 @@ extension GroupCoordinator {
         cg.computeTargetIfNeeded(assignor: preferredAssignor(cg))
     }
 
-    /// Kafka's `ConsumerGroup.validateOffsetCommit` / `validateOffsetFetch`: admin-style
-    /// requests (no member id, negative epoch) pass; a member must exist and send its epoch.
+    /// Kafka's `ConsumerGroup.validateOffsetCommit` (`version` set) and `validateOffsetFetch`
+    /// (nil): a commit without a member (an admin tool, epoch -1) only while the group has no
+    /// members; a fetch without one always. A member must exist and send its current epoch.
     func validateConsumerOffsetRequest(_ cg: ConsumerGroup, memberId: String, memberEpoch: Int32, version: Int16?) -> Int16? {
-        if memberEpoch < 0 && memberId.isEmpty { return nil }
+        if memberEpoch < 0 && (version == nil ? memberId.isEmpty : cg.members.isEmpty) { return nil }
         guard let m = cg.members[memberId] else { return GroupErrorCode.unknownMemberId }
         if let version, version < 9 { return KafkaErrorCode.unsupportedVersion }
         if memberEpoch > m.memberEpoch { return KafkaErrorCode.fencedMemberEpoch }
