@@ -214,7 +214,7 @@ extension Broker {
             if req.includeAuthorizedOperations && d.error == 0 {
                 out.authorizedOperations = KafkaAclOperation.allowed(.group)   // no ACLs: all of a group's
             }
-            out.groupState = d.stateName
+            out.groupState = d.state.rawValue
             out.protocolType = d.protocolType
             out.protocolData = d.protocolName
             out.members = d.members.map { m in

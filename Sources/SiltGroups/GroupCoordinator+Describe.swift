@@ -13,8 +13,6 @@ extension GroupCoordinator {
         public var error: Int16
         public var groupId: String
         public var state: GroupState
-        /// The state's name as DescribeGroups prints it (a consumer-protocol group's own states).
-        public var stateName: String
         public var protocolType: String
         public var protocolName: String
         public var members: [MemberDescription]
@@ -24,24 +22,13 @@ extension GroupCoordinator {
     /// metadata and assignments are only shown once the group is stable.
     public func describe(_ groupId: String) -> GroupDescription {
         withLock { _ in
-            var d = GroupDescription(error: 0, groupId: groupId, state: .dead, stateName: GroupState.dead.rawValue,
-                                     protocolType: "", protocolName: "", members: [])
+            var d = GroupDescription(error: 0, groupId: groupId, state: .dead, protocolType: "", protocolName: "", members: [])
             if let e = precheck(groupId) { d.error = e; return d }
             guard let g = groups[groupId] else { return d }
+            // Kafka's DescribeGroups (v0-5) describes classic groups only: a consumer-protocol
+            // group is answered as a group it does not know (Dead); ConsumerGroupDescribe has it.
+            if g.consumer != nil { return d }
             d.state = g.state
-            d.stateName = g.state.rawValue
-            if let cg = g.consumer, g.state != .dead {
-                // Kafka describes a consumer-protocol group to DescribeGroups with its own state
-                // and its members; member metadata and assignments are ConsumerGroupDescribe's.
-                d.stateName = cg.state.rawValue
-                d.protocolType = "consumer"
-                d.protocolName = cg.members.isEmpty ? "" : cg.assignorName
-                d.members = cg.members.values.sorted { $0.memberId < $1.memberId }.map { m in
-                    MemberDescription(memberId: m.memberId, groupInstanceId: m.instanceId, clientId: m.clientId,
-                                      clientHost: m.clientHost, metadata: [], assignment: [])
-                }
-                return d
-            }
             d.protocolType = g.protocolType ?? ""
             let stable = g.state == .stable
             d.protocolName = stable ? g.protocolName ?? "" : ""
