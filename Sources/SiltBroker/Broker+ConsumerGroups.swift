@@ -50,7 +50,32 @@ extension Broker {
         return r.succeed(resp)
     }
 
+    /// Longest a ConsumerGroupDescribe waits for its groups' `__consumer_offsets` partitions
+    /// to load, and how often it looks again. librdkafka's admin client does not retry the
+    /// per-group COORDINATOR_LOAD_IN_PROGRESS of this API (it does DescribeGroups'), so the
+    /// request is parked (a timer on its event loop) instead of answered with it.
+    static let consumerDescribeLoadWaitMsMax: Int64 = 10_000
+    static let consumerDescribeLoadPollMs: Int64 = 50
+
     func consumerGroupDescribe(_ req: ConsumerGroupDescribeRequest, _ r: Request) -> EventLoopFuture<ConsumerGroupDescribeResponse?> {
+        let promise = r.eventLoop.makePromise(of: ConsumerGroupDescribeResponse?.self)
+        describeWhenLoaded(req, r, deadline: .now() + .milliseconds(Broker.consumerDescribeLoadWaitMsMax), promise)
+        return promise.futureResult
+    }
+
+    private func describeWhenLoaded(_ req: ConsumerGroupDescribeRequest, _ r: Request, deadline: NIODeadline,
+                                    _ promise: EventLoopPromise<ConsumerGroupDescribeResponse?>) {
+        let loading = groupCoordinator.map { c in req.groupIds.contains { c.isLoading(partition: c.partition(for: $0)) } } ?? false
+        guard !loading || NIODeadline.now() >= deadline else {
+            r.eventLoop.scheduleTask(in: .milliseconds(Broker.consumerDescribeLoadPollMs)) {
+                self.describeWhenLoaded(req, r, deadline: deadline, promise)
+            }
+            return
+        }
+        promise.succeed(describeConsumerGroups(req))
+    }
+
+    private func describeConsumerGroups(_ req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
         var resp = ConsumerGroupDescribeResponse()
         let image = metadata.image
         func assignment(_ partitions: [TopicPartition]) -> ConsumerGroupDescribeResponse.Assignment {
@@ -95,7 +120,7 @@ extension Broker {
             }
             return out
         }
-        return r.succeed(resp)
+        return resp
     }
 
     /// Partitions grouped by topic id, in topic name order; topics no longer in the image
