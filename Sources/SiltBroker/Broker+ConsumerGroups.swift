@@ -19,8 +19,7 @@ extension Broker {
         hb.rackId = req.rackId
         hb.rebalanceTimeoutMs = req.rebalanceTimeoutMs
         hb.subscribedTopicNames = req.subscribedTopicNames
-        // librdkafka sends an empty regex along with topic names: no regex.
-        hb.subscribedTopicRegex = r.version >= 1 && req.subscribedTopicRegex?.isEmpty == false ? req.subscribedTopicRegex : nil
+        hb.subscribedTopicRegex = r.version >= 1 ? req.subscribedTopicRegex : nil   // "": no regex
         hb.serverAssignor = req.serverAssignor
         // Partitions of topics deleted meanwhile are not owned any more: dropped.
         hb.ownedPartitions = req.topicPartitions.map { topics in
@@ -31,7 +30,9 @@ extension Broker {
         hb.clientId = r.header.clientId ?? ""
         hb.clientHost = r.context.clientHost
         hb.version = r.version
-        let result = coordinator.consumerHeartbeat(hb) { image.topic(named: $0)?.partitionCount }
+        let result = coordinator.consumerHeartbeat(hb, topicNames: { Array(image.topicsByName.keys) }) {
+            image.topic(named: $0)?.partitionCount
+        }
         resp.errorCode = result.error
         resp.errorMessage = result.errorMessage
         resp.memberId = result.memberId
@@ -114,6 +115,7 @@ extension Broker {
                 om.clientId = m.clientId
                 om.clientHost = m.clientHost
                 om.subscribedTopicNames = m.subscribedTopicNames
+                om.subscribedTopicRegex = m.subscribedTopicRegex
                 om.assignment = assignment(m.assignment)
                 om.targetAssignment = assignment(m.targetAssignment)
                 return om

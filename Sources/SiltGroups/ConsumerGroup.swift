@@ -1,3 +1,5 @@
+import Foundation
+
 /// KIP-848's consumer group: the state a `Group` carries when its members speak the consumer
 /// protocol (ConsumerGroupHeartbeat) instead of JoinGroup/SyncGroup.
 ///
@@ -44,8 +46,8 @@ final class ConsumerGroup {
         return reconciled ? .stable : .reconciling
     }
 
-    /// Every topic some member subscribes to.
-    var subscribedTopics: Set<String> { Set(members.values.flatMap(\.subscribedTopics)) }
+    /// Every topic some member subscribes to, by name or by regex.
+    var subscribedTopics: Set<String> { members.values.reduce(into: Set()) { $0.formUnion($1.topics) } }
 
     func add(_ m: ConsumerMember) {
         precondition(members[m.memberId] == nil, "consumer member \(m.memberId) added twice")
@@ -68,6 +70,8 @@ final class ConsumerGroup {
         m.previousMemberEpoch = old.previousMemberEpoch
         m.assigned = old.assigned
         m.pendingRevocation = old.pendingRevocation
+        m.subscribedRegex = old.subscribedRegex
+        m.regexMatches = old.regexMatches
         for tp in m.assigned.union(m.pendingRevocation) { owners[tp] = m.memberId }
         target[m.memberId] = target.removeValue(forKey: oldId)
         members[m.memberId] = m
@@ -77,7 +81,7 @@ final class ConsumerGroup {
     /// Recomputes the target assignment when the group epoch moved past it.
     func computeTargetIfNeeded(assignor: ConsumerAssignors.Name) {
         guard assignmentEpoch < groupEpoch else { return }
-        let subscriptions = members.values.map { (memberId: $0.memberId, topics: Set($0.subscribedTopics)) }
+        let subscriptions = members.values.map { (memberId: $0.memberId, topics: $0.topics) }
         target = ConsumerAssignors.assign(assignor, members: subscriptions, partitions: topicPartitions, previous: target)
         assignorName = assignor.rawValue
         assignmentEpoch = groupEpoch
@@ -141,6 +145,10 @@ final class ConsumerMember {
     var clientId: String
     var clientHost: String
     var subscribedTopics: [String] = []
+    /// `SubscribedTopicRegex` (KIP-848): matched in full against every topic name.
+    var subscribedRegex: SubscriptionRegex?
+    /// The topics `subscribedRegex` matched when the coordinator last looked.
+    var regexMatches: Set<String> = []
     var serverAssignor: String?
     var rebalanceTimeoutMs: Int32
     var memberEpoch: Int32 = 0
@@ -152,6 +160,9 @@ final class ConsumerMember {
     var revocationDeadlineMs: Int64?
     var lastHeartbeatMs: Int64
 
+    /// What the member consumes: its topic names and its regex's matches.
+    var topics: Set<String> { Set(subscribedTopics).union(regexMatches) }
+
     init(memberId: String, instanceId: String?, clientId: String, clientHost: String, rebalanceTimeoutMs: Int32, nowMs: Int64) {
         self.memberId = memberId
         self.instanceId = instanceId
@@ -160,4 +171,30 @@ final class ConsumerMember {
         self.rebalanceTimeoutMs = rebalanceTimeoutMs
         self.lastHeartbeatMs = nowMs
     }
+}
+
+/// A member's topic regex. Kafka compiles it with RE2/J and matches whole topic names; this
+/// uses Foundation's ICU syntax, which agrees with RE2 on the patterns subscriptions use
+/// (literals, classes, `.*`, alternation), with the match anchored at both ends.
+struct SubscriptionRegex: Equatable {
+    /// Topics a regex never matches, as in Kafka: the coordinators' internal topics.
+    static let internalTopics: Set<String> = ["__consumer_offsets", "__transaction_state"]
+
+    let pattern: String
+    private let regex: NSRegularExpression
+
+    /// nil if `pattern` does not compile.
+    init?(_ pattern: String) {
+        guard let regex = try? NSRegularExpression(pattern: pattern) else { return nil }
+        self.pattern = pattern
+        self.regex = regex
+    }
+
+    func matches(_ topic: String) -> Bool {
+        guard !SubscriptionRegex.internalTopics.contains(topic) else { return false }
+        let whole = NSRange(topic.startIndex..., in: topic)
+        return regex.firstMatch(in: topic, options: [.anchored], range: whole)?.range == whole
+    }
+
+    static func == (a: Self, b: Self) -> Bool { a.pattern == b.pattern }
 }

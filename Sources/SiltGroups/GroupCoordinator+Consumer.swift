@@ -44,9 +44,10 @@ public struct ConsumerHeartbeatResult: Equatable, Sendable {
 /// consumer group with members INCONSISTENT_GROUP_PROTOCOL; an empty group of either kind
 /// (committed offsets only) becomes the kind of whoever joins it, keeping its offsets.
 extension GroupCoordinator {
-    /// `partitionCount`: the partition count of a topic, nil if it does not exist (called
-    /// under the coordinator's lock: it must not block).
-    public func consumerHeartbeat(_ req: ConsumerHeartbeatRequest,
+    /// `partitionCount`: the partition count of a topic, nil if it does not exist; `topicNames`:
+    /// every topic, for regex subscriptions (both called under the coordinator's lock: they
+    /// must not block).
+    public func consumerHeartbeat(_ req: ConsumerHeartbeatRequest, topicNames: () -> [String] = { [] },
                                   partitionCount: (String) -> Int32?) -> ConsumerHeartbeatResult {
         withLock { _ in
             var out = ConsumerHeartbeatResult()
@@ -91,7 +92,7 @@ extension GroupCoordinator {
                 m.lastHeartbeatMs = now
                 update(cg, m, req)
             }
-            refreshTopics(cg, partitionCount: partitionCount)
+            refreshTopics(cg, topicNames: topicNames, partitionCount: partitionCount)
             // One heartbeat moves the group one epoch, whatever it changed (join, subscription, metadata).
             cg.groupEpoch = min(cg.groupEpoch, epochBefore + 1)
             cg.computeTargetIfNeeded(assignor: preferredAssignor(cg))
@@ -126,8 +127,8 @@ extension GroupCoordinator {
         } else if req.memberEpoch < ConsumerMember.staticLeaveEpoch {
             return (GroupErrorCode.invalidRequest, "MemberEpoch is invalid.")
         }
-        if req.subscribedTopicRegex != nil {
-            return (GroupErrorCode.invalidRequest, "SubscribedTopicRegex is not supported by this broker.")
+        if let regex = req.subscribedTopicRegex, !regex.isEmpty, SubscriptionRegex(regex) == nil {
+            return (KafkaErrorCode.invalidRegularExpression, "SubscribedTopicRegex \(regex) is not a valid regular expression.")
         }
         if let name = req.serverAssignor, ConsumerAssignors.Name(rawValue: name) == nil || !config.consumerAssignors.contains(name) {
             return (KafkaErrorCode.unsupportedAssignor, "ServerAssignor \(name) is not supported. Supported assignors: \(config.consumerAssignors.joined(separator: ", ")).")
@@ -153,6 +154,7 @@ extension GroupCoordinator {
                                         message: "Static member \(instance) is still in use by member \(oldId)."))
             }
             m.subscribedTopics = old.subscribedTopics
+            m.subscribedRegex = old.subscribedRegex
             m.serverAssignor = old.serverAssignor
             cg.replaceStatic(oldId: oldId, with: m)
             update(cg, m, req)
@@ -180,6 +182,12 @@ extension GroupCoordinator {
         var changed = false
         if let topics = req.subscribedTopicNames, Array(Set(topics)).sorted() != m.subscribedTopics {
             m.subscribedTopics = Array(Set(topics)).sorted()
+            changed = true
+        }
+        if let pattern = req.subscribedTopicRegex, pattern != (m.subscribedRegex?.pattern ?? "") {
+            // An empty regex clears it (the member subscribes by name only).
+            m.subscribedRegex = pattern.isEmpty ? nil : SubscriptionRegex(pattern)
+            m.regexMatches = []
             changed = true
         }
         if let assignor = req.serverAssignor, assignor != m.serverAssignor {
@@ -219,8 +227,21 @@ extension GroupCoordinator {
         return out
     }
 
-    /// Picks up partition count changes (and topics created or deleted) of subscribed topics.
-    private func refreshTopics(_ cg: ConsumerGroup, partitionCount: (String) -> Int32?) {
+    /// Picks up regex matches, and partition count changes (and topics created or deleted)
+    /// of subscribed topics. Regexes are matched against every topic on each heartbeat of a
+    /// group that has one: O(regexes × topics).
+    private func refreshTopics(_ cg: ConsumerGroup, topicNames: () -> [String], partitionCount: (String) -> Int32?) {
+        let withRegex = cg.members.values.filter { $0.subscribedRegex != nil }
+        if !withRegex.isEmpty {
+            let names = topicNames()
+            for m in withRegex {
+                let matches = Set(names.filter { m.subscribedRegex!.matches($0) })
+                if matches != m.regexMatches {
+                    m.regexMatches = matches
+                    cg.groupEpoch += 1
+                }
+            }
+        }
         var counts: [String: Int32] = [:]
         for t in cg.subscribedTopics { if let n = partitionCount(t) { counts[t] = n } }
         if counts != cg.topicPartitions {

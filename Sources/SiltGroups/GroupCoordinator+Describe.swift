@@ -74,6 +74,7 @@ extension GroupCoordinator {
         public var clientId: String
         public var clientHost: String
         public var subscribedTopicNames: [String]
+        public var subscribedTopicRegex: String?
         public var assignment: [TopicPartition]
         public var targetAssignment: [TopicPartition]
     }
@@ -106,6 +107,7 @@ extension GroupCoordinator {
             d.members = cg.members.values.sorted { $0.memberId < $1.memberId }.map { m in
                 ConsumerMemberDescription(memberId: m.memberId, instanceId: m.instanceId, rackId: m.rackId, memberEpoch: m.memberEpoch,
                                           clientId: m.clientId, clientHost: m.clientHost, subscribedTopicNames: m.subscribedTopics,
+                                          subscribedTopicRegex: m.subscribedRegex?.pattern,
                                           assignment: m.assigned.sorted(), targetAssignment: (cg.target[m.memberId] ?? []).sorted())
             }
             return d

@@ -52,6 +52,7 @@ public enum KafkaErrorCode {
     public static let unsupportedAssignor: Int16 = 112
     public static let staleMemberEpoch: Int16 = 113
     public static let unsupportedEndpointType: Int16 = 115
+    public static let invalidRegularExpression: Int16 = 128
 
     /// Kafka's `Errors` name for a code (as its tools print it); codes Kafka does not know
     /// print as `UNKNOWN_SERVER_ERROR`, as `Errors.forCode` maps them.

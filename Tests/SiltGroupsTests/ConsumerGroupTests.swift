@@ -11,6 +11,7 @@ final class ConsumerClient {
     var consuming: Set<TopicPartition> = []
     var assignor: String?
     var topics: [String]
+    var regex: String?
     var instance: String?
 
     init(_ memberId: String, group: String = "cg", topics: [String] = ["t"], assignor: String? = nil, instance: String? = nil) {
@@ -41,9 +42,10 @@ final class ConsumerClient {
         if self.epoch == 0 {
             req.rebalanceTimeoutMs = 30_000
             req.subscribedTopicNames = topics
+            req.subscribedTopicRegex = regex
             req.serverAssignor = assignor
         }
-        let r = h.coordinator.consumerHeartbeat(req) { h.topics[$0] }
+        let r = h.coordinator.consumerHeartbeat(req, topicNames: { Array(h.topics.keys) }) { h.topics[$0] }
         switch r.error {
         case GroupErrorCode.none:
             lastOkMs = h.clock.now
@@ -281,6 +283,25 @@ final class ConsumerGroupTests: XCTestCase {
         a.beat(h)
         XCTAssertEqual(a.consuming.count, 8)
         XCTAssertEqual(a.epoch, 2)
+    }
+
+    func testRegexSubscriptionFollowsTopicsAsTheyAppear() {
+        var h = ConsumerHarness()
+        h.topics = ["orders-1": 2, "orders-2": 2, "audit": 1, "__consumer_offsets": 50, "xorders-1": 1]
+        let a = ConsumerClient("a", topics: [])
+        a.regex = "orders-.*"
+        a.beat(h)
+        XCTAssertEqual(a.consuming, tps("orders-1", [0, 1]).union(tps("orders-2", [0, 1])), "whole names only, no internal topics")
+        XCTAssertEqual(h.describe().members.first?.subscribedTopicRegex, "orders-.*")
+        let epoch = a.epoch
+        h.topics["orders-3"] = 1
+        a.beat(h)
+        XCTAssertEqual(a.consuming.count, 5)
+        XCTAssertEqual(a.epoch, epoch + 1)
+        let bad = ConsumerClient("b", topics: [])
+        bad.regex = "orders-("
+        XCTAssertEqual(bad.beat(h).error, KafkaErrorCode.invalidRegularExpression)
+        XCTAssertEqual(KafkaErrorCode.name(KafkaErrorCode.invalidRegularExpression), "INVALID_REGULAR_EXPRESSION")
     }
 
     func testClassicAndConsumerGroupsRefuseEachOther() {

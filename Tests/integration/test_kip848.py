@@ -213,3 +213,26 @@ def test_kip848_members_rejoin_after_the_coordinator_restarts(knode):
     finally:
         for m in members:
             m.close()
+
+
+def test_kip848_regex_subscription(knode):
+    """A consumer-protocol member subscribing by regex (SubscribedTopicRegex) gets the
+    partitions of every matching topic, and only those."""
+    from confluent_kafka import Consumer
+
+    for name, parts in (("rx-a", 2), ("rx-b", 1), ("other", 1)):
+        create_topic(knode, name, parts)
+        produce_all(knode, name, [(p % parts, b"%s-%d" % (name.encode(), p), b"%s-%d" % (name.encode(), p), None)
+                                  for p in range(20)])
+    c = Consumer(client_conf(knode, **{"group.id": "rx-group", "group.protocol": "consumer",
+                                       "auto.offset.reset": "earliest"}))
+    try:
+        c.subscribe(["^rx-.*"])
+        got: set[bytes] = set()
+        deadline = time.monotonic() + 30
+        while len(got) < 40 and time.monotonic() < deadline:
+            got |= {m.value() for m in c.consume(num_messages=100, timeout=0.5) if not m.error()}
+        assert len(got) == 40 and all(v.startswith(b"rx-") for v in got), sorted(got)[:5]
+        assert sorted((tp.topic, tp.partition) for tp in c.assignment()) == [("rx-a", 0), ("rx-a", 1), ("rx-b", 0)]
+    finally:
+        c.close()
