@@ -27,6 +27,7 @@ extension Broker {
         c.consumerSessionTimeoutMs = Int32(clamping: int("group.consumer.session.timeout.ms"))
         c.consumerHeartbeatIntervalMs = Int32(clamping: int("group.consumer.heartbeat.interval.ms"))
         c.consumerMaxSize = int("group.consumer.max.size")
+        c.consumerAssignors = (try? ServerConfig.parseConsumerAssignors(config.value("group.consumer.assignors").value ?? "")) ?? c.consumerAssignors
         c.offsetMetadataMaxBytes = int("offset.metadata.max.bytes")
         c.offsetsPartitions = partitions
         return c

@@ -112,6 +112,9 @@ extension ServerConfig {
               doc: "A KIP-848 (group.protocol=consumer) member silent this long is removed from its group."),
         .init("group.consumer.heartbeat.interval.ms", .int, "5000", .atLeast(1), doc: "How often KIP-848 members heartbeat."),
         .init("group.consumer.max.size", .int, String(Int32.max), .atLeast(1), doc: "Most members of one KIP-848 group."),
+        .init("group.consumer.assignors", .string, "uniform,range", .custom({ v in
+            do { _ = try ServerConfig.parseConsumerAssignors(v); return nil } catch let e as ConfigError { return e.reason } catch { return "\(error)" }
+        }), doc: "KIP-848 server-side assignors (uniform, range), the first the default."),
         .init("offsets.topic.num.partitions", .int, "50", .atLeast(1), doc: "Partitions of __consumer_offsets (fixed once created)."),
         .init("offset.metadata.max.bytes", .int, "4096", .atLeast(0), doc: "Largest commit metadata string accepted."),
         .init("metadata.log.max.record.bytes.between.snapshots", .long, "20971520", .atLeast(1),

@@ -396,6 +396,23 @@ public struct ObjectStorageConfig: Sendable {
 }
 
 extension ServerConfig {
+    /// `group.consumer.assignors`: KIP-848's server-side assignors, by Kafka's short name or
+    /// class name, in order of preference (the first is the default). Returns short names.
+    public static func parseConsumerAssignors(_ value: String) throws -> [String] {
+        let known = ["uniform": "uniform", "org.apache.kafka.coordinator.group.assignor.UniformAssignor": "uniform",
+                     "range": "range", "org.apache.kafka.coordinator.group.assignor.RangeAssignor": "range"]
+        var out: [String] = []
+        for item in value.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            guard let name = known[item] else {
+                throw ConfigError(key: "group.consumer.assignors", value: value,
+                                  reason: "'\(item)' is not an assignor Silt has (uniform, range)")
+            }
+            if !out.contains(name) { out.append(name) }
+        }
+        guard !out.isEmpty else { throw ConfigError(key: "group.consumer.assignors", value: value, reason: "names no assignor") }
+        return out
+    }
+
     /// `s3.wal.takeover.paths`: `nodeId@path` items, comma-separated; empty for none.
     public static func parseTakeoverPaths(_ value: String) throws -> [Int32: String] {
         var out: [Int32: String] = [:]

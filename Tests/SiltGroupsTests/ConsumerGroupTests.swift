@@ -93,10 +93,11 @@ struct ConsumerHarness {
     let coordinator: GroupCoordinator
     var topics: [String: Int32] = ["t": 6]
 
-    init(maxSize: Int = Int(Int32.max)) {
+    init(maxSize: Int = Int(Int32.max), assignors: [String] = ["uniform", "range"]) {
         var config = GroupCoordinatorConfig()
         config.offsetsPartitions = 4
         config.consumerMaxSize = maxSize
+        config.consumerAssignors = assignors
         let clock = self.clock
         coordinator = GroupCoordinator(config: config, persistence: MemoryOffsetsTopic(), loading: [], clock: { clock.now })
     }
@@ -173,6 +174,13 @@ final class ConsumerGroupTests: XCTestCase {
         XCTAssertEqual(h.describe().assignorName, "range")
         let bad = ConsumerClient("c", assignor: "sticky")
         XCTAssertEqual(bad.beat(h).error, KafkaErrorCode.unsupportedAssignor)
+        // group.consumer.assignors: the first listed is the default; one not listed is refused.
+        let rangeFirst = ConsumerHarness(assignors: ["range"])
+        let x = ConsumerClient("x"), y = ConsumerClient("y")
+        settle(rangeFirst, x, y)
+        XCTAssertEqual(rangeFirst.describe().assignorName, "range")
+        XCTAssertEqual(x.consuming, tps([0, 1, 2]))
+        XCTAssertEqual(ConsumerClient("z", assignor: "uniform").beat(rangeFirst).error, KafkaErrorCode.unsupportedAssignor)
     }
 
     func testAssignorsSplitEvenlyAndUniformIsSticky() {
