@@ -40,8 +40,10 @@ final class ConsumerGroup {
     var state: State {
         if members.isEmpty { return .empty }
         if assignmentEpoch < groupEpoch { return .assigning }
+        // A static member away (epoch -2) with its whole target counts as reconciled, as in Kafka.
         let reconciled = members.values.allSatisfy { m in
-            m.memberEpoch == assignmentEpoch && m.pendingRevocation.isEmpty && m.assigned == (target[m.memberId] ?? [])
+            (m.memberEpoch == assignmentEpoch || m.memberEpoch == ConsumerMember.staticLeaveEpoch)
+                && m.pendingRevocation.isEmpty && m.assigned == (target[m.memberId] ?? [])
         }
         return reconciled ? .stable : .reconciling
     }

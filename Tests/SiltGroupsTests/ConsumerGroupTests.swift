@@ -210,6 +210,7 @@ final class ConsumerGroupTests: XCTestCase {
         let epoch = h.describe().groupEpoch
         XCTAssertEqual(a.leave(h, staticLeave: true).memberEpoch, -2)
         XCTAssertEqual(h.describe().groupEpoch, epoch)
+        XCTAssertEqual(h.describe().state, "Stable")
         b.beat(h)
         XCTAssertEqual(b.consuming.count, 3)
         // The same instance comes back with a new member id and gets its partitions back.

@@ -15,7 +15,9 @@ from silt_helpers import admin, client_conf, create_topic, produce_all, wait_unt
 
 # The broker tells members how often to heartbeat; 1 s instead of Kafka's 5 s keeps the
 # test short (a partition moves on the heartbeat after its owner released it).
-KIP848_OVERRIDES = {"group.consumer.heartbeat.interval.ms": "1000", "group.initial.rebalance.delay.ms": "0"}
+# A small WAL: these tests write little, and a file per node stays until the run ends.
+KIP848_OVERRIDES = {"group.consumer.heartbeat.interval.ms": "1000", "group.initial.rebalance.delay.ms": "0",
+                    "s3.wal.capacity": str(64 << 20)}
 PARTITIONS = 6
 
 
@@ -236,3 +238,47 @@ def test_kip848_regex_subscription(knode):
         assert sorted((tp.topic, tp.partition) for tp in c.assignment()) == [("rx-a", 0), ("rx-a", 1), ("rx-b", 0)]
     finally:
         c.close()
+
+
+def test_kip848_static_member_comes_back_to_its_partitions(knode):
+    """A static member (group.instance.id) that closes leaves with epoch -2: its partitions
+    are not given to the others, and its next incarnation gets them back."""
+    from confluent_kafka import Consumer
+
+    create_topic(knode, "static", 4)
+
+    def member(instance: str) -> Consumer:
+        c = Consumer(client_conf(knode, **{"group.id": "static-group", "group.protocol": "consumer",
+                                           "group.instance.id": instance, "auto.offset.reset": "earliest"}))
+        c.subscribe(["static"])
+        return c
+
+    def owned(c: Consumer) -> list[int]:
+        return sorted(tp.partition for tp in c.assignment())
+
+    def poll_until(consumers, predicate, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not predicate():
+            assert time.monotonic() < deadline, what
+            for c in consumers:
+                c.poll(0.1)
+
+    a, b = member("ia"), member("ib")
+    a2 = None
+    try:
+        poll_until([a, b], lambda: len(owned(a)) == 2 and len(owned(b)) == 2, "2 partitions each")
+        before_a, before_b = owned(a), owned(b)
+        a.close()
+        ad = admin(knode)
+        d = ad.describe_consumer_groups(["static-group"])["static-group"].result(timeout=10)
+        assert sorted((m.group_instance_id, len(m.assignment.topic_partitions)) for m in d.members) == [("ia", 2), ("ib", 2)]
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            b.poll(0.1)
+        assert owned(b) == before_b, "the away static member's partitions were handed out"
+        a2 = member("ia")
+        poll_until([a2, b], lambda: owned(a2) == before_a, "the new incarnation gets the old one's partitions")
+    finally:
+        for c in (a2, b):
+            if c is not None:
+                c.close()
