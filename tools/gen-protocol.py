@@ -783,18 +783,46 @@ def load_metadata(metadata_dir, label):
     return msgs
 
 
+def extend_spec(specs, ext, src):
+    """A Silt extension of a Kafka message (`"extends": "BrokerHeartbeatRequest"`): its fields
+    are tagged fields appended to the message's top level, so a Kafka peer that does not know
+    them skips them and the message stays Kafka's on the wire."""
+    name = ext["extends"]
+    if name not in specs:
+        raise SystemExit("%s extends %s, which no spec defines" % (src, name))
+    base, base_src = specs[name]
+    taken = {f["tag"] for f in base["fields"] if "tag" in f}
+    for f in ext["fields"]:
+        if "tag" not in f or "taggedVersions" not in f:
+            raise SystemExit("%s: field %s must be tagged (an extension never changes Kafka's layout)" % (src, f["name"]))
+        if f["tag"] in taken:
+            raise SystemExit("%s: tag %d of %s is already used by %s" % (src, f["tag"], f["name"], name))
+        taken.add(f["tag"])
+    merged = dict(base)
+    merged["fields"] = base["fields"] + ext["fields"]
+    return merged, base_src + " + " + src
+
+
 GEN_DIRS = [os.path.join("Sources", "SiltProtocol", "Generated"), os.path.join("Sources", "SiltMetadata", "Generated")]
 
 
 def generate(spec_dirs, out_root, metadata_dir=None):
     """spec_dirs: [(directory, label prefix for the generated header)]; metadata_dir: the
     metadata record schemas (specs/metadata), generated into SiltMetadata."""
-    msgs = []
+    specs, extensions = {}, []
     for specs_dir, label in spec_dirs:
         files = sorted(f for f in os.listdir(specs_dir) if f.endswith(".json"))
         for fn in files:
             spec = load_spec(os.path.join(specs_dir, fn))
-            msgs.append(Message(spec, label + fn))
+            if "extends" in spec:
+                extensions.append((spec, label + fn))
+                continue
+            if spec["name"] in specs:
+                raise SystemExit("message %s is defined twice" % spec["name"])
+            specs[spec["name"]] = (spec, label + fn)
+    for ext, src in extensions:
+        specs[ext["extends"]] = extend_spec(specs, ext, src)
+    msgs = [Message(spec, src) for spec, src in specs.values()]
     msgs.sort(key=lambda m: m.name)
     names, keys = set(), {}
     for m in msgs:

@@ -711,7 +711,21 @@ extension BrokerHeartbeatRequest {
         m.wantFence = true
         m.wantShutDown = true
         if version >= 1 { m.offlineLogDirs = [KafkaUUID(high: 71, low: 562250)] }
+        m.partitionLoads = [BrokerHeartbeatRequest.PartitionLoad._sample(version: version, nulls: nulls)]
+        m.reportIntervalMs = 44
         if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 66], 1234: []] }
+        return m
+    }
+}
+extension BrokerHeartbeatRequest.PartitionLoad {
+    static func _sample(version: Int16, nulls: Bool) -> BrokerHeartbeatRequest.PartitionLoad {
+        var m = BrokerHeartbeatRequest.PartitionLoad()
+        m.streamId = 58
+        m.bytesInPerSec = 2.5
+        m.bytesOutPerSec = 2.5
+        m.produceRequestsPerSec = 2.5
+        m.fetchRequestsPerSec = 2.5
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 95], 1234: []] }
         return m
     }
 }
@@ -1535,6 +1549,65 @@ extension DescribeAclsResponse.AclDescription {
         m.operation = 2
         m.permissionType = 43
         if version >= 2 { m.unknownTaggedFields = [90: [0x5A, 72], 1234: []] }
+        return m
+    }
+}
+extension DescribeBalancerRequest {
+    static func _sample(version: Int16, nulls: Bool) -> DescribeBalancerRequest {
+        var m = DescribeBalancerRequest()
+        m.decisionsMax = 25
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 48], 1234: []] }
+        return m
+    }
+}
+extension DescribeBalancerResponse {
+    static func _sample(version: Int16, nulls: Bool) -> DescribeBalancerResponse {
+        var m = DescribeBalancerResponse()
+        m.throttleTimeMs = 88
+        m.errorCode = 71
+        m.errorMessage = (nulls) ? nil : "ErrorMessage-\u{e9}"
+        m.enabled = true
+        m.brokers = [DescribeBalancerResponse.BrokerLoad._sample(version: version, nulls: nulls)]
+        m.movesInFlight = [DescribeBalancerResponse.Move._sample(version: version, nulls: nulls)]
+        m.decisions = [DescribeBalancerResponse.Decision._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 30], 1234: []] }
+        return m
+    }
+}
+extension DescribeBalancerResponse.BrokerLoad {
+    static func _sample(version: Int16, nulls: Bool) -> DescribeBalancerResponse.BrokerLoad {
+        var m = DescribeBalancerResponse.BrokerLoad()
+        m.brokerId = 97
+        m.state = "State-\u{e9}"
+        m.partitions = 40
+        m.bytesInPerSec = 2.5
+        m.bytesOutPerSec = 2.5
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 45], 1234: []] }
+        return m
+    }
+}
+extension DescribeBalancerResponse.Move {
+    static func _sample(version: Int16, nulls: Bool) -> DescribeBalancerResponse.Move {
+        var m = DescribeBalancerResponse.Move()
+        m.topic = "Topic-\u{e9}"
+        m.partition = 22
+        m.from = 35
+        m.to = 28
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 85], 1234: []] }
+        return m
+    }
+}
+extension DescribeBalancerResponse.Decision {
+    static func _sample(version: Int16, nulls: Bool) -> DescribeBalancerResponse.Decision {
+        var m = DescribeBalancerResponse.Decision()
+        m.timeMs = 9
+        m.topic = "Topic-\u{e9}"
+        m.partition = 22
+        m.from = 35
+        m.to = 28
+        m.goal = "Goal-\u{e9}"
+        m.reason = "Reason-\u{e9}"
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 57], 1234: []] }
         return m
     }
 }
@@ -5637,6 +5710,24 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testDescribeBalancerRequest() throws {
+        for v in DescribeBalancerRequest.lowestSupportedVersion...DescribeBalancerRequest.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(DescribeBalancerRequest._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == DescribeBalancerRequest.lowestSupportedVersion || v == DescribeBalancerRequest.highestSupportedVersion)
+            try assertRoundTrip(DescribeBalancerRequest._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(DescribeBalancerRequest(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testDescribeBalancerResponse() throws {
+        for v in DescribeBalancerResponse.lowestSupportedVersion...DescribeBalancerResponse.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(DescribeBalancerResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == DescribeBalancerResponse.lowestSupportedVersion || v == DescribeBalancerResponse.highestSupportedVersion)
+            try assertRoundTrip(DescribeBalancerResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(DescribeBalancerResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testDescribeClientQuotasRequest() throws {
         for v in DescribeClientQuotasRequest.lowestSupportedVersion...DescribeClientQuotasRequest.highestSupportedVersion {
             let nonDefault = true
@@ -6907,6 +6998,6 @@ final class GeneratedRoundTripTests: XCTestCase {
     }
 
     func testGeneratedMessageCount() {
-        XCTAssertEqual(ApiKey.allCases.count, 95)
+        XCTAssertEqual(ApiKey.allCases.count, 96)
     }
 }

@@ -98,6 +98,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
     case openStreams = 604
     case releaseStreams = 605
     case takeOverNode = 606
+    case describeBalancer = 607
 
     public var name: String {
         switch self {
@@ -196,6 +197,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .openStreams: return "OpenStreams"
         case .releaseStreams: return "ReleaseStreams"
         case .takeOverNode: return "TakeOverNode"
+        case .describeBalancer: return "DescribeBalancer"
         }
     }
 
@@ -296,6 +298,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .openStreams: return OpenStreamsRequest.self
         case .releaseStreams: return ReleaseStreamsRequest.self
         case .takeOverNode: return TakeOverNodeRequest.self
+        case .describeBalancer: return DescribeBalancerRequest.self
         }
     }
 
@@ -396,6 +399,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .openStreams: return OpenStreamsResponse.self
         case .releaseStreams: return ReleaseStreamsResponse.self
         case .takeOverNode: return TakeOverNodeResponse.self
+        case .describeBalancer: return DescribeBalancerResponse.self
         }
     }
 
@@ -496,6 +500,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .openStreams: return 0
         case .releaseStreams: return 0
         case .takeOverNode: return 0
+        case .describeBalancer: return 0
         }
     }
 
@@ -596,6 +601,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .openStreams: return 0
         case .releaseStreams: return 0
         case .takeOverNode: return 0
+        case .describeBalancer: return 0
         }
     }
 
@@ -696,6 +702,7 @@ public enum ApiKey: Int16, CaseIterable, Sendable, CustomStringConvertible {
         case .openStreams: return 0
         case .releaseStreams: return 0
         case .takeOverNode: return 0
+        case .describeBalancer: return 0
         }
     }
 
