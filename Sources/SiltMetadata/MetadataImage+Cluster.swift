@@ -112,6 +112,12 @@ extension MetadataImage {
             precondition(brokers[nodeId]?.brokerEpoch == brokerEpoch,
                          "metadata log: fencing broker \(nodeId) epoch \(brokerEpoch), registered \(String(describing: brokers[nodeId]?.brokerEpoch))")
             brokers[nodeId]!.fenced = fenced
+        case .unregisterBroker(let nodeId, let brokerEpoch):
+            precondition(brokers[nodeId]?.brokerEpoch == brokerEpoch && brokers[nodeId]!.fenced,
+                         "metadata log: unregistering broker \(nodeId) epoch \(brokerEpoch), registered \(String(describing: brokers[nodeId]))")
+            precondition(!partitions.values.contains { $0.replicas[0] == nodeId || $0.target == nodeId },
+                         "metadata log: unregistering broker \(nodeId), which still owns partitions")
+            brokers[nodeId] = nil
         case .partitionLeader(let streamId, let p):
             precondition(streams[streamId] != nil, "metadata log: leader of unknown stream \(streamId)")
             precondition(p.replicas.count == 1 && (p.leader == PartitionLeadership.noLeader || p.leader == p.replicas[0]),

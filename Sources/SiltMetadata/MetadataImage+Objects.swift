@@ -176,7 +176,7 @@ extension MetadataImage {
         case .objectIdFloor(let floor):
             nextObjectId = max(nextObjectId, floor)
         case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig, .brokerRegistration, .brokerFence,
-             .partitionLeader:
+             .unregisterBroker, .partitionLeader:
             preconditionFailure("not an object record: \(record)")
         case .producerIds:
             preconditionFailure("not an object record: \(record)")

@@ -58,6 +58,8 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     case brokerRegistration(BrokerRegistration)
     /// A registered broker is fenced or unfenced (in the registration of `brokerEpoch`).
     case brokerFence(nodeId: Int32, brokerEpoch: Int64, fenced: Bool)
+    /// A fenced broker that owns no partition leaves the cluster (UnregisterBroker).
+    case unregisterBroker(nodeId: Int32, brokerEpoch: Int64)
     /// A partition's leader (-1: offline), leader epoch, assigned broker and stream epoch.
     /// Also the snapshot form (one record per partition).
     case partitionLeader(streamId: UInt64, PartitionLeadership)
@@ -250,7 +252,7 @@ public struct MetadataImage: Equatable, Sendable {
         case .nodeEpoch, .prepareObjects, .commitObjects, .trimStream, .destroyObjects, .streamState, .committedObject,
              .deadObjects, .objectIdFloor:
             applyObjectRecord(record)
-        case .brokerRegistration, .brokerFence, .partitionLeader:
+        case .brokerRegistration, .brokerFence, .unregisterBroker, .partitionLeader:
             applyClusterRecord(record)
         }
         nextOffset += 1

@@ -46,6 +46,7 @@ public enum MetadataRecordSerde {
         case .producerIds: return .producerIdsRecord
         case .brokerRegistration: return .brokerRegistrationRecord
         case .brokerFence: return .brokerFenceRecord
+        case .unregisterBroker: return .unregisterBrokerRecord
         case .partitionLeader: return .partitionLeaderRecord
         }
     }
@@ -202,6 +203,11 @@ public enum MetadataRecordSerde {
             m.nodeId = nodeId
             m.brokerEpoch = brokerEpoch
             m.fenced = fenced
+            frame(m, into: &buffer)
+        case .unregisterBroker(let nodeId, let brokerEpoch):
+            var m = UnregisterBrokerRecord()
+            m.nodeId = nodeId
+            m.brokerEpoch = brokerEpoch
             frame(m, into: &buffer)
         case .partitionLeader(let streamId, let p):
             var m = PartitionLeaderRecord()
@@ -375,6 +381,9 @@ public enum MetadataRecordSerde {
         case .brokerFenceRecord:
             let m = try BrokerFenceRecord(from: &buffer, version: version)
             return .brokerFence(nodeId: m.nodeId, brokerEpoch: m.brokerEpoch, fenced: m.fenced)
+        case .unregisterBrokerRecord:
+            let m = try UnregisterBrokerRecord(from: &buffer, version: version)
+            return .unregisterBroker(nodeId: m.nodeId, brokerEpoch: m.brokerEpoch)
         case .partitionLeaderRecord:
             let m = try PartitionLeaderRecord(from: &buffer, version: version)
             try check(m.leader >= -1 && m.leaderEpoch >= 0 && m.streamEpoch >= 0,

@@ -265,6 +265,15 @@ extension PartitionLeaderRecord {
         return m
     }
 }
+extension UnregisterBrokerRecord {
+    static func _sample(version: Int16, nulls: Bool) -> UnregisterBrokerRecord {
+        var m = UnregisterBrokerRecord()
+        m.nodeId = 78
+        m.brokerEpoch = 10
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 92], 1234: []] }
+        return m
+    }
+}
 
 final class GeneratedRecordRoundTripTests: XCTestCase {
     func testTopicRecord() throws {
@@ -438,7 +447,16 @@ final class GeneratedRecordRoundTripTests: XCTestCase {
         }
     }
 
+    func testUnregisterBrokerRecord() throws {
+        for v in UnregisterBrokerRecord.lowestSupportedVersion...UnregisterBrokerRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(UnregisterBrokerRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == UnregisterBrokerRecord.lowestSupportedVersion || v == UnregisterBrokerRecord.highestSupportedVersion)
+            try assertRoundTrip(UnregisterBrokerRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(UnregisterBrokerRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testGeneratedRecordTypeCount() {
-        XCTAssertEqual(MetadataRecordType.allCases.count, 19)
+        XCTAssertEqual(MetadataRecordType.allCases.count, 20)
     }
 }

@@ -67,6 +67,7 @@ final class MetadataRecordSerdeTests: XCTestCase {
         .brokerFenceRecord: (Samples.records[22], "01f907000000000300000000000000050000"),
         .partitionLeaderRecord: (Samples.records[23],
             "01fa0700" + "0000000000000001" + "00000003" + "00000002" + "0200000003" + "0000000000000001" + "00"),
+        .unregisterBrokerRecord: (Samples.records[24], "01fb0700" + "00000003" + "0000000000000005" + "00"),
     ]
 
     func testGoldenBytesOfVersion0() throws {

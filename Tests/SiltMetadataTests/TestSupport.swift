@@ -80,5 +80,6 @@ enum Samples {
             listeners: [BrokerEndpoint(name: "PLAINTEXT", host: "h", port: 9092)], fenced: true)),
         .brokerFence(nodeId: 3, brokerEpoch: 5, fenced: false),
         .partitionLeader(streamId: 1, PartitionLeadership(leader: 3, leaderEpoch: 2, replicas: [3], streamEpoch: 1)),
+        .unregisterBroker(nodeId: 3, brokerEpoch: 5),
     ]
 }

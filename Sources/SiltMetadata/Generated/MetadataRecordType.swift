@@ -23,6 +23,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
     case brokerRegistrationRecord = 1016
     case brokerFenceRecord = 1017
     case partitionLeaderRecord = 1018
+    case unregisterBrokerRecord = 1019
 
     public var name: String {
         switch self {
@@ -45,6 +46,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .brokerRegistrationRecord: return "BrokerRegistrationRecord"
         case .brokerFenceRecord: return "BrokerFenceRecord"
         case .partitionLeaderRecord: return "PartitionLeaderRecord"
+        case .unregisterBrokerRecord: return "UnregisterBrokerRecord"
         }
     }
 
@@ -69,6 +71,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .brokerRegistrationRecord: return BrokerRegistrationRecord.self
         case .brokerFenceRecord: return BrokerFenceRecord.self
         case .partitionLeaderRecord: return PartitionLeaderRecord.self
+        case .unregisterBrokerRecord: return UnregisterBrokerRecord.self
         }
     }
 
@@ -93,6 +96,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .brokerRegistrationRecord: return 0
         case .brokerFenceRecord: return 0
         case .partitionLeaderRecord: return 0
+        case .unregisterBrokerRecord: return 0
         }
     }
 
@@ -117,6 +121,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .brokerRegistrationRecord: return 0
         case .brokerFenceRecord: return 0
         case .partitionLeaderRecord: return 0
+        case .unregisterBrokerRecord: return 0
         }
     }
 
