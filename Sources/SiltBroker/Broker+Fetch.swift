@@ -58,6 +58,17 @@ extension Broker {
         return promise.futureResult
     }
 
+    /// Counts a Fetch answer in the load report: the bytes each served partition returned.
+    func meterFetched(_ resp: FetchResponse) {
+        let image = metadata.image
+        for t in resp.responses {
+            guard let topic = t.topicId != .zero ? image.topic(id: t.topicId.foundation) : image.topic(named: t.topic) else { continue }
+            for p in t.partitions where p.errorCode == ErrorCode.none && p.partitionIndex >= 0 && p.partitionIndex < topic.partitionCount {
+                loadMeter.fetched(topic.streamIds[Int(p.partitionIndex)], bytes: p.records?.readableBytes ?? 0)
+            }
+        }
+    }
+
     struct FetchRead {
         var response: FetchResponse
         var bytes: Int

@@ -38,6 +38,16 @@ extension Broker {
         }
     }
 
+    /// Scale in (`kafka-cluster.sh unregister`): forwarded to the controller, as in KRaft.
+    func unregisterBroker(_ req: UnregisterBrokerRequest, _ r: Request) -> EventLoopFuture<UnregisterBrokerResponse?> {
+        forward(req, version: 0, r).map { Optional($0) }.recover { error in
+            var resp = UnregisterBrokerResponse()
+            resp.errorCode = ErrorCode.requestTimedOut
+            resp.errorMessage = "The controller did not answer: \(error)"
+            return resp
+        }
+    }
+
     func listPartitionReassignments(_ req: ListPartitionReassignmentsRequest, _ r: Request)
         -> EventLoopFuture<ListPartitionReassignmentsResponse?> {
         controllerChannel.send(req, version: 0, timeout: Broker.controllerTimeout)

@@ -110,6 +110,7 @@ extension Broker {
                         out.partitionResponses.append(pr)
                         continue
                     }
+                    loadMeter.produced(topic.streamIds[Int(p.index)], bytes: records.readableBytes)
                     appends.append(writePath.append(
                         log, streamId: topic.streamIds[Int(p.index)], records: records, batches: batches,
                         logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop))

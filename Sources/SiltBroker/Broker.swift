@@ -79,6 +79,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         ConsumerGroupHeartbeatRequest.apiKey: 0...1,   // KIP-848 (Broker+ConsumerGroups)
         ConsumerGroupDescribeRequest.apiKey: 0...0,
         AlterPartitionReassignmentsRequest.apiKey: 0...0,   // forwarded to the controller
+        UnregisterBrokerRequest.apiKey: 0...0,              // forwarded to the controller
         ListPartitionReassignmentsRequest.apiKey: 0...0,
         ElectLeadersRequest.apiKey: 0...2,      // one replica per partition: answered read-only (Broker+ElectLeaders)
         DescribeLogDirsRequest.apiKey: 0...4,   // the partitions led here (Broker+DescribeLogDirs)
@@ -87,6 +88,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
 
     /// Partition and move metrics (the node's region in production).
     let metrics: MetricsRegion
+    /// Per-partition traffic for the load reports the heartbeats carry (the auto balancer's input).
+    let loadMeter = PartitionLoadMeter()
 
     public init(config: ServerConfig, clusterId: String, controllerChannel: ControllerChannel, logs: StreamLogManager,
                 writePath: WritePath, objectReader: StreamObjectReader? = nil, metrics: MetricsRegion = .local(),
@@ -114,6 +117,16 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
             waiters.notify(PartitionKey(topic: log.topic, partition: log.partition))
         }
         metadata.onChange = { [weak self] old, new in self?.metadataChanged(from: old, to: new) }
+        lifecycle.setLoadReporter { [weak self] in self?.takeLoadReport() ?? (0, []) }
+    }
+
+    /// The load report for the next heartbeat: the partitions this broker has open, with their
+    /// traffic since the previous report; also this broker's load gauges.
+    func takeLoadReport() -> (intervalMs: Int64, loads: [BrokerHeartbeatRequest.PartitionLoad]) {
+        let report = loadMeter.report(led: logs.allStreams().map(\.streamId))
+        metrics.set(.brokerBytesInPerSecond, UInt64(report.loads.reduce(0) { $0 + $1.bytesInPerSec }))
+        metrics.set(.brokerBytesOutPerSecond, UInt64(report.loads.reduce(0) { $0 + $1.bytesOutPerSec }))
+        return report
     }
 
     /// Catches up with the controller's metadata log (retrying while it is unreachable, up
@@ -198,7 +211,13 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case ApiVersionsRequest.apiKey: return try serve(ApiVersionsRequest.self, frame, context, apiVersions)
         case MetadataRequest.apiKey: return try serve(MetadataRequest.self, frame, context, metadata)
         case ProduceRequest.apiKey: return try serve(ProduceRequest.self, frame, context, produce)
-        case FetchRequest.apiKey: return try serve(FetchRequest.self, frame, context, fetch)
+        case FetchRequest.apiKey:
+            return try serve(FetchRequest.self, frame, context) { req, r in
+                self.fetch(req, r).map { resp in
+                    if let resp { self.meterFetched(resp) }
+                    return resp
+                }
+            }
         case ListOffsetsRequest.apiKey: return try serve(ListOffsetsRequest.self, frame, context, listOffsets)
         case OffsetForLeaderEpochRequest.apiKey:
             return try serve(OffsetForLeaderEpochRequest.self, frame, context, offsetForLeaderEpoch)
@@ -231,6 +250,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
             return try serve(ConsumerGroupHeartbeatRequest.self, frame, context, consumerGroupHeartbeat)
         case ConsumerGroupDescribeRequest.apiKey:
             return try serve(ConsumerGroupDescribeRequest.self, frame, context, consumerGroupDescribe)
+        case UnregisterBrokerRequest.apiKey:
+            return try serve(UnregisterBrokerRequest.self, frame, context, unregisterBroker)
         case AlterPartitionReassignmentsRequest.apiKey:
             return try serve(AlterPartitionReassignmentsRequest.self, frame, context, alterPartitionReassignments)
         case ListPartitionReassignmentsRequest.apiKey:

@@ -51,6 +51,12 @@ public final class BrokerLifecycle: @unchecked Sendable {
     private var heartbeatTask: RepeatedTask?
     private var stopped = false
     private var warnedDuplicate = false
+    /// Takes the load report each heartbeat carries (set once by the broker; none until then).
+    private var loadReporter: (@Sendable () -> (intervalMs: Int64, loads: [BrokerHeartbeatRequest.PartitionLoad]))?
+
+    func setLoadReporter(_ reporter: @escaping @Sendable () -> (intervalMs: Int64, loads: [BrokerHeartbeatRequest.PartitionLoad])) {
+        lock.withLock { loadReporter = reporter }
+    }
 
     static let requestTimeout: TimeAmount = .seconds(5)
 
@@ -153,6 +159,9 @@ public final class BrokerLifecycle: @unchecked Sendable {
         req.brokerEpoch = currentBrokerEpoch
         req.currentMetadataOffset = metadata.image.nextOffset - 1
         req.wantShutDown = wantShutDown
+        if let report = lock.withLock({ loadReporter })?() {
+            (req.reportIntervalMs, req.partitionLoads) = report
+        }
         let sentAt = NIODeadline.now()
         return channel.send(req, version: 0, timeout: Self.requestTimeout).flatMapThrowing { resp in
             guard resp.errorCode == KafkaErrorCode.none else { throw HeartbeatRefused(code: resp.errorCode) }

@@ -85,6 +85,13 @@ public enum Metric: Int, Sendable, CaseIterable {
     case partitionsOffline
     case partitionsReleased
     case walTakeovers
+    // Load (the broker's report to the controller) and the auto balancer (active controller).
+    case brokerBytesInPerSecond
+    case brokerBytesOutPerSecond
+    case autobalancerMoves
+    case autobalancerMovesInFlight
+    case autobalancerBytesInDeviationPercent
+    case autobalancerBytesOutDeviationPercent
 
     /// `silt_objects_uploaded_total{kind=...}`.
     public static func objectsUploaded(_ kind: MetricObjectKind) -> Metric {
@@ -176,6 +183,22 @@ public enum Metric: Int, Sendable, CaseIterable {
         case .walTakeovers:
             return .init("silt_wal_takeovers_total", .counter,
                          "Dead brokers whose WAL this node committed, and whose partitions the controller then moved.")
+        case .brokerBytesInPerSecond:
+            return .init("silt_broker_bytes_in_per_second", .gauge,
+                         "Produced bytes per second over the last load report (sent with each heartbeat).")
+        case .brokerBytesOutPerSecond:
+            return .init("silt_broker_bytes_out_per_second", .gauge,
+                         "Fetched bytes per second over the last load report (sent with each heartbeat).")
+        case .autobalancerMoves:
+            return .init("silt_autobalancer_moves_total", .counter, "Partition moves the auto balancer started (active controller).")
+        case .autobalancerMovesInFlight:
+            return .init("silt_autobalancer_moves_in_flight", .gauge, "Partition moves in flight, anyone's, as of the balancer's last pass.")
+        case .autobalancerBytesInDeviationPercent:
+            return .init("silt_autobalancer_bytes_in_deviation_percent", .gauge,
+                         "The largest distance of an active broker's bytes in from the mean, in percent of the mean.")
+        case .autobalancerBytesOutDeviationPercent:
+            return .init("silt_autobalancer_bytes_out_deviation_percent", .gauge,
+                         "The largest distance of an active broker's bytes out from the mean, in percent of the mean.")
         }
     }
 }
