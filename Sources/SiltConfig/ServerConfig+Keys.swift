@@ -156,7 +156,30 @@ extension ServerConfig {
         .init("s3.bucket", .string, nil, doc: "S3 data bucket."),
         .init("s3.path.style", .bool, "false", doc: "Path-style addressing."),
         .init("s3.credentials.file", .string, nil, doc: "A file with the S3 access and secret key (AWS shared-credentials format or s3.access.key=/s3.secret.key= lines)."),
-        .init("autobalancer.controller.enable", .bool, "true", doc: "Continuous self-balancing."),
+        // The auto balancer (SiltController/AutoBalancer.swift, docs/cluster.md): AutoMQ's names
+        // where AutoMQ has the key.
+        .init("autobalancer.controller.enable", .bool, "false",
+              doc: "Continuous self-balancing on the active controller (AutoMQ's guide turns it on with --override)."),
+        .init("autobalancer.controller.anomaly.detect.interval.ms", .long, "10000", .between(100, 3_600_000),
+              doc: "How often the auto balancer checks the goals and plans moves."),
+        .init("autobalancer.controller.network.in.distribution.detect.avg.deviation", .double, "0.15",
+              .custom(TopicConfig.validateDeviation),
+              doc: "A broker's bytes in may stay within this share of the cluster mean (0.01-1)."),
+        .init("autobalancer.controller.network.out.distribution.detect.avg.deviation", .double, "0.15",
+              .custom(TopicConfig.validateDeviation),
+              doc: "A broker's bytes out may stay within this share of the cluster mean (0.01-1)."),
+        .init("autobalancer.controller.network.in.usage.distribution.detect.threshold", .long, "1048576",
+              .between(0, 1 << 40), doc: "Bytes in per second (cluster mean per broker) below which bytes in are not balanced."),
+        .init("autobalancer.controller.network.out.usage.distribution.detect.threshold", .long, "1048576",
+              .between(0, 1 << 40), doc: "Bytes out per second (cluster mean per broker) below which bytes out are not balanced."),
+        .init("autobalancer.controller.execution.concurrency", .int, "10", .between(1, 1000),
+              doc: "Partition moves in flight at once, at most (the balancer's and everyone else's)."),
+        .init("autobalancer.controller.partition.cooldown.ms", .long, "300000", .between(0, 86_400_000),
+              doc: "A partition the balancer moved is not moved again for load or counts before this long."),
+        .init("autobalancer.controller.move.min.improvement.ratio", .double, "0.05", .custom(TopicConfig.validateRatio),
+              doc: "A move for load must narrow the gap between the two brokers it touches by this share of the mean (0-1)."),
+        .init("autobalancer.controller.load.window.ms", .long, "60000", .between(1000, 3_600_000),
+              doc: "The recent window of load reports a partition's load is averaged over."),
         .init("elasticstream.enable", .bool, "true", doc: "AutoMQ stream storage switch; always on in Silt."),
     ]
 
@@ -339,6 +362,11 @@ public enum TopicConfig {
     }
 
     /// A ratio between 0 and 1 (`min.cleanable.dirty.ratio`).
+    @Sendable static func validateDeviation(_ raw: String) -> String? {
+        guard let v = Double(raw), v >= 0.01, v <= 1 else { return "must be between 0.01 and 1" }
+        return nil
+    }
+
     @Sendable static func validateRatio(_ raw: String) -> String? {
         guard let v = Double(raw), v >= 0, v <= 1 else { return "must be between 0 and 1" }
         return nil

@@ -35,7 +35,8 @@ extension ControllerService {
         do {
             let result = try controller.brokerHeartbeat(nodeId: req.brokerId, brokerEpoch: req.brokerEpoch,
                                                         metadataOffset: req.currentMetadataOffset, wantFence: req.wantFence,
-                                                        wantShutDown: req.wantShutDown)
+                                                        wantShutDown: req.wantShutDown, loads: Self.loadReport(req),
+                                                        reportIntervalMs: req.reportIntervalMs)
             resp.isFenced = result.isFenced
             resp.isCaughtUp = result.isCaughtUp
             resp.shouldShutDown = result.shouldShutDown

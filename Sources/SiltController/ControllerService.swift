@@ -38,6 +38,8 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         OpenStreamsRequest.apiKey: 0...0,
         ReleaseStreamsRequest.apiKey: 0...0,
         TakeOverNodeRequest.apiKey: 0...0,
+        DescribeBalancerRequest.apiKey: 0...0,
+        UnregisterBrokerRequest.apiKey: 0...0,
         AlterPartitionReassignmentsRequest.apiKey: 0...0,
         ListPartitionReassignmentsRequest.apiKey: 0...0,
         AllocateProducerIdsRequest.apiKey: 0...0,
@@ -53,6 +55,8 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
     /// Brokers following the metadata log (DescribeQuorum's observers), by broker id.
     let observerLock = NSLock()
     var observerStates: [Int32: ObserverState] = [:]
+    /// The auto balancer, when the role runs one (DescribeBalancer shows its decisions).
+    public var balancer: AutoBalancerService?
 
     public init(controller: MetadataController, config: ServerConfig, logger: Logger) {
         self.controller = controller
@@ -170,6 +174,14 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case TakeOverNodeRequest.apiKey:
             return try serveRequest(TakeOverNodeRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.afterCommit(on: loop) { self.takeOverNode(req) }
+            }
+        case DescribeBalancerRequest.apiKey:
+            return try serveRequest(DescribeBalancerRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                loop.makeSucceededFuture(self.describeBalancer(req))
+            }
+        case UnregisterBrokerRequest.apiKey:
+            return try serveRequest(UnregisterBrokerRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.afterCommit(on: loop) { self.unregisterBroker(req) }
             }
         case AlterPartitionReassignmentsRequest.apiKey:
             return try serveRequest(AlterPartitionReassignmentsRequest.self, frame: frame, eventLoop: loop) { req, _ in

@@ -42,7 +42,9 @@ extension MetadataController {
                     + "listeners \(previous.listeners.map { "\($0.name)://\($0.host):\($0.port)" }.joined(separator: ","))). "
                     + "Give every node its own node.id.")
             }
-            let epoch = (previous?.brokerEpoch ?? 0) + 1
+            // A node with no registration (new, or unregistered) starts above every epoch it may
+            // have had: each registration is a record, so no epoch ever exceeded the log end.
+            let epoch = previous.map { $0.brokerEpoch + 1 } ?? (_image.nextOffset + 1)
             var records: [MetadataRecord] = [.brokerRegistration(BrokerRegistration(
                 nodeId: info.nodeId, incarnationId: info.incarnationId, brokerEpoch: epoch, rack: info.rack,
                 listeners: info.listeners, fenced: true))]
@@ -60,7 +62,9 @@ extension MetadataController {
     /// registration (its partitions come back online, and partitions without a broker are
     /// given out), fences it when it asks to shut down.
     public func brokerHeartbeat(nodeId: Int32, brokerEpoch: Int64, metadataOffset: Int64, wantFence: Bool,
-                                wantShutDown: Bool, nowMs: Int64 = MetadataController.wallClockMs()) throws -> HeartbeatResult {
+                                wantShutDown: Bool, loads report: [(streamId: UInt64, load: PartitionLoad)] = [],
+                                reportIntervalMs: Int64 = 0,
+                                nowMs: Int64 = MetadataController.wallClockMs()) throws -> HeartbeatResult {
         try mutate {
             guard let broker = _image.brokers[nodeId] else {
                 throw ControllerError.staleBrokerEpoch("Broker \(nodeId) is not registered.")
@@ -70,6 +74,7 @@ extension MetadataController {
                     "Broker \(nodeId) heartbeat carries epoch \(brokerEpoch); the registered epoch is \(broker.brokerEpoch).")
             }
             sessions.heartbeat(nodeId, nowMs: nowMs)
+            if !broker.fenced { loads.record(report, intervalMs: reportIntervalMs, nowMs: nowMs) }
             let caughtUp = metadataOffset + 1 >= sessions.registrationOffset(nodeId, default: 0)
             var fenced = broker.fenced
             if wantShutDown && !fenced {

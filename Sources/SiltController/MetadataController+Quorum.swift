@@ -106,6 +106,7 @@ extension MetadataController: QuorumStateMachine {
             if active {
                 activeEpoch = epoch
                 sessions.becameActive(nowMs: MetadataController.wallClockMs())
+                loads.reset()
                 return []
             }
             activeEpoch = nil

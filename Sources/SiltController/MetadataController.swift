@@ -35,6 +35,8 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     case invalidReplicaAssignment(String)
     /// A cancel or release of a partition that is not moving.
     case noReassignmentInProgress(String)
+    /// UnregisterBroker of a node id with no registration.
+    case brokerNotRegistered(String)
 
     /// Kafka's error code for this refusal.
     public var kafkaErrorCode: Int16 {
@@ -59,6 +61,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
         case .notLeader: return KafkaErrorCode.notLeaderOrFollower
         case .invalidReplicaAssignment: return KafkaErrorCode.invalidReplicaAssignment
         case .noReassignmentInProgress: return KafkaErrorCode.noReassignmentInProgress
+        case .brokerNotRegistered: return 102       // BROKER_ID_NOT_REGISTERED
         }
     }
 
@@ -68,7 +71,7 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
              .invalidReplicationFactor(let m), .storage(let m), .staleNodeEpoch(let m), .fencedStreamEpoch(let m),
              .offsetOutOfRange(let m), .invalidRequest(let m), .notController(let m), .duplicateBroker(let m),
              .staleBrokerEpoch(let m), .notLeader(let m), .invalidReplicaAssignment(let m),
-             .noReassignmentInProgress(let m): return m
+             .noReassignmentInProgress(let m), .brokerNotRegistered(let m): return m
         case .unknownStream(let id): return "Stream \(id) does not exist."
         case .topicAlreadyExists(let n): return "Topic '\(n)' already exists."
         case .unknownTopic(let n): return "Topic '\(n)' does not exist."
@@ -129,6 +132,8 @@ public final class MetadataController: @unchecked Sendable {
     let fatalReason = FatalReason()
     /// Broker sessions (leader-only memory; MetadataController+Cluster.swift).
     let sessions: BrokerSessions
+    /// The brokers' load reports (leader-only memory; LoadWindow.swift), for the auto balancer.
+    let loads = LoadWindow(windowMs: AutoBalancer.Config().loadWindowMs)
     /// Where waits for commits complete when the caller has no event loop of its own.
     let eventLoop: EventLoop
     private var closed = false

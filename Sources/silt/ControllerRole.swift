@@ -10,7 +10,7 @@ import SiltNet
 
 /// The controller role: a voter of the metadata quorum (KRaft's RPCs on the CONTROLLER
 /// listener) whose log is in `log.dirs`. While it is the active controller it also runs the
-/// object janitor on the data bucket and enforces retention.
+/// object janitor on the data bucket, enforces retention and runs the auto balancer.
 struct ControllerRole {
     let config: ServerConfig
     let logger: Logger
@@ -46,6 +46,14 @@ struct ControllerRole {
         let janitor = ObjectJanitor(controller: controller, store: dataStore, clusterId: clusterId, config: config,
                                     logger: logger)
         let retention = RetentionEnforcer(controller: controller, config: config, logger: logger)
+        let balancer = AutoBalancerService(controller: controller, config: AutoBalancer.Config(config), logger: logger,
+                                           onPass: { stats in
+            metrics.add(.autobalancerMoves, UInt64(stats.movesStarted))
+            metrics.set(.autobalancerMovesInFlight, UInt64(stats.movesInFlight))
+            metrics.set(.autobalancerBytesInDeviationPercent, UInt64((stats.bytesInDeviation * 100).rounded()))
+            metrics.set(.autobalancerBytesOutDeviationPercent, UInt64((stats.bytesOutDeviation * 100).rounded()))
+        })
+        service.balancer = balancer
         let server = KafkaServer(group: group, service: service, frameBytesMax: config.socketRequestMaxBytes, logger: logger)
         let endpoints = config.listeners.filter { config.controllerListenerNames.contains($0.name) }
             .map { KafkaServer.Endpoint(name: $0.name, host: $0.host, port: $0.port) }
@@ -53,10 +61,12 @@ struct ControllerRole {
         janitor.start()
         retention.start()
         sessionMonitor.start()
+        balancer.start()
         logger.info("controller ready", metadata: ["voters": "\(setup.voters.map(\.id))",
                                                    "records": "\(controller.committedImage.nextOffset)"])
         waitForStopSignal()
         logger.info("controller stopping")
+        balancer.stop()
         sessionMonitor.stop()
         retention.stop()
         janitor.stop()
