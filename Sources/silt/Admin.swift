@@ -8,8 +8,8 @@ import SiltObjectStore
 struct Admin: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin",
-        abstract: "Operator tools: generate-s3-url and generate-start-command, as AutoMQ's automq-kafka-admin.sh.",
-        subcommands: [AdminGenerateS3URL.self, AdminGenerateStartCommand.self])
+        abstract: "Operator tools: generate-s3-url and generate-start-command, as AutoMQ's automq-kafka-admin.sh; balancer.",
+        subcommands: [AdminGenerateS3URL.self, AdminGenerateStartCommand.self, AdminBalancer.self])
 }
 
 private func adminStderr(_ line: String) {
@@ -100,6 +100,28 @@ struct AdminGenerateStartCommand: ParsableCommand {
         } catch {
             adminStderr("generate-start-command: \(S3URL.maskSecrets(in: "\(error)"))")
             throw ExitCode(2)
+        }
+    }
+}
+
+/// `silt admin balancer`: the auto balancer's view from the active controller.
+struct AdminBalancer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "balancer",
+        abstract: "Show per-broker load, moves in flight and the auto balancer's last decisions (from the active controller).")
+
+    @Option(name: .customLong("bootstrap-controller"), help: "Controllers host:port[,host:port...] (their CONTROLLER listener)")
+    var bootstrapController: String
+    @Option(name: .customLong("decisions"), help: "How many of the last decisions to show (at most 100)")
+    var decisions: Int32 = 20
+
+    func run() throws {
+        do {
+            guard (0...Int32(100)).contains(decisions) else { throw AdminError("--decisions must be between 0 and 100, got \(decisions)") }
+            adminStdout(BalancerTools.render(try BalancerTools.describe(controllerList: bootstrapController, decisionsMax: decisions)))
+        } catch {
+            adminStderr("balancer: \(error)")
+            throw ExitCode(1)
         }
     }
 }

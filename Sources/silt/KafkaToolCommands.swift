@@ -109,3 +109,20 @@ func runClientTool<Options>(_ parse: () throws -> ToolCommand<Options>, usage: S
         if code != 0 { throw ExitCode(code) }
     }
 }
+
+/// `silt kafka-cluster <Kafka's arguments>`: Kafka's kafka-cluster.sh (`cluster-id`, and
+/// `unregister --id N` for scale in), which bin/kafka-cluster.sh runs.
+struct KafkaClusterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kafka-cluster",
+        abstract: "Show the cluster id or unregister a stopped broker, as Kafka's kafka-cluster.sh.")
+
+    @Argument(parsing: .captureForPassthrough, help: "Kafka's kafka-cluster.sh arguments.")
+    var arguments: [String] = []
+
+    func run() throws {
+        let code = BalancerTools.kafkaCluster(arguments, out: { print($0, terminator: "") }, err: printError)
+        fflush(stdout)
+        if code != 0 { throw ExitCode(code) }
+    }
+}

@@ -234,13 +234,13 @@ def generate_s3_url(home: Path, moto: dict) -> str:
 
 
 def generate_start_lines(home: Path, url: str, controller_hosts: list[str] = CONTROLLER_HOSTS,
-                         broker_hosts: list[str] = BROKER_ONLY_HOSTS, *extra: str) -> list[str]:
+                         broker_hosts: list[str] = BROKER_ONLY_HOSTS, *extra: str, nodes: int = 5) -> list[str]:
     r = admin_tool(home, "generate-start-command", f"--s3-url={url}",
                    "--controller-list=" + ";".join(f"{h}:{CONTROLLER_PORT}" for h in controller_hosts),
                    "--broker-list=" + ";".join(f"{h}:{BROKER_PORT}" for h in broker_hosts), *extra)
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [line.strip() for line in r.stdout.splitlines() if line.startswith("bin/kafka-server-start.sh")]
-    assert len(lines) == 5, r.stdout
+    assert len(lines) == nodes, r.stdout
     return lines
 
 

@@ -1,0 +1,138 @@
+"""The elastic cluster (issue 14): the auto balancer under an idempotent acks=all load.
+
+Three controller-only nodes and brokers 3, 4, 5 (generate-start-command
+--controller-only-mode=true on 127.0.0.31-36, moto with SigV4), every line run as printed plus
+the balancer's keys (`--override autobalancer.controller.enable=true`, a 2 s detect interval
+and a 10 s load window so the test is short). One cluster, one load, four steps:
+
+1. only broker 3 runs when the 8-partition topic is created, so it leads all 8; broker 4
+   starts: the balancer spreads them (4 and 4) for bytes in, and says why;
+2. broker 5 starts (the same line form, a new node.id): it leads partitions and takes acks
+   within 60 s;
+3. broker 4 is drained (SIGTERM: controlled shutdown moves its partitions to 3 and 5) and
+   unregistered with Kafka's `bin/kafka-cluster.sh unregister`; Metadata lists 3 and 5;
+4. every acknowledged record is read back where it was acknowledged, none twice, and every
+   client error on the way was retriable.
+
+`bin/automq-kafka-admin.sh balancer` shows the brokers' load and the decisions. About 60 s.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from silt_helpers import REPO_ROOT, SILT_BIN, start_moto, stop_moto, wait_until
+from test_cluster import (BROKER_PORT, CONTROLLER_PORT, START_TIMEOUT_S, STOP_TIMEOUT_S, Load, SeedNode, admin_tool,
+                          generate_s3_url, generate_start_lines, silt_home, tcp_accepts_on)
+from test_cluster import Cluster as _Cluster
+
+HOSTS = [f"127.0.0.{i}" for i in range(31, 37)]
+TOPIC, PARTITIONS = "elastic", 8
+BALANCER = ["autobalancer.controller.enable=true", "autobalancer.controller.anomaly.detect.interval.ms=2000",
+            "autobalancer.controller.load.window.ms=10000", "autobalancer.controller.partition.cooldown.ms=20000",
+            "autobalancer.controller.network.in.usage.distribution.detect.threshold=1024",
+            "autobalancer.controller.network.out.usage.distribution.detect.threshold=1024"]
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory):
+    taken = [f"{h}:{p}" for h in HOSTS for p in (BROKER_PORT, CONTROLLER_PORT) if tcp_accepts_on(h, p)]
+    if taken:
+        pytest.fail(f"something already listens on {', '.join(taken)}")
+    root = tmp_path_factory.mktemp("balancer")
+    moto, moto_pid = start_moto(root / "moto", ["silt-data", "silt-ops"])
+    made: list[SeedNode] = []
+    try:
+        home = silt_home(root)
+        url = generate_s3_url(home, moto)
+        lines = generate_start_lines(home, url, HOSTS[:3], HOSTS[3:], "--controller-only-mode=true", nodes=6)
+        extra = "".join(f" --override {o}" for o in BALANCER)
+        made = [SeedNode(root / f"node{i}", line + extra, home) for i, line in enumerate(lines)]
+        assert [n.node_id for n in made] == [0, 1, 2, 3, 4, 5], lines
+        yield {n.node_id: n for n in made}, home
+    finally:
+        for n in made:
+            n.kill()
+        stop_moto(moto_pid)
+        for n in made:   # the brokers' 2 GiB WAL files
+            shutil.rmtree(n.data_dir, ignore_errors=True)
+
+
+def leaders(cluster: _Cluster) -> dict[int, int]:
+    return {p: l for p, (l, _) in cluster.leaders(TOPIC).items()}
+
+
+def balancer_report(home) -> str:
+    r = admin_tool(home, "balancer", "--bootstrap-controller=" + ",".join(f"{h}:{CONTROLLER_PORT}" for h in HOSTS[:3]))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_balancer_spreads_scales_out_and_drains_under_idempotent_load(nodes):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    by_id, home = nodes
+    for i in (0, 1, 2, 3):
+        by_id[i].spawn()
+    for i in (0, 1, 2, 3):
+        by_id[i].wait_ready(START_TIMEOUT_S)
+    bootstrap = ",".join(f"{h}:{BROKER_PORT}" for h in HOSTS[3:])
+    cluster = _Cluster([by_id[i] for i in range(6)], "cluster-id=x")
+    a = AdminClient({"bootstrap.servers": by_id[3].bootstrap, "broker.address.family": "v4"})
+    a.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=1)])[TOPIC].result(timeout=30)
+    wait_until(lambda: len(leaders(cluster)) == PARTITIONS and set(leaders(cluster).values()) == {3}, 20,
+               lambda: f"all of {TOPIC} led by broker 3: {leaders(cluster)}")
+    load = Load(TOPIC, rate=1000, bootstrap=bootstrap, partitions=PARTITIONS).start()
+    try:
+        load.wait_acks(300, what="on broker 3 alone")
+
+        # 1. Broker 4 joins: the balancer spreads the partitions for bytes in.
+        t0 = time.monotonic()
+        by_id[4].start(START_TIMEOUT_S)
+        wait_until(lambda: sorted(leaders(cluster).values()).count(4) == PARTITIONS // 2, 60,
+                   lambda: f"half of {TOPIC} on broker 4: {leaders(cluster)}")
+        spread_s = time.monotonic() - t0
+        report = balancer_report(home)
+        assert re.search(r"\[network-in\] broker 3 is outside ±15%", report), report
+        load.wait_acks(200, partitions=[p for p, l in leaders(cluster).items() if l == 4], what="on broker 4")
+
+        # 2. Scale out: broker 5 gets load within 60 s.
+        t1 = time.monotonic()
+        by_id[5].start(START_TIMEOUT_S)
+        wait_until(lambda: 5 in leaders(cluster).values(), 60, lambda: f"broker 5 leads a partition: {leaders(cluster)}")
+        mine = [p for p, l in leaders(cluster).items() if l == 5]
+        load.wait_acks(50, partitions=mine, timeout=60 - (time.monotonic() - t1), what="on broker 5")
+        scale_out_s = time.monotonic() - t1
+        wait_until(lambda: sorted(collections_count(leaders(cluster)).values()) == [2, 3, 3], 40,
+                   lambda: f"{TOPIC} spread 3/3/2: {leaders(cluster)}")
+
+        # 3. Scale in: drain broker 4 (controlled shutdown), then unregister it.
+        t2 = time.monotonic()
+        rc = by_id[4].stop(STOP_TIMEOUT_S)
+        assert rc == 0, by_id[4].log_tail(40)
+        assert set(leaders(cluster).values()) == {3, 5}, leaders(cluster)
+        drain_s = time.monotonic() - t2
+        r = subprocess.run([str(REPO_ROOT / "bin" / "kafka-cluster.sh"), "unregister", "--bootstrap-server", bootstrap,
+                            "--id", "4"], capture_output=True, text=True, timeout=60,
+                           env={"SILT_BIN": str(SILT_BIN), "PATH": "/usr/bin:/bin"})
+        assert r.returncode == 0 and "Broker 4 is no longer registered" in r.stdout, r.stdout + r.stderr
+        wait_until(lambda: sorted(by_id[3].metadata([])["brokers"]) == [3, 5], 20,
+                   lambda: f"brokers 3 and 5 only: {sorted(by_id[3].metadata([])['brokers'])}")
+        load.wait_acks(200, what="after the drain")
+    finally:
+        load.stop()
+    print(balancer_report(home))
+    print(f"spread over 2 brokers in {spread_s:.1f}s, broker 5 took acks {scale_out_s:.1f}s after its start, "
+          f"broker 4 drained and stopped in {drain_s:.1f}s")
+    load.verify()
+
+
+def collections_count(leaders_: dict[int, int]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for l in leaders_.values():
+        out[l] = out.get(l, 0) + 1
+    return out
