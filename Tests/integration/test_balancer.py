@@ -72,6 +72,12 @@ def balancer_report(home) -> str:
     return r.stdout
 
 
+def bytes_in(report: str, broker: int) -> float:
+    """Broker `broker`'s bytes in (KiB/s) in a `silt admin balancer` report."""
+    m = re.search(rf"^{broker}\s+\w+\s+\d+\s+([\d.]+) KiB/s", report, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 def test_balancer_spreads_scales_out_and_drains_under_idempotent_load(nodes):
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -89,6 +95,9 @@ def test_balancer_spreads_scales_out_and_drains_under_idempotent_load(nodes):
     load = Load(TOPIC, rate=1000, bootstrap=bootstrap, partitions=PARTITIONS).start()
     try:
         load.wait_acks(300, what="on broker 3 alone")
+        # Broker 3's heartbeats carry the load to the active controller.
+        wait_until(lambda: bytes_in(balancer_report(home), 3) >= 2.0, 20,
+                   lambda: f"the balancer sees broker 3's load:\n{balancer_report(home)}")
 
         # 1. Broker 4 joins: the balancer spreads the partitions for bytes in.
         t0 = time.monotonic()
