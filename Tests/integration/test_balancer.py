@@ -18,51 +18,34 @@ and a 10 s load window so the test is short). One cluster, one load, four steps:
 """
 from __future__ import annotations
 
+import collections
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from silt_helpers import REPO_ROOT, SILT_BIN, start_moto, stop_moto, wait_until
-from test_cluster import (BROKER_PORT, CONTROLLER_PORT, START_TIMEOUT_S, STOP_TIMEOUT_S, Load, SeedNode, admin_tool,
-                          generate_s3_url, generate_start_lines, silt_home, tcp_accepts_on)
-from test_cluster import Cluster as _Cluster
+from silt_helpers import REPO_ROOT, SILT_BIN, wait_until
+from test_cluster import (BROKER_PORT, CONTROLLER_PORT, START_TIMEOUT_S, STOP_TIMEOUT_S, Cluster, Load, admin_tool,
+                          seed_nodes)
 
 HOSTS = [f"127.0.0.{i}" for i in range(31, 37)]
 TOPIC, PARTITIONS = "elastic", 8
-BALANCER = ["autobalancer.controller.enable=true", "autobalancer.controller.anomaly.detect.interval.ms=2000",
-            "autobalancer.controller.load.window.ms=10000", "autobalancer.controller.partition.cooldown.ms=20000",
-            "autobalancer.controller.network.in.usage.distribution.detect.threshold=1024",
-            "autobalancer.controller.network.out.usage.distribution.detect.threshold=1024"]
+BALANCER = {"autobalancer.controller.enable": "true", "autobalancer.controller.anomaly.detect.interval.ms": "2000",
+            "autobalancer.controller.load.window.ms": "10000", "autobalancer.controller.partition.cooldown.ms": "20000",
+            "autobalancer.controller.network.in.usage.distribution.detect.threshold": "1024",
+            "autobalancer.controller.network.out.usage.distribution.detect.threshold": "1024"}
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
-    taken = [f"{h}:{p}" for h in HOSTS for p in (BROKER_PORT, CONTROLLER_PORT) if tcp_accepts_on(h, p)]
-    if taken:
-        pytest.fail(f"something already listens on {', '.join(taken)}")
-    root = tmp_path_factory.mktemp("balancer")
-    moto, moto_pid = start_moto(root / "moto", ["silt-data", "silt-ops"])
-    made: list[SeedNode] = []
-    try:
-        home = silt_home(root)
-        url = generate_s3_url(home, moto)
-        lines = generate_start_lines(home, url, HOSTS[:3], HOSTS[3:], "--controller-only-mode=true", nodes=6)
-        extra = "".join(f" --override {o}" for o in BALANCER)
-        made = [SeedNode(root / f"node{i}", line + extra, home) for i, line in enumerate(lines)]
-        assert [n.node_id for n in made] == [0, 1, 2, 3, 4, 5], lines
+    with seed_nodes(tmp_path_factory.mktemp("balancer"), HOSTS, 3, "--controller-only-mode=true",
+                    extra=lambda node_id, moto: BALANCER) as (made, home, *_):
+        assert [n.node_id for n in made] == [0, 1, 2, 3, 4, 5], [n.line for n in made]
         yield {n.node_id: n for n in made}, home
-    finally:
-        for n in made:
-            n.kill()
-        stop_moto(moto_pid)
-        for n in made:   # the brokers' 2 GiB WAL files
-            shutil.rmtree(n.data_dir, ignore_errors=True)
 
 
-def leaders(cluster: _Cluster) -> dict[int, int]:
+def leaders(cluster: Cluster) -> dict[int, int]:
     return {p: l for p, (l, _) in cluster.leaders(TOPIC).items()}
 
 
@@ -87,7 +70,7 @@ def test_balancer_spreads_scales_out_and_drains_under_idempotent_load(nodes):
     for i in (0, 1, 2, 3):
         by_id[i].wait_ready(START_TIMEOUT_S)
     bootstrap = ",".join(f"{h}:{BROKER_PORT}" for h in HOSTS[3:])
-    cluster = _Cluster([by_id[i] for i in range(6)], "cluster-id=x")
+    cluster = Cluster([by_id[i] for i in range(6)], "cluster-id=unused")   # Metadata views only
     a = AdminClient({"bootstrap.servers": by_id[3].bootstrap, "broker.address.family": "v4"})
     a.create_topics([NewTopic(TOPIC, num_partitions=PARTITIONS, replication_factor=1)])[TOPIC].result(timeout=30)
     wait_until(lambda: len(leaders(cluster)) == PARTITIONS and set(leaders(cluster).values()) == {3}, 20,
@@ -116,7 +99,7 @@ def test_balancer_spreads_scales_out_and_drains_under_idempotent_load(nodes):
         mine = [p for p, l in leaders(cluster).items() if l == 5]
         load.wait_acks(50, partitions=mine, timeout=60 - (time.monotonic() - t1), what="on broker 5")
         scale_out_s = time.monotonic() - t1
-        wait_until(lambda: sorted(collections_count(leaders(cluster)).values()) == [2, 3, 3], 40,
+        wait_until(lambda: sorted(collections.Counter(leaders(cluster).values()).values()) == [2, 3, 3], 40,
                    lambda: f"{TOPIC} spread 3/3/2: {leaders(cluster)}")
 
         # 3. Scale in: drain broker 4 (controlled shutdown), then unregister it.
@@ -139,9 +122,3 @@ def test_balancer_spreads_scales_out_and_drains_under_idempotent_load(nodes):
           f"broker 4 drained and stopped in {drain_s:.1f}s")
     load.verify()
 
-
-def collections_count(leaders_: dict[int, int]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for l in leaders_.values():
-        out[l] = out.get(l, 0) + 1
-    return out

@@ -245,11 +245,15 @@ def generate_start_lines(home: Path, url: str, controller_hosts: list[str] = CON
 
 
 @contextlib.contextmanager
-def five_nodes(root: Path, buckets: list[str] = ["silt-data", "silt-ops"], extra=lambda node_id, moto: {}):
-    """The five printed start lines on moto (`buckets`), each run as printed plus log.dirs and
-    `extra(node_id, moto)` as further --override flags; yields (Cluster, moto env). Kills the
-    nodes and deletes their data directories (each may hold a 2 GiB WAL file) at the end."""
-    taken = [f"{h}:{p}" for h in HOSTS for p in (BROKER_PORT, CONTROLLER_PORT) if tcp_accepts_on(h, p)]
+def seed_nodes(root: Path, hosts: list[str], controllers: int, *options: str,
+               buckets: list[str] = ["silt-data", "silt-ops"], extra=lambda node_id, moto: {}):
+    """A cluster's nodes, not started: moto (`buckets`, SigV4), generate-s3-url, and
+    generate-start-command with `hosts[:controllers]` as controllers and the rest as brokers
+    (plus `options`); one SeedNode per printed line, run as printed plus log.dirs and
+    `extra(node_id, moto)` as further --override flags. Yields (nodes, home, s3 url, moto env);
+    at the end every node is killed (a paused one too), moto stopped and the data directories
+    (each may hold a 2 GiB WAL file) deleted; the logs stay, beside log.dirs."""
+    taken = [f"{h}:{p}" for h in hosts for p in (BROKER_PORT, CONTROLLER_PORT) if tcp_accepts_on(h, p)]
     if taken:
         pytest.fail(f"something already listens on {', '.join(taken)} (a tools/start node?); "
                     "the cluster's start lines need these addresses")
@@ -258,9 +262,24 @@ def five_nodes(root: Path, buckets: list[str] = ["silt-data", "silt-ops"], extra
     try:
         home = silt_home(root)
         url = generate_s3_url(home, moto)
+        printed = generate_start_lines(home, url, hosts[:controllers], hosts[controllers:], *options, nodes=len(hosts))
         lines = [line + "".join(f" --override {shlex.quote(f'{k}={v}')}" for k, v in extra(i, moto).items())
-                 for i, line in enumerate(generate_start_lines(home, url))]
+                 for i, line in enumerate(printed)]
         nodes = [SeedNode(root / f"node{i}", line, home) for i, line in enumerate(lines)]
+        yield nodes, home, url, moto
+    finally:
+        for n in nodes:
+            n.kill()
+        stop_moto(moto_pid)
+        for n in nodes:
+            shutil.rmtree(n.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def five_nodes(root: Path, buckets: list[str] = ["silt-data", "silt-ops"], extra=lambda node_id, moto: {}):
+    """The five printed start lines (`seed_nodes` on HOSTS, three controllers that are brokers
+    too), started; yields (Cluster, moto env)."""
+    with seed_nodes(root, HOSTS, 3, buckets=buckets, extra=extra) as (nodes, _, url, moto):
         expected = {i: ({"broker", "controller"} if i < 3 else {"broker"}) for i in range(5)}
         assert {n.node_id: n.roles for n in nodes} == expected, [n.line for n in nodes]
         t0 = time.monotonic()
@@ -270,13 +289,6 @@ def five_nodes(root: Path, buckets: list[str] = ["silt-data", "silt-ops"], extra
             n.wait_ready(START_TIMEOUT_S)
         print(f"five nodes serving {time.monotonic() - t0:.1f}s after start")
         yield Cluster(nodes, url), moto
-    finally:
-        for n in nodes:
-            n.kill()   # SIGKILL: a paused node too
-        stop_moto(moto_pid)
-        # Logs stay (they are beside, not inside, log.dirs).
-        for n in nodes:
-            shutil.rmtree(n.data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,45 +6,26 @@ three voters through a broker. Lean: one start, a few checks, about 15 s.
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
-import time
 
 import pytest
 
-from silt_helpers import REPO_ROOT, raw_find_coordinator, start_moto, stop_moto, wait_until
-from test_cluster import (BROKER_PORT, CONTROLLER_PORT, START_TIMEOUT_S, SeedNode, generate_s3_url, generate_start_lines,
-                          read_confluent, silt_home, tcp_accepts_on)
+from silt_helpers import REPO_ROOT, raw_find_coordinator, wait_until
+from test_cluster import BROKER_PORT, START_TIMEOUT_S, read_confluent, seed_nodes
 
 HOSTS = [f"127.0.0.{i}" for i in range(21, 26)]
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
-    taken = [f"{h}:{p}" for h in HOSTS for p in (BROKER_PORT, CONTROLLER_PORT) if tcp_accepts_on(h, p)]
-    if taken:
-        pytest.fail(f"something already listens on {', '.join(taken)}")
-    root = tmp_path_factory.mktemp("controller-only")
-    moto, moto_pid = start_moto(root / "moto", ["silt-data", "silt-ops"])
-    started: list[SeedNode] = []
-    try:
-        home = silt_home(root)
-        url = generate_s3_url(home, moto)
-        lines = generate_start_lines(home, url, HOSTS[:3], HOSTS[3:], "--controller-only-mode=true")
-        started = [SeedNode(root / f"node{i}", line, home) for i, line in enumerate(lines)]
+    with seed_nodes(tmp_path_factory.mktemp("controller-only"), HOSTS, 3, "--controller-only-mode=true") as (started, *_):
         assert {n.node_id: n.roles for n in started} == {0: {"controller"}, 1: {"controller"}, 2: {"controller"},
-                                                          3: {"broker"}, 4: {"broker"}}, lines
+                                                          3: {"broker"}, 4: {"broker"}}, [n.line for n in started]
         for n in started:
             n.spawn()
         for n in started:
             n.wait_ready(START_TIMEOUT_S)
         yield started
-    finally:
-        for n in started:
-            n.kill()
-        stop_moto(moto_pid)
-        for n in started:   # the brokers' 2 GiB WAL files
-            shutil.rmtree(n.data_dir, ignore_errors=True)
 
 
 def test_controller_only_layout_is_one_cluster_of_two_brokers(nodes):
