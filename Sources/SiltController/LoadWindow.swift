@@ -12,10 +12,12 @@ import Foundation
 /// A partition's load is its own, whichever broker reported it: a move does not reset it (the
 /// new leader's reports simply continue the series), so the balancer sees the partition, not
 /// the broker. Bounds: `samplesPerStreamMax` samples per stream, `streamsMax` streams; older
-/// samples and streams not reported within the window are dropped at each report.
+/// samples and streams not reported within the window are dropped by a report (at most one
+/// such pass a second), and never counted by `load`.
 final class LoadWindow: @unchecked Sendable {
     static let samplesPerStreamMax = 128
     static let streamsMax = Int(MetadataController.partitionsMax)
+    static let purgeIntervalMs: Int64 = 1000
 
     struct Sample {
         var atMs: Int64
@@ -25,6 +27,7 @@ final class LoadWindow: @unchecked Sendable {
 
     private let lock = NSLock()
     private var samples: [UInt64: [Sample]] = [:]
+    private var lastPurgeMs: Int64?
     private(set) var windowMs: Int64
 
     init(windowMs: Int64) {
@@ -55,6 +58,9 @@ final class LoadWindow: @unchecked Sendable {
                 if s.count > Self.samplesPerStreamMax { s.removeFirst(s.count - Self.samplesPerStreamMax) }
                 samples[id] = s
             }
+            // Forgetting is a pass over every stream: at most once per `purgeIntervalMs`.
+            guard lastPurgeMs.map({ nowMs - $0 >= Self.purgeIntervalMs }) ?? true else { return }
+            lastPurgeMs = nowMs
             let oldest = nowMs - windowMs
             samples = samples.compactMapValues { s in
                 let kept = s.filter { $0.atMs > oldest }
