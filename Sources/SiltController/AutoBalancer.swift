@@ -13,7 +13,8 @@ import SiltConfig
 ///  1 drain           no partition on a draining broker (unfenced, in controlled shutdown)
 ///  2 network-in/out  each eligible broker's bytes in and bytes out within ±deviation of the
 ///                    mean of the eligible brokers (only once that mean is above the
-///                    usage threshold: idle clusters are not balanced by noise)
+///                    usage threshold: idle clusters are not balanced by noise); a single
+///                    move, else an exchange of two partitions
 ///  3 partition-count each eligible broker within one of the mean count, when that keeps
 ///                    every broker inside goal 2's band
 /// ```
@@ -111,10 +112,20 @@ public enum AutoBalancer {
         var model = Model(brokers: brokers, partitions: partitions, config: config)
         var budget = config.executionConcurrency - partitions.filter { $0.target != nil }.count
         var out: [Decision] = []
-        while budget > 0, let d = model.drainMove() ?? model.loadMove(nowMs: nowMs) ?? model.countMove(nowMs: nowMs) {
-            model.apply(d)
-            out.append(d)
-            budget -= 1
+        while budget > 0 {
+            let next: [Decision]
+            if let d = model.drainMove() ?? model.loadMove(nowMs: nowMs) {
+                next = [d]
+            } else if budget >= 2, let swap = model.loadSwap(nowMs: nowMs) {
+                next = swap
+            } else if let d = model.countMove(nowMs: nowMs) {
+                next = [d]
+            } else {
+                break
+            }
+            for d in next { model.apply(d) }
+            out += next
+            budget -= next.count
         }
         return out
     }
@@ -271,6 +282,64 @@ extension AutoBalancer {
 
         func withinBandIn(_ broker: Int32) -> Bool {
             abs(bytesIn[broker, default: 0] - meanIn) <= config.networkInDeviation * meanIn
+        }
+
+        /// When no single move qualifies: the best exchange of two partitions between a broker
+        /// outside the band and another, under the same rules as a move (the spread falls, the
+        /// gap narrows by the minimum, neither broker ends above the band, a broker inside the
+        /// band stays inside). It fills a broker that is full in one direction and short in the
+        /// other (a new broker that took bytes-in partitions first). Candidates: the
+        /// `swapCandidatesMax` busiest partitions of each broker, so the cost stays bounded.
+        func loadSwap(nowMs: Int64) -> [Decision]? {
+            guard balancesIn || balancesOut else { return nil }
+            let outside = Set(eligible.filter { !withinBand($0, in: bytesIn, out: bytesOut) })
+            guard !outside.isEmpty else { return nil }
+            let before = spread(in: bytesIn, out: bytesOut)
+            var byBroker: [Int32: [Partition]] = [:]
+            for p in parts where p.target == nil && eligible.contains(p.broker) && !coolingDown(p, nowMs: nowMs) {
+                byBroker[p.broker, default: []].append(p)
+            }
+            for b in byBroker.keys {
+                byBroker[b] = Array(byBroker[b]!.sorted { $0.load.bytesIn + $0.load.bytesOut > $1.load.bytesIn + $1.load.bytesOut }
+                    .prefix(Self.swapCandidatesMax))
+            }
+            var best: (gain: Double, p: Partition, q: Partition)?
+            for a in eligible.sorted() where outside.contains(a) {
+                for b in eligible.sorted() where b != a {
+                    for p in byBroker[a] ?? [] {
+                        for q in byBroker[b] ?? [] {
+                            var bIn = bytesIn, bOut = bytesOut
+                            bIn[a, default: 0] += q.load.bytesIn - p.load.bytesIn
+                            bOut[a, default: 0] += q.load.bytesOut - p.load.bytesOut
+                            bIn[b, default: 0] += p.load.bytesIn - q.load.bytesIn
+                            bOut[b, default: 0] += p.load.bytesOut - q.load.bytesOut
+                            guard !aboveBand(a, in: bIn, out: bOut), !aboveBand(b, in: bIn, out: bOut),
+                                  outside.contains(b) || withinBand(b, in: bIn, out: bOut) else { continue }
+                            let gain = before - spread(in: bIn, out: bOut)
+                            if gain > (best?.gain ?? 0), gapCut(a, b, in: bIn, out: bOut) >= config.minImprovementRatio {
+                                best = (gain, p, q)
+                            }
+                        }
+                    }
+                }
+            }
+            guard let best else { return nil }
+            let (p, q) = (best.p, best.q)
+            let reason = "exchange: broker \(p.broker) (in \(Self.rate(bytesIn[p.broker, default: 0])), out "
+                + "\(Self.rate(bytesOut[p.broker, default: 0]))) and broker \(q.broker) (in \(Self.rate(bytesIn[q.broker, default: 0])), "
+                + "out \(Self.rate(bytesOut[q.broker, default: 0]))) swap partitions of in \(Self.rate(p.load.bytesIn)) / out "
+                + "\(Self.rate(p.load.bytesOut)) and in \(Self.rate(q.load.bytesIn)) / out \(Self.rate(q.load.bytesOut)) (means in "
+                + "\(Self.rate(meanIn)), out \(Self.rate(meanOut))); no single move qualified; spread "
+                + "\(String(format: "%.3f", before)) → \(String(format: "%.3f", before - best.gain))"
+            let goal: Goal = balancesOut && !withinBandOut(p.broker) ? .networkOut : .networkIn
+            return [Decision(streamId: p.streamId, from: p.broker, to: q.broker, goal: goal, reason: reason),
+                    Decision(streamId: q.streamId, from: q.broker, to: p.broker, goal: goal, reason: reason)]
+        }
+
+        static let swapCandidatesMax = 32
+
+        func withinBandOut(_ broker: Int32) -> Bool {
+            abs(bytesOut[broker, default: 0] - meanOut) <= config.networkOutDeviation * meanOut
         }
 
         // MARK: Goal 3: partition counts

@@ -83,6 +83,25 @@ final class AutoBalancerTests: XCTestCase {
         XCTAssertEqual(parts[0].broker, 1, "the hot partition stays")
     }
 
+    func testAnExchangeWhenNoSingleMoveFits() {
+        // Broker 1 is heavy in bytes in, broker 2 in bytes out; any single move puts its target
+        // above the band, an exchange (1 for 4, or 2 for 3) evens both.
+        let parts = [AutoBalancer.Partition(streamId: 1, broker: 1, load: load(2, 0)),
+                     AutoBalancer.Partition(streamId: 2, broker: 1, load: load(1, 1)),
+                     AutoBalancer.Partition(streamId: 3, broker: 2, load: load(0, 2)),
+                     AutoBalancer.Partition(streamId: 4, broker: 2, load: load(1, 1))]
+        let d = AutoBalancer.plan(brokers: active(1, 2), partitions: parts, config: config(), nowMs: 0)
+        XCTAssertEqual(d.count, 2, "\(d)")
+        XCTAssertEqual(Set(d.map(\.to)), [1, 2])
+        XCTAssertTrue(d[0].reason.contains("exchange"), d[0].reason)
+        let after = AutoBalancer.brokerLoads(brokers: active(1, 2), partitions: moved(parts, d, at: 0))
+        XCTAssertEqual(after[1]!.bytesIn, after[2]!.bytesIn)
+        XCTAssertEqual(after[1]!.bytesOut, after[2]!.bytesOut)
+        XCTAssertEqual(AutoBalancer.plan(brokers: active(1, 2), partitions: parts, config: config(concurrency: 1), nowMs: 0), [],
+                       "an exchange needs room for two moves")
+        XCTAssertEqual(AutoBalancer.plan(brokers: active(1, 2), partitions: moved(parts, d, at: 0), config: config(), nowMs: 1), [])
+    }
+
     func testBelowTheUsageThresholdOnlyCountsAreBalanced() {
         let parts = (1...6).map { AutoBalancer.Partition(streamId: UInt64($0), broker: 1, load: load(0.001)) }
         let d = AutoBalancer.plan(brokers: active(1, 2, 3), partitions: parts, config: config(thresholdBytes: Self.mib), nowMs: 0)
