@@ -9,9 +9,15 @@ extension ControllerService {
     /// Load reports a heartbeat may carry at most; a longer report is refused whole.
     static let loadReportPartitionsMax = Int(MetadataController.partitionsMax)
 
-    /// The heartbeat's load report (Silt's tagged fields), as the controller keeps it.
-    static func loadReport(_ req: BrokerHeartbeatRequest) -> [(streamId: UInt64, load: PartitionLoad)] {
-        guard req.reportIntervalMs > 0, req.partitionLoads.count <= loadReportPartitionsMax else { return [] }
+    /// The heartbeat's load report (Silt's tagged fields), as the controller keeps it. A report
+    /// past the bound is dropped with a warning (the heartbeat itself is served).
+    func loadReport(_ req: BrokerHeartbeatRequest) -> [(streamId: UInt64, load: PartitionLoad)] {
+        guard req.reportIntervalMs > 0 else { return [] }
+        guard req.partitionLoads.count <= Self.loadReportPartitionsMax else {
+            logger.warning("load report dropped: more partitions than a report may name", metadata: [
+                "broker": "\(req.brokerId)", "partitions": "\(req.partitionLoads.count)", "max": "\(Self.loadReportPartitionsMax)"])
+            return []
+        }
         return req.partitionLoads.map { l in
             (UInt64(bitPattern: l.streamId), PartitionLoad(bytesIn: l.bytesInPerSec, bytesOut: l.bytesOutPerSec,
                                                            produceRequests: l.produceRequestsPerSec,

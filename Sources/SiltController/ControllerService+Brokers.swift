@@ -35,7 +35,7 @@ extension ControllerService {
         do {
             let result = try controller.brokerHeartbeat(nodeId: req.brokerId, brokerEpoch: req.brokerEpoch,
                                                         metadataOffset: req.currentMetadataOffset, wantFence: req.wantFence,
-                                                        wantShutDown: req.wantShutDown, loads: Self.loadReport(req),
+                                                        wantShutDown: req.wantShutDown, loads: loadReport(req),
                                                         reportIntervalMs: req.reportIntervalMs)
             resp.isFenced = result.isFenced
             resp.isCaughtUp = result.isCaughtUp
