@@ -3,7 +3,7 @@
 Three controller-only nodes and brokers 3, 4, 5 (generate-start-command
 --controller-only-mode=true on 127.0.0.31-36, moto with SigV4), every line run as printed plus
 the balancer's keys (`--override autobalancer.controller.enable=true`, a 2 s detect interval
-and a 10 s load window so the test is short). One cluster, one load, four steps:
+and a 10 s load window so the test is short) and a 256 MiB WAL. One cluster, one load, four steps:
 
 1. only broker 3 runs when the 8-partition topic is created, so it leads all 8; broker 4
    starts: the balancer spreads them (4 and 4) for bytes in, and says why;
@@ -34,7 +34,8 @@ TOPIC, PARTITIONS = "elastic", 8
 BALANCER = {"autobalancer.controller.enable": "true", "autobalancer.controller.anomaly.detect.interval.ms": "2000",
             "autobalancer.controller.load.window.ms": "10000", "autobalancer.controller.partition.cooldown.ms": "20000",
             "autobalancer.controller.network.in.usage.distribution.detect.threshold": "1024",
-            "autobalancer.controller.network.out.usage.distribution.detect.threshold": "1024"}
+            "autobalancer.controller.network.out.usage.distribution.detect.threshold": "1024",
+            "s3.wal.capacity": str(256 << 20)}   # three brokers' WAL files: 768 MiB, not 6 GiB
 
 
 @pytest.fixture(scope="module")
