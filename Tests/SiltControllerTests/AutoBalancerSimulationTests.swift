@@ -131,7 +131,9 @@ final class AutoBalancerSimulationTests: XCTestCase {
             let active = view.brokers.filter { $0.state == .active }
             let loads = AutoBalancer.brokerLoads(brokers: active, partitions: view.partitions)
             func relative(_ f: (PartitionLoad) -> Double, _ g: (AutoBalancer.BrokerLoad) -> Double, threshold: Double) -> Double {
-                let total = loads.values.reduce(0) { $0 + g($1) }
+                // Summed in broker order: a dictionary's order changes from process to process,
+                // and a float sum with it, which would make a seed's replay differ from its run.
+                let total = loads.keys.sorted().reduce(0) { $0 + g(loads[$1]!) }
                 let mean = total / Double(active.count)
                 guard mean >= threshold else { return 1 }
                 let hot = view.partitions.filter { f($0.load) > mean }
