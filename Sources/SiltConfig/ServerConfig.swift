@@ -87,6 +87,8 @@ public struct ServerConfig: Sendable {
     public let deleteTopicEnable: Bool
     public let messageMaxBytes: Int32
     public let socketRequestMaxBytes: Int
+    /// The broker's event loops (`num.network.threads`) when set explicitly; nil: one per core.
+    public let eventLoopCount: Int?
     public let logSegmentBytes: Int
     /// The WAL device or file (`s3.wal.path`, AutoMQ's `N@file:///path?capacity=..` accepted).
     public let walPath: String
@@ -209,6 +211,7 @@ public struct ServerConfig: Sendable {
         deleteTopicEnable = bool("delete.topic.enable")
         messageMaxBytes = int("message.max.bytes")
         socketRequestMaxBytes = Int(int("socket.request.max.bytes"))
+        eventLoopCount = properties["num.network.threads"] != nil ? Int(int("num.network.threads")) : nil
         logSegmentBytes = Int(int("log.segment.bytes"))
 
         var capacity = UInt64(Int64(raw("s3.wal.capacity")!)!)

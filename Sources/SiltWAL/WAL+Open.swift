@@ -77,6 +77,10 @@ extension WAL {
         var next = current
         next.generation = generation
         try wal.writeHeader(next)
+        if WALFaults.writeDelayMs > 0 {
+            logger.warning("fault point on: every WAL write is delayed (a test's slow device)", metadata: [
+                "\(WALFaults.writeDelayVariable)": "\(WALFaults.writeDelayMs)"])
+        }
         logger.info("WAL opened", metadata: [
             "path": "\(path)", "blockDevice": "\(isBlockDevice)", "formatted": "\(formatted)",
             "capacityBytes": "\(capacityBytes)", "generation": "\(generation)",

@@ -22,6 +22,7 @@ extension WAL {
         try SubmitChecks.check(payloadBytes: payloadBytes, maxPayloadBytes: config.maxRecordPayloadBytes,
                                startLSN: startLSN, endLSN: endLSN, nextLSN: nextLSN,
                                inFlight: inFlight.count, inFlightLimit: config.maxInFlightWrites)
+        WALFaults.beforeWrite()
         let recordBytes = WALLayout.recordBytes(payloadBytes: payloadBytes)
         let offset = try placement(recordBytes: recordBytes)
         let sequence = nextSequence

@@ -23,7 +23,7 @@ struct BrokerRole {
 
         let logs = StreamLogManager(maxBatchBytes: max(64 << 20, Int(config.messageMaxBytes)), logger: logger)
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoopCount ?? System.coreCount)
         let controller = try controllerQuorumClient(config: config, group: group, clientId: "silt-broker-\(config.nodeId)",
                                                     logger: logger)
         // The metadata log's long polls on a connection of their own: a connection answers in
