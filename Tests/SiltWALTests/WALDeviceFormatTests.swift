@@ -1,6 +1,7 @@
 import CSupport
 import Foundation
 import XCTest
+import SiltRing
 @testable import SiltWAL
 
 /// The device as a user meets it (issue 15): a device smaller than the default capacity is
@@ -107,5 +108,31 @@ extension WALDeviceTests {
                                                     config: WALTestSupport.smallConfig(), logger: WALTestSupport.logger)
         XCTAssertTrue(recovered.isEmpty)
         try reformatted.close()
+    }
+}
+
+/// The WAL writer's stage times in the WAL state region, as the broker reads them.
+final class WALStateTimingsTests: XCTestCase {
+    func testAWriteIsFoundByAnyLSNItCoversOnceCompleteAndForgottenAfterTheTableWraps() throws {
+        let fd = try SharedMemory.createMemfd(name: "t-wal-state")
+        defer { close(fd) }
+        let state = try WALState.create(fd: fd, tailBytesMax: 4096)
+        state.recordSubmitted(write: 0, startLSN: 0, endLSN: 100, pickupNs: 10, submitNs: 20)
+        state.recordSubmitted(write: 1, startLSN: 100, endLSN: 250, pickupNs: 30, submitNs: 40)
+        XCTAssertNil(state.writeTimes(coveringEnd: 100), "not complete yet")
+        state.recordCompleted(write: 0, completeNs: 50)
+        state.recordCompleted(write: 1, completeNs: 60)
+        XCTAssertEqual(state.writeTimes(coveringEnd: 1), .init(pickupNs: 10, submitNs: 20, completeNs: 50))
+        XCTAssertEqual(state.writeTimes(coveringEnd: 100), .init(pickupNs: 10, submitNs: 20, completeNs: 50))
+        XCTAssertEqual(state.writeTimes(coveringEnd: 101), .init(pickupNs: 30, submitNs: 40, completeNs: 60))
+        XCTAssertNil(state.writeTimes(coveringEnd: 251))
+        // 64 writes later write 0's slot holds write 64: LSN 100 is no longer found.
+        for w in 2...WALState.timingSlots {
+            state.recordSubmitted(write: w, startLSN: UInt64(w) * 1000, endLSN: UInt64(w) * 1000 + 10, pickupNs: 1, submitNs: 2)
+            state.recordCompleted(write: w, completeNs: 3)
+        }
+        XCTAssertNil(state.writeTimes(coveringEnd: 100))
+        XCTAssertEqual(state.writeTimes(coveringEnd: 101)?.completeNs, 60)
+        XCTAssertEqual(state.recordedEndLSN(write: WALState.timingSlots), UInt64(WALState.timingSlots) * 1000 + 10)
     }
 }
