@@ -94,6 +94,10 @@ public final class WALWriter: @unchecked Sendable {
         let storedSignal: () -> Bool = (wal as? ObjectWAL).map { objects in { objects.hasStoredRecords } } ?? { false }
         // Writes submitted and completed, numbering the stage-time slots (`WALState+Timings`).
         var writesSubmitted = 0, writesCompleted = 0
+        // Registered as a sleeper on the log buffer's data word while a wait for it is armed
+        // in io_uring (`beginDataWait`, `WAL.reap(orWakeOf:expected:)`).
+        var dataWaitRegistered = false
+        defer { if dataWaitRegistered { reader.endDataWait() } }
         func trim(_ m: ControlMessage) throws {
             guard m.kind == ControlMessage.kindTrim else { return }
             let trimmed = try wal.trim(to: min(m.value, wal.durableLSN))
@@ -151,7 +155,22 @@ public final class WALWriter: @unchecked Sendable {
                 }
                 _ = reader.waitForData(after: observed, timeout: max(.zero, sleepUntil - .now), or: storedSignal)
             } else if wal.inFlightWrites > 0 {
-                if let durable = try wal.reap(wait: true) { publish(durable) }
+                // Wait for a completion, or (room for another write) for new data too: data
+                // arriving while a write is in flight goes out at once, not after that write.
+                var durable: UInt64?
+                if let device = wal as? WAL, !dataWaitRegistered, device.canSubmit, !walFull, !isStopping,
+                   device.canWaitForWake {
+                    guard let wait = reader.beginDataWait(after: submitted) else { continue }   // data: submit it
+                    dataWaitRegistered = true
+                    durable = try device.reap(orWakeOf: wait.word, expected: wait.expected)
+                } else {
+                    durable = try wal.reap(wait: true)
+                }
+                if dataWaitRegistered && !((wal as? WAL)?.dataWaitArmed ?? false) {
+                    reader.endDataWait()
+                    dataWaitRegistered = false
+                }
+                if let durable { publish(durable) }
             } else if isStopping {
                 if reader.position == ring.writePosition || walFull { return }
             } else if walFull {
