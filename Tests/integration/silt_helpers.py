@@ -877,6 +877,12 @@ class _Cursor:
         n = self.int32()
         return [item() for _ in range(max(n, 0))]
 
+    def single_partition_error(self) -> int:
+        """Skips to the one partition of a one-topic answer (topics, name, partitions, index)
+        and returns its error code."""
+        self.int32(), self.string(), self.int32(), self.int32()
+        return self.int16()
+
 
 def _kstr(s: str | None) -> bytes:
     import struct
@@ -986,11 +992,7 @@ def raw_produce(host: str, port: int, topic: str, partition: int, values: list[b
     body = (_kstr(None) + struct.pack(">hi", acks, int(timeout * 1000)) + struct.pack(">i", 1) + _kstr(topic)
             + struct.pack(">i", 1) + struct.pack(">ii", partition, len(batch)) + batch)
     c = _Cursor(raw_kafka_call(host, port, 0, 3, body, timeout + 1))
-    c.int32()       # topics
-    c.string()      # name
-    c.int32()       # partitions
-    c.int32()       # index
-    err = c.int16()
+    err = c.single_partition_error()
     base = c.take(">q")
     return {"error": err, "base_offset": base}
 
@@ -1005,11 +1007,7 @@ def raw_fetch(host: str, port: int, topic: str, partition: int, offset: int, max
             + struct.pack(">i", 1) + struct.pack(">iqi", partition, offset, 1 << 20))
     c = _Cursor(raw_kafka_call(host, port, 1, 4, body, timeout))
     c.int32()       # throttle
-    c.int32()       # topics
-    c.string()      # name
-    c.int32()       # partitions
-    c.int32()       # index
-    err = c.int16()
+    err = c.single_partition_error()
     hw = c.take(">q")
     c.take(">q")    # last stable offset
     for _ in range(max(c.int32(), 0)):   # aborted transactions
