@@ -49,7 +49,7 @@ let package = Package(
         // Kafka-framed networking shared by the broker and the controller: listeners,
         // framing, in-order pipelining, and the client connection brokers use.
         .target(name: "SiltNet", dependencies: [
-            "SiltProtocol",
+            "CSupport", "SiltProtocol",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

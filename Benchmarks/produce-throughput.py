@@ -137,8 +137,9 @@ def main() -> int:
               f"rate={'max' if args.rate <= 0 else f'{args.rate:.0f}/s'}")
         print(f"delivered       {n} of {args.count} ({errors[0]} errors, {left} undelivered) in {elapsed:.2f}s")
         print(f"throughput      {n / elapsed:,.0f} msg/s  {n * args.size / elapsed / 1e6:,.1f} MB/s")
-        print(f"latency         p50 {percentile(lat, 50) * 1000:.1f} ms  p99 {percentile(lat, 99) * 1000:.1f} ms"
-              f"  mean {statistics.fmean(lat) * 1000 if lat else float('nan'):.1f} ms")
+        print(f"latency         p50 {percentile(lat, 50) * 1000:.2f} ms  p99 {percentile(lat, 99) * 1000:.2f} ms"
+              f"  p99.9 {percentile(lat, 99.9) * 1000:.2f} ms  max {percentile(lat, 100) * 1000:.2f} ms"
+              f"  mean {statistics.fmean(lat) * 1000 if lat else float('nan'):.2f} ms")
         ok = n == args.count
         return 0 if ok else 1
     finally:

@@ -65,6 +65,29 @@ void silt_uring_prep_fdatasync(silt_uring_sqe *sqe, int32_t fd, uint64_t user_da
     io_uring_sqe_set_data64(sqe_of(sqe), user_data);
 }
 
+// IORING_OP_FUTEX_WAIT and FUTEX2_SIZE_U32 from Linux 6.7's uapi; liburing 2.3's headers
+// predate them, so the entry is filled the way liburing 2.5's io_uring_prep_futex_wait does.
+#define SILT_IORING_OP_FUTEX_WAIT 51
+#define SILT_FUTEX2_SIZE_U32 0x02
+#define SILT_FUTEX_BITSET_MATCH_ANY 0xffffffffu
+
+void silt_uring_prep_futex_wait(silt_uring_sqe *sqe, uint32_t *word, uint32_t expected, uint64_t user_data) {
+    struct io_uring_sqe *e = sqe_of(sqe);
+    // fd = futex2 flags (a shared u32 word), addr = the word, off (addr2) = the expected value.
+    io_uring_prep_rw(SILT_IORING_OP_FUTEX_WAIT, e, SILT_FUTEX2_SIZE_U32, word, 0, expected);
+    e->rw_flags = 0;
+    e->addr3 = SILT_FUTEX_BITSET_MATCH_ANY;
+    io_uring_sqe_set_data64(e, user_data);
+}
+
+int32_t silt_uring_supports_futex_wait(silt_uring *ring) {
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&ring->ring);
+    if (probe == NULL) return 0;
+    int supported = io_uring_opcode_supported(probe, SILT_IORING_OP_FUTEX_WAIT);
+    io_uring_free_probe(probe);
+    return supported ? 1 : 0;
+}
+
 void silt_uring_prep_fsync(silt_uring_sqe *sqe, int32_t fd, uint64_t user_data) {
     io_uring_prep_fsync(sqe_of(sqe), fd, 0);
     io_uring_sqe_set_data64(sqe_of(sqe), user_data);

@@ -55,6 +55,16 @@ void silt_uring_prep_fsync(silt_uring_sqe *_Nonnull sqe, int32_t fd, uint64_t us
 /// A no-op request; completes with res == 0.
 void silt_uring_prep_nop(silt_uring_sqe *_Nonnull sqe, uint64_t user_data);
 
+/// A wait on the shared (not private) 32-bit futex word at `word` while it holds `expected`
+/// (IORING_OP_FUTEX_WAIT, Linux 6.7+; see `silt_uring_supports_futex_wait`). Completes with 0
+/// when woken, -EAGAIN when the word no longer held `expected`, -ECANCELED at teardown. Lets
+/// one `silt_uring_wait_cqe` wait for a write's completion or a futex wake, whichever is first.
+void silt_uring_prep_futex_wait(silt_uring_sqe *_Nonnull sqe, uint32_t *_Nonnull word, uint32_t expected,
+                                uint64_t user_data);
+
+/// Whether the kernel serves IORING_OP_FUTEX_WAIT on this ring (probed once by the caller).
+int32_t silt_uring_supports_futex_wait(silt_uring *_Nonnull ring);
+
 /// Sets IOSQE_IO_LINK: the next entry submitted starts only after this one completes, and is
 /// cancelled (-ECANCELED) if this one fails or is short.
 void silt_uring_sqe_set_link(silt_uring_sqe *_Nonnull sqe);

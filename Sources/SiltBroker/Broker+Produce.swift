@@ -1,3 +1,4 @@
+import CSupport
 import Logging
 import NIOCore
 import SiltController
@@ -13,6 +14,11 @@ import SiltStorage
 extension Broker {
     func produce(_ req: ProduceRequest, _ r: Request) throws -> EventLoopFuture<ProduceResponse?> {
         let acks = req.acks
+        // The latency breakdown (docs/benchmarks.md): decode, then validate and append summed
+        // over the partitions, then the wait for appends that were parked.
+        var stageNs = silt_monotonic_ns()
+        if r.context.receivedNs != 0 { metrics.observe(.produceDecode, fromNs: r.context.receivedNs, toNs: stageNs) }
+        var validateNs: UInt64 = 0, appendNs: UInt64 = 0
         var resp = ProduceResponse()
         guard acks == 0 || acks == 1 || acks == -1 else {
             resp.responses = req.topicData.map { t in
@@ -79,6 +85,7 @@ extension Broker {
                     let timestampType: TimestampType = topicConfig(topic, "message.timestamp.type", image: image) == "LogAppendTime"
                         ? .logAppendTime : .createTime
                     let maxMessageBytes = Int(topicConfig(topic, "max.message.bytes", image: image))!
+                    stageNs = silt_monotonic_ns()
                     var batches = try validateProducedRecords(
                         records,
                         maxMessageBytes: maxMessageBytes,
@@ -111,9 +118,12 @@ extension Broker {
                         continue
                     }
                     loadMeter.produced(topic.streamIds[Int(p.index)], bytes: records.readableBytes)
+                    let appendStartNs = silt_monotonic_ns()
+                    validateNs &+= appendStartNs &- stageNs
                     appends.append(writePath.append(
                         log, streamId: topic.streamIds[Int(p.index)], records: records, batches: batches,
                         logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop))
+                    appendNs &+= silt_monotonic_ns() &- appendStartNs
                     appendAt.append((resp.responses.count, out.partitionResponses.count, t.name, p.index))
                     metrics.recordProduced(topic: t.name, bytes: records.readableBytes,
                                            messages: batches.reduce(0) { $0 + Int($1.recordCount) })
@@ -139,10 +149,18 @@ extension Broker {
             return acks == 0 ? r.eventLoop.makeSucceededFuture(nil) : r.succeed(resp)
         }
         let (answered, refusedAny) = (resp, anyError)
+        metrics.observe(.produceValidate, seconds: Double(validateNs) / 1e9)
+        let appendsIssuedNs = silt_monotonic_ns()
         return EventLoopFuture.whenAllComplete(appends, on: r.eventLoop).flatMap { appended in
+            // A parked append landed after the others were issued; a synchronous one before.
+            let parkedNs = appended.reduce(UInt64(0)) { most, result in
+                guard case .success(let a) = result, a.appendedNs > appendsIssuedNs else { return most }
+                return max(most, a.appendedNs - appendsIssuedNs)
+            }
+            self.metrics.observe(.produceAppend, seconds: Double(appendNs &+ parkedNs) / 1e9)
             var resp = answered
             var anyError = refusedAny
-            var durable: [EventLoopFuture<Void>] = []
+            var durable: [EventLoopFuture<UInt64>] = []
             var durableAt: [(topic: Int, partition: Int)] = []
             for (i, at) in appendAt.enumerated() {
                 switch appended[i] {
@@ -171,7 +189,7 @@ extension Broker {
     }
 
     /// Answers once every appended partition is durable; acks=0 gets no answer at all.
-    private func answerWhenDurable(_ resp: ProduceResponse, acks: Int16, anyError: Bool, durable: [EventLoopFuture<Void>],
+    private func answerWhenDurable(_ resp: ProduceResponse, acks: Int16, anyError: Bool, durable: [EventLoopFuture<UInt64>],
                                    durableAt: [(topic: Int, partition: Int)], _ r: Request) -> EventLoopFuture<ProduceResponse?> {
         if acks == 0 {
             // Kafka closes the connection of an acks=0 producer on error: it is the only signal it has.
@@ -180,6 +198,10 @@ extension Broker {
         }
         guard !durable.isEmpty else { return r.eventLoop.makeSucceededFuture(resp) }
         return EventLoopFuture.whenAllComplete(durable, on: r.eventLoop).map { results in
+            let lastNoticeNs = results.reduce(UInt64(0)) { last, result in
+                if case .success(let ns) = result { return max(last, ns) } else { return last }
+            }
+            if lastNoticeNs != 0 { self.metrics.observe(.produceAck, fromNs: lastNoticeNs, toNs: silt_monotonic_ns()) }
             var resp = resp
             // The lease again, at the ack: a broker whose session lapsed while the write became
             // durable may have been taken over (its WAL read by another node before this

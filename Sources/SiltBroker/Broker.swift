@@ -213,7 +213,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case ProduceRequest.apiKey: return try serve(ProduceRequest.self, frame, context, produce)
         case FetchRequest.apiKey:
             return try serve(FetchRequest.self, frame, context) { req, r in
-                self.fetch(req, r).map { resp in
+                self.fetchTimed(req, r).map { resp in
                     if let resp { self.meterFetched(resp) }
                     return resp
                 }

@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 import Logging
 import NIOCore
@@ -5,6 +6,7 @@ import SiltMetrics
 import SiltRecords
 import SiltRing
 import SiltStorage
+import SiltWAL
 
 /// How produced batches become durable. `LogBufferWritePath`: the broker appends each batch
 /// to the shared-memory log buffer; the WAL writer process persists it and reports the
@@ -40,7 +42,11 @@ public protocol WritePath: AnyObject, Sendable {
 /// An append that took place: where its batches landed, and when they are durable.
 public struct Appended: Sendable {
     public let info: AppendInfo
-    public let durable: EventLoopFuture<Void>
+    /// Completes once durable, with the time the durable notice arrived (`silt_monotonic_ns`;
+    /// 0 when no notice was needed: a duplicate of a durable batch).
+    public let durable: EventLoopFuture<UInt64>
+    /// When the append landed in the log buffer (`silt_monotonic_ns`), for the latency breakdown.
+    public var appendedNs: UInt64 = 0
 }
 
 /// Durability by the WAL writer process, through the shared-memory log buffer.
@@ -71,7 +77,9 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         let endLSN: UInt64
         let log: any Partition
         let endOffset: Int64
-        let promise: EventLoopPromise<Void>
+        let promise: EventLoopPromise<UInt64>
+        /// When the batch went into the log buffer (`silt_monotonic_ns`; 0: a duplicate's wait).
+        var appendedNs: UInt64 = 0
     }
 
     /// Where an append's bytes sit in the ring, for tail fetches.
@@ -110,14 +118,18 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// The space-waiter thread runs (`start()`); until then `stop()` fails parked appends itself.
     private var spaceLoopStarted = false
 
-    /// Counts tail fetches (`silt_fetch_tail_reads_total`).
+    /// Counts tail fetches (`silt_fetch_tail_reads_total`) and holds the WAL stages of the
+    /// latency breakdown (`silt_produce_wal_pickup_seconds` ...).
     private let metrics: MetricsRegion
+    /// The WAL writer's stage times of its recent writes (`WALState+Timings`); nil: not observed.
+    private let walTimings: WALState?
 
-    public init(ring: LogRing, durableNotices: ControlRing, metrics: MetricsRegion = .local(), logger: Logger,
-                appendWaitMaxMs: Int = LogBufferWritePath.appendWaitMaxMsDefault) {
+    public init(ring: LogRing, durableNotices: ControlRing, metrics: MetricsRegion = .local(), walTimings: WALState? = nil,
+                logger: Logger, appendWaitMaxMs: Int = LogBufferWritePath.appendWaitMaxMsDefault) {
         precondition(appendWaitMaxMs > 0)
         self.appendWaitMaxMs = appendWaitMaxMs
         self.metrics = metrics
+        self.walTimings = walTimings
         self.ring = ring
         self.durableNotices = durableNotices
         self.logger = logger
@@ -214,13 +226,13 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     public func append(_ log: any Partition, streamId: UInt64, records: ByteBuffer, batches: [RecordBatchHeader],
                        logAppendTime: Bool, nowMs: Int64, eventLoop: EventLoop) -> EventLoopFuture<Appended> {
         let attempt = { () throws -> Appended in
-            let promise = eventLoop.makePromise(of: Void.self)
+            let promise = eventLoop.makePromise(of: UInt64.self)
             do {
                 let info = try log.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) { bytes, info in
                     try self.publishLocked(log, streamId: streamId, bytes: bytes, info: info, promise: promise)
                 }
                 if info.duplicate { self.waitForDuplicate(log, info: info, promise: promise) }
-                return Appended(info: info, durable: promise.futureResult)
+                return Appended(info: info, durable: promise.futureResult, appendedNs: silt_monotonic_ns())
             } catch {
                 promise.fail(error)   // never handed out; completed so that no promise leaks
                 throw error
@@ -305,7 +317,7 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
 
     /// Called under the partition lock: the ring append (never blocking) and the waiter.
     private func publishLocked(_ log: any Partition, streamId: UInt64, bytes: ByteBuffer, info: AppendInfo,
-                               promise: EventLoopPromise<Void>) throws {
+                               promise: EventLoopPromise<UInt64>) throws {
         try lock.withLock {
             let count = UInt32(clamping: info.lastOffset - info.baseOffset + 1)
             let appended: (startLSN: UInt64, endLSN: UInt64)? = try bytes.withUnsafeReadableBytes {
@@ -314,7 +326,8 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
                                   payload: payload)
             }
             guard let (startLSN, endLSN) = appended else { throw RingError.full }
-            waiters.append(Waiter(endLSN: endLSN, log: log, endOffset: info.lastOffset + 1, promise: promise))
+            waiters.append(Waiter(endLSN: endLSN, log: log, endOffset: info.lastOffset + 1, promise: promise,
+                                  appendedNs: silt_monotonic_ns()))
             let entry = TailEntry(baseOffset: info.baseOffset, endOffset: info.lastOffset + 1,
                                   payloadLSN: startLSN + UInt64(LogRing.frameHeaderBytes), payloadBytes: bytes.readableBytes)
             tails[streamId, default: []].append(entry)
@@ -325,9 +338,9 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     /// A retry of a batch already in the log is answered once the original is durable. Its
     /// bytes are somewhere below the ring's current write position, so a waiter at that
     /// position (in LSN order with the others) completes no earlier than the original's.
-    private func waitForDuplicate(_ log: any Partition, info: AppendInfo, promise: EventLoopPromise<Void>) {
+    private func waitForDuplicate(_ log: any Partition, info: AppendInfo, promise: EventLoopPromise<UInt64>) {
         if log.highWatermark > info.lastOffset {
-            promise.succeed(())
+            promise.succeed(0)
             return
         }
         let durableAlready: Bool = lock.withLock {
@@ -338,7 +351,7 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         }
         if durableAlready {
             log.advanceHighWatermark(to: info.lastOffset + 1)
-            promise.succeed(())
+            promise.succeed(0)
         }
     }
 
@@ -433,11 +446,11 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
             if let message = durableNotices.pop(timeout: .milliseconds(100)), message.kind == ControlMessage.kindDurable {
                 lsn = max(lsn, message.value)
             }
-            complete(upTo: lsn)
+            complete(upTo: lsn, noticeNs: silt_monotonic_ns())
         }
     }
 
-    private func complete(upTo lsn: UInt64) {
+    private func complete(upTo lsn: UInt64, noticeNs: UInt64) {
         let done: [Waiter] = lock.withLock {
             guard lsn > durableLSN else { return [] }
             durableLSN = lsn
@@ -453,7 +466,18 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         }
         for w in done {
             w.log.advanceHighWatermark(to: w.endOffset)
-            w.promise.succeed(())
+            observeWALStages(w, noticeNs: noticeNs)
+            w.promise.succeed(noticeNs)
         }
+    }
+
+    /// The latency breakdown's stages between the log buffer and the durable notice, for the
+    /// WAL write that carried `waiter`'s batch (nothing when its times left the table).
+    private func observeWALStages(_ waiter: Waiter, noticeNs: UInt64) {
+        guard waiter.appendedNs != 0, let t = walTimings?.writeTimes(coveringEnd: waiter.endLSN) else { return }
+        metrics.observe(.produceWALPickup, fromNs: waiter.appendedNs, toNs: t.pickupNs)
+        metrics.observe(.produceWALSubmit, fromNs: t.pickupNs, toNs: t.submitNs)
+        metrics.observe(.produceDevice, fromNs: t.submitNs, toNs: t.completeNs)
+        metrics.observe(.produceDurableNotice, fromNs: t.completeNs, toNs: noticeNs)
     }
 }

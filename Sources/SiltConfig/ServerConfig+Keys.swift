@@ -35,7 +35,7 @@ extension ServerConfig {
         .init("controller.listener.names", .list, "CONTROLLER", doc: "Listener names used by controllers."),
         .init("inter.broker.listener.name", .string, "PLAINTEXT", doc: "Listener brokers use among themselves."),
         .init("socket.request.max.bytes", .int, "104857600", .atLeast(1), doc: "Largest request frame accepted."),
-        .init("num.network.threads", .int, "3", .atLeast(1), doc: "Network threads (event loops are sized from cores)."),
+        .init("num.network.threads", .int, "3", .atLeast(1), doc: "The broker's event loops when set; otherwise one per core."),
         .init("num.io.threads", .int, "8", .atLeast(1), doc: "I/O threads."),
         // Logs and topics.
         .init("log.dirs", .list, nil, doc: "Directories holding partition data and metadata."),

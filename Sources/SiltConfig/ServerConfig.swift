@@ -87,6 +87,8 @@ public struct ServerConfig: Sendable {
     public let deleteTopicEnable: Bool
     public let messageMaxBytes: Int32
     public let socketRequestMaxBytes: Int
+    /// The broker's event loops (`num.network.threads`) when set explicitly; nil: one per core.
+    public let eventLoopCount: Int?
     public let logSegmentBytes: Int
     /// The WAL device or file (`s3.wal.path`, AutoMQ's `N@file:///path?capacity=..` accepted).
     public let walPath: String
@@ -94,6 +96,9 @@ public struct ServerConfig: Sendable {
     /// S3 WAL mode (`s3.wal.path=0@s3://bucket?...`): nil for a device or file WAL. Then
     /// `walPath` is the raw value and `walCapacityBytes` its `maxUnflushedBytes`.
     public let objectWAL: ObjectWALSettings?
+    /// True when the capacity was given (`s3.wal.capacity`, or `capacity=` in the path): a
+    /// block device smaller than the default capacity then is refused, not taken whole.
+    public let walCapacityExplicit: Bool
     /// Other nodes' WALs this node can reach (`s3.wal.takeover.paths`), by node id.
     public let walTakeoverPaths: [Int32: String]
     /// The shared-memory log buffer's data area (`s3.wal.cache.size`), a power of two.
@@ -206,9 +211,11 @@ public struct ServerConfig: Sendable {
         deleteTopicEnable = bool("delete.topic.enable")
         messageMaxBytes = int("message.max.bytes")
         socketRequestMaxBytes = Int(int("socket.request.max.bytes"))
+        eventLoopCount = properties["num.network.threads"] != nil ? Int(int("num.network.threads")) : nil
         logSegmentBytes = Int(int("log.segment.bytes"))
 
         var capacity = UInt64(Int64(raw("s3.wal.capacity")!)!)
+        var capacityExplicit = properties["s3.wal.capacity"] != nil
         if let rawPath = properties["s3.wal.path"], let settings = try ObjectWALSettings.parse(rawPath) {
             objectWAL = settings
             walPath = rawPath
@@ -217,12 +224,13 @@ public struct ServerConfig: Sendable {
             objectWAL = nil
             let parsed = try ServerConfig.parseWALPath(rawPath)
             walPath = parsed.path
-            if let c = parsed.capacity { capacity = c }
+            if let c = parsed.capacity { capacity = c; capacityExplicit = true }
         } else {
             objectWAL = nil
             walPath = logDirs[0] + "/wal.silt"
         }
         walCapacityBytes = capacity
+        walCapacityExplicit = capacityExplicit
         walTakeoverPaths = try ServerConfig.parseTakeoverPaths(raw("s3.wal.takeover.paths") ?? "")
         if walTakeoverPaths[nodeId] != nil {
             throw ConfigError(key: "s3.wal.takeover.paths", value: raw("s3.wal.takeover.paths") ?? "",

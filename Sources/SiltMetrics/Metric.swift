@@ -211,6 +211,11 @@ public enum HistogramMetric: Int, Sendable, CaseIterable {
     case partitionReleaseLatency
     /// One WAL takeover, from its start to the controller moving the dead broker's partitions.
     case walTakeoverLatency
+    // The latency breakdown of a produce (acks=1/-1), stage by stage, and of a fetch: see
+    // docs/benchmarks.md ("Where the time goes") and Benchmarks/latency-breakdown.py.
+    case produceDecode, produceValidate, produceAppend, produceWALPickup, produceWALSubmit, produceDevice
+    case produceDurableNotice, produceAck, produceResponseWrite, produceTotal
+    case fetchDecode, fetchServe, fetchResponseWrite, fetchTotal
 
     public var name: String { descriptor.name }
     public var help: String { descriptor.help }
@@ -233,7 +238,25 @@ public enum HistogramMetric: Int, Sendable, CaseIterable {
             return .init(name: "silt_wal_takeover_seconds",
                          help: "A dead broker's WAL taken over: from reading it to the controller moving its partitions.",
                          bucketsSeconds: HistogramDescriptor.latencyBucketsSeconds)
+        case .produceDecode: return stage("produce_decode", "A produce: the whole frame read from the socket to the request decoded.")
+        case .produceValidate: return stage("produce_validate", "A produce: its batches validated (CRC, sizes, sequences), all partitions.")
+        case .produceAppend: return stage("produce_append", "A produce: validated to appended to the log buffer (partition locks, a wait for room).")
+        case .produceWALPickup: return stage("produce_wal_pickup", "A produced batch: appended to the log buffer to picked up by the WAL writer (per batch).")
+        case .produceWALSubmit: return stage("produce_wal_submit", "A produced batch: picked up to its WAL write submitted to io_uring (framing, copy, CRC).")
+        case .produceDevice: return stage("produce_device", "A produced batch: its WAL write submitted to its completion reaped (the device).")
+        case .produceDurableNotice: return stage("produce_durable_notice", "A produced batch: WAL completion to the broker's durable thread seeing the notice (wake-up between processes).")
+        case .produceAck: return stage("produce_ack", "A produce: the last durable notice to the response encoded on the event loop.")
+        case .produceResponseWrite: return stage("produce_response_write", "A produce: response encoded to written to the socket (waits for earlier answers of the connection).")
+        case .produceTotal: return stage("produce_total", "A produce: the whole frame read to the response written (acks=1/-1).")
+        case .fetchDecode: return stage("fetch_decode", "A fetch: the whole frame read from the socket to the request decoded.")
+        case .fetchServe: return stage("fetch_serve", "A fetch: decoded to the response encoded (log buffer or objects, and any max.wait.ms).")
+        case .fetchResponseWrite: return stage("fetch_response_write", "A fetch: response encoded to written to the socket.")
+        case .fetchTotal: return stage("fetch_total", "A fetch: the whole frame read to the response written.")
         }
+    }
+
+    private static func stage(_ name: String, _ help: String) -> HistogramDescriptor {
+        .init(name: "silt_\(name)_seconds", help: help, bucketsSeconds: HistogramDescriptor.stageBucketsSeconds)
     }
 }
 
@@ -246,6 +269,11 @@ public struct HistogramDescriptor: Sendable, Equatable {
     /// 5 ms … 60 s: object storage requests take tens of milliseconds; a minute means
     /// retries or a stalled store.
     public static let latencyBucketsSeconds: [Double] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+    /// 5 µs … 1 s in 1-2-5 steps, for the stages of a request: a stage of the write path is
+    /// microseconds (a copy, a wake-up) to milliseconds (the device); beyond a second it is a stall.
+    public static let stageBucketsSeconds: [Double] = [
+        0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005,
+        0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]
 }
 
 /// The catalogue, computed once, and its checks.

@@ -49,6 +49,13 @@ extension MetricsRegion {
         _ = silt_atomic_fetch_add_u64(slot(base + bucket), 1)
     }
 
+    /// Observes the interval [`fromNs`, `toNs`) of `silt_monotonic_ns` times (taken in any
+    /// process of the node); an interval that runs backwards counts as 0.
+    @inline(__always)
+    public func observe(_ h: HistogramMetric, fromNs: UInt64, toNs: UInt64) {
+        observe(h, seconds: toNs > fromNs ? Double(toNs - fromNs) / 1e9 : 0)
+    }
+
     /// Observes the time since `start` (a `ContinuousClock` instant).
     public func observe(_ h: HistogramMetric, since start: ContinuousClock.Instant) {
         let d = ContinuousClock.now - start

@@ -1,3 +1,4 @@
+import CSupport
 import Logging
 import NIOCore
 
@@ -24,12 +25,22 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         case silent          // acks=0 produce: nothing goes back
     }
 
+    /// A completed request waiting for its turn, with its times for `answered(...)`.
+    private struct Ready {
+        let outcome: Outcome
+        let apiKey: Int16
+        let receivedNs: UInt64
+        let readyNs: UInt64
+    }
+
     private let service: KafkaRequestHandler
     private let listenerName: String
     private var logger: Logger
     private var nextSequence = 0
     private var nextToWrite = 0
-    private var ready: [Int: Outcome] = [:]
+    private var ready: [Int: Ready] = [:]
+    /// The answers one `drain` wrote, reported after its flush (kept: no allocation per drain).
+    private var written: [Ready] = []
     private var readDeferred = false
     private var closing = false
 
@@ -53,6 +64,9 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         let sequence = nextSequence
         nextSequence += 1
         var request = RequestContext(eventLoop: context.eventLoop, listenerName: listenerName, logger: logger)
+        request.receivedNs = silt_monotonic_ns()
+        let apiKey = frame.getInteger(at: frame.readerIndex, as: Int16.self) ?? -1
+        let receivedNs = request.receivedNs
         request.clientHost = context.remoteAddress?.ipAddress.map { "/\($0)" } ?? ""
         let future: EventLoopFuture<ByteBuffer?>
         do {
@@ -64,7 +78,8 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
         future.hop(to: context.eventLoop).whenComplete { result in
             switch result {
             case .success(let bytes):
-                self.ready[sequence] = bytes.map(Outcome.respond) ?? .silent
+                self.ready[sequence] = Ready(outcome: bytes.map(Outcome.respond) ?? .silent, apiKey: apiKey,
+                                             receivedNs: receivedNs, readyNs: silt_monotonic_ns())
                 self.drain(context: context)
             case .failure(let error):
                 self.closeForViolation(context: context, error)
@@ -73,15 +88,21 @@ final class KafkaConnectionHandler: ChannelDuplexHandler {
     }
 
     private func drain(context: ChannelHandlerContext) {
-        var wrote = false
-        while let outcome = ready.removeValue(forKey: nextToWrite) {
+        while let next = ready.removeValue(forKey: nextToWrite) {
             nextToWrite += 1
-            if case .respond(let bytes) = outcome {
+            if case .respond(let bytes) = next.outcome {
                 context.write(wrapOutboundOut(bytes), promise: nil)
-                wrote = true
+                written.append(next)
             }
         }
-        if wrote { context.flush() }
+        if !written.isEmpty {
+            context.flush()
+            let writtenNs = silt_monotonic_ns()
+            for w in written {
+                service.answered(apiKey: w.apiKey, receivedNs: w.receivedNs, readyNs: w.readyNs, writtenNs: writtenNs)
+            }
+            written.removeAll(keepingCapacity: true)
+        }
         if readDeferred && inFlight < KafkaConnectionHandler.inFlightMax {
             readDeferred = false
             context.read()
@@ -127,6 +148,8 @@ public struct RequestContext {
     public let logger: Logger
     /// The client's IP address as Kafka shows it in group descriptions ("/127.0.0.1"), or "".
     public var clientHost: String = ""
+    /// When the whole frame had been read (`silt_monotonic_ns`); 0 when not from a socket.
+    public var receivedNs: UInt64 = 0
     public init(eventLoop: EventLoop, listenerName: String, logger: Logger) {
         self.eventLoop = eventLoop; self.listenerName = listenerName; self.logger = logger
     }
@@ -139,4 +162,11 @@ public protocol KafkaRequestHandler: AnyObject, Sendable {
     /// or nil when none is due (acks=0). Throwing, or failing the future, closes the
     /// connection: an unknown api key, an unsupported version, a malformed request.
     func handle(frame: ByteBuffer, context: RequestContext) throws -> EventLoopFuture<ByteBuffer?>
+    /// A response went out: read at `receivedNs`, encoded at `readyNs`, written and flushed
+    /// at `writtenNs` (`silt_monotonic_ns`). For the latency breakdown; must not block.
+    func answered(apiKey: Int16, receivedNs: UInt64, readyNs: UInt64, writtenNs: UInt64)
+}
+
+extension KafkaRequestHandler {
+    public func answered(apiKey: Int16, receivedNs: UInt64, readyNs: UInt64, writtenNs: UInt64) {}
 }

@@ -133,6 +133,27 @@ public struct LogRingReader: @unchecked Sendable {
         FutexWait.wake(word: ring.spaceFutex, waiters: ring.spaceWaiters)
     }
 
+    /// For a reader that waits for data inside another wait (the WAL writer's io_uring wait,
+    /// which returns on a write's completion or on a futex wake, whichever comes first):
+    /// registers as a sleeper, so the writer bumps and wakes `word` after its next append, and
+    /// returns the word with the value to wait on. Nil, unregistered, when data after `lsn` is
+    /// already there. Every non-nil return is followed by one `endDataWait()`.
+    public func beginDataWait(after lsn: UInt64) -> (word: UnsafeMutablePointer<UInt32>, expected: UInt32)? {
+        _ = silt_atomic_fetch_add_u32(ring.dataWaiters, 1)
+        silt_atomic_fence_seq_cst()
+        let expected = silt_atomic_load_acquire_u32(ring.dataFutex)
+        if ring.writePosition > lsn {
+            endDataWait()
+            return nil
+        }
+        return (ring.dataFutex, expected)
+    }
+
+    /// Ends a wait `beginDataWait` registered.
+    public func endDataWait() {
+        _ = silt_atomic_fetch_sub_u32(ring.dataWaiters, 1)
+    }
+
     /// Blocks until the write position passes `lsn` or the timeout (nil: no limit) expires.
     /// Returns whether data after `lsn` is available. Sleeps on a futex; never spins.
     public func waitForData(after lsn: UInt64, timeout: Duration?) -> Bool {

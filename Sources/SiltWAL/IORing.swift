@@ -29,6 +29,13 @@ final class IORing {
     private let ring: OpaquePointer
     let path: String
 
+    /// The kernel serves IORING_OP_FUTEX_WAIT (Linux 6.7+): `armFutexWait` may be used.
+    let supportsFutexWait: Bool
+    /// A futex wait is submitted and its completion not yet reaped.
+    var futexWaitArmed = false
+    /// The user data of the futex wait's completion (write completions carry sequence << 1 | 0/1).
+    static let futexWaitTag = UInt64.max
+
     init(queueDepth: UInt32, path: String) throws {
         var error: Int32 = 0
         guard let r = silt_uring_create(queueDepth, &error) else {
@@ -36,6 +43,16 @@ final class IORing {
         }
         ring = r
         self.path = path
+        supportsFutexWait = silt_uring_supports_futex_wait(r) != 0
+    }
+
+    /// Submits a wait on the shared futex `word` while it holds `expected`; its completion
+    /// (tagged `futexWaitTag`) ends a blocking `nextCompletion`. One at a time.
+    func armFutexWait(word: UnsafeMutablePointer<UInt32>, expected: UInt32) throws {
+        precondition(supportsFutexWait && !futexWaitArmed)
+        silt_uring_prep_futex_wait(unsafeGetSQE(), word, expected, IORing.futexWaitTag)
+        try submit()
+        futexWaitArmed = true
     }
 
     deinit { silt_uring_destroy(ring) }

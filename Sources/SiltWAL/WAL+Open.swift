@@ -9,16 +9,22 @@ extension WAL {
     ///
     /// - `path`: a block device (its size, from BLKGETSIZE64, must be >= `capacityBytes`) or a
     ///   regular file (created and extended to `capacityBytes` with fallocate/ftruncate).
+    /// - `fitToDevice`: the capacity was not configured explicitly, so a block device smaller
+    ///   than `capacityBytes` is taken whole (its size rounded down to 4 KiB) instead of refused.
+    ///   `wal.capacityBytes` is the capacity in use.
+    /// - Formats a blank device (both header slots all zero). Anything else without a valid
+    ///   header (a filesystem, fio's data) is refused as `.headersCorrupt`, whose message says
+    ///   how to format it on purpose (`silt admin format-wal`, `WAL.eraseHeaders`).
     ///   Opened with O_DIRECT; a filesystem that refuses it throws `.directIONotSupported`.
     /// - Returns the WAL, positioned right after the last valid record, and every valid record
     ///   from the trim point on, oldest first. Recovered records are durable (an fdatasync runs
     ///   before this returns) and `durableLSN` is the end of the last one.
-    public static func open(path: String, capacityBytes: UInt64, nodeId: Int,
-                            config: WALConfig = WALConfig(),
+    public static func open(path: String, capacityBytes configuredBytes: UInt64, nodeId: Int,
+                            fitToDevice: Bool = false, config: WALConfig = WALConfig(),
                             logger: Logger = Logger(label: "silt.wal"))
         throws -> (wal: WAL, recovered: [RecoveredRecord])
     {
-        try validate(capacityBytes: capacityBytes, config: config)
+        try validate(capacityBytes: configuredBytes, config: config)
         let nodeId = Int64(nodeId)
 
         let fd = silt_open_direct(path, 1)
@@ -27,7 +33,13 @@ extension WAL {
         var ok = false
         defer { if !ok { Glibc.close(fd) } }
 
-        let isBlockDevice = try prepareDevice(fd: fd, path: path, capacityBytes: capacityBytes)
+        let (isBlockDevice, capacityBytes) = try prepareDevice(fd: fd, path: path, capacityBytes: configuredBytes,
+                                                               fitToDevice: fitToDevice)
+        if capacityBytes != configuredBytes {
+            try validate(capacityBytes: capacityBytes, config: config)
+            logger.notice("WAL takes the whole device: it is smaller than the default capacity", metadata: [
+                "path": "\(path)", "deviceBytes": "\(capacityBytes)", "defaultCapacityBytes": "\(configuredBytes)"])
+        }
 
         // Both header slots in one aligned read.
         let slots = AlignedBuffer(count: Int(WALLayout.areaStartOffset))
@@ -65,6 +77,10 @@ extension WAL {
         var next = current
         next.generation = generation
         try wal.writeHeader(next)
+        if WALFaults.writeDelayMs > 0 {
+            logger.warning("fault point on: every WAL write is delayed (a test's slow device)", metadata: [
+                "\(WALFaults.writeDelayVariable)": "\(WALFaults.writeDelayMs)"])
+        }
         logger.info("WAL opened", metadata: [
             "path": "\(path)", "blockDevice": "\(isBlockDevice)", "formatted": "\(formatted)",
             "capacityBytes": "\(capacityBytes)", "generation": "\(generation)",
@@ -93,11 +109,16 @@ extension WAL {
         }
     }
 
-    /// Checks the device type and size; extends a regular file to `capacityBytes`.
-    static func prepareDevice(fd: Int32, path: String, capacityBytes: UInt64) throws -> Bool {
+    /// Checks the device type and size; extends a regular file to `capacityBytes`. Returns
+    /// whether it is a block device and the capacity to use: `capacityBytes`, or a smaller
+    /// device's size (4 KiB aligned) when `fitToDevice`.
+    static func prepareDevice(fd: Int32, path: String, capacityBytes: UInt64,
+                              fitToDevice: Bool) throws -> (isBlockDevice: Bool, capacityBytes: UInt64) {
         var isBlock: Int32 = 0, isRegular: Int32 = 0, size: UInt64 = 0
         try retryingNegErrno("fstat", path: path) { silt_fd_describe(fd, &isBlock, &isRegular, &size) }
         if isBlock != 0 {
+            let capacityBytes = fitToDevice ? min(capacityBytes, size / WALLayout.blockBytes * WALLayout.blockBytes)
+                                            : capacityBytes
             guard size >= capacityBytes else {
                 throw WALError.deviceTooSmall(path: path, deviceBytes: size, capacityBytes: capacityBytes)
             }
@@ -106,7 +127,7 @@ extension WAL {
             guard sector <= UInt32(WALLayout.blockBytes) else {
                 throw WALError.invalidConfiguration("\(path) has \(sector)-byte sectors; the WAL writes 4 KiB blocks")
             }
-            return true
+            return (true, capacityBytes)
         }
         guard isRegular != 0 else { throw WALError.unsupportedFileType(path: path) }
         if size < capacityBytes {
@@ -117,7 +138,7 @@ extension WAL {
                 throw WALError.syscall(operation: "fallocate", path: path, errno: Errno(-rc))
             }
         }
-        return false
+        return (false, capacityBytes)
     }
 
     /// Writes a fresh header to both slots (trim point at the area start, LSN 0).
@@ -190,15 +211,11 @@ extension WAL {
     /// The capacity and node id in the newest valid header of the WAL at `path`, read without
     /// opening it for writing: a takeover checks whose WAL it is, and its size, first.
     public static func identity(path: String) throws -> (capacityBytes: UInt64, nodeId: Int64) {
-        let fd = silt_open_direct(path, 0)
-        if fd < 0 { throw WALError.syscall(operation: "open(O_DIRECT)", path: path, errno: Errno(-fd)) }
-        defer { Glibc.close(fd) }
-        let slots = AlignedBuffer(count: Int(WALLayout.areaStartOffset))
-        try preadFully(fd: fd, path: path, into: slots.bytes, offset: 0)
-        guard let h = try newestHeader(UnsafeRawBufferPointer(slots.bytes), path: path, logger: nil) else {
-            throw WALError.headersCorrupt(path: path)
+        switch try contents(path: path) {
+        case let .siltWAL(nodeId, capacityBytes): return (capacityBytes, nodeId)
+        case let .siltWALOfVersion(version): throw WALError.unsupportedFormatVersion(path: path, version: version)
+        case .blank, .other: throw WALError.headersCorrupt(path: path)
         }
-        return (h.capacityBytes, h.nodeId)
     }
 
     /// The valid header slot with the highest sequence among the two at the start of

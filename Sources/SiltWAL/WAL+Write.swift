@@ -22,6 +22,7 @@ extension WAL {
         try SubmitChecks.check(payloadBytes: payloadBytes, maxPayloadBytes: config.maxRecordPayloadBytes,
                                startLSN: startLSN, endLSN: endLSN, nextLSN: nextLSN,
                                inFlight: inFlight.count, inFlightLimit: config.maxInFlightWrites)
+        WALFaults.beforeWrite()
         let recordBytes = WALLayout.recordBytes(payloadBytes: payloadBytes)
         let offset = try placement(recordBytes: recordBytes)
         let sequence = nextSequence
@@ -133,10 +134,16 @@ extension WAL {
             for c in released { try handle(c) }
             processed += released.count
         }
-        // Bounded: at most two CQEs per in-flight write are outstanding.
-        for _ in 0..<(2 * config.maxInFlightWrites + 1) {
-            let mayWait = wait && processed == 0 && outstandingCompletions > 0
-            guard outstandingCompletions > 0, let c = try ring.nextCompletion(wait: mayWait) else { break }
+        // Bounded: at most two CQEs per in-flight write are outstanding, and one futex wait.
+        for _ in 0..<(2 * config.maxInFlightWrites + 2) {
+            let owed = outstandingCompletions > 0 || ring.futexWaitArmed
+            let mayWait = wait && processed == 0 && owed
+            guard owed, let c = try ring.nextCompletion(wait: mayWait) else { break }
+            if c.userData == IORing.futexWaitTag {   // woken (or the word had moved): stop waiting
+                ring.futexWaitArmed = false
+                processed += 1
+                continue
+            }
             outstandingCompletions -= 1
             processed += 1
             if faults.parkedSequences.contains(c.userData >> 1) {
@@ -147,6 +154,23 @@ extension WAL {
         }
         return durableLSN > before ? durableLSN : nil
     }
+
+    /// Like `reap(wait: true)` with writes in flight, but also returns (with nil when no write
+    /// completed) once the shared futex `word` no longer holds `expected`: the WAL writer waits
+    /// for a completion or for new data in the log buffer, whichever comes first, so data that
+    /// arrives while a write is in flight is submitted at once instead of after it. Without
+    /// kernel support for io_uring futex waits it is `reap(wait: true)`. A wait armed here
+    /// stays armed until a `reap` sees it end (`dataWaitArmed`).
+    public func reap(orWakeOf word: UnsafeMutablePointer<UInt32>, expected: UInt32) throws -> UInt64? {
+        try checkUsable()
+        if ring.supportsFutexWait && !ring.futexWaitArmed { try ring.armFutexWait(word: word, expected: expected) }
+        return try reap(wait: true)
+    }
+
+    /// A futex wait from `reap(orWakeOf:expected:)` has not ended yet.
+    public var dataWaitArmed: Bool { ring.futexWaitArmed }
+    /// `reap(orWakeOf:expected:)` can wait for a wake (the kernel has io_uring futex waits).
+    public var canWaitForWake: Bool { ring.supportsFutexWait }
 
     /// Test hook: lets parked completions be processed by the next `reap`.
     func releaseParkedCompletions() {

@@ -93,10 +93,12 @@ public enum WALError: Error, Equatable, CustomStringConvertible, Sendable {
             return "WAL \(path) has format version \(v); this Silt reads and writes version \(WALLayout.formatVersion)"
                 + (v < WALLayout.formatVersion
                    ? " (version 1 frames carry no stream epoch). Start the Silt that wrote it once and stop it with SIGTERM "
-                     + "so that its uploader empties the WAL, then format the device with `wipefs -a` or delete the file"
+                     + "so that its uploader empties the WAL, then format it: `silt admin format-wal --path \(path) --force`"
                    : "")
         case let .headersCorrupt(path):
-            return "WAL \(path): both header slots are invalid and the device is not blank; refusing to format"
+            return "\(path) holds something other than a Silt WAL (no valid WAL header, and its first 8 KiB are not zero: "
+                + "a filesystem, fio's data, or a WAL whose headers were damaged); refusing to format it. If nothing on it "
+                + "is needed, format it on purpose with `silt admin format-wal --path \(path)`, then start the node again"
         case let .full(needed, free): return "WAL full: need \(needed) bytes, \(free) free"
         case let .inFlightLimitReached(limit): return "WAL has \(limit) writes in flight"
         case let .recordTooLarge(bytes, max): return "WAL record payload \(bytes) bytes exceeds \(max)"

@@ -1,3 +1,4 @@
+import CSupport
 import Foundation
 import Logging
 import SiltRing
@@ -91,6 +92,12 @@ public final class WALWriter: @unchecked Sendable {
         var lastSubmitAt = ContinuousClock.now - .seconds(3600)
         let batching = wal.batching
         let storedSignal: () -> Bool = (wal as? ObjectWAL).map { objects in { objects.hasStoredRecords } } ?? { false }
+        // Writes submitted and completed, numbering the stage-time slots (`WALState+Timings`).
+        var writesSubmitted = 0, writesCompleted = 0
+        // Registered as a sleeper on the log buffer's data word while a wait for it is armed
+        // in io_uring (`beginDataWait`, `WAL.reap(orWakeOf:expected:)`).
+        var dataWaitRegistered = false
+        defer { if dataWaitRegistered { reader.endDataWait() } }
         func trim(_ m: ControlMessage) throws {
             guard m.kind == ControlMessage.kindTrim else { return }
             let trimmed = try wal.trim(to: min(m.value, wal.durableLSN))
@@ -99,6 +106,11 @@ public final class WALWriter: @unchecked Sendable {
             logger.trace("WAL trimmed", metadata: ["trimLSN": "\(trimmed)"])
         }
         func publish(_ durable: UInt64) {
+            let completeNs = silt_monotonic_ns()
+            while writesCompleted < writesSubmitted && state.recordedEndLSN(write: writesCompleted) <= durable {
+                state.recordCompleted(write: writesCompleted, completeNs: completeNs)
+                writesCompleted += 1
+            }
             reader.advance(to: durable)
             state.storeDurable(durable)
             state.storeUsage(usedBytes: wal.usedBytes, capacityBytes: wal.capacityBytes)
@@ -118,10 +130,14 @@ public final class WALWriter: @unchecked Sendable {
                 if waiting == 0 || windowEnd(waiting: waiting) != nil { break }
                 let batch = try reader.peek(from: submitted, maxBytes: wal.maxRecordPayloadBytes - WALWriter.frameHeadroomBytes)
                 if batch.isEmpty { break }
+                let pickupNs = silt_monotonic_ns()
                 do {
                     try submit(batch)
                     submitted = batch.endLSN
                     lastSubmitAt = .now
+                    state.recordSubmitted(write: writesSubmitted, startLSN: batch.startLSN, endLSN: batch.endLSN,
+                                          pickupNs: pickupNs, submitNs: silt_monotonic_ns())
+                    writesSubmitted += 1
                 } catch WALError.full {
                     walFull = true   // back-pressure: wait for a trim; the ring fills, producers slow down
                     logger.debug("WAL full; waiting for a trim")
@@ -139,7 +155,22 @@ public final class WALWriter: @unchecked Sendable {
                 }
                 _ = reader.waitForData(after: observed, timeout: max(.zero, sleepUntil - .now), or: storedSignal)
             } else if wal.inFlightWrites > 0 {
-                if let durable = try wal.reap(wait: true) { publish(durable) }
+                // Wait for a completion, or (room for another write) for new data too: data
+                // arriving while a write is in flight goes out at once, not after that write.
+                var durable: UInt64?
+                if let device = wal as? WAL, !dataWaitRegistered, device.canSubmit, !walFull, !isStopping,
+                   device.canWaitForWake {
+                    guard let wait = reader.beginDataWait(after: submitted) else { continue }   // data: submit it
+                    dataWaitRegistered = true
+                    durable = try device.reap(orWakeOf: wait.word, expected: wait.expected)
+                } else {
+                    durable = try wal.reap(wait: true)
+                }
+                if dataWaitRegistered && !((wal as? WAL)?.dataWaitArmed ?? false) {
+                    reader.endDataWait()
+                    dataWaitRegistered = false
+                }
+                if let durable { publish(durable) }
             } else if isStopping {
                 if reader.position == ring.writePosition || walFull { return }
             } else if walFull {

@@ -3,13 +3,14 @@ import Foundation
 import Logging
 import SiltAdmin
 import SiltObjectStore
+import SiltWAL
 
 /// `silt admin`: AutoMQ's automq-kafka-admin.sh commands (bin/automq-kafka-admin.sh runs these).
 struct Admin: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "admin",
-        abstract: "Operator tools: generate-s3-url and generate-start-command, as AutoMQ's automq-kafka-admin.sh; balancer.",
-        subcommands: [AdminGenerateS3URL.self, AdminGenerateStartCommand.self, AdminBalancer.self])
+        abstract: "Operator tools: generate-s3-url and generate-start-command, as AutoMQ's automq-kafka-admin.sh; balancer; format-wal.",
+        subcommands: [AdminGenerateS3URL.self, AdminGenerateStartCommand.self, AdminBalancer.self, AdminFormatWAL.self])
 }
 
 private func adminStderr(_ line: String) {
@@ -122,6 +123,33 @@ struct AdminBalancer: ParsableCommand {
         } catch {
             adminStderr("balancer: \(error)")
             throw ExitCode(1)
+        }
+    }
+}
+
+/// `silt admin format-wal`: prepares a device or file that holds something else (a filesystem,
+/// fio's data) for the WAL. A node formats only a blank device by itself.
+struct AdminFormatWAL: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "format-wal",
+        abstract: "Erase the start of a device or file so that the node formats it as its WAL at its next start.",
+        discussion: """
+            A node formats s3.wal.path by itself only when its first 8 KiB are zero; anything else is refused \
+            so that a wrong path never destroys a filesystem. This erases those 8 KiB (the WAL's header slots). \
+            A Silt WAL is erased only with --force: it may hold acknowledged records not yet in object storage.
+            """)
+
+    @Option(name: .customLong("path"), help: "The device or file (s3.wal.path)")
+    var path: String
+    @Flag(name: .customLong("force"), help: "Erase a Silt WAL too")
+    var force = false
+
+    func run() throws {
+        do {
+            adminStdout("format-wal: " + (try WAL.formatOnPurpose(path: path, force: force)))
+        } catch {
+            adminStderr("format-wal: \(error)")
+            throw ExitCode(2)
         }
     }
 }

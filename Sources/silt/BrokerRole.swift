@@ -23,7 +23,7 @@ struct BrokerRole {
 
         let logs = StreamLogManager(maxBatchBytes: max(64 << 20, Int(config.messageMaxBytes)), logger: logger)
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: config.eventLoopCount ?? System.coreCount)
         let controller = try controllerQuorumClient(config: config, group: group, clientId: "silt-broker-\(config.nodeId)",
                                                     logger: logger)
         // The metadata log's long polls on a connection of their own: a connection answers in
@@ -33,7 +33,8 @@ struct BrokerRole {
         let metadataLink = try controllerQuorumClient(config: config, group: group,
                                                       clientId: "silt-broker-\(config.nodeId)", logger: logger)
         let metrics = try MetricsRegion.attach(fd: RoleFd.metrics)
-        let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, metrics: metrics, logger: logger)
+        let writePath = LogBufferWritePath(ring: ring, durableNotices: durableNotices, metrics: metrics, walTimings: state,
+                                           logger: logger)
         let clusterId = try MetaProperties.ensureFormatted(logDirs: config.logDirs, nodeId: config.nodeId,
                                                            clusterId: config.clusterId)
         let store = MeteredObjectStore(try NodeObjectStores.data(config: config, credentials: try CredentialsTransfer.read(),

@@ -71,7 +71,9 @@ struct WALRole {
             try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true)
         }
         let (wal, recovered) = try WAL.open(path: config.walPath, capacityBytes: config.walCapacityBytes,
-                                            nodeId: Int(config.nodeId), config: walConfig, logger: logger)
+                                            nodeId: Int(config.nodeId), fitToDevice: !config.walCapacityExplicit,
+                                            config: walConfig, logger: logger)
+        try MetricsRegion.attach(fd: RoleFd.metrics).set(.walCapacityBytes, wal.capacityBytes)
         logger.info("WAL opened", metadata: [
             "path": "\(config.walPath)", "blockDevice": "\(wal.isBlockDevice)", "records": "\(recovered.count)",
             "trimLSN": "\(wal.trimLSN)", "headLSN": "\(wal.headLSN)"])

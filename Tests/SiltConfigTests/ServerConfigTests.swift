@@ -222,4 +222,17 @@ extension ServerConfigTests {
             }
         }
     }
+
+    /// The WAL's capacity counts as explicit when `s3.wal.capacity` or the path's `capacity=`
+    /// gives it (even at the default's value); only then is a smaller block device refused.
+    func testWALCapacityExplicit() throws {
+        let byDefault = try ServerConfig(properties: ["s3.wal.path": "/dev/nvme1n1"])
+        XCTAssertEqual(byDefault.walCapacityBytes, 2 << 30)
+        XCTAssertFalse(byDefault.walCapacityExplicit)
+        for properties in [["s3.wal.capacity": "2147483648"], ["s3.wal.path": "0@file:///dev/nvme1n1?capacity=2147483648"]] {
+            let given = try ServerConfig(properties: properties)
+            XCTAssertEqual(given.walCapacityBytes, 2 << 30)
+            XCTAssertTrue(given.walCapacityExplicit, "\(properties)")
+        }
+    }
 }

@@ -877,6 +877,12 @@ class _Cursor:
         n = self.int32()
         return [item() for _ in range(max(n, 0))]
 
+    def single_partition_error(self) -> int:
+        """Skips to the one partition of a one-topic answer (topics, name, partitions, index)
+        and returns its error code."""
+        self.int32(), self.string(), self.int32(), self.int32()
+        return self.int16()
+
 
 def _kstr(s: str | None) -> bytes:
     import struct
@@ -986,13 +992,34 @@ def raw_produce(host: str, port: int, topic: str, partition: int, values: list[b
     body = (_kstr(None) + struct.pack(">hi", acks, int(timeout * 1000)) + struct.pack(">i", 1) + _kstr(topic)
             + struct.pack(">i", 1) + struct.pack(">ii", partition, len(batch)) + batch)
     c = _Cursor(raw_kafka_call(host, port, 0, 3, body, timeout + 1))
-    c.int32()       # topics
-    c.string()      # name
-    c.int32()       # partitions
-    c.int32()       # index
-    err = c.int16()
+    err = c.single_partition_error()
     base = c.take(">q")
     return {"error": err, "base_offset": base}
+
+
+def raw_fetch(host: str, port: int, topic: str, partition: int, offset: int, max_wait_ms: int = 0,
+              timeout: float = 5.0) -> dict:
+    """Fetch v4 of one partition from `offset`, answered by host:port itself:
+    {"error": code, "high_watermark": hw, "batches": [(base offset, record count), ...]}."""
+    import struct
+
+    body = (struct.pack(">iiiib", -1, max_wait_ms, 1, 1 << 20, 0) + struct.pack(">i", 1) + _kstr(topic)
+            + struct.pack(">i", 1) + struct.pack(">iqi", partition, offset, 1 << 20))
+    c = _Cursor(raw_kafka_call(host, port, 1, 4, body, timeout))
+    c.int32()       # throttle
+    err = c.single_partition_error()
+    hw = c.take(">q")
+    c.take(">q")    # last stable offset
+    for _ in range(max(c.int32(), 0)):   # aborted transactions
+        c.take(">q"), c.take(">q")
+    size = c.int32()
+    records = c.data[c.pos:c.pos + max(size, 0)]
+    batches, pos = [], 0
+    while pos + 61 <= len(records):
+        base, length = struct.unpack_from(">qi", records, pos)
+        batches.append((base, struct.unpack_from(">i", records, pos + 57)[0]))
+        pos += 12 + length
+    return {"error": err, "high_watermark": hw, "batches": batches}
 
 
 def raw_find_coordinator(host: str, port: int, group: str, timeout: float = 5.0) -> dict:
