@@ -94,9 +94,6 @@ public final class ObjectWAL: WriteAheadLog, @unchecked Sendable {
     private var trimmerRunning = false
     private var trimmerDone = DispatchGroup()
 
-    // Metrics.
-    public private(set) var objectsWritten: UInt64 = 0
-    public private(set) var bytesWritten: UInt64 = 0
     /// PUTs retried after the store's own retries gave up (guarded by `completions`).
     private var putRetryCount: UInt64 = 0
     public var putRetries: UInt64 { completions.lock(); defer { completions.unlock() }; return putRetryCount }
@@ -162,8 +159,6 @@ public final class ObjectWAL: WriteAheadLog, @unchecked Sendable {
         live.append(LiveObject(key: key, startLSN: startLSN, endLSN: endLSN, sequence: sequence))
         nextLSN = endLSN
         nextSequence = sequence + 1
-        objectsWritten += 1
-        bytesWritten += UInt64(body.count)
         Task.detached { [self] in await self.put(key: key, body: body, sequence: sequence) }
         return ticket
     }

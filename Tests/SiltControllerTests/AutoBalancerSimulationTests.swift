@@ -21,7 +21,8 @@ import XCTest
 /// After every balancer pass: no partition moves to a fenced or draining broker, and moves
 /// in flight never exceed the concurrency limit. Seeds: `AUTOBALANCER_SIM_SEEDS` (default 10)
 /// from `AUTOBALANCER_SIM_FIRST_SEED` (default 1); a failure names its seed, replayed with
-/// `AUTOBALANCER_SIM_SEED=N swift test --filter SiltControllerTests.AutoBalancerSimulationTests/testReplaySeed`.
+/// `AUTOBALANCER_SIM_SEED=N swift test --filter SiltControllerTests.AutoBalancerSimulationTests/testReplaySeed` (with `SWIFT_DETERMINISTIC_HASHING=1` on both the run and the replay: a
+/// dependence on a dictionary's order is still to be found, so a seed can differ between processes).
 final class AutoBalancerSimulationTests: XCTestCase {
     static let partitions = 24
     static let heartbeatMs: Int64 = 2000
