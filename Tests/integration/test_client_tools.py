@@ -222,7 +222,8 @@ def test_kafka_metrics_parse_and_count(tnode):
         return families
 
     def sample(families, family, suffix="", **labels):
-        for s in families[family].samples:
+        # A family with no series yet (lag before its first refresh) is not in the exposition.
+        for s in (families[family].samples if family in families else []):
             if s.name == family + suffix and all(s.labels.get(k) == v for k, v in labels.items()):
                 return s.value
         return None
