@@ -5,7 +5,8 @@ import SiltProtocol
 
 /// KIP-848's ConsumerGroupHeartbeat and ConsumerGroupDescribe, translated to and from the
 /// `GroupCoordinator`. The wire names partitions by topic id; the coordinator by topic name
-/// (the metadata image maps both ways). Answers are immediate: nothing parks.
+/// (the metadata image maps both ways). A heartbeat is answered once the group state it
+/// changed is durable in `__consumer_offsets`.
 extension Broker {
     func consumerGroupHeartbeat(_ req: ConsumerGroupHeartbeatRequest, _ r: Request) -> EventLoopFuture<ConsumerGroupHeartbeatResponse?> {
         var resp = ConsumerGroupHeartbeatResponse()
@@ -30,9 +31,16 @@ extension Broker {
         hb.clientId = r.header.clientId ?? ""
         hb.clientHost = r.context.clientHost
         hb.version = r.version
-        let result = coordinator.consumerHeartbeat(hb, topicNames: { Array(image.topicsByName.keys) }) {
-            image.topic(named: $0)?.partitionCount
+        let promise = r.eventLoop.makePromise(of: ConsumerGroupHeartbeatResponse?.self)
+        coordinator.consumerHeartbeat(hb, topicNames: { Array(image.topicsByName.keys) },
+                                      partitionCount: { image.topic(named: $0)?.partitionCount }) { result in
+            promise.succeed(Broker.heartbeatResponse(result, image))
         }
+        return promise.futureResult
+    }
+
+    private static func heartbeatResponse(_ result: ConsumerHeartbeatResult, _ image: MetadataImage) -> ConsumerGroupHeartbeatResponse {
+        var resp = ConsumerGroupHeartbeatResponse()
         resp.errorCode = result.error
         resp.errorMessage = result.errorMessage
         resp.memberId = result.memberId
@@ -48,7 +56,7 @@ extension Broker {
             }
             return a
         }
-        return r.succeed(resp)
+        return resp
     }
 
     /// Longest a ConsumerGroupDescribe waits for its groups' `__consumer_offsets` partitions

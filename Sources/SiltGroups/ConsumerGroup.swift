@@ -16,7 +16,8 @@ import Foundation
 ///
 /// Invariant (checked by `checkOwnership`): a partition is owned (assigned or pending
 /// revocation) by at most one member, and `owners` indexes exactly that ownership.
-/// The state is in memory only: nothing of it is written to `__consumer_offsets`.
+/// The state is written to `__consumer_offsets` as Kafka's records (`ConsumerGroup+Records`):
+/// `dirty` names the members whose records may have changed since `written`.
 final class ConsumerGroup {
     /// Kafka's consumer group states, as ListGroups and ConsumerGroupDescribe name them.
     enum State: String {
@@ -36,6 +37,11 @@ final class ConsumerGroup {
     var topicPartitions: [String: Int32] = [:]
     /// The assignor that computed the target.
     var assignorName: String = ConsumerAssignors.defaultName
+    /// What the log holds for this group, and the members changed since.
+    var written = WrittenConsumerState()
+    var dirty: Set<String> = []
+    /// A write failed: the next one rewrites every record (the log may lack any of them).
+    var rewriteAll = false
 
     var state: State {
         if members.isEmpty { return .empty }
@@ -54,12 +60,14 @@ final class ConsumerGroup {
     func add(_ m: ConsumerMember) {
         precondition(members[m.memberId] == nil, "consumer member \(m.memberId) added twice")
         members[m.memberId] = m
+        dirty.insert(m.memberId)
         if let instance = m.instanceId { staticMembers[instance] = m.memberId }
     }
 
     /// Drops a member and releases everything it owns (it left, was fenced or expired).
     func remove(_ memberId: String) {
         guard let m = members.removeValue(forKey: memberId) else { return }
+        dirty.insert(memberId)
         for tp in m.assigned.union(m.pendingRevocation) where owners[tp] == memberId { owners[tp] = nil }
         if let instance = m.instanceId, staticMembers[instance] == memberId { staticMembers[instance] = nil }
         target[memberId] = nil
@@ -68,6 +76,7 @@ final class ConsumerGroup {
     /// A static member's new incarnation takes the old one's place, epoch and partitions.
     func replaceStatic(oldId: String, with m: ConsumerMember) {
         guard let old = members.removeValue(forKey: oldId) else { return }
+        dirty.formUnion([oldId, m.memberId])
         m.memberEpoch = old.memberEpoch == ConsumerMember.staticLeaveEpoch ? old.previousMemberEpoch : old.memberEpoch
         m.previousMemberEpoch = old.previousMemberEpoch
         m.assigned = old.assigned
@@ -94,6 +103,7 @@ final class ConsumerGroup {
     /// Returns true if the member's assignment changed.
     @discardableResult
     func reconcile(_ m: ConsumerMember, owned: Set<TopicPartition>?, nowMs: Int64) -> Bool {
+        dirty.insert(m.memberId)
         if !m.pendingRevocation.isEmpty {
             // Partitions move on only once their owner says it let them go.
             guard let owned, owned.isDisjoint(with: m.pendingRevocation) else { return false }

@@ -136,8 +136,10 @@ final class Group {
     /// Commits written but not yet durable: what `requireStable` fetches must not read past.
     var pendingCommits: [TopicPartition: Int] = [:]
     /// Set while the group speaks KIP-848's consumer protocol (ConsumerGroupHeartbeat); the
-    /// classic fields above then stay empty. In memory only.
+    /// classic fields above then stay empty.
     var consumer: ConsumerGroup?
+    /// The consumer group's records replayed so far, while its partition loads.
+    var consumerLoad: LoadedConsumerGroup?
 
     /// Whether members of either protocol are in the group.
     var hasMembers: Bool { !members.isEmpty || !(consumer?.members.isEmpty ?? true) }

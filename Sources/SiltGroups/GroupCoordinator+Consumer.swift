@@ -37,7 +37,7 @@ public struct ConsumerHeartbeatResult: Equatable, Sendable {
 }
 
 /// KIP-848's ConsumerGroupHeartbeat: joins, heartbeats, leaves and the reconciliation of a
-/// consumer-protocol group (see `ConsumerGroup`). Answers are immediate: nothing parks.
+/// consumer-protocol group (see `ConsumerGroup`). Nothing parks: an answer waits only for its records to be durable.
 ///
 /// Coexistence with classic groups: a group id belongs to one protocol while it has members.
 /// A heartbeat for a classic group with members gets GROUP_ID_NOT_FOUND, a JoinGroup for a
@@ -47,9 +47,54 @@ extension GroupCoordinator {
     /// `partitionCount`: the partition count of a topic, nil if it does not exist; `topicNames`:
     /// every topic, for regex subscriptions (both called under the coordinator's lock: they
     /// must not block).
+    ///
+    /// `completion` gets the answer once what the heartbeat changed is durable in
+    /// `__consumer_offsets` (at once when it changed nothing), as Kafka answers only after its
+    /// records are written; a failed write answers COORDINATOR_NOT_AVAILABLE (the client
+    /// retries) and the group's next write rewrites all its records.
     public func consumerHeartbeat(_ req: ConsumerHeartbeatRequest, topicNames: () -> [String] = { [] },
-                                  partitionCount: (String) -> Int32?) -> ConsumerHeartbeatResult {
-        withLock { _ in
+                                  partitionCount: (String) -> Int32?,
+                                  completion: @escaping @Sendable (ConsumerHeartbeatResult) -> Void) {
+        withLock { fx in
+            let result = consumerHeartbeatLocked(req, topicNames: topicNames, partitionCount: partitionCount)
+            guard let g = groups[req.groupId], let cg = g.consumer else {
+                fx.append { completion(result) }
+                return
+            }
+            let queued = persistConsumer(g, cg) { error, fx in
+                var answer = result
+                if error != nil {
+                    answer = ConsumerHeartbeatResult()
+                    answer.error = GroupErrorCode.coordinatorNotAvailable
+                }
+                fx.append { completion(answer) }
+            }
+            if !queued { fx.append { completion(result) } }
+        }
+    }
+
+    /// Queues the records of what changed in `cg` since it was last written (see
+    /// `ConsumerGroup.changedRecords`); `done` runs under the lock once they are durable.
+    /// Returns false when nothing needed writing (`done` is not called).
+    @discardableResult
+    func persistConsumer(_ g: Group, _ cg: ConsumerGroup, done: ((Error?, inout [() -> Void]) -> Void)? = nil) -> Bool {
+        // A group created by a refused first heartbeat has nothing worth a record.
+        if cg.written.isEmpty && cg.members.isEmpty && cg.dirty.isEmpty && !cg.rewriteAll { return false }
+        let records = cg.changedRecords(groupId: g.groupId)
+        guard !records.isEmpty else { return false }
+        queueAppend(partition: g.partition, records: records) { [self] error in
+            self.withLock { fx in
+                // The log may lack any of them now: the group's next write rewrites them all.
+                if error != nil, g.consumer === cg { cg.rewriteAll = true }
+                done?(error, &fx)
+            }
+        }
+        return true
+    }
+
+    private func consumerHeartbeatLocked(_ req: ConsumerHeartbeatRequest, topicNames: () -> [String],
+                                         partitionCount: (String) -> Int32?) -> ConsumerHeartbeatResult {
+        do {
             var out = ConsumerHeartbeatResult()
             func fail(_ code: Int16, _ message: String? = nil) -> ConsumerHeartbeatResult {
                 out.error = code
@@ -195,6 +240,7 @@ extension GroupCoordinator {
             changed = true
         }
         if changed { cg.groupEpoch += 1 }
+        cg.dirty.insert(m.memberId)
     }
 
     /// Kafka's `throwIfMemberEpochIsInvalid`: a member ahead of the coordinator, or behind it
@@ -218,6 +264,7 @@ extension GroupCoordinator {
             return out
         }
         if req.memberEpoch == ConsumerMember.staticLeaveEpoch {
+            cg.dirty.insert(id)
             m.previousMemberEpoch = m.memberEpoch == ConsumerMember.staticLeaveEpoch ? m.previousMemberEpoch : m.memberEpoch
             m.memberEpoch = ConsumerMember.staticLeaveEpoch
         } else {

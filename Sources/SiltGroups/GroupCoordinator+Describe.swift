@@ -143,7 +143,13 @@ extension GroupCoordinator {
                     guard let g = groups[id] else { continue }
                     let fresh = Group(groupId: id, partition: partition, nowMs: now)
                     fresh.offsets = g.offsets
+                    fresh.consumerLoad = g.consumerLoad
                     groups[id] = fresh
+                case .consumer(let id, let r):
+                    let g = group(id)
+                    var load = g.consumerLoad ?? LoadedConsumerGroup()
+                    load.apply(r)
+                    g.consumerLoad = load
                 case .group(let id, let value?):
                     let g = Group(groupId: id, partition: partition, nowMs: now)
                     g.offsets = groups[id]?.offsets ?? [:]
@@ -195,15 +201,32 @@ extension GroupCoordinator {
     public func owns(partition: Int32) -> Bool { withLock { _ in ownedPartitions?.contains(partition) ?? true } }
 
     /// The partition's groups become available. A group tombstoned down to nothing is gone;
-    /// restored members get a fresh session to heartbeat in.
+    /// restored members (classic and consumer) get a fresh session to heartbeat in, and a
+    /// consumer member still holding revoked partitions a fresh rebalance timeout.
     public func finishLoading(partition: Int32) {
         withLock { _ in
             let now = clock()
+            loadingPartitions.remove(partition)
             for (id, g) in groups where g.partition == partition {
-                if g.state == .empty && g.offsets.isEmpty && g.generationId == 0 { groups[id] = nil; continue }
+                if let load = g.consumerLoad {
+                    g.consumerLoad = nil
+                    if !load.isEmpty {
+                        let (cg, dropped) = load.build(nowMs: now)
+                        cg.assignorName = preferredAssignor(cg).rawValue
+                        g.consumer = cg
+                        // Members whose partitions another member also claims rejoin.
+                        if !dropped.isEmpty { persistConsumer(g, cg) }
+                    }
+                }
+                if g.state == .empty && g.offsets.isEmpty && g.generationId == 0 && g.consumer?.members.isEmpty != false {
+                    groups[id] = nil
+                    if let cg = g.consumer, !cg.written.isEmpty {
+                        queueAppend(partition: partition, records: cg.tombstones(groupId: id)) { _ in }
+                    }
+                    continue
+                }
                 for m in g.members.values { m.lastHeartbeatMs = now }
             }
-            loadingPartitions.remove(partition)
         }
     }
 }

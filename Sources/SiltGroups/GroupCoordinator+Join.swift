@@ -97,6 +97,11 @@ extension GroupCoordinator {
                 // A consumer-protocol group with members refuses classic members (no migration).
                 guard cg.members.isEmpty else { return fail(GroupErrorCode.inconsistentGroupProtocol) }
                 g.consumer = nil
+                // Its consumer-protocol records leave the log with it (written before the
+                // classic group's own records, so a reload sees a classic group).
+                if !cg.written.isEmpty {
+                    queueAppend(partition: g.partition, records: cg.tombstones(groupId: g.groupId)) { _ in }
+                }
             }
             if req.memberId.isEmpty {
                 joinUnknownMember(g, req, now: now, completion, &fx)

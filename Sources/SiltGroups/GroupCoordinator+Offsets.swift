@@ -150,6 +150,7 @@ extension GroupCoordinator {
             // decision order), so they need tombstones too.
             let doomed = Set(g.offsets.keys).union(g.pendingCommits.keys)
             var records = doomed.sorted().map { GroupRecord(key: GroupRecords.offsetKey(groupId: groupId, $0), value: nil) }
+            records.append(contentsOf: g.consumer?.tombstones(groupId: groupId) ?? [])
             records.append(GroupRecord(key: GroupRecords.groupKey(groupId), value: nil))
             let partition = g.partition
             queueAppend(partition: partition, records: records) { [self] error in

@@ -197,7 +197,10 @@ public final class GroupCoordinator: @unchecked Sendable {
         withLock { fx in
             let now = clock()
             for g in groups.values where !loadingPartitions.contains(g.partition) {
-                if let cg = g.consumer { expireConsumerMembers(cg, now: now) }
+                if let cg = g.consumer {
+                    expireConsumerMembers(cg, now: now)
+                    persistConsumer(g, cg)
+                }
                 let before = g.pendingMembers.count
                 g.pendingMembers = g.pendingMembers.filter { $0.value > now }
                 if g.pendingMembers.count != before { tryCompleteJoin(g, now: now, &fx) }
@@ -216,6 +219,10 @@ public final class GroupCoordinator: @unchecked Sendable {
                 if g.state == .empty && g.generationId == 0 && g.members.isEmpty && g.pendingMembers.isEmpty
                     && g.offsets.isEmpty && g.pendingCommits.isEmpty && g.consumer?.members.isEmpty != false {
                     groups[g.groupId] = nil
+                    // A consumer group whose members all left: its records go too, as in memory.
+                    if let cg = g.consumer, !cg.written.isEmpty {
+                        queueAppend(partition: g.partition, records: cg.tombstones(groupId: g.groupId)) { _ in }
+                    }
                 }
             }
         }

@@ -18,7 +18,8 @@ public protocol GroupPersistence: AnyObject, Sendable {
 
 /// Kafka's record formats in `__consumer_offsets`: an int16 version, then the generated
 /// struct. Key version 0/1 is an offset commit, 2 is group metadata (Kafka's legacy
-/// numbering, which Kafka still reads and writes for classic groups).
+/// numbering, which Kafka still reads and writes for classic groups), 3-8 a KIP-848 consumer
+/// group's state (`ConsumerRecordType`).
 public enum GroupRecords {
     static let offsetKeyVersion: Int16 = 1
     static let groupKeyVersion: Int16 = 2
@@ -94,6 +95,8 @@ public enum GroupRecords {
     public enum Decoded: Equatable {
         case offset(groupId: String, TopicPartition, CommittedOffset?)
         case group(groupId: String, GroupMetadataValue?)
+        /// A KIP-848 consumer group's record (key types 3-8).
+        case consumer(groupId: String, ConsumerRecord)
     }
 
     /// Decodes a record as Kafka lays it out; values newer than we know are read as the
@@ -117,7 +120,10 @@ public enum GroupRecords {
             return .group(groupId: gk.group,
                           try GroupMetadataValue(from: &v, version: min(valueVersion, GroupMetadataValue.highestSupportedVersion)))
         default:
-            throw KafkaProtocolError.unsupportedVersion(apiKey: -1, version: keyVersion)
+            guard let type = ConsumerRecordType(rawValue: keyVersion) else {
+                throw KafkaProtocolError.unsupportedVersion(apiKey: -1, version: keyVersion)
+            }
+            return try decodeConsumer(type, key: &k, value: value)
         }
     }
 }

@@ -1,3 +1,4 @@
+import NIOCore
 import SiltProtocol
 import XCTest
 @testable import SiltGroups
@@ -45,7 +46,7 @@ final class ConsumerClient {
             req.subscribedTopicRegex = regex
             req.serverAssignor = assignor
         }
-        let r = h.coordinator.consumerHeartbeat(req, topicNames: { Array(h.topics.keys) }) { h.topics[$0] }
+        let r = h.heartbeat(req)
         switch r.error {
         case GroupErrorCode.none:
             lastOkMs = h.clock.now
@@ -84,12 +85,13 @@ final class ConsumerClient {
                                            memberEpoch: staticLeave ? ConsumerMember.staticLeaveEpoch : ConsumerMember.leaveEpoch)
         req.instanceId = instance
         lose()
-        return h.coordinator.consumerHeartbeat(req) { h.topics[$0] }
+        return h.heartbeat(req)
     }
 }
 
 struct ConsumerHarness {
-    let clock = ManualClock()
+    let clock: ManualClock
+    let log: MemoryOffsetsTopic
     let coordinator: GroupCoordinator
     var topics: [String: Int32] = ["t": 6]
 
@@ -98,11 +100,40 @@ struct ConsumerHarness {
         config.offsetsPartitions = 4
         config.consumerMaxSize = maxSize
         config.consumerAssignors = assignors
+        let clock = ManualClock()
+        self.clock = clock
+        log = MemoryOffsetsTopic()
+        coordinator = GroupCoordinator(config: config, persistence: log, loading: [], clock: { clock.now })
+    }
+
+    /// A new coordinator over the same log and clock, its partitions loaded by replaying the
+    /// log through the production decoder (a broker restart, or the coordinator moving).
+    init(reloading from: ConsumerHarness) {
+        clock = from.clock
+        log = from.log
+        topics = from.topics
         let clock = self.clock
-        coordinator = GroupCoordinator(config: config, persistence: MemoryOffsetsTopic(), loading: [], clock: { clock.now })
+        coordinator = GroupCoordinator(config: from.coordinator.config, persistence: log, loading: Set(0..<4), clock: { clock.now })
+        for p in Int32(0)..<4 { replay(partition: p) }
+    }
+
+    /// Replays partition `p` of the log into `coordinator`, which must be loading it.
+    func replay(partition p: Int32) {
+        let decoded = log.allRecords.filter { $0.0 == p }.map { _, r in
+            try! GroupRecords.decode(key: ByteBuffer(bytes: r.key), value: r.value.map { ByteBuffer(bytes: $0) })
+        }
+        coordinator.replay(partition: p, decoded)
+        coordinator.finishLoading(partition: p)
     }
 
     func describe(_ group: String = "cg") -> GroupCoordinator.ConsumerGroupDescription { coordinator.describeConsumerGroup(group) }
+
+    /// One heartbeat, answered synchronously (the in-memory log is durable at once unless held).
+    func heartbeat(_ req: ConsumerHeartbeatRequest) -> ConsumerHeartbeatResult {
+        let box = Box<ConsumerHeartbeatResult>()
+        coordinator.consumerHeartbeat(req, topicNames: { Array(topics.keys) }, partitionCount: { topics[$0] }) { box.put($0) }
+        return box.last!
+    }
 
     func advance(_ ms: Int64) {
         clock.advance(ms)
@@ -274,7 +305,7 @@ final class ConsumerGroupTests: XCTestCase {
         var empty = ConsumerHeartbeatRequest(groupId: "cg", memberId: "", memberEpoch: 0)
         empty.rebalanceTimeoutMs = 1000
         empty.subscribedTopicNames = ["t"]
-        XCTAssertEqual(h.coordinator.consumerHeartbeat(empty) { _ in 1 }.error, GroupErrorCode.invalidRequest)
+        XCTAssertEqual(h.heartbeat(empty).error, GroupErrorCode.invalidRequest)
     }
 
     func testGroupMaxSize() {
@@ -379,25 +410,30 @@ final class ConsumerGroupTests: XCTestCase {
         XCTAssertEqual(h.coordinator.fetchOffsets(groupId: "cg", partitions: nil, requireStable: false).0, 0)
     }
 
-    func testCoordinatorMoveMakesMembersRejoin() {
+    func testCoordinatorMoveKeepsMembersAndEpochs() {
         let h = ConsumerHarness()
         let a = ConsumerClient("a"), b = ConsumerClient("b")
         settle(h, a, b)
+        let before = h.describe()
         let p = h.coordinator.partition(for: "cg")
         h.coordinator.unload(partition: p)
         XCTAssertEqual(a.beat(h).error, GroupErrorCode.notCoordinator)
+        // The partition comes back (the coordinator moved away and back): replayed from the log.
         h.coordinator.beginLoading(partition: p)
-        h.coordinator.finishLoading(partition: p)
-        // The state was in memory only: members are unknown, drop their partitions, rejoin.
-        XCTAssertEqual(a.beat(h).error, GroupErrorCode.unknownMemberId)
-        XCTAssertEqual(b.beat(h).error, GroupErrorCode.unknownMemberId)
-        XCTAssertTrue(a.consuming.isEmpty && b.consuming.isEmpty)
-        settle(h, a, b)
-        XCTAssertEqual(a.consuming.count + b.consuming.count, 6)
-        XCTAssertTrue(a.consuming.isDisjoint(with: b.consuming))
+        XCTAssertEqual(a.beat(h).error, GroupErrorCode.coordinatorLoadInProgress)
+        h.replay(partition: p)
+        XCTAssertEqual(h.describe(), before)
+        let (aHad, bHad, aEpoch) = (a.consuming, b.consuming, a.epoch)
+        XCTAssertEqual(a.beat(h).error, GroupErrorCode.none)
+        XCTAssertEqual(b.beat(h).error, GroupErrorCode.none)
+        XCTAssertEqual(a.epoch, aEpoch)
+        XCTAssertEqual(a.consuming, aHad)
+        XCTAssertEqual(b.consuming, bHad)
+        XCTAssertEqual(h.describe().groupEpoch, before.groupEpoch)
     }
 
-    /// Seeded random joins, leaves, crashes, slow revocations and subscription changes: no
+    /// Seeded random joins, leaves, crashes, slow revocations, subscription changes and
+    /// coordinator restarts (a new coordinator replaying the log): no
     /// partition is ever consumed by two clients, and once the churn stops the group settles
     /// on a complete, balanced assignment.
     func testRandomChurnNeverSharesAPartition() {
@@ -425,6 +461,13 @@ final class ConsumerGroupTests: XCTestCase {
                     h.advance(Int64(rng.next() % 20_000))
                     for c in clients + crashed { c.checkTimers(nowMs: h.clock.now) }
                     crashed.removeAll { $0.consuming.isEmpty }
+                case 4 where rng.next() % 4 == 0:
+                    // The coordinator restarts: a new one replays the log. Every member it had
+                    // carries on, nobody is told it is unknown.
+                    h = ConsumerHarness(reloading: h)
+                    for c in clients where c.epoch > 0 {
+                        XCTAssertNotEqual(c.beat(h, revokeNow: false).error, GroupErrorCode.unknownMemberId, "seed \(seed): \(c.memberId)")
+                    }
                 default:
                     guard !clients.isEmpty else { continue }
                     clients[Int(rng.next() % UInt64(clients.count))].beat(h, revokeNow: rng.next() % 3 != 0)

@@ -833,6 +833,35 @@ extension CommitS3ObjectsResponse {
         return m
     }
 }
+extension ConsumerGroupCurrentMemberAssignmentKey {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupCurrentMemberAssignmentKey {
+        var m = ConsumerGroupCurrentMemberAssignmentKey()
+        m.groupId = "GroupId-\u{e9}"
+        m.memberId = "MemberId-\u{e9}"
+        return m
+    }
+}
+extension ConsumerGroupCurrentMemberAssignmentValue {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupCurrentMemberAssignmentValue {
+        var m = ConsumerGroupCurrentMemberAssignmentValue()
+        m.memberEpoch = 45
+        m.previousMemberEpoch = 5
+        m.state = 48
+        m.assignedPartitions = [ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions._sample(version: version, nulls: nulls)]
+        m.partitionsPendingRevocation = [ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 11], 1234: []] }
+        return m
+    }
+}
+extension ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions {
+        var m = ConsumerGroupCurrentMemberAssignmentValue.TopicPartitions()
+        m.topic = "Topic-\u{e9}"
+        m.partitions = [28]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 92], 1234: []] }
+        return m
+    }
+}
 extension ConsumerGroupDescribeRequest {
     static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupDescribeRequest {
         var m = ConsumerGroupDescribeRequest()
@@ -956,6 +985,108 @@ extension ConsumerGroupHeartbeatResponse.TopicPartitions {
         m.topicId = KafkaUUID(high: 85, low: 673116)
         m.partitions = [67]
         if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 94], 1234: []] }
+        return m
+    }
+}
+extension ConsumerGroupMemberMetadataKey {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupMemberMetadataKey {
+        var m = ConsumerGroupMemberMetadataKey()
+        m.groupId = "GroupId-\u{e9}"
+        m.memberId = "MemberId-\u{e9}"
+        return m
+    }
+}
+extension ConsumerGroupMemberMetadataValue {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupMemberMetadataValue {
+        var m = ConsumerGroupMemberMetadataValue()
+        m.instanceId = (nulls) ? nil : "InstanceId-\u{e9}"
+        m.rackId = (nulls) ? nil : "RackId-\u{e9}"
+        m.clientId = "ClientId-\u{e9}"
+        m.clientHost = "ClientHost-\u{e9}"
+        m.subscribedTopicNames = ["SubscribedTopicNames[]-\u{e9}"]
+        m.subscribedTopicRegex = (nulls) ? nil : "SubscribedTopicRegex-\u{e9}"
+        m.rebalanceTimeoutMs = 1
+        m.serverAssignor = (nulls) ? nil : "ServerAssignor-\u{e9}"
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 48], 1234: []] }
+        return m
+    }
+}
+extension ConsumerGroupMetadataKey {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupMetadataKey {
+        var m = ConsumerGroupMetadataKey()
+        m.groupId = "GroupId-\u{e9}"
+        return m
+    }
+}
+extension ConsumerGroupMetadataValue {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupMetadataValue {
+        var m = ConsumerGroupMetadataValue()
+        m.epoch = 86
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 70], 1234: []] }
+        return m
+    }
+}
+extension ConsumerGroupPartitionMetadataKey {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupPartitionMetadataKey {
+        var m = ConsumerGroupPartitionMetadataKey()
+        m.groupId = "GroupId-\u{e9}"
+        return m
+    }
+}
+extension ConsumerGroupPartitionMetadataValue {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupPartitionMetadataValue {
+        var m = ConsumerGroupPartitionMetadataValue()
+        m.topics = [ConsumerGroupPartitionMetadataValue.TopicMetadata._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 11], 1234: []] }
+        return m
+    }
+}
+extension ConsumerGroupPartitionMetadataValue.TopicMetadata {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupPartitionMetadataValue.TopicMetadata {
+        var m = ConsumerGroupPartitionMetadataValue.TopicMetadata()
+        m.topicName = "TopicName-\u{e9}"
+        m.numPartitions = 78
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 70], 1234: []] }
+        return m
+    }
+}
+extension ConsumerGroupTargetAssignmentMemberKey {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupTargetAssignmentMemberKey {
+        var m = ConsumerGroupTargetAssignmentMemberKey()
+        m.groupId = "GroupId-\u{e9}"
+        m.memberId = "MemberId-\u{e9}"
+        return m
+    }
+}
+extension ConsumerGroupTargetAssignmentMemberValue {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupTargetAssignmentMemberValue {
+        var m = ConsumerGroupTargetAssignmentMemberValue()
+        m.topicPartitions = [ConsumerGroupTargetAssignmentMemberValue.TopicPartition._sample(version: version, nulls: nulls)]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 36], 1234: []] }
+        return m
+    }
+}
+extension ConsumerGroupTargetAssignmentMemberValue.TopicPartition {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupTargetAssignmentMemberValue.TopicPartition {
+        var m = ConsumerGroupTargetAssignmentMemberValue.TopicPartition()
+        m.topic = "Topic-\u{e9}"
+        m.partitions = [2]
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 47], 1234: []] }
+        return m
+    }
+}
+extension ConsumerGroupTargetAssignmentMetadataKey {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupTargetAssignmentMetadataKey {
+        var m = ConsumerGroupTargetAssignmentMetadataKey()
+        m.groupId = "GroupId-\u{e9}"
+        return m
+    }
+}
+extension ConsumerGroupTargetAssignmentMetadataValue {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupTargetAssignmentMetadataValue {
+        var m = ConsumerGroupTargetAssignmentMetadataValue()
+        m.assignmentEpoch = 23
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 40], 1234: []] }
         return m
     }
 }
@@ -5431,6 +5562,24 @@ final class GeneratedRoundTripTests: XCTestCase {
         }
     }
 
+    func testConsumerGroupCurrentMemberAssignmentKey() throws {
+        for v in ConsumerGroupCurrentMemberAssignmentKey.lowestSupportedVersion...ConsumerGroupCurrentMemberAssignmentKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupCurrentMemberAssignmentKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupCurrentMemberAssignmentKey.lowestSupportedVersion || v == ConsumerGroupCurrentMemberAssignmentKey.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupCurrentMemberAssignmentKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupCurrentMemberAssignmentKey(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupCurrentMemberAssignmentValue() throws {
+        for v in ConsumerGroupCurrentMemberAssignmentValue.lowestSupportedVersion...ConsumerGroupCurrentMemberAssignmentValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupCurrentMemberAssignmentValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupCurrentMemberAssignmentValue.lowestSupportedVersion || v == ConsumerGroupCurrentMemberAssignmentValue.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupCurrentMemberAssignmentValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupCurrentMemberAssignmentValue(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testConsumerGroupDescribeRequest() throws {
         for v in ConsumerGroupDescribeRequest.lowestSupportedVersion...ConsumerGroupDescribeRequest.highestSupportedVersion {
             let nonDefault = true
@@ -5464,6 +5613,96 @@ final class GeneratedRoundTripTests: XCTestCase {
             try assertRoundTrip(ConsumerGroupHeartbeatResponse._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupHeartbeatResponse.lowestSupportedVersion || v == ConsumerGroupHeartbeatResponse.highestSupportedVersion)
             try assertRoundTrip(ConsumerGroupHeartbeatResponse._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
             try assertRoundTrip(ConsumerGroupHeartbeatResponse(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupMemberMetadataKey() throws {
+        for v in ConsumerGroupMemberMetadataKey.lowestSupportedVersion...ConsumerGroupMemberMetadataKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupMemberMetadataKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupMemberMetadataKey.lowestSupportedVersion || v == ConsumerGroupMemberMetadataKey.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupMemberMetadataKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupMemberMetadataKey(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupMemberMetadataValue() throws {
+        for v in ConsumerGroupMemberMetadataValue.lowestSupportedVersion...ConsumerGroupMemberMetadataValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupMemberMetadataValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupMemberMetadataValue.lowestSupportedVersion || v == ConsumerGroupMemberMetadataValue.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupMemberMetadataValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupMemberMetadataValue(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupMetadataKey() throws {
+        for v in ConsumerGroupMetadataKey.lowestSupportedVersion...ConsumerGroupMetadataKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupMetadataKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupMetadataKey.lowestSupportedVersion || v == ConsumerGroupMetadataKey.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupMetadataKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupMetadataKey(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupMetadataValue() throws {
+        for v in ConsumerGroupMetadataValue.lowestSupportedVersion...ConsumerGroupMetadataValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupMetadataValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupMetadataValue.lowestSupportedVersion || v == ConsumerGroupMetadataValue.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupMetadataValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupMetadataValue(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupPartitionMetadataKey() throws {
+        for v in ConsumerGroupPartitionMetadataKey.lowestSupportedVersion...ConsumerGroupPartitionMetadataKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupPartitionMetadataKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupPartitionMetadataKey.lowestSupportedVersion || v == ConsumerGroupPartitionMetadataKey.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupPartitionMetadataKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupPartitionMetadataKey(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupPartitionMetadataValue() throws {
+        for v in ConsumerGroupPartitionMetadataValue.lowestSupportedVersion...ConsumerGroupPartitionMetadataValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupPartitionMetadataValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupPartitionMetadataValue.lowestSupportedVersion || v == ConsumerGroupPartitionMetadataValue.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupPartitionMetadataValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupPartitionMetadataValue(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupTargetAssignmentMemberKey() throws {
+        for v in ConsumerGroupTargetAssignmentMemberKey.lowestSupportedVersion...ConsumerGroupTargetAssignmentMemberKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMemberKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupTargetAssignmentMemberKey.lowestSupportedVersion || v == ConsumerGroupTargetAssignmentMemberKey.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMemberKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMemberKey(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupTargetAssignmentMemberValue() throws {
+        for v in ConsumerGroupTargetAssignmentMemberValue.lowestSupportedVersion...ConsumerGroupTargetAssignmentMemberValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMemberValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupTargetAssignmentMemberValue.lowestSupportedVersion || v == ConsumerGroupTargetAssignmentMemberValue.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMemberValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMemberValue(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupTargetAssignmentMetadataKey() throws {
+        for v in ConsumerGroupTargetAssignmentMetadataKey.lowestSupportedVersion...ConsumerGroupTargetAssignmentMetadataKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMetadataKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupTargetAssignmentMetadataKey.lowestSupportedVersion || v == ConsumerGroupTargetAssignmentMetadataKey.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMetadataKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMetadataKey(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupTargetAssignmentMetadataValue() throws {
+        for v in ConsumerGroupTargetAssignmentMetadataValue.lowestSupportedVersion...ConsumerGroupTargetAssignmentMetadataValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMetadataValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupTargetAssignmentMetadataValue.lowestSupportedVersion || v == ConsumerGroupTargetAssignmentMetadataValue.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMetadataValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupTargetAssignmentMetadataValue(), version: v, expectNonDefault: false)
         }
     }
 
