@@ -36,35 +36,68 @@ extension ConsumerGroups {
         return resp.groups.filter { $0.protocolType == "consumer" || $0.protocolType.isEmpty }.map(\.groupId).sorted()
     }
 
-    static func describeGroup(_ g: String, _ coordinator: AdminSession) throws -> DescribeGroupsResponse.DescribedGroup {
+    /// A group as the tool shows it, whichever protocol it speaks.
+    struct GroupView {
+        struct Member {
+            var memberId: String
+            var clientHost: String
+            var clientId: String
+            var partitions: [PartitionKey]
+        }
+        var state: String
+        /// The classic protocol (`range`, ...) or the server assignor (`uniform`, ...).
+        var assignmentStrategy: String
+        var members: [Member]
+        /// States in which Kafka's tool says the group is rebalancing.
+        var isRebalancing: Bool {
+            ["PreparingRebalance", "CompletingRebalance", "Assigning", "Reconciling"].contains(state)
+        }
+    }
+
+    /// Kafka's admin client: ConsumerGroupDescribe first (KIP-848 groups), DescribeGroups for a
+    /// group it does not know as a consumer group (GROUP_ID_NOT_FOUND: a classic group, or
+    /// none) or when the broker does not serve it.
+    static func describeGroup(_ g: String, _ coordinator: AdminSession) throws -> GroupView {
+        if (try? coordinator.version(of: ConsumerGroupDescribeRequest.self)) != nil {
+            var req = ConsumerGroupDescribeRequest()
+            req.groupIds = [g]
+            guard let d = try coordinator.send(req).groups.first(where: { $0.groupId == g }) else {
+                throw AdminSession.Failure("ConsumerGroupDescribe answered without group '\(g)'")
+            }
+            if d.errorCode == 0 {
+                return GroupView(state: d.groupState, assignmentStrategy: d.assignorName, members: d.members.map { m in
+                    GroupView.Member(memberId: m.memberId, clientHost: m.clientHost, clientId: m.clientId,
+                                     partitions: m.assignment.topicPartitions.flatMap { t in t.partitions.map { PartitionKey(t.topicName, $0) } })
+                })
+            }
+            guard d.errorCode == KafkaErrorCode.groupIdNotFound else { throw GroupOffsets.failure("ConsumerGroupDescribe", g, d.errorCode) }
+        }
         var req = DescribeGroupsRequest()
         req.groups = [g]
         guard let d = try coordinator.send(req).groups.first(where: { $0.groupId == g }) else {
             throw AdminSession.Failure("DescribeGroups answered without group '\(g)'")
         }
         guard d.errorCode == 0 else { throw GroupOffsets.failure("DescribeGroups", g, d.errorCode) }
-        return d
+        return GroupView(state: d.groupState, assignmentStrategy: d.protocolData, members: d.members.map { m in
+            GroupView.Member(memberId: m.memberId, clientHost: m.clientHost, clientId: m.clientId,
+                             partitions: ConsumerProtocolPayload.partitions(ofAssignment: m.memberAssignment) ?? [])
+        })
     }
 
     static func describe(_ g: String, _ o: Options, _ s: ClientSessions, out: (String) -> Void, err: (String) -> Void) throws {
         let coordinator = try s.coordinator(g)
         let d = try describeGroup(g, coordinator)
         let committed = try GroupOffsets.fetch(g, coordinator)
-        if d.groupState == "Dead" && committed.isEmpty {
+        if d.state == "Dead" && committed.isEmpty {
             err("Error: Consumer group '\(g)' does not exist.")
             return
         }
-        if d.groupState == "Empty" { err("\nConsumer group '\(g)' has no active members.") }
-        if d.groupState == "PreparingRebalance" || d.groupState == "CompletingRebalance" {
-            err("\nWarning: Consumer group '\(g)' is rebalancing.")
-        }
-        let assigned: [(DescribeGroupsResponse.DescribedGroupMember, [PartitionKey])] = d.members.map {
-            ($0, ConsumerProtocolPayload.partitions(ofAssignment: $0.memberAssignment) ?? [])
-        }
+        if d.state == "Empty" { err("\nConsumer group '\(g)' has no active members.") }
+        if d.isRebalancing { err("\nWarning: Consumer group '\(g)' is rebalancing.") }
         if o.state {
             out("\n" + row([("GROUP", 30), ("COORDINATOR (ID)", 45), ("ASSIGNMENT-STRATEGY", 20), ("STATE", 20), ("#MEMBERS", 0)]) + "\n")
-            out(row([(g, 30), ("\(coordinator.address) (\(s.coordinatorIds[g] ?? -1))", 45), (d.protocolData, 20),
-                     (d.groupState, 20), (String(d.members.count), 0)]) + "\n")
+            out(row([(g, 30), ("\(coordinator.address) (\(s.coordinatorIds[g] ?? -1))", 45), (d.assignmentStrategy, 20),
+                     (d.state, 20), (String(d.members.count), 0)]) + "\n")
             return
         }
         if o.members {
@@ -72,13 +105,13 @@ extension ConsumerGroups {
             let gw = max(15, g.count), cw = width(d.members.map(\.memberId))
             let hw = width(d.members.map(\.clientHost)), kw = width(d.members.map(\.clientId))
             out("\n" + row([("GROUP", gw), ("CONSUMER-ID", cw), ("HOST", hw), ("CLIENT-ID", kw), ("#PARTITIONS", 0)]) + "\n")
-            for (m, ps) in assigned {
-                out(row([(g, gw), (m.memberId, cw), (m.clientHost, hw), (m.clientId, kw), (String(ps.count), 0)]) + "\n")
+            for m in d.members {
+                out(row([(g, gw), (m.memberId, cw), (m.clientHost, hw), (m.clientId, kw), (String(m.partitions.count), 0)]) + "\n")
             }
             return
         }
-        var owner: [PartitionKey: DescribeGroupsResponse.DescribedGroupMember] = [:]
-        for (m, ps) in assigned { for p in ps { owner[p] = m } }
+        var owner: [PartitionKey: GroupView.Member] = [:]
+        for m in d.members { for p in m.partitions { owner[p] = m } }
         let keys = Set(committed.keys).union(owner.keys).sorted()
         let layouts = try s.layout(Array(Set(keys.map(\.topic))).sorted())
         let ends = try s.listOffsets(keys.filter { layouts[$0.topic]?.leaders[$0.partition] != nil }.map { ($0.topic, $0.partition) },
@@ -93,8 +126,8 @@ extension ConsumerGroups {
     static func reset(_ g: String, _ o: Options, _ s: ClientSessions, out: (String) -> Void, err: (String) -> Void) throws {
         let coordinator = try s.coordinator(g)
         let d = try describeGroup(g, coordinator)
-        guard d.groupState == "Empty" || d.groupState == "Dead" else {
-            throw AdminSession.Failure("Assignments can only be reset if the group '\(g)' is inactive, but the current state is \(d.groupState).")
+        guard d.state == "Empty" || d.state == "Dead" else {
+            throw AdminSession.Failure("Assignments can only be reset if the group '\(g)' is inactive, but the current state is \(d.state).")
         }
         let committed = try GroupOffsets.fetch(g, coordinator)
         var keys: [PartitionKey] = []

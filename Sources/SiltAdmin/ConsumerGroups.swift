@@ -6,7 +6,8 @@ import SiltProtocol
 /// with Kafka 3.x's flags and output.
 ///
 ///     --list      ListGroups ─────────────────────────────────────────────▶ one id a line
-///     --describe  DescribeGroups + OffsetFetch + ListOffsets(latest) ─────▶ Kafka's table
+///     --describe  ConsumerGroupDescribe (KIP-848 groups; else DescribeGroups)
+///                 + OffsetFetch + ListOffsets(latest) ───────────────────▶ Kafka's table
 ///     --reset     ListOffsets / --to-offset ─(--execute: OffsetCommit)───▶ NEW-OFFSET table
 ///     --delete    DeleteGroups ───────────────────────────────────────────▶ Kafka's sentence
 public enum ConsumerGroups {

@@ -204,6 +204,52 @@ def test_consumer_groups(tnode):
     assert "--to-datetime is not supported" in r.stderr
 
 
+def test_consumer_groups_show_a_consumer_protocol_group(tnode):
+    """A KIP-848 group (group.protocol=consumer) is listed next to a classic one and described
+    from ConsumerGroupDescribe: its member, assignment, server assignor, state and LAG."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    bs = ["--bootstrap-server", tnode.bootstrap]
+    tool(TOPICS, *bs, "--create", "--topic", "cg848", "--partitions", "2")
+    from silt_helpers import produce_all
+    produce_all(tnode, "cg848", [(i % 2, None, b"v%d" % i, None) for i in range(10)])
+    tool(CONSUMER, *bs, "--topic", "cg848", "--group", "tools-classic", "--from-beginning", "--max-messages", "10")
+    c = Consumer({"bootstrap.servers": tnode.bootstrap, "group.id": "tools-848", "group.protocol": "consumer",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False, "client.id": "kip848-client"})
+    c.subscribe(["cg848"])
+    try:
+        got = []
+        wait_until(lambda: got.extend(m for m in c.consume(10, 0.5) if not m.error()) or len(got) == 10, 30, "10 records read")
+        c.commit(offsets=[TopicPartition("cg848", p, 5) for p in (0, 1)], asynchronous=False)
+        produce_all(tnode, "cg848", [(0, None, b"late", None)])
+        member_id = c.memberid()
+        assert member_id
+
+        listed = tool(GROUPS, *bs, "--list").stdout.splitlines()
+        assert "tools-848" in listed and "tools-classic" in listed, listed
+
+        rows = table(tool(GROUPS, *bs, "--describe", "--group", "tools-848").stdout)
+        assert rows[0] == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"]
+        body = {r[2]: r for r in rows[1:]}
+        assert body["0"][:6] == ["tools-848", "cg848", "0", "5", "6", "1"] and body["1"][:6] == ["tools-848", "cg848", "1", "5", "5", "0"]
+        assert all(r[6] == member_id and r[8] == "kip848-client" for r in body.values()), body
+
+        members = table(tool(GROUPS, *bs, "--describe", "--group", "tools-848", "--members").stdout)
+        assert members[1:] == [["tools-848", member_id, members[1][2], "kip848-client", "2"]], members
+        state = tool(GROUPS, *bs, "--describe", "--group", "tools-848", "--state").stdout.split("\n")
+        assert state[2].split() == ["tools-848", tnode.bootstrap, "(0)", "uniform", "Stable", "1"], state
+        r = tool(GROUPS, *bs, "--reset-offsets", "--group", "tools-848", "--topic", "cg848", "--to-earliest", "--execute", ok=False)
+        assert "can only be reset if the group 'tools-848' is inactive, but the current state is Stable" in r.stderr
+    finally:
+        c.close()
+    # Left: Empty, no members; its offsets and lag still print, and a reset goes through.
+    r = tool(GROUPS, *bs, "--describe", "--group", "tools-848")
+    assert "has no active members" in r.stderr
+    assert all(row[6:] == ["-", "-", "-"] for row in table(r.stdout)[1:])
+    r = tool(GROUPS, *bs, "--reset-offsets", "--group", "tools-848", "--topic", "cg848", "--to-earliest", "--execute")
+    assert sorted(table(r.stdout)[1:]) == [["tools-848", "cg848", "0", "0"], ["tools-848", "cg848", "1", "0"]]
+
+
 def test_kafka_metrics_parse_and_count(tnode):
     """After the tools above (and a few more records), Kafka's series exist with sane values."""
     from prometheus_client.parser import text_string_to_metric_families
