@@ -460,7 +460,7 @@ def gen_struct(m, name, fields, about, indent, is_root):
         if m.type == "request":
             proto = "KafkaRequest"
         elif m.type == "response":
-            proto = "KafkaApiMessage"
+            proto = "KafkaResponse"
         elif m.type == "metadata":
             proto = "MetadataRecordMessage"
         else:
@@ -547,6 +547,65 @@ def gen_struct(m, name, fields, about, indent, is_root):
         else:
             out.append(K + "    buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)")
         out.append(K + "}")
+    out.append(J + "}")
+    if m.type == "response":
+        out += gen_error_count(m, fields, J)
+    return out
+
+
+def is_error_code(f):
+    """An int16 field named ErrorCode or ...ErrorCode: Kafka's error code fields."""
+    return f.kind == "prim" and f.type == "int16" and f.name.endswith("ErrorCode")
+
+
+def struct_has_errors(m, sname, seen=None):
+    """Whether struct `sname` of message `m` holds an error code field, itself or below."""
+    seen = set() if seen is None else seen
+    if sname in seen:
+        return False
+    seen.add(sname)
+    fields = next(fs for (n, fs, _) in m.structs if n == sname)
+    return any(is_error_code(f) or (sub_struct(f) is not None and struct_has_errors(m, sub_struct(f), seen)) for f in fields)
+
+
+def sub_struct(f):
+    """The generated struct a field holds (itself, or as array elements), else None."""
+    if f.kind == "struct":
+        return f.type
+    if f.kind == "array" and f.elem not in PRIMS and f.elem not in ("string", "uuid", "bytes", "records"):
+        return f.elem
+    return None
+
+
+def gen_error_count(m, fields, J):
+    """`errorCodeCount`: the non-zero error code fields of a response, walked through the
+    structs that hold any, so the broker counts errors for every API from one seam."""
+    K = J + "    "
+    out = ["", J + "/// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included)."]
+    lines = []
+    for f in fields:
+        if is_error_code(f):
+            lines.append(K + "if self.%s != 0 { n += 1 }" % f.prop)
+            continue
+        sub = sub_struct(f)
+        if sub is None or not struct_has_errors(m, sub):
+            continue
+        if f.kind == "array":
+            if f.optional:
+                lines.append(K + "for e in self.%s ?? [] { n += e.errorCodeCount }" % f.prop)
+            else:
+                lines.append(K + "for e in self.%s { n += e.errorCodeCount }" % f.prop)
+        elif f.optional:
+            lines.append(K + "if let s = self.%s { n += s.errorCodeCount }" % f.prop)
+        else:
+            lines.append(K + "n += self.%s.errorCodeCount" % f.prop)
+    if not lines:
+        out.append(J + "public var errorCodeCount: Int { 0 }")
+        return out
+    out.append(J + "public var errorCodeCount: Int {")
+    out.append(K + "var n = 0")
+    out += lines
+    out.append(K + "return n")
     out.append(J + "}")
     return out
 

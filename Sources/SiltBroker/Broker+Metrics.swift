@@ -11,9 +11,14 @@ import SiltProtocol
 /// are counted where batches are appended, and consumer lag is published every
 /// `consumerLagRefreshMs` from the group coordinator's committed offsets.
 ///
-/// Cost per request: a clock read, a few casts to find the response type, a walk over its
-/// partitions' error codes, and ~17 atomic adds; no lock and no allocation (a Fetch
-/// response at v13+ names topics by id, resolved through one read of the metadata image).
+/// Errors: every API's response counts its non-zero error code fields, top level and nested
+/// (one per failed partition, topic, group...), through `KafkaResponse.errorCodeCount`, which
+/// tools/gen-protocol.py generates from the specs: an API added later is counted too.
+///
+/// Cost per request: a clock read, one cast (Fetch, for its bytes), a walk over the
+/// response's structs that hold error codes, and ~17 atomic adds; no lock and no allocation
+/// (a Fetch response at v13+ names topics by id, resolved through one read of the metadata
+/// image).
 extension Broker: ResponseObserver {
     /// How often consumer lag is recomputed and published.
     static let consumerLagRefreshMs: Int64 = 5_000
@@ -25,7 +30,7 @@ extension Broker: ResponseObserver {
             return
         }
         if let fetch = response as? FetchResponse { recordFetched(fetch) }
-        metrics.recordRequest(apiKey: R.apiKey, seconds: seconds, errors: Broker.errorCount(response))
+        metrics.recordRequest(apiKey: R.apiKey, seconds: seconds, errors: response.errorCodeCount)
     }
 
     /// A request that failed instead of being answered (its connection is closed).
@@ -44,36 +49,6 @@ extension Broker: ResponseObserver {
                 if image == nil { image = metadata.image }
                 if let name = image?.topic(id: t.topicId.foundation)?.name { metrics.recordFetched(topic: name, bytes: bytes) }
             }
-        }
-    }
-
-    /// Non-zero error codes in a response: one per failed partition (Produce, Fetch,
-    /// ListOffsets, OffsetCommit, OffsetFetch), topic (Metadata, CreateTopics, DeleteTopics),
-    /// group (DescribeGroups, DeleteGroups), or the top-level code. Other responses count 0.
-    static func errorCount<T>(_ r: T) -> Int {
-        func count<S: Sequence>(_ s: S, _ code: (S.Element) -> Int16) -> Int { s.reduce(0) { $0 + (code($1) != 0 ? 1 : 0) } }
-        switch r {
-        case let p as ProduceResponse: return p.responses.reduce(0) { $0 + count($1.partitionResponses, \.errorCode) }
-        case let f as FetchResponse: return (f.errorCode != 0 ? 1 : 0) + f.responses.reduce(0) { $0 + count($1.partitions, \.errorCode) }
-        case let l as ListOffsetsResponse: return l.topics.reduce(0) { $0 + count($1.partitions, \.errorCode) }
-        case let m as MetadataResponse: return count(m.topics, \.errorCode)
-        case let c as OffsetCommitResponse: return c.topics.reduce(0) { $0 + count($1.partitions, \.errorCode) }
-        case let o as OffsetFetchResponse:
-            return (o.errorCode != 0 ? 1 : 0) + count(o.groups, \.errorCode) + o.topics.reduce(0) { $0 + count($1.partitions, \.errorCode) }
-                + o.groups.reduce(0) { g, group in g + group.topics.reduce(0) { $0 + count($1.partitions, \.errorCode) } }
-        case let c as CreateTopicsResponse: return count(c.topics, \.errorCode)
-        case let d as DeleteTopicsResponse: return count(d.responses, \.errorCode)
-        case let d as DescribeGroupsResponse: return count(d.groups, \.errorCode)
-        case let d as DeleteGroupsResponse: return count(d.results, \.errorCode)
-        case let x as JoinGroupResponse: return x.errorCode != 0 ? 1 : 0
-        case let x as SyncGroupResponse: return x.errorCode != 0 ? 1 : 0
-        case let x as HeartbeatResponse: return x.errorCode != 0 ? 1 : 0
-        case let x as LeaveGroupResponse: return x.errorCode != 0 ? 1 : 0
-        case let x as FindCoordinatorResponse: return (x.errorCode != 0 ? 1 : 0) + count(x.coordinators, \.errorCode)
-        case let x as ListGroupsResponse: return x.errorCode != 0 ? 1 : 0
-        case let x as InitProducerIdResponse: return x.errorCode != 0 ? 1 : 0
-        case let x as ApiVersionsResponse: return x.errorCode != 0 ? 1 : 0
-        default: return 0
         }
     }
 

@@ -52,9 +52,17 @@ extension KafkaApiMessage {
     }
 }
 
+/// A response: its error codes can be counted without knowing its type (broker metrics).
+public protocol KafkaResponse: KafkaApiMessage {
+    /// Non-zero error codes in the response: every int16 field named `ErrorCode` or
+    /// `...ErrorCode` in its spec, at the top level and in nested structs (one per failed
+    /// partition, topic, group...). Generated from the specs.
+    var errorCodeCount: Int { get }
+}
+
 /// A request; `Response` is the matching response type (`ProduceRequest.Response == ProduceResponse`).
 public protocol KafkaRequest: KafkaApiMessage {
-    associatedtype Response: KafkaApiMessage
+    associatedtype Response: KafkaResponse
 }
 
 /// Element types allowed in generated arrays (primitives and generated structs).

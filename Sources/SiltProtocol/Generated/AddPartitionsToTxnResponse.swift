@@ -3,7 +3,7 @@
 import NIOCore
 
 /// AddPartitionsToTxnResponse (response).
-public struct AddPartitionsToTxnResponse: KafkaApiMessage {
+public struct AddPartitionsToTxnResponse: KafkaResponse {
     public static let apiKey: Int16 = 24
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 5
@@ -46,6 +46,15 @@ public struct AddPartitionsToTxnResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.resultsByTransaction { n += e.errorCodeCount }
+        for e in self.resultsByTopicV3AndBelow { n += e.errorCodeCount }
+        return n
+    }
+
     /// Results categorized by transactional ID.
     public struct AddPartitionsToTxnResult: KafkaStruct {
 
@@ -76,6 +85,13 @@ public struct AddPartitionsToTxnResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.topicResults { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -109,6 +125,13 @@ public struct AddPartitionsToTxnResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.resultsByPartition { n += e.errorCodeCount }
+            return n
+        }
     }
 
     public struct AddPartitionsToTxnPartitionResult: KafkaStruct {
@@ -140,6 +163,13 @@ public struct AddPartitionsToTxnResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.partitionErrorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// AlterClientQuotasResponse (response).
-public struct AlterClientQuotasResponse: KafkaApiMessage {
+public struct AlterClientQuotasResponse: KafkaResponse {
     public static let apiKey: Int16 = 49
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -36,6 +36,13 @@ public struct AlterClientQuotasResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.entries { n += e.errorCodeCount }
+        return n
     }
 
     /// The quota configuration entries to alter.
@@ -73,6 +80,13 @@ public struct AlterClientQuotasResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The quota entity to alter.
@@ -106,5 +120,8 @@ public struct AlterClientQuotasResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// AlterConfigsResponse (response).
-public struct AlterConfigsResponse: KafkaApiMessage {
+public struct AlterConfigsResponse: KafkaResponse {
     public static let apiKey: Int16 = 33
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 2
@@ -36,6 +36,13 @@ public struct AlterConfigsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.responses { n += e.errorCodeCount }
+        return n
     }
 
     /// The responses for each resource.
@@ -76,6 +83,13 @@ public struct AlterConfigsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

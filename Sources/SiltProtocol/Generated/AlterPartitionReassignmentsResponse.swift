@@ -3,7 +3,7 @@
 import NIOCore
 
 /// AlterPartitionReassignmentsResponse (response).
-public struct AlterPartitionReassignmentsResponse: KafkaApiMessage {
+public struct AlterPartitionReassignmentsResponse: KafkaResponse {
     public static let apiKey: Int16 = 45
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -46,6 +46,14 @@ public struct AlterPartitionReassignmentsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.responses { n += e.errorCodeCount }
+        return n
+    }
+
     /// The responses to topics to reassign.
     public struct ReassignableTopicResponse: KafkaStruct {
 
@@ -76,6 +84,13 @@ public struct AlterPartitionReassignmentsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -113,6 +128,13 @@ public struct AlterPartitionReassignmentsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

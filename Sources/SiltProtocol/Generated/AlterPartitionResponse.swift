@@ -3,7 +3,7 @@
 import NIOCore
 
 /// AlterPartitionResponse (response).
-public struct AlterPartitionResponse: KafkaApiMessage {
+public struct AlterPartitionResponse: KafkaResponse {
     public static let apiKey: Int16 = 56
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 3
@@ -41,6 +41,14 @@ public struct AlterPartitionResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     public struct TopicData: KafkaStruct {
 
         /// The name of the topic
@@ -73,6 +81,13 @@ public struct AlterPartitionResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -125,6 +140,13 @@ public struct AlterPartitionResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// AlterReplicaLogDirsResponse (response).
-public struct AlterReplicaLogDirsResponse: KafkaApiMessage {
+public struct AlterReplicaLogDirsResponse: KafkaResponse {
     public static let apiKey: Int16 = 34
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 2
@@ -38,6 +38,13 @@ public struct AlterReplicaLogDirsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.results { n += e.errorCodeCount }
+        return n
+    }
+
     /// The results for each topic.
     public struct AlterReplicaLogDirTopicResult: KafkaStruct {
 
@@ -68,6 +75,13 @@ public struct AlterReplicaLogDirsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -101,6 +115,13 @@ public struct AlterReplicaLogDirsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// AssignReplicasToDirsResponse (response).
-public struct AssignReplicasToDirsResponse: KafkaApiMessage {
+public struct AssignReplicasToDirsResponse: KafkaResponse {
     public static let apiKey: Int16 = 73
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -41,6 +41,14 @@ public struct AssignReplicasToDirsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.directories { n += e.errorCodeCount }
+        return n
+    }
+
     public struct DirectoryData: KafkaStruct {
 
         /// The ID of the directory
@@ -69,6 +77,13 @@ public struct AssignReplicasToDirsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.topics { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -101,6 +116,13 @@ public struct AssignReplicasToDirsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
+        }
     }
 
     public struct PartitionData: KafkaStruct {
@@ -132,6 +154,13 @@ public struct AssignReplicasToDirsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

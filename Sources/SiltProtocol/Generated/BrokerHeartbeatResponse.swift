@@ -3,7 +3,7 @@
 import NIOCore
 
 /// BrokerHeartbeatResponse (response).
-public struct BrokerHeartbeatResponse: KafkaApiMessage {
+public struct BrokerHeartbeatResponse: KafkaResponse {
     public static let apiKey: Int16 = 63
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -48,5 +48,12 @@ public struct BrokerHeartbeatResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

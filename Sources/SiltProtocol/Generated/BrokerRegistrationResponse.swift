@@ -3,7 +3,7 @@
 import NIOCore
 
 /// BrokerRegistrationResponse (response).
-public struct BrokerRegistrationResponse: KafkaApiMessage {
+public struct BrokerRegistrationResponse: KafkaResponse {
     public static let apiKey: Int16 = 62
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 4
@@ -40,5 +40,12 @@ public struct BrokerRegistrationResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

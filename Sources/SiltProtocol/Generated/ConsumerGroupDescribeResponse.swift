@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ConsumerGroupDescribeResponse (response).
-public struct ConsumerGroupDescribeResponse: KafkaApiMessage {
+public struct ConsumerGroupDescribeResponse: KafkaResponse {
     public static let apiKey: Int16 = 69
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -36,6 +36,13 @@ public struct ConsumerGroupDescribeResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.groups { n += e.errorCodeCount }
+        return n
     }
 
     /// Each described group.
@@ -96,6 +103,13 @@ public struct ConsumerGroupDescribeResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 
@@ -162,6 +176,9 @@ public struct ConsumerGroupDescribeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct Assignment: KafkaStruct {
@@ -190,6 +207,9 @@ public struct ConsumerGroupDescribeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct TopicPartitions: KafkaStruct {
@@ -226,5 +246,8 @@ public struct ConsumerGroupDescribeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ConsumerGroupHeartbeatResponse (response).
-public struct ConsumerGroupHeartbeatResponse: KafkaApiMessage {
+public struct ConsumerGroupHeartbeatResponse: KafkaResponse {
     public static let apiKey: Int16 = 68
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -67,6 +67,13 @@ public struct ConsumerGroupHeartbeatResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// null if not provided; the assignment otherwise.
     public struct Assignment: KafkaStruct {
 
@@ -94,6 +101,9 @@ public struct ConsumerGroupHeartbeatResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct TopicPartitions: KafkaStruct {
@@ -126,5 +136,8 @@ public struct ConsumerGroupHeartbeatResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ControlledShutdownResponse (response).
-public struct ControlledShutdownResponse: KafkaApiMessage {
+public struct ControlledShutdownResponse: KafkaResponse {
     public static let apiKey: Int16 = 7
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 3
@@ -38,6 +38,13 @@ public struct ControlledShutdownResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// The partitions that the broker still leads.
     public struct RemainingPartition: KafkaStruct {
 
@@ -69,5 +76,8 @@ public struct ControlledShutdownResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

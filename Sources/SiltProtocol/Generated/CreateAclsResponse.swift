@@ -3,7 +3,7 @@
 import NIOCore
 
 /// CreateAclsResponse (response).
-public struct CreateAclsResponse: KafkaApiMessage {
+public struct CreateAclsResponse: KafkaResponse {
     public static let apiKey: Int16 = 30
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 3
@@ -38,6 +38,13 @@ public struct CreateAclsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.results { n += e.errorCodeCount }
+        return n
+    }
+
     /// The results for each ACL creation.
     public struct AclCreationResult: KafkaStruct {
 
@@ -68,6 +75,13 @@ public struct CreateAclsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// CreateDelegationTokenResponse (response).
-public struct CreateDelegationTokenResponse: KafkaApiMessage {
+public struct CreateDelegationTokenResponse: KafkaResponse {
     public static let apiKey: Int16 = 38
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 3
@@ -72,5 +72,12 @@ public struct CreateDelegationTokenResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

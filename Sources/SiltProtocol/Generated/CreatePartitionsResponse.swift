@@ -3,7 +3,7 @@
 import NIOCore
 
 /// CreatePartitionsResponse (response).
-public struct CreatePartitionsResponse: KafkaApiMessage {
+public struct CreatePartitionsResponse: KafkaResponse {
     public static let apiKey: Int16 = 37
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 3
@@ -36,6 +36,13 @@ public struct CreatePartitionsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.results { n += e.errorCodeCount }
+        return n
     }
 
     /// The partition creation results for each topic.
@@ -72,6 +79,13 @@ public struct CreatePartitionsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// CreateTopicsResponse (response).
-public struct CreateTopicsResponse: KafkaApiMessage {
+public struct CreateTopicsResponse: KafkaResponse {
     public static let apiKey: Int16 = 19
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 7
@@ -36,6 +36,13 @@ public struct CreateTopicsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        return n
     }
 
     /// Results for each topic we tried to create.
@@ -102,6 +109,14 @@ public struct CreateTopicsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields(_tagged, unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            if self.topicConfigErrorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// Configuration of the topic.
@@ -147,5 +162,8 @@ public struct CreateTopicsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DeleteAclsResponse (response).
-public struct DeleteAclsResponse: KafkaApiMessage {
+public struct DeleteAclsResponse: KafkaResponse {
     public static let apiKey: Int16 = 31
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 3
@@ -36,6 +36,13 @@ public struct DeleteAclsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.filterResults { n += e.errorCodeCount }
+        return n
     }
 
     /// The results for each filter.
@@ -72,6 +79,14 @@ public struct DeleteAclsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            for e in self.matchingAcls { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -133,6 +148,13 @@ public struct DeleteAclsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DeleteGroupsResponse (response).
-public struct DeleteGroupsResponse: KafkaApiMessage {
+public struct DeleteGroupsResponse: KafkaResponse {
     public static let apiKey: Int16 = 42
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 2
@@ -38,6 +38,13 @@ public struct DeleteGroupsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.results { n += e.errorCodeCount }
+        return n
+    }
+
     /// The deletion results
     public struct DeletableGroupResult: KafkaStruct {
 
@@ -68,6 +75,13 @@ public struct DeleteGroupsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DeleteRecordsResponse (response).
-public struct DeleteRecordsResponse: KafkaApiMessage {
+public struct DeleteRecordsResponse: KafkaResponse {
     public static let apiKey: Int16 = 21
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 2
@@ -38,6 +38,13 @@ public struct DeleteRecordsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     /// Each topic that we wanted to delete records from.
     public struct DeleteRecordsTopicResult: KafkaStruct {
 
@@ -68,6 +75,13 @@ public struct DeleteRecordsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -105,6 +119,13 @@ public struct DeleteRecordsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

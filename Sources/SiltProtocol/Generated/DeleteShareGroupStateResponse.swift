@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DeleteShareGroupStateResponse (response).
-public struct DeleteShareGroupStateResponse: KafkaApiMessage {
+public struct DeleteShareGroupStateResponse: KafkaResponse {
     public static let apiKey: Int16 = 86
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -32,6 +32,13 @@ public struct DeleteShareGroupStateResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.results { n += e.errorCodeCount }
+        return n
     }
 
     /// The delete results
@@ -64,6 +71,13 @@ public struct DeleteShareGroupStateResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -101,6 +115,13 @@ public struct DeleteShareGroupStateResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DeleteTopicsResponse (response).
-public struct DeleteTopicsResponse: KafkaApiMessage {
+public struct DeleteTopicsResponse: KafkaResponse {
     public static let apiKey: Int16 = 20
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 6
@@ -36,6 +36,13 @@ public struct DeleteTopicsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.responses { n += e.errorCodeCount }
+        return n
     }
 
     /// The results for each topic we tried to delete.
@@ -84,6 +91,13 @@ public struct DeleteTopicsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeAclsResponse (response).
-public struct DescribeAclsResponse: KafkaApiMessage {
+public struct DescribeAclsResponse: KafkaResponse {
     public static let apiKey: Int16 = 29
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 3
@@ -46,6 +46,13 @@ public struct DescribeAclsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// Each Resource that is referenced in an ACL.
     public struct DescribeAclsResource: KafkaStruct {
 
@@ -85,6 +92,9 @@ public struct DescribeAclsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// The ACLs.
@@ -126,5 +136,8 @@ public struct DescribeAclsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

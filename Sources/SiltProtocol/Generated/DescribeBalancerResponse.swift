@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeBalancerResponse (response).
-public struct DescribeBalancerResponse: KafkaApiMessage {
+public struct DescribeBalancerResponse: KafkaResponse {
     public static let apiKey: Int16 = 607
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -58,6 +58,13 @@ public struct DescribeBalancerResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// Every registered broker.
     public struct BrokerLoad: KafkaStruct {
 
@@ -101,6 +108,9 @@ public struct DescribeBalancerResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// Partitions with a target, whoever asked for the move.
@@ -142,6 +152,9 @@ public struct DescribeBalancerResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// The balancer's most recent decisions, newest last.
@@ -195,5 +208,8 @@ public struct DescribeBalancerResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

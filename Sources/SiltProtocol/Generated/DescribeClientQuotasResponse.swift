@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeClientQuotasResponse (response).
-public struct DescribeClientQuotasResponse: KafkaApiMessage {
+public struct DescribeClientQuotasResponse: KafkaResponse {
     public static let apiKey: Int16 = 48
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -46,6 +46,13 @@ public struct DescribeClientQuotasResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// A result entry.
     public struct EntryData: KafkaStruct {
 
@@ -77,6 +84,9 @@ public struct DescribeClientQuotasResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// The quota entity description.
@@ -110,6 +120,9 @@ public struct DescribeClientQuotasResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// The quota values for the entity.
@@ -143,5 +156,8 @@ public struct DescribeClientQuotasResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

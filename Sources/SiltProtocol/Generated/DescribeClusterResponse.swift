@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeClusterResponse (response).
-public struct DescribeClusterResponse: KafkaApiMessage {
+public struct DescribeClusterResponse: KafkaResponse {
     public static let apiKey: Int16 = 60
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -62,6 +62,13 @@ public struct DescribeClusterResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// Each broker in the response.
     public struct DescribeClusterBroker: KafkaStruct {
 
@@ -101,5 +108,8 @@ public struct DescribeClusterResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeDelegationTokenResponse (response).
-public struct DescribeDelegationTokenResponse: KafkaApiMessage {
+public struct DescribeDelegationTokenResponse: KafkaResponse {
     public static let apiKey: Int16 = 41
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 3
@@ -40,6 +40,13 @@ public struct DescribeDelegationTokenResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 
     /// The tokens.
@@ -105,6 +112,9 @@ public struct DescribeDelegationTokenResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// Those who are able to renew this token before it expires.
@@ -138,5 +148,8 @@ public struct DescribeDelegationTokenResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeGroupsResponse (response).
-public struct DescribeGroupsResponse: KafkaApiMessage {
+public struct DescribeGroupsResponse: KafkaResponse {
     public static let apiKey: Int16 = 15
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 5
@@ -36,6 +36,13 @@ public struct DescribeGroupsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.groups { n += e.errorCodeCount }
+        return n
     }
 
     /// Each described group.
@@ -89,6 +96,13 @@ public struct DescribeGroupsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The group members.
@@ -138,5 +152,8 @@ public struct DescribeGroupsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

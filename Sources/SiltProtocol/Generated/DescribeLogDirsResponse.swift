@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeLogDirsResponse (response).
-public struct DescribeLogDirsResponse: KafkaApiMessage {
+public struct DescribeLogDirsResponse: KafkaResponse {
     public static let apiKey: Int16 = 35
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 4
@@ -40,6 +40,14 @@ public struct DescribeLogDirsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.results { n += e.errorCodeCount }
+        return n
     }
 
     /// The log directories.
@@ -85,6 +93,13 @@ public struct DescribeLogDirsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// Each topic.
@@ -117,6 +132,9 @@ public struct DescribeLogDirsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct DescribeLogDirsPartition: KafkaStruct {
@@ -157,5 +175,8 @@ public struct DescribeLogDirsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeProducersResponse (response).
-public struct DescribeProducersResponse: KafkaApiMessage {
+public struct DescribeProducersResponse: KafkaResponse {
     public static let apiKey: Int16 = 61
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -38,6 +38,13 @@ public struct DescribeProducersResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     /// Each topic in the response.
     public struct TopicResponse: KafkaStruct {
 
@@ -68,6 +75,13 @@ public struct DescribeProducersResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -108,6 +122,13 @@ public struct DescribeProducersResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 
@@ -151,5 +172,8 @@ public struct DescribeProducersResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

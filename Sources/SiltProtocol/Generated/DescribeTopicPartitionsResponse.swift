@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeTopicPartitionsResponse (response).
-public struct DescribeTopicPartitionsResponse: KafkaApiMessage {
+public struct DescribeTopicPartitionsResponse: KafkaResponse {
     public static let apiKey: Int16 = 75
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -49,6 +49,13 @@ public struct DescribeTopicPartitionsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        return n
     }
 
     /// Each topic in the response.
@@ -97,6 +104,14 @@ public struct DescribeTopicPartitionsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -159,6 +174,13 @@ public struct DescribeTopicPartitionsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The next topic and partition index to fetch details for.
@@ -192,5 +214,8 @@ public struct DescribeTopicPartitionsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeTransactionsResponse (response).
-public struct DescribeTransactionsResponse: KafkaApiMessage {
+public struct DescribeTransactionsResponse: KafkaResponse {
     public static let apiKey: Int16 = 65
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -35,6 +35,13 @@ public struct DescribeTransactionsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.transactionStates { n += e.errorCodeCount }
+        return n
     }
 
     public struct TransactionState: KafkaStruct {
@@ -84,6 +91,13 @@ public struct DescribeTransactionsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The set of partitions included in the current transaction (if active). When a transaction is preparing to commit or abort, this will include only partitions which do not have markers.
@@ -115,5 +129,8 @@ public struct DescribeTransactionsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// DescribeUserScramCredentialsResponse (response).
-public struct DescribeUserScramCredentialsResponse: KafkaApiMessage {
+public struct DescribeUserScramCredentialsResponse: KafkaResponse {
     public static let apiKey: Int16 = 50
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -46,6 +46,14 @@ public struct DescribeUserScramCredentialsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.results { n += e.errorCodeCount }
+        return n
+    }
+
     /// The results for descriptions, one per user.
     public struct DescribeUserScramCredentialsResult: KafkaStruct {
 
@@ -85,6 +93,13 @@ public struct DescribeUserScramCredentialsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The mechanism and related information associated with the user's SCRAM credentials.
@@ -118,5 +133,8 @@ public struct DescribeUserScramCredentialsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ElectLeadersResponse (response).
-public struct ElectLeadersResponse: KafkaApiMessage {
+public struct ElectLeadersResponse: KafkaResponse {
     public static let apiKey: Int16 = 43
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 2
@@ -42,6 +42,14 @@ public struct ElectLeadersResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.replicaElectionResults { n += e.errorCodeCount }
+        return n
+    }
+
     /// The election results, or an empty array if the requester did not have permission and the request asks for all partitions.
     public struct ReplicaElectionResult: KafkaStruct {
 
@@ -72,6 +80,13 @@ public struct ElectLeadersResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitionResult { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -109,6 +124,13 @@ public struct ElectLeadersResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

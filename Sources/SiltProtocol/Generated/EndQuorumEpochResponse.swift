@@ -3,7 +3,7 @@
 import NIOCore
 
 /// EndQuorumEpochResponse (response).
-public struct EndQuorumEpochResponse: KafkaApiMessage {
+public struct EndQuorumEpochResponse: KafkaResponse {
     public static let apiKey: Int16 = 54
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -50,6 +50,14 @@ public struct EndQuorumEpochResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     public struct TopicData: KafkaStruct {
 
         /// The topic name.
@@ -78,6 +86,13 @@ public struct EndQuorumEpochResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -118,6 +133,13 @@ public struct EndQuorumEpochResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// Endpoints for all leaders enumerated in PartitionData
@@ -155,5 +177,8 @@ public struct EndQuorumEpochResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// EnvelopeResponse (response).
-public struct EnvelopeResponse: KafkaApiMessage {
+public struct EnvelopeResponse: KafkaResponse {
     public static let apiKey: Int16 = 58
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -36,5 +36,12 @@ public struct EnvelopeResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ExpireDelegationTokenResponse (response).
-public struct ExpireDelegationTokenResponse: KafkaApiMessage {
+public struct ExpireDelegationTokenResponse: KafkaResponse {
     public static let apiKey: Int16 = 40
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 2
@@ -40,5 +40,12 @@ public struct ExpireDelegationTokenResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// FetchResponse (response).
-public struct FetchResponse: KafkaApiMessage {
+public struct FetchResponse: KafkaResponse {
     public static let apiKey: Int16 = 1
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 17
@@ -59,6 +59,14 @@ public struct FetchResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.responses { n += e.errorCodeCount }
+        return n
+    }
+
     /// The response topics.
     public struct FetchableTopicResponse: KafkaStruct {
 
@@ -93,6 +101,13 @@ public struct FetchResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -181,6 +196,13 @@ public struct FetchResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields(_tagged, unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// In case divergence is detected based on the `LastFetchedEpoch` and `FetchOffset` in the request, this field indicates the largest epoch and its end offset such that subsequent records are known to diverge
@@ -212,6 +234,9 @@ public struct FetchResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct LeaderIdAndEpoch: KafkaStruct {
@@ -244,6 +269,9 @@ public struct FetchResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// In the case of fetching an offset less than the LogStartOffset, this is the end offset and epoch that should be used in the FetchSnapshot request.
@@ -275,6 +303,9 @@ public struct FetchResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// The aborted transactions.
@@ -308,6 +339,9 @@ public struct FetchResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// Endpoints for all current-leaders enumerated in PartitionData, with errors NOT_LEADER_OR_FOLLOWER & FENCED_LEADER_EPOCH.
@@ -349,5 +383,8 @@ public struct FetchResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

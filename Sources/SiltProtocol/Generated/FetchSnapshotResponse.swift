@@ -3,7 +3,7 @@
 import NIOCore
 
 /// FetchSnapshotResponse (response).
-public struct FetchSnapshotResponse: KafkaApiMessage {
+public struct FetchSnapshotResponse: KafkaResponse {
     public static let apiKey: Int16 = 59
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -55,6 +55,14 @@ public struct FetchSnapshotResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     /// The topics to fetch.
     public struct TopicSnapshot: KafkaStruct {
 
@@ -85,6 +93,13 @@ public struct FetchSnapshotResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -147,6 +162,13 @@ public struct FetchSnapshotResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields(_tagged, unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The snapshot endOffset and epoch fetched
@@ -178,6 +200,9 @@ public struct FetchSnapshotResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct LeaderIdAndEpoch: KafkaStruct {
@@ -210,6 +235,9 @@ public struct FetchSnapshotResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// Endpoints for all current-leaders enumerated in PartitionSnapshot
@@ -247,5 +275,8 @@ public struct FetchSnapshotResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// FindCoordinatorResponse (response).
-public struct FindCoordinatorResponse: KafkaApiMessage {
+public struct FindCoordinatorResponse: KafkaResponse {
     public static let apiKey: Int16 = 10
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 6
@@ -58,6 +58,14 @@ public struct FindCoordinatorResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.coordinators { n += e.errorCodeCount }
+        return n
+    }
+
     /// Each coordinator result in the response
     public struct Coordinator: KafkaStruct {
 
@@ -104,6 +112,13 @@ public struct FindCoordinatorResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// GetTelemetrySubscriptionsResponse (response).
-public struct GetTelemetrySubscriptionsResponse: KafkaApiMessage {
+public struct GetTelemetrySubscriptionsResponse: KafkaResponse {
     public static let apiKey: Int16 = 71
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -64,5 +64,12 @@ public struct GetTelemetrySubscriptionsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// HeartbeatResponse (response).
-public struct HeartbeatResponse: KafkaApiMessage {
+public struct HeartbeatResponse: KafkaResponse {
     public static let apiKey: Int16 = 12
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 4
@@ -36,5 +36,12 @@ public struct HeartbeatResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

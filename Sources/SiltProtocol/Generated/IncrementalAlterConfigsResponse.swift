@@ -3,7 +3,7 @@
 import NIOCore
 
 /// IncrementalAlterConfigsResponse (response).
-public struct IncrementalAlterConfigsResponse: KafkaApiMessage {
+public struct IncrementalAlterConfigsResponse: KafkaResponse {
     public static let apiKey: Int16 = 44
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -36,6 +36,13 @@ public struct IncrementalAlterConfigsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.responses { n += e.errorCodeCount }
+        return n
     }
 
     /// The responses for each resource.
@@ -76,6 +83,13 @@ public struct IncrementalAlterConfigsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// JoinGroupResponse (response).
-public struct JoinGroupResponse: KafkaApiMessage {
+public struct JoinGroupResponse: KafkaResponse {
     public static let apiKey: Int16 = 11
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 9
@@ -73,6 +73,13 @@ public struct JoinGroupResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     public struct JoinGroupResponseMember: KafkaStruct {
 
         /// The group member ID.
@@ -107,5 +114,8 @@ public struct JoinGroupResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// LeaderAndIsrResponse (response).
-public struct LeaderAndIsrResponse: KafkaApiMessage {
+public struct LeaderAndIsrResponse: KafkaResponse {
     public static let apiKey: Int16 = 4
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 7
@@ -42,6 +42,15 @@ public struct LeaderAndIsrResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.partitionErrors { n += e.errorCodeCount }
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     public struct LeaderAndIsrPartitionError: KafkaStruct {
 
         /// The topic name.
@@ -76,6 +85,13 @@ public struct LeaderAndIsrResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// Each topic
@@ -108,6 +124,13 @@ public struct LeaderAndIsrResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitionErrors { n += e.errorCodeCount }
+            return n
         }
     }
 }

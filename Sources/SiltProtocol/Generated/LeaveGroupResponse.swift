@@ -3,7 +3,7 @@
 import NIOCore
 
 /// LeaveGroupResponse (response).
-public struct LeaveGroupResponse: KafkaApiMessage {
+public struct LeaveGroupResponse: KafkaResponse {
     public static let apiKey: Int16 = 13
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 5
@@ -42,6 +42,14 @@ public struct LeaveGroupResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.members { n += e.errorCodeCount }
+        return n
+    }
+
     /// List of leaving member responses.
     public struct MemberResponse: KafkaStruct {
 
@@ -76,6 +84,13 @@ public struct LeaveGroupResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

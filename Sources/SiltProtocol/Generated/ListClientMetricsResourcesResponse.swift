@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ListClientMetricsResourcesResponse (response).
-public struct ListClientMetricsResourcesResponse: KafkaApiMessage {
+public struct ListClientMetricsResourcesResponse: KafkaResponse {
     public static let apiKey: Int16 = 74
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -42,6 +42,13 @@ public struct ListClientMetricsResourcesResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// Each client metrics resource in the response.
     public struct ClientMetricsResource: KafkaStruct {
 
@@ -69,5 +76,8 @@ public struct ListClientMetricsResourcesResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ListGroupsResponse (response).
-public struct ListGroupsResponse: KafkaApiMessage {
+public struct ListGroupsResponse: KafkaResponse {
     public static let apiKey: Int16 = 16
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 5
@@ -40,6 +40,13 @@ public struct ListGroupsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 
     /// Each group in the response.
@@ -81,5 +88,8 @@ public struct ListGroupsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

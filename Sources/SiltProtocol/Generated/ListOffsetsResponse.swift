@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ListOffsetsResponse (response).
-public struct ListOffsetsResponse: KafkaApiMessage {
+public struct ListOffsetsResponse: KafkaResponse {
     public static let apiKey: Int16 = 2
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 10
@@ -38,6 +38,13 @@ public struct ListOffsetsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     /// Each topic in the response.
     public struct ListOffsetsTopicResponse: KafkaStruct {
 
@@ -68,6 +75,13 @@ public struct ListOffsetsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -116,6 +130,13 @@ public struct ListOffsetsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

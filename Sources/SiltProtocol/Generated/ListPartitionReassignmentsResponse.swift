@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ListPartitionReassignmentsResponse (response).
-public struct ListPartitionReassignmentsResponse: KafkaApiMessage {
+public struct ListPartitionReassignmentsResponse: KafkaResponse {
     public static let apiKey: Int16 = 46
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -46,6 +46,13 @@ public struct ListPartitionReassignmentsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// The ongoing reassignments for each topic.
     public struct OngoingTopicReassignment: KafkaStruct {
 
@@ -77,6 +84,9 @@ public struct ListPartitionReassignmentsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// The ongoing reassignments for each partition.
@@ -118,5 +128,8 @@ public struct ListPartitionReassignmentsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ListTransactionsResponse (response).
-public struct ListTransactionsResponse: KafkaApiMessage {
+public struct ListTransactionsResponse: KafkaResponse {
     public static let apiKey: Int16 = 66
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -44,6 +44,13 @@ public struct ListTransactionsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     public struct TransactionState: KafkaStruct {
 
         public var transactionalId: String = ""
@@ -76,5 +83,8 @@ public struct ListTransactionsResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

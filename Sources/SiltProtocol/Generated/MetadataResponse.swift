@@ -3,7 +3,7 @@
 import NIOCore
 
 /// MetadataResponse (response).
-public struct MetadataResponse: KafkaApiMessage {
+public struct MetadataResponse: KafkaResponse {
     public static let apiKey: Int16 = 3
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 12
@@ -54,6 +54,13 @@ public struct MetadataResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     /// A list of brokers present in the cluster.
     public struct MetadataResponseBroker: KafkaStruct {
 
@@ -93,6 +100,9 @@ public struct MetadataResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// Each topic in the response.
@@ -150,6 +160,14 @@ public struct MetadataResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
+        }
     }
 
     /// Each partition in the topic.
@@ -202,6 +220,13 @@ public struct MetadataResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

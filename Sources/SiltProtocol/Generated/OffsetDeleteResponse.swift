@@ -3,7 +3,7 @@
 import NIOCore
 
 /// OffsetDeleteResponse (response).
-public struct OffsetDeleteResponse: KafkaApiMessage {
+public struct OffsetDeleteResponse: KafkaResponse {
     public static let apiKey: Int16 = 47
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -32,6 +32,14 @@ public struct OffsetDeleteResponse: KafkaApiMessage {
         buffer.writeKafkaArray(self.topics, compact: false, version: version)
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     /// The responses for each topic.
     public struct OffsetDeleteResponseTopic: KafkaStruct {
 
@@ -52,6 +60,13 @@ public struct OffsetDeleteResponse: KafkaApiMessage {
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
             buffer.writeKafkaString(self.name, compact: false)
             buffer.writeKafkaArray(self.partitions, compact: false, version: version)
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -75,6 +90,13 @@ public struct OffsetDeleteResponse: KafkaApiMessage {
         public func encode(into buffer: inout ByteBuffer, version: Int16) {
             buffer.writeKafkaInt32(self.partitionIndex)
             buffer.writeKafkaInt16(self.errorCode)
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

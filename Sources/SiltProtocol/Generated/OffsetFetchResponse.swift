@@ -3,7 +3,7 @@
 import NIOCore
 
 /// OffsetFetchResponse (response).
-public struct OffsetFetchResponse: KafkaApiMessage {
+public struct OffsetFetchResponse: KafkaResponse {
     public static let apiKey: Int16 = 9
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 9
@@ -46,6 +46,15 @@ public struct OffsetFetchResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        if self.errorCode != 0 { n += 1 }
+        for e in self.groups { n += e.errorCodeCount }
+        return n
+    }
+
     /// The responses per topic.
     public struct OffsetFetchResponseTopic: KafkaStruct {
 
@@ -76,6 +85,13 @@ public struct OffsetFetchResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -122,6 +138,13 @@ public struct OffsetFetchResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The responses per group id.
@@ -159,6 +182,14 @@ public struct OffsetFetchResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.topics { n += e.errorCodeCount }
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The responses per topic.
@@ -191,6 +222,13 @@ public struct OffsetFetchResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -236,6 +274,13 @@ public struct OffsetFetchResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// OffsetForLeaderEpochResponse (response).
-public struct OffsetForLeaderEpochResponse: KafkaApiMessage {
+public struct OffsetForLeaderEpochResponse: KafkaResponse {
     public static let apiKey: Int16 = 23
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 4
@@ -38,6 +38,13 @@ public struct OffsetForLeaderEpochResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     /// Each topic we fetched offsets for.
     public struct OffsetForLeaderTopicResult: KafkaStruct {
 
@@ -68,6 +75,13 @@ public struct OffsetForLeaderEpochResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -109,6 +123,13 @@ public struct OffsetForLeaderEpochResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

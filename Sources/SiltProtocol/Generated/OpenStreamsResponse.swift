@@ -3,7 +3,7 @@
 import NIOCore
 
 /// OpenStreamsResponse (response).
-public struct OpenStreamsResponse: KafkaApiMessage {
+public struct OpenStreamsResponse: KafkaResponse {
     public static let apiKey: Int16 = 604
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -44,6 +44,14 @@ public struct OpenStreamsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.streams { n += e.errorCodeCount }
+        return n
     }
 
     /// One result per requested stream.
@@ -92,6 +100,13 @@ public struct OpenStreamsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

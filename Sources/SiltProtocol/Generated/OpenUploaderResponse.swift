@@ -3,7 +3,7 @@
 import NIOCore
 
 /// OpenUploaderResponse (response).
-public struct OpenUploaderResponse: KafkaApiMessage {
+public struct OpenUploaderResponse: KafkaResponse {
     public static let apiKey: Int16 = 600
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -50,6 +50,13 @@ public struct OpenUploaderResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     /// The state of every stream, so the uploader knows where each stream's next object starts.
     public struct StreamState: KafkaStruct {
 
@@ -89,5 +96,8 @@ public struct OpenUploaderResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

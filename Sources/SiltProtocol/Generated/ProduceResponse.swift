@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ProduceResponse (response).
-public struct ProduceResponse: KafkaApiMessage {
+public struct ProduceResponse: KafkaResponse {
     public static let apiKey: Int16 = 0
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 11
@@ -51,6 +51,13 @@ public struct ProduceResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.responses { n += e.errorCodeCount }
+        return n
+    }
+
     /// Each produce response
     public struct TopicProduceResponse: KafkaStruct {
 
@@ -81,6 +88,13 @@ public struct ProduceResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitionResponses { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -147,6 +161,13 @@ public struct ProduceResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields(_tagged, unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The batch indices of records that caused the batch to be dropped
@@ -180,6 +201,9 @@ public struct ProduceResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct LeaderIdAndEpoch: KafkaStruct {
@@ -212,6 +236,9 @@ public struct ProduceResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// Endpoints for all current-leaders enumerated in PartitionProduceResponses, with errors NOT_LEADER_OR_FOLLOWER.
@@ -253,5 +280,8 @@ public struct ProduceResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

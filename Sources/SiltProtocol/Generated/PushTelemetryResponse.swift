@@ -3,7 +3,7 @@
 import NIOCore
 
 /// PushTelemetryResponse (response).
-public struct PushTelemetryResponse: KafkaApiMessage {
+public struct PushTelemetryResponse: KafkaResponse {
     public static let apiKey: Int16 = 72
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -36,5 +36,12 @@ public struct PushTelemetryResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

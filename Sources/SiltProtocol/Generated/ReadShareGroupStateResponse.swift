@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ReadShareGroupStateResponse (response).
-public struct ReadShareGroupStateResponse: KafkaApiMessage {
+public struct ReadShareGroupStateResponse: KafkaResponse {
     public static let apiKey: Int16 = 84
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -32,6 +32,13 @@ public struct ReadShareGroupStateResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.results { n += e.errorCodeCount }
+        return n
     }
 
     /// The read results
@@ -64,6 +71,13 @@ public struct ReadShareGroupStateResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -113,6 +127,13 @@ public struct ReadShareGroupStateResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     public struct StateBatch: KafkaStruct {
@@ -153,5 +174,8 @@ public struct ReadShareGroupStateResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

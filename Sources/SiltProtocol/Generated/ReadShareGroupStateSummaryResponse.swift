@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ReadShareGroupStateSummaryResponse (response).
-public struct ReadShareGroupStateSummaryResponse: KafkaApiMessage {
+public struct ReadShareGroupStateSummaryResponse: KafkaResponse {
     public static let apiKey: Int16 = 87
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -32,6 +32,13 @@ public struct ReadShareGroupStateSummaryResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.results { n += e.errorCodeCount }
+        return n
     }
 
     /// The read results
@@ -64,6 +71,13 @@ public struct ReadShareGroupStateSummaryResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -109,6 +123,13 @@ public struct ReadShareGroupStateSummaryResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ReleaseStreamsResponse (response).
-public struct ReleaseStreamsResponse: KafkaApiMessage {
+public struct ReleaseStreamsResponse: KafkaResponse {
     public static let apiKey: Int16 = 605
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -46,6 +46,14 @@ public struct ReleaseStreamsResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.streams { n += e.errorCodeCount }
+        return n
+    }
+
     /// One result per released stream.
     public struct ReleaseStreamResult: KafkaStruct {
 
@@ -84,6 +92,13 @@ public struct ReleaseStreamsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

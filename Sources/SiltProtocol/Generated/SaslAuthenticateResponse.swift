@@ -3,7 +3,7 @@
 import NIOCore
 
 /// SaslAuthenticateResponse (response).
-public struct SaslAuthenticateResponse: KafkaApiMessage {
+public struct SaslAuthenticateResponse: KafkaResponse {
     public static let apiKey: Int16 = 36
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 2
@@ -44,5 +44,12 @@ public struct SaslAuthenticateResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// SaslHandshakeResponse (response).
-public struct SaslHandshakeResponse: KafkaApiMessage {
+public struct SaslHandshakeResponse: KafkaResponse {
     public static let apiKey: Int16 = 17
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -26,5 +26,12 @@ public struct SaslHandshakeResponse: KafkaApiMessage {
     public func encode(into buffer: inout ByteBuffer, version: Int16) {
         buffer.writeKafkaInt16(self.errorCode)
         buffer.writeKafkaArray(self.mechanisms, compact: false, version: version)
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ShareAcknowledgeResponse (response).
-public struct ShareAcknowledgeResponse: KafkaApiMessage {
+public struct ShareAcknowledgeResponse: KafkaResponse {
     public static let apiKey: Int16 = 79
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -50,6 +50,14 @@ public struct ShareAcknowledgeResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.responses { n += e.errorCodeCount }
+        return n
+    }
+
     /// The response topics.
     public struct ShareAcknowledgeTopicResponse: KafkaStruct {
 
@@ -80,6 +88,13 @@ public struct ShareAcknowledgeResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -121,6 +136,13 @@ public struct ShareAcknowledgeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     public struct LeaderIdAndEpoch: KafkaStruct {
@@ -153,6 +175,9 @@ public struct ShareAcknowledgeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     /// Endpoints for all current leaders enumerated in PartitionData with error NOT_LEADER_OR_FOLLOWER.
@@ -194,5 +219,8 @@ public struct ShareAcknowledgeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// ShareGroupDescribeResponse (response).
-public struct ShareGroupDescribeResponse: KafkaApiMessage {
+public struct ShareGroupDescribeResponse: KafkaResponse {
     public static let apiKey: Int16 = 77
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -36,6 +36,13 @@ public struct ShareGroupDescribeResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.groups { n += e.errorCodeCount }
+        return n
     }
 
     /// Each described group.
@@ -97,6 +104,13 @@ public struct ShareGroupDescribeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
+        }
     }
 
     /// The members.
@@ -150,6 +164,9 @@ public struct ShareGroupDescribeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct Assignment: KafkaStruct {
@@ -178,6 +195,9 @@ public struct ShareGroupDescribeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 
     public struct TopicPartitions: KafkaStruct {
@@ -214,5 +234,8 @@ public struct ShareGroupDescribeResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// StopReplicaResponse (response).
-public struct StopReplicaResponse: KafkaApiMessage {
+public struct StopReplicaResponse: KafkaResponse {
     public static let apiKey: Int16 = 5
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 4
@@ -36,6 +36,14 @@ public struct StopReplicaResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.partitionErrors { n += e.errorCodeCount }
+        return n
     }
 
     /// The responses for each partition.
@@ -72,6 +80,13 @@ public struct StopReplicaResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

@@ -3,7 +3,7 @@
 import NIOCore
 
 /// SyncGroupResponse (response).
-public struct SyncGroupResponse: KafkaApiMessage {
+public struct SyncGroupResponse: KafkaResponse {
     public static let apiKey: Int16 = 14
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 5
@@ -48,5 +48,12 @@ public struct SyncGroupResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

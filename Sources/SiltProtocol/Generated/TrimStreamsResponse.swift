@@ -3,7 +3,7 @@
 import NIOCore
 
 /// TrimStreamsResponse (response).
-public struct TrimStreamsResponse: KafkaApiMessage {
+public struct TrimStreamsResponse: KafkaResponse {
     public static let apiKey: Int16 = 603
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -36,6 +36,13 @@ public struct TrimStreamsResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.streams { n += e.errorCodeCount }
+        return n
     }
 
     /// One result per requested stream.
@@ -76,6 +83,13 @@ public struct TrimStreamsResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

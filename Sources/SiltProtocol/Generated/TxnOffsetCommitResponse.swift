@@ -3,7 +3,7 @@
 import NIOCore
 
 /// TxnOffsetCommitResponse (response).
-public struct TxnOffsetCommitResponse: KafkaApiMessage {
+public struct TxnOffsetCommitResponse: KafkaResponse {
     public static let apiKey: Int16 = 28
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 4
@@ -38,6 +38,13 @@ public struct TxnOffsetCommitResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.topics { n += e.errorCodeCount }
+        return n
+    }
+
     /// The responses for each topic.
     public struct TxnOffsetCommitResponseTopic: KafkaStruct {
 
@@ -68,6 +75,13 @@ public struct TxnOffsetCommitResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -101,6 +115,13 @@ public struct TxnOffsetCommitResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

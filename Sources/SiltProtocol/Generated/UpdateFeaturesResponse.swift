@@ -3,7 +3,7 @@
 import NIOCore
 
 /// UpdateFeaturesResponse (response).
-public struct UpdateFeaturesResponse: KafkaApiMessage {
+public struct UpdateFeaturesResponse: KafkaResponse {
     public static let apiKey: Int16 = 57
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 2
@@ -46,6 +46,14 @@ public struct UpdateFeaturesResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        for e in self.results { n += e.errorCodeCount }
+        return n
+    }
+
     /// Results for each feature update.
     public struct UpdatableFeatureResult: KafkaStruct {
 
@@ -80,6 +88,13 @@ public struct UpdateFeaturesResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }

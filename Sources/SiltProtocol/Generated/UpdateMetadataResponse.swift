@@ -3,7 +3,7 @@
 import NIOCore
 
 /// UpdateMetadataResponse (response).
-public struct UpdateMetadataResponse: KafkaApiMessage {
+public struct UpdateMetadataResponse: KafkaResponse {
     public static let apiKey: Int16 = 6
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 8
@@ -32,5 +32,12 @@ public struct UpdateMetadataResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
     }
 }

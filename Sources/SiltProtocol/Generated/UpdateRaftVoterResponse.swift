@@ -3,7 +3,7 @@
 import NIOCore
 
 /// UpdateRaftVoterResponse (response).
-public struct UpdateRaftVoterResponse: KafkaApiMessage {
+public struct UpdateRaftVoterResponse: KafkaResponse {
     public static let apiKey: Int16 = 82
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 0
@@ -50,6 +50,13 @@ public struct UpdateRaftVoterResponse: KafkaApiMessage {
         }
     }
 
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        if self.errorCode != 0 { n += 1 }
+        return n
+    }
+
     public struct CurrentLeader: KafkaStruct {
 
         /// The replica id of the current leader or -1 if the leader is unknown
@@ -88,5 +95,8 @@ public struct UpdateRaftVoterResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int { 0 }
     }
 }

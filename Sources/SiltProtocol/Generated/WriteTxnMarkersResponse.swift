@@ -3,7 +3,7 @@
 import NIOCore
 
 /// WriteTxnMarkersResponse (response).
-public struct WriteTxnMarkersResponse: KafkaApiMessage {
+public struct WriteTxnMarkersResponse: KafkaResponse {
     public static let apiKey: Int16 = 27
     public static let lowestSupportedVersion: Int16 = 0
     public static let highestSupportedVersion: Int16 = 1
@@ -32,6 +32,13 @@ public struct WriteTxnMarkersResponse: KafkaApiMessage {
         if _flexible {
             buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
         }
+    }
+
+    /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+    public var errorCodeCount: Int {
+        var n = 0
+        for e in self.markers { n += e.errorCodeCount }
+        return n
     }
 
     /// The results for writing makers.
@@ -64,6 +71,13 @@ public struct WriteTxnMarkersResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.topics { n += e.errorCodeCount }
+            return n
         }
     }
 
@@ -98,6 +112,13 @@ public struct WriteTxnMarkersResponse: KafkaApiMessage {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
         }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            for e in self.partitions { n += e.errorCodeCount }
+            return n
+        }
     }
 
     /// The results by partition.
@@ -130,6 +151,13 @@ public struct WriteTxnMarkersResponse: KafkaApiMessage {
             if _flexible {
                 buffer.writeKafkaTaggedFields([], unknown: self.unknownTaggedFields)
             }
+        }
+
+        /// Non-zero error codes in this response (every int16 `...ErrorCode` field, nested ones included).
+        public var errorCodeCount: Int {
+            var n = 0
+            if self.errorCode != 0 { n += 1 }
+            return n
         }
     }
 }
