@@ -37,6 +37,9 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         var loop: EventLoop?
         var coordinator: GroupCoordinator?
         var creating = false
+        /// Connections to other brokers for consumer lag's ListOffsets, by node id, with the
+        /// endpoint each was opened to (one per broker: bounded by the cluster).
+        var lagClients: [Int32: (endpoint: String, client: KafkaClient)] = [:]
     }
     let coordinatorState = NIOLockedValueBox(CoordinatorState())
     /// Streams being opened (Broker+Recovery.swift).
@@ -163,6 +166,11 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     public func stop() {
         lifecycle.shutDown()
         metadata.stop()
+        let lagClients = coordinatorState.withLockedValue { state in
+            defer { state.lagClients = [:] }
+            return state.lagClients.values.map(\.client)
+        }
+        for c in lagClients { c.close() }
     }
 
     /// The loop background work schedules on (the one `start` ran on).
