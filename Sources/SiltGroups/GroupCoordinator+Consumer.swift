@@ -312,15 +312,18 @@ extension GroupCoordinator {
     /// Session and revocation deadlines of consumer groups (from `tick()`): an expired
     /// member is removed and its partitions freed; a member that kept revoked partitions
     /// past its rebalance timeout is fenced the same way.
-    func expireConsumerMembers(_ cg: ConsumerGroup, now: Int64) {
+    /// Returns true if a member was removed.
+    @discardableResult
+    func expireConsumerMembers(_ cg: ConsumerGroup, now: Int64) -> Bool {
         let sessionMs = Int64(config.consumerSessionTimeoutMs)
         let expired = cg.members.values.filter { m in
             m.lastHeartbeatMs + sessionMs <= now || (m.revocationDeadlineMs.map { $0 <= now } ?? false)
         }
-        guard !expired.isEmpty else { return }
+        guard !expired.isEmpty else { return false }
         for m in expired { cg.remove(m.memberId) }
         cg.groupEpoch += 1
         cg.computeTargetIfNeeded(assignor: preferredAssignor(cg))
+        return true
     }
 
     /// Kafka's `ConsumerGroup.validateOffsetCommit` (`version` set) and `validateOffsetFetch`

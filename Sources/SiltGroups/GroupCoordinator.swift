@@ -197,10 +197,8 @@ public final class GroupCoordinator: @unchecked Sendable {
         withLock { fx in
             let now = clock()
             for g in groups.values where !loadingPartitions.contains(g.partition) {
-                if let cg = g.consumer {
-                    expireConsumerMembers(cg, now: now)
-                    persistConsumer(g, cg)
-                }
+                // Written only when a member expired: a quiet group costs no encoding per tick.
+                if let cg = g.consumer, expireConsumerMembers(cg, now: now) { persistConsumer(g, cg) }
                 let before = g.pendingMembers.count
                 g.pendingMembers = g.pendingMembers.filter { $0.value > now }
                 if g.pendingMembers.count != before { tryCompleteJoin(g, now: now, &fx) }
