@@ -210,9 +210,9 @@ extension ConsumerGroup {
             slot = value
             out.append(GroupRecord(key: GroupRecords.consumerKey(type, groupId, memberId: memberId), value: value))
         }
-        if rewriteAll {
+        let rewriting = rewriteAll
+        if rewriting {
             dirty.formUnion(members.keys)
-            dirty.formUnion(written.members.keys)
             written = WrittenConsumerState()
             rewriteAll = false
         }
@@ -243,6 +243,15 @@ extension ConsumerGroup {
             if let m = members[id] { put(&written.current[id], .currentAssignment, id, GroupRecords.currentAssignmentValue(m, self)) }
         }
         dirty.removeAll()
+        if rewriting {
+            // Everything the group has is in `out`; a key a failed write carried that is not
+            // (a member removed meanwhile, a target dropped) may be in the log: tombstoned.
+            let present = Set(out.map(\.key))
+            for key in failedKeys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !present.contains(key) {
+                out.append(GroupRecord(key: key, value: nil))
+            }
+            failedKeys.removeAll()
+        }
         return out
     }
 
@@ -257,6 +266,13 @@ extension ConsumerGroup {
         if w.targetMetadata != nil { out.append(GroupRecord(key: GroupRecords.consumerKey(.targetMetadata, groupId), value: nil)) }
         if w.partitionMetadata != nil { out.append(GroupRecord(key: GroupRecords.consumerKey(.partitionMetadata, groupId), value: nil)) }
         if w.groupEpoch != nil { out.append(GroupRecord(key: GroupRecords.consumerKey(.metadata, groupId), value: nil)) }
+        // Keys of failed writes not tombstoned above may be in the log too.
+        let present = Set(out.map(\.key))
+        for key in failedKeys.sorted(by: { $0.lexicographicallyPrecedes($1) }) where !present.contains(key) {
+            out.append(GroupRecord(key: key, value: nil))
+        }
+        failedKeys.removeAll()
+        rewriteAll = false
         written = WrittenConsumerState()
         return out
     }

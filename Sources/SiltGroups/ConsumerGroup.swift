@@ -40,8 +40,12 @@ final class ConsumerGroup {
     /// What the log holds for this group, and the members changed since.
     var written = WrittenConsumerState()
     var dirty: Set<String> = []
-    /// A write failed: the next one rewrites every record (the log may lack any of them).
+    /// A write failed: the next one rewrites every record (the log may lack any of them), and
+    /// tombstones the keys of the failed writes the group no longer has.
     var rewriteAll = false
+    var failedKeys: Set<[UInt8]> = []
+    /// Whether the log may hold records of this group (what tombstones must cover).
+    var hasRecords: Bool { !written.isEmpty || !failedKeys.isEmpty }
 
     var state: State {
         if members.isEmpty { return .empty }

@@ -85,7 +85,10 @@ extension GroupCoordinator {
         queueAppend(partition: g.partition, records: records) { [self] error in
             self.withLock { fx in
                 // The log may lack any of them now: the group's next write rewrites them all.
-                if error != nil, g.consumer === cg { cg.rewriteAll = true }
+                if error != nil, g.consumer === cg {
+                    cg.rewriteAll = true
+                    cg.failedKeys.formUnion(records.map(\.key))
+                }
                 done?(error, &fx)
             }
         }

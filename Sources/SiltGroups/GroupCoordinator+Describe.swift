@@ -220,7 +220,7 @@ extension GroupCoordinator {
                 }
                 if g.state == .empty && g.offsets.isEmpty && g.generationId == 0 && g.consumer?.members.isEmpty != false {
                     groups[id] = nil
-                    if let cg = g.consumer, !cg.written.isEmpty {
+                    if let cg = g.consumer, cg.hasRecords {
                         queueAppend(partition: partition, records: cg.tombstones(groupId: id)) { _ in }
                     }
                     continue

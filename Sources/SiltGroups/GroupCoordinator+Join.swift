@@ -99,7 +99,7 @@ extension GroupCoordinator {
                 g.consumer = nil
                 // Its consumer-protocol records leave the log with it (written before the
                 // classic group's own records, so a reload sees a classic group).
-                if !cg.written.isEmpty {
+                if cg.hasRecords {
                     queueAppend(partition: g.partition, records: cg.tombstones(groupId: g.groupId)) { _ in }
                 }
             }

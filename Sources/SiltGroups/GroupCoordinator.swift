@@ -197,8 +197,9 @@ public final class GroupCoordinator: @unchecked Sendable {
         withLock { fx in
             let now = clock()
             for g in groups.values where !loadingPartitions.contains(g.partition) {
-                // Written only when a member expired: a quiet group costs no encoding per tick.
-                if let cg = g.consumer, expireConsumerMembers(cg, now: now) { persistConsumer(g, cg) }
+                // Written when a member expired, or to retry a failed write (at most once a tick);
+                // a quiet group costs no encoding per tick.
+                if let cg = g.consumer, expireConsumerMembers(cg, now: now) || cg.rewriteAll { persistConsumer(g, cg) }
                 let before = g.pendingMembers.count
                 g.pendingMembers = g.pendingMembers.filter { $0.value > now }
                 if g.pendingMembers.count != before { tryCompleteJoin(g, now: now, &fx) }
@@ -218,7 +219,7 @@ public final class GroupCoordinator: @unchecked Sendable {
                     && g.offsets.isEmpty && g.pendingCommits.isEmpty && g.consumer?.members.isEmpty != false {
                     groups[g.groupId] = nil
                     // A consumer group whose members all left: its records go too, as in memory.
-                    if let cg = g.consumer, !cg.written.isEmpty {
+                    if let cg = g.consumer, cg.hasRecords {
                         queueAppend(partition: g.partition, records: cg.tombstones(groupId: g.groupId)) { _ in }
                     }
                 }

@@ -99,6 +99,22 @@ final class ConsumerGroupLoadingTests: XCTestCase {
         XCTAssertEqual(ConsumerHarness(reloading: h).describe(), before)
     }
 
+    /// A leave whose write failed: its tombstones are not lost. The next tick rewrites the group
+    /// and tombstones the keys of the failed write the group no longer has.
+    func testFailedLeaveIsTombstonedByTheRetry() {
+        let h = ConsumerHarness()
+        let a = ConsumerClient("a"), b = ConsumerClient("b")
+        settle(h, a, b)
+        h.log.failing = true
+        XCTAssertEqual(a.leave(h).error, GroupErrorCode.coordinatorNotAvailable)
+        XCTAssertEqual(h.describe().members.map(\.memberId), ["b"], "the leave happened in memory")
+        h.log.failing = false
+        h.advance(100)   // the tick retries the write
+        XCTAssertEqual(ConsumerHarness(reloading: h).describe().members.map(\.memberId), ["b"])
+        settle(h, b)
+        XCTAssertEqual(ConsumerHarness(reloading: h).describe(), h.describe())
+    }
+
     func testHeartbeatIsAnsweredOnlyOnceItsRecordsAreDurable() {
         let h = ConsumerHarness()
         h.log.hold = true
