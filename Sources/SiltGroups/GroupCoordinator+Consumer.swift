@@ -37,7 +37,8 @@ public struct ConsumerHeartbeatResult: Equatable, Sendable {
 }
 
 /// KIP-848's ConsumerGroupHeartbeat: joins, heartbeats, leaves and the reconciliation of a
-/// consumer-protocol group (see `ConsumerGroup`). Nothing parks: an answer waits only for its records to be durable.
+/// consumer-protocol group (see `ConsumerGroup`). Nothing parks: an answer waits only for its
+/// records to be durable.
 ///
 /// Coexistence with classic groups: a group id belongs to one protocol while it has members.
 /// A heartbeat for a classic group with members gets GROUP_ID_NOT_FOUND, a JoinGroup for a
@@ -97,65 +98,63 @@ extension GroupCoordinator {
 
     private func consumerHeartbeatLocked(_ req: ConsumerHeartbeatRequest, topicNames: () -> [String],
                                          partitionCount: (String) -> Int32?) -> ConsumerHeartbeatResult {
-        do {
-            var out = ConsumerHeartbeatResult()
-            func fail(_ code: Int16, _ message: String? = nil) -> ConsumerHeartbeatResult {
-                out.error = code
-                out.errorMessage = message
-                return out
-            }
-            if let e = precheck(req.groupId) { return fail(e) }
-            if let (code, message) = invalid(req) { return fail(code, message) }
-            let now = clock()
-            let g: Group
-            if let existing = groups[req.groupId] {
-                g = existing
-            } else {
-                guard req.memberEpoch == 0 else { return fail(GroupErrorCode.unknownMemberId) }
-                g = Group(groupId: req.groupId, partition: partition(for: req.groupId), nowMs: now)
-                groups[req.groupId] = g
-            }
-            if g.state == .dead { return fail(GroupErrorCode.coordinatorNotAvailable) }
-            if g.consumer == nil {
-                guard g.members.isEmpty && g.state == .empty else {
-                    return fail(GroupErrorCode.groupIdNotFound, "Group \(req.groupId) is not a consumer group.")
-                }
-                g.consumer = ConsumerGroup()
-            }
-            let cg = g.consumer!
-            let epochBefore = cg.groupEpoch
-            let m: ConsumerMember
-            switch req.memberEpoch {
-            case ConsumerMember.leaveEpoch, ConsumerMember.staticLeaveEpoch:
-                return consumerLeave(cg, req)
-            case 0:
-                switch consumerJoin(cg, req, now: now) {
-                case .success(let joined): m = joined
-                case .failure(let refusal): return fail(refusal.code, refusal.message)
-                }
-            default:
-                guard let known = cg.members[req.memberId] else { return fail(GroupErrorCode.unknownMemberId) }
-                if let e = validateEpoch(known, req) { return fail(e) }
-                m = known
-                m.lastHeartbeatMs = now
-                update(cg, m, req)
-            }
-            refreshTopics(cg, topicNames: topicNames, partitionCount: partitionCount)
-            // One heartbeat moves the group one epoch, whatever it changed (join, subscription, metadata).
-            cg.groupEpoch = min(cg.groupEpoch, epochBefore + 1)
-            cg.computeTargetIfNeeded(assignor: preferredAssignor(cg))
-            let before = m.assigned
-            let owned = req.ownedPartitions.map { Set($0) }
-            cg.reconcile(m, owned: owned, nowMs: now)
-            assert({ cg.checkOwnership(); return true }())
-            out.memberId = m.memberId
-            out.memberEpoch = m.memberEpoch
-            out.heartbeatIntervalMs = config.consumerHeartbeatIntervalMs
-            if req.memberEpoch == 0 || m.assigned != before || (owned != nil && owned != m.assigned) {
-                out.assignment = m.assigned.sorted()
-            }
+        var out = ConsumerHeartbeatResult()
+        func fail(_ code: Int16, _ message: String? = nil) -> ConsumerHeartbeatResult {
+            out.error = code
+            out.errorMessage = message
             return out
         }
+        if let e = precheck(req.groupId) { return fail(e) }
+        if let (code, message) = invalid(req) { return fail(code, message) }
+        let now = clock()
+        let g: Group
+        if let existing = groups[req.groupId] {
+            g = existing
+        } else {
+            guard req.memberEpoch == 0 else { return fail(GroupErrorCode.unknownMemberId) }
+            g = Group(groupId: req.groupId, partition: partition(for: req.groupId), nowMs: now)
+            groups[req.groupId] = g
+        }
+        if g.state == .dead { return fail(GroupErrorCode.coordinatorNotAvailable) }
+        if g.consumer == nil {
+            guard g.members.isEmpty && g.state == .empty else {
+                return fail(GroupErrorCode.groupIdNotFound, "Group \(req.groupId) is not a consumer group.")
+            }
+            g.consumer = ConsumerGroup()
+        }
+        let cg = g.consumer!
+        let epochBefore = cg.groupEpoch
+        let m: ConsumerMember
+        switch req.memberEpoch {
+        case ConsumerMember.leaveEpoch, ConsumerMember.staticLeaveEpoch:
+            return consumerLeave(cg, req)
+        case 0:
+            switch consumerJoin(cg, req, now: now) {
+            case .success(let joined): m = joined
+            case .failure(let refusal): return fail(refusal.code, refusal.message)
+            }
+        default:
+            guard let known = cg.members[req.memberId] else { return fail(GroupErrorCode.unknownMemberId) }
+            if let e = validateEpoch(known, req) { return fail(e) }
+            m = known
+            m.lastHeartbeatMs = now
+            update(cg, m, req)
+        }
+        refreshTopics(cg, topicNames: topicNames, partitionCount: partitionCount)
+        // One heartbeat moves the group one epoch, whatever it changed (join, subscription, metadata).
+        cg.groupEpoch = min(cg.groupEpoch, epochBefore + 1)
+        cg.computeTargetIfNeeded(assignor: preferredAssignor(cg))
+        let before = m.assigned
+        let owned = req.ownedPartitions.map { Set($0) }
+        cg.reconcile(m, owned: owned, nowMs: now)
+        assert({ cg.checkOwnership(); return true }())
+        out.memberId = m.memberId
+        out.memberEpoch = m.memberEpoch
+        out.heartbeatIntervalMs = config.consumerHeartbeatIntervalMs
+        if req.memberEpoch == 0 || m.assigned != before || (owned != nil && owned != m.assigned) {
+            out.assignment = m.assigned.sorted()
+        }
+        return out
     }
 
     /// Kafka's request checks (`throwIfConsumerGroupHeartbeatRequestIsInvalid`).
