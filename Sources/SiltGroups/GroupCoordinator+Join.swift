@@ -140,9 +140,11 @@ extension GroupCoordinator {
 
     /// KIP-345: a static member that restarted (unknown member id, known instance id) takes
     /// over its old member id. Its old incarnation's parked requests are fenced. In a stable
-    /// group with unchanged protocols there is no rebalance: it gets the current generation
-    /// back and re-syncs its old assignment. A restarted leader too, if it can be told to
-    /// skip the assignment (KIP-814, JoinGroup v9+); an older one rebalances the group.
+    /// group whose selected protocol its join does not change there is no rebalance (its
+    /// protocols' metadata may differ, as in Kafka): it gets the current generation back and
+    /// re-syncs its old assignment. A restarted leader too: told to skip the assignment when
+    /// it can be (KIP-814, JoinGroup v9+); an older client is answered with the old leader's
+    /// id, so that it does not take itself for the leader and assign (Kafka does the same).
     private func rejoinStaticMember(_ g: Group, instance: String, oldId: String, _ req: JoinRequest, now: Int64,
                                     _ completion: @escaping @Sendable (JoinResult) -> Void, _ fx: inout [() -> Void]) {
         let m = g.members[oldId]!
@@ -157,11 +159,14 @@ extension GroupCoordinator {
         let newId = GroupCoordinator.newMemberId(instance)
         let wasLeader = g.leaderId == oldId
         g.replaceStaticMember(instance, oldId: oldId, newId: newId)
-        let protocolsChanged = !m.sameProtocols(req.protocols)
         update(m, req, now: now)
-        if g.state == .stable && !protocolsChanged && (!wasLeader || req.supportsSkipAssignment) {
+        if g.state == .stable && g.selectProtocol() == g.protocolName {
             var result = joinResult(g, for: m)
-            result.skipAssignment = wasLeader
+            if wasLeader && !req.supportsSkipAssignment {
+                result.leader = oldId
+                result.members = []
+            }
+            result.skipAssignment = wasLeader && req.supportsSkipAssignment
             fx.append { completion(result) }
             persistGroup(g, &fx)   // the new member id must survive a coordinator restart
             return

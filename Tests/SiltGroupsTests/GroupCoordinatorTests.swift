@@ -168,8 +168,10 @@ final class GroupCoordinatorTests: XCTestCase {
         XCTAssertEqual(errors, [GroupErrorCode.fencedInstanceId])
     }
 
-    /// KIP-814: a restarted static leader keeps the group stable when it can skip the
-    /// assignment (v9+); an older client rebalances it.
+    /// KIP-814: a restarted static leader keeps the group stable. One that can skip the
+    /// assignment (v9+) is told to, with the member list; an older client (librdkafka sends
+    /// JoinGroup v5) is answered with the old leader's id and no members, so it syncs as a
+    /// follower and gets its old assignment back: no rebalance (librdkafka's test 0102).
     func testStaticLeaderRestart() {
         let h = Harness()
         let leader = h.join(instance: "i-1").last!
@@ -184,9 +186,40 @@ final class GroupCoordinatorTests: XCTestCase {
         XCTAssertEqual(skipped.last?.leader, skipped.last?.memberId)
         XCTAssertEqual(skipped.last?.members.count, 1)
         XCTAssertEqual(h.coordinator.describe("g").state, .stable)
-        let old = h.join(instance: "i-1").last!   // v < 9: the group rebalances
-        XCTAssertEqual(old.generationId, 2)
+        let v9Id = skipped.last!.memberId
+        let old = h.join(instance: "i-1").last!   // v < 9: still no rebalance
+        XCTAssertEqual(old.error, 0)
+        XCTAssertEqual(old.generationId, 1)
         XCTAssertFalse(old.skipAssignment)
+        XCTAssertEqual(old.leader, v9Id, "the previous incarnation's id: this one must not assign")
+        XCTAssertNotEqual(old.memberId, old.leader)
+        XCTAssertEqual(old.members.count, 0)
+        XCTAssertEqual(h.coordinator.describe("g").state, .stable)
+        XCTAssertEqual(h.sync(generation: 1, memberId: old.memberId, instance: "i-1").last?.assignment, [7])
+    }
+
+    /// A restarted static member whose subscription metadata changed but whose protocols
+    /// leave the group's selected protocol as it is causes no rebalance (Kafka compares the
+    /// selected protocol, not the metadata bytes); one that changes the selection does.
+    func testStaticRejoinRebalancesOnlyWhenTheSelectedProtocolChanges() {
+        let h = Harness()
+        let a = h.join(instance: "i-1").last!
+        let b = h.join(instance: "i-2")
+        let rejoinA = h.join(memberId: a.memberId, instance: "i-1").last!
+        let bId = b.last!.memberId
+        _ = h.sync(generation: rejoinA.generationId, memberId: a.memberId, instance: "i-1",
+                   assignments: [a.memberId: [1], bId: [2]])
+        let gen = rejoinA.generationId
+        let newMetadata: [(name: String, metadata: [UInt8])] = [(name: "range", metadata: [0, 1, 9]), (name: "roundrobin", metadata: [0, 2, 9])]
+        let restarted = h.join(instance: "i-2", protocols: newMetadata).last!
+        XCTAssertEqual(restarted.error, 0)
+        XCTAssertEqual(restarted.generationId, gen, "same selected protocol: no rebalance")
+        XCTAssertEqual(h.coordinator.describe("g").state, .stable)
+        XCTAssertEqual(h.sync(generation: gen, memberId: restarted.memberId, instance: "i-2").last?.assignment, [2])
+        // Now it comes back offering only roundrobin: the selection changes, the group rebalances.
+        let changed = h.join(instance: "i-2", protocols: [(name: "roundrobin", metadata: [0, 2])])
+        XCTAssertNil(changed.last, "parked until the other member rejoins")
+        XCTAssertEqual(h.coordinator.describe("g").state, .preparingRebalance)
     }
 
     func testBatchedLeave() {
