@@ -21,10 +21,11 @@ extension GroupCoordinator {
     /// Kafka's group summary: an unknown group is described as Dead with no error; member
     /// metadata and assignments are only shown once the group is stable.
     public func describe(_ groupId: String) -> GroupDescription {
-        withLock { _ in
+        withLock { fx in
             var d = GroupDescription(error: 0, groupId: groupId, state: .dead, protocolType: "", protocolName: "", members: [])
             if let e = precheck(groupId) { d.error = e; return d }
             guard let g = groups[groupId] else { return d }
+            applyDeadlines(g, now: clock(), &fx)
             // Kafka's DescribeGroups (v0-5) describes classic groups only: a consumer-protocol
             // group is answered as a group it does not know (Dead); ConsumerGroupDescribe has it.
             if g.consumer != nil { return d }
@@ -53,7 +54,9 @@ extension GroupCoordinator {
     /// and whether partitions are still loading (Kafka answers COORDINATOR_LOAD_IN_PROGRESS
     /// with what it has).
     public func listGroups(states: Set<String>?, types: Set<String>? = nil) -> (loading: Bool, groups: [ListedGroup]) {
-        withLock { _ in
+        withLock { fx in
+            let now = clock()
+            for g in groups.values { applyDeadlines(g, now: now, &fx) }
             let listed = groups.values
                 .filter { !loadingPartitions.contains($0.partition) && $0.state != .dead }
                 .sorted { $0.groupId < $1.groupId }

@@ -108,6 +108,7 @@ extension GroupCoordinator {
                 fx.append { completion(GroupErrorCode.groupIdNotFound, [:]) }
                 return
             }
+            applyDeadlines(g, now: clock(), &fx)
             if g.state != .empty && g.protocolType != "consumer" && g.consumer == nil {
                 fx.append { completion(GroupErrorCode.nonEmptyGroup, [:]) }
                 return
@@ -144,6 +145,7 @@ extension GroupCoordinator {
                 fx.append { completion(GroupErrorCode.groupIdNotFound) }
                 return
             }
+            applyDeadlines(g, now: clock(), &fx)
             guard g.state == .empty && !g.hasMembers else { fx.append { completion(GroupErrorCode.nonEmptyGroup) }; return }
             g.transition(to: .dead, nowMs: clock())
             // Commits still being written land in the log before these tombstones (queued in

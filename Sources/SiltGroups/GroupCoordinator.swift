@@ -197,23 +197,7 @@ public final class GroupCoordinator: @unchecked Sendable {
         withLock { fx in
             let now = clock()
             for g in groups.values where !loadingPartitions.contains(g.partition) {
-                // Written when a member expired, or to retry a failed write (at most once a tick);
-                // a quiet group costs no encoding per tick.
-                if let cg = g.consumer, expireConsumerMembers(cg, now: now) || cg.rewriteAll { persistConsumer(g, cg) }
-                let before = g.pendingMembers.count
-                g.pendingMembers = g.pendingMembers.filter { $0.value > now }
-                if g.pendingMembers.count != before { tryCompleteJoin(g, now: now, &fx) }
-                for id in g.memberOrder {
-                    guard let m = g.members[id], !m.isAlive(nowMs: now, newMemberJoinTimeoutMs: config.newMemberJoinTimeoutMs)
-                    else { continue }
-                    removeMember(g, id, now: now, &fx)
-                }
-                if g.state == .preparingRebalance && now >= g.joinDeadlineMs { completeJoin(g, now: now, &fx) }
-                if g.state == .completingRebalance && now >= g.syncDeadlineMs {
-                    let late = g.memberOrder.filter { g.members[$0]?.isAwaitingSync == false }
-                    for id in late { g.remove(id) }
-                    if !late.isEmpty { prepareRebalance(g, now: now, &fx) }
-                }
+                applyDeadlines(g, now: now, retryingFailedWrites: true, &fx)
                 // Member ids handed out to clients that never came back leave nothing behind.
                 if g.state == .empty && g.generationId == 0 && g.members.isEmpty && g.pendingMembers.isEmpty
                     && g.offsets.isEmpty && g.pendingCommits.isEmpty && g.consumer?.members.isEmpty != false {
@@ -224,6 +208,37 @@ public final class GroupCoordinator: @unchecked Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// What the passing of time does to a group: silent members and stale member-id
+    /// reservations expire, join and sync phases past their deadline end. `tick` applies it
+    /// every ~100 ms; the requests that report or act on a group's membership (DescribeGroups,
+    /// ListGroups, DeleteGroups, OffsetDelete) apply it first, so that they never answer with
+    /// a member whose session is over but not yet ticked away (as Kafka's timers would have
+    /// removed it: librdkafka's 0081 deletes a group one session timeout after its static
+    /// member closed).
+    /// `retryingFailedWrites` (the tick): a consumer group whose last write failed is written
+    /// again, at most once a tick; the requests leave that to the tick.
+    func applyDeadlines(_ g: Group, now: Int64, retryingFailedWrites: Bool = false, _ fx: inout [() -> Void]) {
+        guard !loadingPartitions.contains(g.partition) else { return }
+        // Written when a member expired, or to retry a failed write; a quiet group costs no encoding.
+        if let cg = g.consumer, expireConsumerMembers(cg, now: now) || (retryingFailedWrites && cg.rewriteAll) {
+            persistConsumer(g, cg)
+        }
+        let before = g.pendingMembers.count
+        g.pendingMembers = g.pendingMembers.filter { $0.value > now }
+        if g.pendingMembers.count != before { tryCompleteJoin(g, now: now, &fx) }
+        for id in g.memberOrder {
+            guard let m = g.members[id], !m.isAlive(nowMs: now, newMemberJoinTimeoutMs: config.newMemberJoinTimeoutMs)
+            else { continue }
+            removeMember(g, id, now: now, &fx)
+        }
+        if g.state == .preparingRebalance && now >= g.joinDeadlineMs { completeJoin(g, now: now, &fx) }
+        if g.state == .completingRebalance && now >= g.syncDeadlineMs {
+            let late = g.memberOrder.filter { g.members[$0]?.isAwaitingSync == false }
+            for id in late { g.remove(id) }
+            if !late.isEmpty { prepareRebalance(g, now: now, &fx) }
         }
     }
 

@@ -78,6 +78,29 @@ final class GroupCoordinatorTests: XCTestCase {
                        GroupErrorCode.unknownMemberId)
     }
 
+    /// librdkafka's 0081: a static member closes (no LeaveGroup) and DeleteGroups comes one
+    /// session timeout later. The answer must not depend on where the ~100 ms tick falls:
+    /// DescribeGroups, ListGroups and DeleteGroups expire due sessions before answering.
+    func testExpiredSessionsAreAppliedBeforeDescribeListAndDelete() {
+        let h = Harness()
+        let joined = h.join(instance: "i-1", session: 6000).last!
+        XCTAssertEqual(h.sync(generation: joined.generationId, memberId: joined.memberId, instance: "i-1",
+                              assignments: [joined.memberId: [1]]).last?.error, 0)
+        h.clock.advance(5999)   // no tick: the owner's timer has not run yet
+        let box = Box<Int16>()
+        h.coordinator.deleteGroup("g") { box.put($0) }
+        XCTAssertEqual(box.last, GroupErrorCode.nonEmptyGroup, "the session is not over yet")
+        XCTAssertEqual(h.coordinator.describe("g").members.count, 1)
+        h.clock.advance(1)      // the session is over; still no tick
+        XCTAssertEqual(h.coordinator.listGroups(states: nil).groups.first?.state, "Empty")
+        let d = h.coordinator.describe("g")
+        XCTAssertEqual(d.state, .empty)
+        XCTAssertEqual(d.members.count, 0)
+        let deleted = Box<Int16>()
+        h.coordinator.deleteGroup("g") { deleted.put($0) }
+        XCTAssertEqual(deleted.last, GroupErrorCode.none)
+    }
+
     /// A member that does not rejoin within the rebalance timeout is dropped and the
     /// rebalance completes with the rest.
     func testRebalanceTimeoutDropsMembersThatDidNotRejoin() {
