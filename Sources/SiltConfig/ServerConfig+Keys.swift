@@ -181,7 +181,39 @@ extension ServerConfig {
         .init("autobalancer.controller.load.window.ms", .long, "60000", .between(1000, 3_600_000),
               doc: "The recent window of load reports a partition's load is averaged over."),
         .init("elasticstream.enable", .bool, "true", doc: "AutoMQ stream storage switch; always on in Silt."),
+        // Kafka's listener SASL keys that a broker reconfigures at run time (AlterConfigs of a
+        // BROKER resource); see `ignoredDynamicKeys`.
+        .init("sasl.kerberos.kinit.cmd", .string, "/usr/bin/kinit", doc: "Kerberos kinit command path (no effect: no SASL listener)."),
+        .init("sasl.kerberos.min.time.before.relogin", .long, "60000", .atLeast(0),
+              doc: "Login thread sleep time between refresh attempts (no effect: no SASL listener)."),
+        .init("sasl.kerberos.service.name", .string, nil, doc: "The Kerberos principal name Kafka runs as (no effect: no SASL listener)."),
+        .init("sasl.kerberos.ticket.renew.jitter", .double, "0.05",
+              doc: "Random jitter added to the renewal time (no effect: no SASL listener)."),
+        .init("sasl.kerberos.ticket.renew.window.factor", .double, "0.8",
+              doc: "Share of the ticket's lifetime after which it is renewed (no effect: no SASL listener)."),
+        .init("sasl.login.refresh.buffer.seconds", .int, "300", .between(0, 3600),
+              doc: "Time before credential expiry to keep when refreshing (no effect: no SASL listener)."),
+        .init("sasl.login.refresh.min.period.seconds", .int, "60", .between(0, 900),
+              doc: "Minimum wait before refreshing credentials (no effect: no SASL listener)."),
+        .init("sasl.login.refresh.window.factor", .double, "0.8", .custom({ v in
+            guard let d = Double(v), d >= 0.5, d <= 1 else { return "must be between 0.5 and 1.0" }
+            return nil
+        }), doc: "Share of the credential's lifetime after which it is refreshed (no effect: no SASL listener)."),
+        .init("sasl.login.refresh.window.jitter", .double, "0.05", .custom({ v in
+            guard let d = Double(v), d >= 0, d <= 0.25 else { return "must be between 0.0 and 0.25" }
+            return nil
+        }), doc: "Random jitter added to the refresh time (no effect: no SASL listener)."),
     ]
+
+    /// Broker keys Kafka reconfigures at run time (AlterConfigs of a BROKER resource) that
+    /// Silt accepts, stores and describes without acting on them, with why: Kafka's clients
+    /// and tools set them (librdkafka's test 0081 alters `sasl.kerberos.min.time.before.relogin`).
+    public static let ignoredDynamicKeys: [String: String] = Dictionary(uniqueKeysWithValues: [
+        "sasl.kerberos.kinit.cmd", "sasl.kerberos.min.time.before.relogin", "sasl.kerberos.service.name",
+        "sasl.kerberos.ticket.renew.jitter", "sasl.kerberos.ticket.renew.window.factor",
+        "sasl.login.refresh.buffer.seconds", "sasl.login.refresh.min.period.seconds",
+        "sasl.login.refresh.window.factor", "sasl.login.refresh.window.jitter",
+    ].map { ($0, "Silt has no SASL listener yet") })
 
     static let keyDefsByName: [String: ConfigKeyDef] =
         Dictionary(uniqueKeysWithValues: keyDefs.map { ($0.name, $0) })

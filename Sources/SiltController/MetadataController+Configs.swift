@@ -160,13 +160,18 @@ extension MetadataController {
 
 extension MetadataController {
     /// Logs a warning for keys Silt stores and describes without acting on them (Kafka
-    /// accepts them, so Silt does too): topic keys, or broker keys that are the synonyms of
-    /// such topic keys.
+    /// accepts them, so Silt does too): topic keys, broker keys that are the synonyms of
+    /// such topic keys, and `ServerConfig.ignoredDynamicKeys`.
     func warnIgnored(_ keys: some Sequence<String>, topicKeys: Bool, resource: String) {
         let bySynonym = Dictionary(TopicConfig.defs.compactMap { d in d.brokerSynonym.map { ($0, d.key.name) } },
                                    uniquingKeysWith: { a, _ in a })
-        let names = topicKeys ? Array(keys) : keys.compactMap { bySynonym[$0] }
-        for (key, reason) in TopicConfig.ignoredKeys(names) {
+        let keys = Array(keys)
+        let names = topicKeys ? keys : keys.compactMap { bySynonym[$0] }
+        var ignored = TopicConfig.ignoredKeys(names)
+        if !topicKeys {
+            ignored += keys.sorted().compactMap { k in ServerConfig.ignoredDynamicKeys[k].map { (key: k, reason: $0) } }
+        }
+        for (key, reason) in ignored {
             logger.warning("config accepted without effect", metadata: [
                 "resource": "\(resource)", "key": "\(key)", "reason": "\(reason)"])
         }

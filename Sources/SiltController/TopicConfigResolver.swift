@@ -29,8 +29,10 @@ public struct TopicConfigResolver: Sendable {
     }
 
     /// Broker keys that AlterConfigs may change at run time: the broker synonyms of the
-    /// topic keys (Kafka's per-broker log configs). The others need a restart.
-    public static let dynamicBrokerKeys: Set<String> = Set(TopicConfig.defs.compactMap(\.brokerSynonym))
+    /// topic keys (Kafka's per-broker log configs), and the keys Kafka reconfigures that Silt
+    /// stores without effect (`ServerConfig.ignoredDynamicKeys`). The others need a restart.
+    public static let dynamicBrokerKeys: Set<String> =
+        Set(TopicConfig.defs.compactMap(\.brokerSynonym)).union(ServerConfig.ignoredDynamicKeys.keys)
 
     /// The effective value of topic key `key` for a topic with `overrides`.
     public func value(_ key: String, overrides: [String: String]) -> String {

@@ -142,6 +142,33 @@ final class ConfigAlterTests: XCTestCase {
         }
     }
 
+    /// librdkafka's 0081 alters `sasl.kerberos.min.time.before.relogin` on BROKER "0", a key
+    /// Kafka reconfigures at run time: stored, described as a dynamic broker value, writable;
+    /// a bad value is still INVALID_CONFIG naming the key, and a static key still refused.
+    func testKafkaDynamicSecurityKeysAreStoredAndDescribed() throws {
+        let c = try open()
+        let config = try ServerConfig(properties: ["log.dirs": dir, "node.id": "0"])
+        try c.alterConfigs(node0, changes: [set("sasl.kerberos.min.time.before.relogin", "58000")], replaceAll: false,
+                           validateOnly: false, staticConfig: config)
+        XCTAssertEqual(c.image.brokerConfigs[0], ["sasl.kerberos.min.time.before.relogin": "58000"])
+        let entries = Dictionary(uniqueKeysWithValues: TopicConfigResolver(config: config, image: c.image)
+            .brokerEntries(node: 0).map { ($0.name, $0) })
+        let e = try XCTUnwrap(entries["sasl.kerberos.min.time.before.relogin"])
+        XCTAssertEqual(e.value, "58000")
+        XCTAssertEqual(e.source, ConfigSource.dynamicBroker)
+        XCTAssertFalse(e.readOnly)
+        XCTAssertEqual(e.synonyms.last?.value, "60000", "Kafka's default under it")
+        XCTAssertEqual(ServerConfig.ignoredDynamicKeys["sasl.kerberos.min.time.before.relogin"], "Silt has no SASL listener yet")
+        assertRefused(c, code: 40, contains: "sasl.kerberos.ticket.renew.window.factor") {
+            try c.alterConfigs(node0, changes: [set("sasl.kerberos.ticket.renew.window.factor", "soon")], replaceAll: false,
+                               validateOnly: false, staticConfig: config)
+        }
+        assertRefused(c, code: 40, contains: "Cannot update these configs dynamically: [listeners]") {
+            try c.alterConfigs(node0, changes: [set("listeners", "PLAINTEXT://:1")], replaceAll: false, validateOnly: false,
+                               staticConfig: config)
+        }
+    }
+
     func testResolutionOrderAndSources() throws {
         let c = try open()
         let config = try ServerConfig(properties: ["log.dirs": dir, "log.retention.ms": "111", "node.id": "0"])
