@@ -120,9 +120,14 @@ extension Broker {
                     loadMeter.produced(topic.streamIds[Int(p.index)], bytes: records.readableBytes)
                     let appendStartNs = silt_monotonic_ns()
                     validateNs &+= appendStartNs &- stageNs
-                    appends.append(writePath.append(
-                        log, streamId: topic.streamIds[Int(p.index)], records: records, batches: batches,
-                        logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop))
+                    let streamId = topic.streamIds[Int(p.index)]
+                    let appended = writePath.append(
+                        log, streamId: streamId, records: records, batches: batches,
+                        logAppendTime: timestampType == .logAppendTime, nowMs: nowMs, eventLoop: r.eventLoop)
+                    if let lagMs = compactionUploadLagMs(topic, image: image) {
+                        appended.whenSuccess { _ in self.uploadWithinCompactionLag(streamId: streamId, lagMs: lagMs, on: r.eventLoop) }
+                    }
+                    appends.append(appended)
                     appendNs &+= silt_monotonic_ns() &- appendStartNs
                     appendAt.append((resp.responses.count, out.partitionResponses.count, t.name, p.index))
                     metrics.recordProduced(topic: t.name, bytes: records.readableBytes,

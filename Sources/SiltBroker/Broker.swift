@@ -46,6 +46,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let streamOpening = NIOLockedValueBox(StreamOpening())
     /// The loop `start` ran on: background work of the broker (stream opens) schedules here.
     let backgroundLoop = NIOLockedValueBox<EventLoop?>(nil)
+    /// Streams of compacted topics with an upload timer pending (Broker+CompactionLag.swift).
+    let compactionLagUploads = NIOLockedValueBox<Set<UInt64>>([])
     /// nil until `__consumer_offsets` exists and `startGroupCoordinator` ran: groups are unavailable.
     var groupCoordinator: GroupCoordinator? { coordinatorState.withLockedValue { $0.coordinator } }
 

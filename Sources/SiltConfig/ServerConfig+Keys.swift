@@ -75,6 +75,8 @@ extension ServerConfig {
         .init("compression.lz4.level", .int, "9", .between(1, 17), doc: "Default compression.lz4.level of topics."),
         .init("compression.zstd.level", .int, "3", .between(-131072, 22),
               doc: "Default compression.zstd.level of topics."),
+        .init("log.cleaner.max.compaction.lag.ms", .long, String(Int64.max), .atLeast(1),
+              doc: "Default max.compaction.lag.ms of topics."),
         // Broker synonyms of Kafka 3.x topic keys that Silt accepts, stores and describes but
         // does not act on (see TopicConfig.Def.ignoredReason).
         .init("log.flush.interval.messages", .long, String(Int64.max), .atLeast(1),
@@ -87,8 +89,6 @@ extension ServerConfig {
         .init("log.index.size.max.bytes", .int, "10485760", .atLeast(4), doc: "Default segment.index.bytes of topics (no effect in Silt)."),
         .init("log.roll.jitter.ms", .long, "0", .atLeast(0), doc: "Default segment.jitter.ms of topics (no effect in Silt)."),
         .init("log.preallocate", .bool, "false", doc: "Default preallocate of topics (no effect in Silt)."),
-        .init("log.cleaner.max.compaction.lag.ms", .long, String(Int64.max), .atLeast(1),
-              doc: "Default max.compaction.lag.ms of topics (no effect: the log cleaner runs on min.cleanable.dirty.ratio)."),
         .init("log.local.retention.ms", .long, "-2", .atLeast(-2), doc: "Default local.retention.ms of topics (no effect in Silt)."),
         .init("log.local.retention.bytes", .long, "-2", .atLeast(-2), doc: "Default local.retention.bytes of topics (no effect in Silt)."),
         .init("log.message.downconversion.enable", .bool, "true",
@@ -299,8 +299,8 @@ public enum TopicConfig {
                        doc: "Tiered storage: local retention time."), brokerSynonym: "log.local.retention.ms",
             ignoredReason: "all data lives in object storage"),
         Def(key: .init("max.compaction.lag.ms", .long, String(Int64.max), .atLeast(1), readOnly: false,
-                       doc: "The longest a record may stay uncleaned."), brokerSynonym: "log.cleaner.max.compaction.lag.ms",
-            ignoredReason: "the log cleaner runs on min.cleanable.dirty.ratio"),
+                       doc: "The longest a record may stay uncleaned: the stream is uploaded within it (at most once a second) and cleaned whatever its dirty ratio."),
+            brokerSynonym: "log.cleaner.max.compaction.lag.ms"),
         Def(key: .init("message.downconversion.enable", .bool, "true", readOnly: false,
                        doc: "Down-convert for old consumers."), brokerSynonym: "log.message.downconversion.enable",
             ignoredReason: "Silt serves only record batch v2"),

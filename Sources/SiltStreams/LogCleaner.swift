@@ -35,12 +35,18 @@ public struct CleanableStream: Sendable, Equatable {
     public var minCleanableDirtyRatio: Double
     /// `min.compaction.lag.ms`: batches younger than this are not cleaned yet.
     public var minCompactionLagMs: Int64
+    /// `max.compaction.lag.ms` (KIP-354): dirty records (past the last clean) in an object
+    /// committed this long ago are cleaned whatever the dirty ratio. (The broker has the
+    /// stream uploaded within this lag, so its records reach objects, where the cleaner is.)
+    public var maxCompactionLagMs: Int64
 
-    public init(streamId: UInt64, deleteRetentionMs: Int64, minCleanableDirtyRatio: Double = 0.5, minCompactionLagMs: Int64 = 0) {
+    public init(streamId: UInt64, deleteRetentionMs: Int64, minCleanableDirtyRatio: Double = 0.5, minCompactionLagMs: Int64 = 0,
+                maxCompactionLagMs: Int64 = .max) {
         self.streamId = streamId
         self.deleteRetentionMs = deleteRetentionMs
         self.minCleanableDirtyRatio = minCleanableDirtyRatio
         self.minCompactionLagMs = minCompactionLagMs
+        self.maxCompactionLagMs = maxCompactionLagMs
     }
 }
 
@@ -147,7 +153,10 @@ public final class LogCleaner: @unchecked Sendable {
         }
         let rangeStart = max(first.range.startOffset, startOffset)
         let rangeEnd = last.range.endOffset
-        if !force && !isDirty(s, from: rangeStart, to: rangeEnd, nowMs: nowMs) { return nil }
+        // The oldest commit among the objects holding records past the last clean.
+        let dirtyFrom = max(cleaned[s.streamId]?.endOffset ?? rangeStart, rangeStart)
+        let dirtySinceMs = holding.filter { $0.range.endOffset > dirtyFrom }.map(\.object.committedAtMs).min()
+        if !force && !isDirty(s, from: rangeStart, to: rangeEnd, dirtySinceMs: dirtySinceMs, nowMs: nowMs) { return nil }
         let totalBytes = holding.reduce(Int64(0)) { $0 + $1.object.size }
         guard totalBytes <= config.streamBytesMax else {
             report("big-\(s.streamId)", "stream too big to clean: skipped", [
@@ -205,13 +214,16 @@ public final class LogCleaner: @unchecked Sendable {
         return result
     }
 
-    /// Enough records since the last clean: dirty / (dirty + what the last clean left) >= the ratio.
-    private func isDirty(_ s: CleanableStream, from start: Int64, to end: Int64, nowMs: Int64) -> Bool {
+    /// Enough records since the last clean: dirty / (dirty + what the last clean left) >= the
+    /// ratio; or dirty records committed `max.compaction.lag.ms` ago or earlier (KIP-354).
+    private func isDirty(_ s: CleanableStream, from start: Int64, to end: Int64, dirtySinceMs: Int64?, nowMs: Int64) -> Bool {
         guard let last = cleaned[s.streamId] else { return true }
         if let due = last.tombstoneDueMs, nowMs >= due { return true }
         let dirty = end - max(last.endOffset, start)
         guard dirty > 0 else { return false }
-        return Double(dirty) / Double(dirty + Int64(last.records)) >= s.minCleanableDirtyRatio
+        if Double(dirty) / Double(dirty + Int64(last.records)) >= s.minCleanableDirtyRatio { return true }
+        guard let since = dirtySinceMs, s.maxCompactionLagMs != .max else { return false }
+        return nowMs - since >= s.maxCompactionLagMs
     }
 
     /// Kafka's two passes over the cleanable part: the batches before the first one younger

@@ -12,12 +12,16 @@ public struct TopicCleanerSettings: Sendable, Equatable {
     public var minCleanableDirtyRatio: Double
     /// `min.compaction.lag.ms`.
     public var minCompactionLagMs: Int64
+    /// `max.compaction.lag.ms`.
+    public var maxCompactionLagMs: Int64
 
-    public init(compact: Bool, deleteRetentionMs: Int64, minCleanableDirtyRatio: Double, minCompactionLagMs: Int64) {
+    public init(compact: Bool, deleteRetentionMs: Int64, minCleanableDirtyRatio: Double, minCompactionLagMs: Int64,
+                maxCompactionLagMs: Int64 = .max) {
         self.compact = compact
         self.deleteRetentionMs = deleteRetentionMs
         self.minCleanableDirtyRatio = minCleanableDirtyRatio
         self.minCompactionLagMs = minCompactionLagMs
+        self.maxCompactionLagMs = maxCompactionLagMs
     }
 }
 
@@ -31,7 +35,8 @@ extension CompactionLoop {
             guard s.compact else { continue }
             for id in topic.streamIds where image.streamStates[id] != nil {
                 out.append(CleanableStream(streamId: id, deleteRetentionMs: s.deleteRetentionMs,
-                                           minCleanableDirtyRatio: s.minCleanableDirtyRatio, minCompactionLagMs: s.minCompactionLagMs))
+                                           minCleanableDirtyRatio: s.minCleanableDirtyRatio, minCompactionLagMs: s.minCompactionLagMs,
+                                           maxCompactionLagMs: s.maxCompactionLagMs))
             }
         }
         return out.sorted { $0.streamId < $1.streamId }

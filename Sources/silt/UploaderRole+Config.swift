@@ -21,6 +21,7 @@ extension TopicCleanerSettings {
         self.init(compact: ConfigKeyDef.parseList(resolver.value("cleanup.policy", topic: topic)).contains("compact"),
                   deleteRetentionMs: Int64(resolver.value("delete.retention.ms", topic: topic)) ?? 86_400_000,
                   minCleanableDirtyRatio: Double(resolver.value("min.cleanable.dirty.ratio", topic: topic)) ?? 0.5,
-                  minCompactionLagMs: Int64(resolver.value("min.compaction.lag.ms", topic: topic)) ?? 0)
+                  minCompactionLagMs: Int64(resolver.value("min.compaction.lag.ms", topic: topic)) ?? 0,
+                  maxCompactionLagMs: Int64(resolver.value("max.compaction.lag.ms", topic: topic)) ?? .max)
     }
 }

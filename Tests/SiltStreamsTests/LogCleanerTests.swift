@@ -274,6 +274,36 @@ final class LogCleanerTests: XCTestCase {
         XCTAssertEqual(got.records.map(\.offset), [1, 2, 3])
     }
 
+    /// KIP-354: records past the last clean that are too few for min.cleanable.dirty.ratio
+    /// are cleaned anyway once their object was committed max.compaction.lag.ms ago.
+    func testMaxCompactionLagCleansWhateverTheRatio() async throws {
+        let first = [Self.batch(0, [("a", "1"), ("b", "1")], timestamp: now), Self.batch(2, [("a", "2")], timestamp: now)]
+        let (store, catalog, _) = try await populate(first, [Self.batch(3, [("b", "2")], timestamp: now)])
+        let c = cleaner(store, catalog)
+        let lagMs: Int64 = 5_000
+        func stream(_ maxLagMs: Int64 = .max) -> CleanableStream {
+            CleanableStream(streamId: 1, deleteRetentionMs: 86_400_000, minCleanableDirtyRatio: 0.99, maxCompactionLagMs: maxLagMs)
+        }
+        let firstClean = try await c.clean(stream(lagMs), nowMs: now)   // never cleaned: dirty
+        XCTAssertEqual(firstClean?.recordsAfter, 2)
+        // One more record for "a", uploaded at `now`: 1 dirty of 3, far below the ratio.
+        let so = StreamSetObjectBuilder(blockBytesTarget: 200)
+        let more = Self.batch(4, [("a", "3")], timestamp: now)
+        so.add(1, (base: 4, end: 5, bytes: more))
+        let built = so.finish(splitBytes: 0).streamObjects[0]
+        _ = try await store.put(ObjectKeys.object(clusterId: cluster, objectId: 10), built.bytes, ifNoneMatch: false)
+        await catalog.add(10, built, at: now)
+        let early = try await c.clean(stream(lagMs), nowMs: now + lagMs - 1)
+        XCTAssertNil(early, "not dirty enough, and not yet max.compaction.lag.ms old")
+        let noLag = try await c.clean(stream(), nowMs: now + 3_600_000)
+        XCTAssertNil(noLag, "without max.compaction.lag.ms the ratio alone decides")
+        let due = try await c.clean(stream(lagMs), nowMs: now + lagMs)
+        XCTAssertNotNil(due, "max.compaction.lag.ms reached: cleaned whatever the ratio")
+        let got = try await readAll(store, catalog, 1)
+        XCTAssertEqual(got.records.map(\.offset), [3, 4])
+        XCTAssertEqual(got.records.map(\.value), ["2", "3"])
+    }
+
     func testAStreamOverTheCapIsSkipped() async throws {
         let first = [Self.batch(0, [("a", "1")], timestamp: now), Self.batch(1, [("a", "2")], timestamp: now)]
         let (store, catalog, _) = try await populate(first, [Self.batch(2, [("a", "3")], timestamp: now)])

@@ -7,6 +7,10 @@
   offset it was written at, offsets increasing, the end offset unchanged; a key deleted with
   a tombstone disappears after delete.retention.ms; the plain topic reads back in full.
 - test_keyless_produce_to_compacted_topic_is_invalid_record: Kafka's INVALID_RECORD.
+- test_max_compaction_lag_cleans_before_the_upload_interval: a topic with
+  max.compaction.lag.ms=100 on a node with the default 60 s upload interval is cleaned
+  within seconds (librdkafka's 0077 waits 20 s): the broker has the stream uploaded within
+  the lag, and the cleaner cleans it whatever min.cleanable.dirty.ratio says.
 
 Both run against the default file:// store and against moto (S3 with SigV4 enforced).
 
@@ -181,3 +185,35 @@ def test_keyless_produce_to_compacted_topic_is_invalid_record(cleaner_node):
     assert results[0] is not None and results[0].code() == KafkaError.INVALID_RECORD, results
     assert results[1] is None, results
     assert watermarks(node, "keyed", 0) == (0, 1), "only the keyed record was written"
+
+
+def test_max_compaction_lag_cleans_before_the_upload_interval(tmp_path):
+    """KIP-354 on stream storage. Without max.compaction.lag.ms nothing would be uploaded (and
+    so nothing cleaned) for s3.wal.upload.interval.ms (60 s by default); with it, a consumer
+    from the beginning sees one value per key within 20 s, as librdkafka's 0077 expects."""
+    node = EnvNode(tmp_path / "node", {"log.cleaner.backoff.ms": "500"})
+    node.start(60)
+    try:
+        create_topic(node, "lagged", partitions=1, config={
+            "cleanup.policy": "compact", "max.compaction.lag.ms": "100", "min.cleanable.dirty.ratio": "0.99"})
+        latest: dict[str, tuple[int, str]] = {}
+        for r in range(3):
+            msgs = [(0, k.encode(), f"{k}-{r}".encode(), None) for k in KEYS]
+            for (_, key, value, _), (_, offset) in zip(msgs, produce_all(node, "lagged", msgs)):
+                latest[key.decode()] = (offset, value.decode())
+        end = 3 * len(KEYS)
+        assert watermarks(node, "lagged", 0) == (0, end)
+
+        def cleaned() -> bool:
+            got = read_partition(node, "lagged", 0, end)
+            if len(got) != len(KEYS):
+                return False
+            assert {k: (o, v) for o, k, v in got} == latest
+            return True
+
+        started = time.monotonic()
+        wait_until(cleaned, timeout=20, what="the max.compaction.lag.ms topic cleaned before the 60 s upload interval")
+        assert time.monotonic() - started < 20
+        assert watermarks(node, "lagged", 0) == (0, end), "offsets never move"
+    finally:
+        node.kill()
