@@ -394,7 +394,7 @@ printf '%-22s %10s %10s %8.2f %8s %8s %8s %8s %7s %9s  %s\n' "confluent-kafka" "
     "$(awk -v m="${CK_MSGS:-0}" -v b="$RECORD_BYTES" 'BEGIN{print m*b/1e6}')" "$CK_P50" "$CK_P99" "$CK_P999" "$CK_MAX" \
     "$(getv CPU_ck)" "$(cpu_per_gb "$(getv CPU_ck)" "${CK_DELIVERED:-0}" 1)" "$(top_stage ck)"
 say ""
-FETCH_MBS=$(tget mbPerS); FETCH_MSGS=$(tget msgsPerS)
+FETCH_MBS=$(printf '%.2f' "$(tget mbPerS)"); FETCH_MSGS=$(printf '%.0f' "$(tget msgsPerS)")
 CPU_FETCH_GB=$(awk -v a="$(getv CPU_t50)" -v b="$(getv CPU_r50)" -v m="$FETCH_MSGS" -v w="$((WARMUP_S + DURATION_S))" -v rb="$RECORD_BYTES" \
     'BEGIN{g=m*w*rb/1e9; if (g>0 && a!="nan" && b!="nan") printf "%.1f", (a-b)/g; else printf "n/a"}')
 say "tail fetch during r50 + tail fetch: $FETCH_MSGS msgs/s = $FETCH_MBS MB/s fetched; record age at the consumer p50 $(tget ageP50Ms) / p99 $(tget ageP99Ms) / p99.9 $(tget ageP999Ms) / max $(tget ageMaxMs) ms"
