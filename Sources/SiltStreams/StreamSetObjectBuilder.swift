@@ -42,7 +42,12 @@ public final class StreamSetObjectBuilder {
         do { batches = try RecordBatches.walk(payload) } catch { preconditionFailure("payload is not whole record batches: \(error)") }
         precondition(batches.first.map { $0.baseOffset >= baseOffset } == true && batches.last!.baseOffset < endOffset,
                      "payload batches do not match the frame [\(baseOffset),\(endOffset))")
-        var s = streams[streamId, default: StreamData()]
+        // Moved out of the dictionary, not copied: `s.bytes` is then uniquely referenced and
+        // the append below grows it in place (amortised O(payload)). A copy (`streams[id]`)
+        // would share the buffer with the dictionary's value and copy-on-write the stream's
+        // whole accumulated bytes on every add: O(n^2) per object, which was ~90 % of the
+        // uploader's CPU and bounded the maximum produce rate (docs/benchmarks.md, issue 15).
+        var s = streams.removeValue(forKey: streamId) ?? StreamData()
         if let last = s.frames.last {
             precondition(last.endOffset == baseOffset,
                          "stream \(streamId): frame at \(baseOffset) after one ending at \(last.endOffset) (gap or overlap)")
@@ -53,6 +58,13 @@ public final class StreamSetObjectBuilder {
         s.frames.append(Frame(baseOffset: baseOffset, endOffset: endOffset, bytes: start..<s.bytes.count, batchCount: batches.count))
         streams[streamId] = s
         bytesAdded += payload.count
+    }
+
+    /// Where `streamId`'s accumulated bytes live and how much room they have (tests: an add
+    /// that fits the capacity must not move them).
+    func storage(of streamId: UInt64) -> (base: UnsafeRawPointer?, capacity: Int)? {
+        guard let s = streams[streamId] else { return nil }
+        return s.bytes.withUnsafeBytes { (UnsafeRawPointer($0.baseAddress), s.bytes.capacity) }
     }
 
     /// Lays out what was added: every stream holding >= `splitBytes` in its own stream
