@@ -175,7 +175,7 @@ extension MetadataImage {
             }
         case .objectIdFloor(let floor):
             nextObjectId = max(nextObjectId, floor)
-        case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig, .brokerRegistration, .brokerFence,
+        case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig, .groupConfig, .brokerRegistration, .brokerFence,
              .unregisterBroker, .partitionLeader:
             preconditionFailure("not an object record: \(record)")
         case .producerIds:

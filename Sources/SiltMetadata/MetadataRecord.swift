@@ -45,6 +45,9 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     /// every node when `nodeId == MetadataRecord.clusterDefaultNode` (Kafka's resource name "").
     /// Also the snapshot form (one record per key).
     case brokerConfig(nodeId: Int32, key: String, value: String?)
+    /// A dynamic group config (Kafka's GROUP config resource, KIP-848) is set (`value != nil`)
+    /// or removed. Also the snapshot form (one record per key).
+    case groupConfig(groupId: String, key: String, value: String?)
 
     /// The node id of cluster-wide dynamic broker defaults (the BROKER resource named "").
     public static let clusterDefaultNode: Int32 = -1
@@ -137,6 +140,8 @@ public struct MetadataImage: Equatable, Sendable {
     /// Dynamic broker configs by node id (`MetadataRecord.clusterDefaultNode`: cluster-wide
     /// defaults); no entry for a node without any. Resolved by `TopicConfigResolver`.
     public private(set) var brokerConfigs: [Int32: [String: String]] = [:]
+    /// Dynamic group configs by group id; no entry for a group without any.
+    public private(set) var groupConfigs: [String: [String: String]] = [:]
     /// The next producer id to hand out (ids are never reused; see `MetadataController.allocateProducerIds`).
     public private(set) var nextProducerId: Int64 = 0
     /// True only inside `init(snapshot:)` (see `addStream`).
@@ -194,6 +199,11 @@ public struct MetadataImage: Equatable, Sendable {
                 out.append(.brokerConfig(nodeId: node, key: key, value: value))
             }
         }
+        for group in groupConfigs.keys.sorted() {
+            for (key, value) in groupConfigs[group]!.sorted(by: { $0.key < $1.key }) {
+                out.append(.groupConfig(groupId: group, key: key, value: value))
+            }
+        }
         out += objectSnapshotRecords
         if nextProducerId > 0 { out.append(.producerIds(brokerId: -1, nextProducerId: nextProducerId)) }
         out += clusterSnapshotRecords
@@ -246,6 +256,9 @@ public struct MetadataImage: Equatable, Sendable {
             precondition(node >= MetadataRecord.clusterDefaultNode, "metadata log: broker config of node \(node)")
             brokerConfigs[node, default: [:]][key] = value
             if brokerConfigs[node]!.isEmpty { brokerConfigs[node] = nil }   // no empty maps: images compare equal
+        case .groupConfig(let group, let key, let value):
+            groupConfigs[group, default: [:]][key] = value
+            if groupConfigs[group]!.isEmpty { groupConfigs[group] = nil }   // no empty maps: images compare equal
         case .producerIds(_, let next):
             precondition(next > nextProducerId, "metadata log: producer ids \(next) reused")
             nextProducerId = next

@@ -43,6 +43,7 @@ public enum MetadataRecordSerde {
         case .deadObjects: return .deadObjectsRecord
         case .objectIdFloor: return .objectIdFloorRecord
         case .brokerConfig: return .brokerConfigRecord
+        case .groupConfig: return .groupConfigRecord
         case .producerIds: return .producerIdsRecord
         case .brokerRegistration: return .brokerRegistrationRecord
         case .brokerFence: return .brokerFenceRecord
@@ -174,6 +175,12 @@ public enum MetadataRecordSerde {
         case .brokerConfig(let nodeId, let key, let value):
             var m = BrokerConfigRecord()
             m.nodeId = nodeId
+            m.key = key
+            m.value = value
+            frame(m, into: &buffer)
+        case .groupConfig(let groupId, let key, let value):
+            var m = GroupConfigRecord()
+            m.groupId = groupId
             m.key = key
             m.value = value
             frame(m, into: &buffer)
@@ -365,6 +372,9 @@ public enum MetadataRecordSerde {
         case .brokerConfigRecord:
             let m = try BrokerConfigRecord(from: &buffer, version: version)
             return .brokerConfig(nodeId: m.nodeId, key: m.key, value: m.value)
+        case .groupConfigRecord:
+            let m = try GroupConfigRecord(from: &buffer, version: version)
+            return .groupConfig(groupId: m.groupId, key: m.key, value: m.value)
         case .producerIdsRecord:
             let m = try ProducerIdsRecord(from: &buffer, version: version)
             return .producerIds(brokerId: m.brokerId, nextProducerId: m.nextProducerId)

@@ -274,6 +274,16 @@ extension UnregisterBrokerRecord {
         return m
     }
 }
+extension GroupConfigRecord {
+    static func _sample(version: Int16, nulls: Bool) -> GroupConfigRecord {
+        var m = GroupConfigRecord()
+        m.groupId = "GroupId-\u{e9}"
+        m.key = "Key-\u{e9}"
+        m.value = (nulls) ? nil : "Value-\u{e9}"
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 93], 1234: []] }
+        return m
+    }
+}
 
 final class GeneratedRecordRoundTripTests: XCTestCase {
     func testTopicRecord() throws {
@@ -456,7 +466,16 @@ final class GeneratedRecordRoundTripTests: XCTestCase {
         }
     }
 
+    func testGroupConfigRecord() throws {
+        for v in GroupConfigRecord.lowestSupportedVersion...GroupConfigRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(GroupConfigRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == GroupConfigRecord.lowestSupportedVersion || v == GroupConfigRecord.highestSupportedVersion)
+            try assertRoundTrip(GroupConfigRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(GroupConfigRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testGeneratedRecordTypeCount() {
-        XCTAssertEqual(MetadataRecordType.allCases.count, 20)
+        XCTAssertEqual(MetadataRecordType.allCases.count, 21)
     }
 }

@@ -68,6 +68,8 @@ final class MetadataRecordSerdeTests: XCTestCase {
         .partitionLeaderRecord: (Samples.records[23],
             "01fa0700" + "0000000000000001" + "00000003" + "00000002" + "0200000003" + "0000000000000001" + "00"),
         .unregisterBrokerRecord: (Samples.records[24], "01fb0700" + "00000003" + "0000000000000005" + "00"),
+        .groupConfigRecord: (Samples.records[25],
+            "01fc0700" + "02" + "67" + "1c" + "636f6e73756d65722e73657373696f6e2e74696d656f75742e6d73" + "06" + "3530303030" + "00"),
     ]
 
     func testGoldenBytesOfVersion0() throws {

@@ -81,5 +81,7 @@ enum Samples {
         .brokerFence(nodeId: 3, brokerEpoch: 5, fenced: false),
         .partitionLeader(streamId: 1, PartitionLeadership(leader: 3, leaderEpoch: 2, replicas: [3], streamEpoch: 1)),
         .unregisterBroker(nodeId: 3, brokerEpoch: 5),
+        .groupConfig(groupId: "g", key: "consumer.session.timeout.ms", value: "50000"),
+        .groupConfig(groupId: "g", key: "consumer.session.timeout.ms", value: nil),
     ]
 }

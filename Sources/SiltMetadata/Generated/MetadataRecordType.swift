@@ -24,6 +24,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
     case brokerFenceRecord = 1017
     case partitionLeaderRecord = 1018
     case unregisterBrokerRecord = 1019
+    case groupConfigRecord = 1020
 
     public var name: String {
         switch self {
@@ -47,6 +48,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .brokerFenceRecord: return "BrokerFenceRecord"
         case .partitionLeaderRecord: return "PartitionLeaderRecord"
         case .unregisterBrokerRecord: return "UnregisterBrokerRecord"
+        case .groupConfigRecord: return "GroupConfigRecord"
         }
     }
 
@@ -72,6 +74,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .brokerFenceRecord: return BrokerFenceRecord.self
         case .partitionLeaderRecord: return PartitionLeaderRecord.self
         case .unregisterBrokerRecord: return UnregisterBrokerRecord.self
+        case .groupConfigRecord: return GroupConfigRecord.self
         }
     }
 
@@ -97,6 +100,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .brokerFenceRecord: return 0
         case .partitionLeaderRecord: return 0
         case .unregisterBrokerRecord: return 0
+        case .groupConfigRecord: return 0
         }
     }
 
@@ -122,6 +126,7 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .brokerFenceRecord: return 0
         case .partitionLeaderRecord: return 0
         case .unregisterBrokerRecord: return 0
+        case .groupConfigRecord: return 0
         }
     }
 
