@@ -25,6 +25,8 @@ public enum ConfigSource {
     public static let dynamicDefaultBroker: Int8 = 3
     public static let staticBroker: Int8 = 4
     public static let defaultConfig: Int8 = 5
+    /// Set with AlterConfigs on a GROUP resource (Kafka 4.0's `GROUP_CONFIG`, KIP-848).
+    public static let groupConfig: Int8 = 8
 }
 
 public struct TopicConfigView: Sendable {

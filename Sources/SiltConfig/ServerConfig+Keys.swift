@@ -111,6 +111,14 @@ extension ServerConfig {
         .init("group.consumer.session.timeout.ms", .int, "45000", .atLeast(1),
               doc: "A KIP-848 (group.protocol=consumer) member silent this long is removed from its group."),
         .init("group.consumer.heartbeat.interval.ms", .int, "5000", .atLeast(1), doc: "How often KIP-848 members heartbeat."),
+        .init("group.consumer.min.session.timeout.ms", .int, "45000", .atLeast(1),
+              doc: "Smallest consumer.session.timeout.ms a group config may set."),
+        .init("group.consumer.max.session.timeout.ms", .int, "60000", .atLeast(1),
+              doc: "Largest consumer.session.timeout.ms a group config may set."),
+        .init("group.consumer.min.heartbeat.interval.ms", .int, "5000", .atLeast(1),
+              doc: "Smallest consumer.heartbeat.interval.ms a group config may set."),
+        .init("group.consumer.max.heartbeat.interval.ms", .int, "15000", .atLeast(1),
+              doc: "Largest consumer.heartbeat.interval.ms a group config may set."),
         .init("group.consumer.max.size", .int, String(Int32.max), .atLeast(1), doc: "Most members of one KIP-848 group."),
         .init("group.consumer.assignors", .string, "uniform,range", .custom({ v in
             do { _ = try ServerConfig.parseConsumerAssignors(v); return nil } catch let e as ConfigError { return e.reason } catch { return "\(error)" }

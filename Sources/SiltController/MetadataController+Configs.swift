@@ -6,11 +6,19 @@ import SiltMetadata
 public struct ConfigResource: Hashable, Sendable, CustomStringConvertible {
     public static let topicType: Int8 = 2
     public static let brokerType: Int8 = 4
+    /// KIP-848's group configs (Kafka 4.0), see `GroupConfigKeys`.
+    public static let groupType: Int8 = 32
 
     public var type: Int8
     public var name: String
     public init(type: Int8, name: String) { self.type = type; self.name = name }
-    public var description: String { type == ConfigResource.topicType ? "topic '\(name)'" : "broker '\(name)'" }
+    public var description: String {
+        switch type {
+        case ConfigResource.topicType: return "topic '\(name)'"
+        case ConfigResource.groupType: return "group '\(name)'"
+        default: return "broker '\(name)'"
+        }
+    }
 }
 
 /// One change of an (Incremental)AlterConfigs resource.
@@ -46,6 +54,7 @@ extension MetadataController {
             switch target {
             case .topic(let t): current = t.configs
             case .broker(let node): current = image.brokerConfigs[node] ?? [:]
+            case .group(let group): current = image.groupConfigs[group] ?? [:]
             }
             let resolver = TopicConfigResolver(config: staticConfig, image: image)
             var next = replaceAll ? [:] : current
@@ -83,19 +92,25 @@ extension MetadataController {
                     throw ControllerError.invalidConfig("\(error)")
                 }
             }
+            if case .group = target, next != current, let why = GroupConfigKeys.refusal(next, config: staticConfig) {
+                throw ControllerError.invalidConfig(why)
+            }
             var records: [MetadataRecord] = []
             for k in Set(current.keys).union(next.keys).sorted() where current[k] != next[k] {
                 switch target {
                 case .topic(let t): records.append(.topicConfig(topicId: t.id, key: k, value: next[k]))
                 case .broker(let node): records.append(.brokerConfig(nodeId: node, key: k, value: next[k]))
+                case .group(let group): records.append(.groupConfig(groupId: group, key: k, value: next[k]))
                 }
             }
             if !validateOnly && !records.isEmpty {
                 try commit(records)
                 logger.info("configs altered", metadata: ["resource": "\(resource)", "changed": "\(records.count)"])
                 let set = next.keys.filter { current[$0] != next[$0] }
-                if case .topic = target { warnIgnored(set, topicKeys: true, resource: "\(resource)") } else {
-                    warnIgnored(set, topicKeys: false, resource: "\(resource)")
+                switch target {
+                case .topic: warnIgnored(set, topicKeys: true, resource: "\(resource)")
+                case .broker: warnIgnored(set, topicKeys: false, resource: "\(resource)")
+                case .group: break   // every group key acts (GroupCoordinator+Consumer.swift)
                 }
             }
             return next
@@ -105,6 +120,7 @@ extension MetadataController {
     enum ConfigTarget {
         case topic(TopicInfo)
         case broker(Int32)
+        case group(String)
     }
 
     static func resolveTarget(_ resource: ConfigResource, _ image: MetadataImage) throws -> ConfigTarget {
@@ -118,8 +134,11 @@ extension MetadataController {
                 throw ControllerError.invalidRequest("Unable to parse broker name '\(resource.name)' as a node id.")
             }
             return .broker(node)
+        case ConfigResource.groupType:
+            guard !resource.name.isEmpty else { throw ControllerError.invalidRequest("Group name must not be empty.") }
+            return .group(resource.name)
         default:
-            throw ControllerError.invalidRequest("Resource type \(resource.type) is not supported (only TOPIC and BROKER).")
+            throw ControllerError.invalidRequest("Resource type \(resource.type) is not supported (only TOPIC, BROKER and GROUP).")
         }
     }
 
@@ -139,6 +158,11 @@ extension MetadataController {
                 throw ControllerError.invalidConfig("Cannot update these configs dynamically: [\(name)].")
             }
             return def
+        case .group:
+            guard let def = GroupConfigKeys.keyDef(name) else {
+                throw ControllerError.invalidConfig("Unknown group config name: \(name)")
+            }
+            return def
         }
     }
 
@@ -154,6 +178,8 @@ extension MetadataController {
             if node != MetadataRecord.clusterDefaultNode,
                let v = resolver.brokerConfigs[MetadataRecord.clusterDefaultNode]?[name] { return v }
             return staticConfig.value(name).value
+        case .group:
+            return GroupConfigKeys.values(overrides: [:], config: staticConfig)[name]
         }
     }
 }
