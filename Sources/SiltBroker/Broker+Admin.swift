@@ -258,6 +258,9 @@ extension Broker {
                     continue
                 }
                 entries = resolver.brokerEntries(node: res.resourceName.isEmpty ? nil : nodeId)
+            case ConfigResource.groupType:
+                // As Kafka: a group that does not exist (yet) is described with its defaults.
+                entries = GroupConfigKeys.entries(overrides: image.groupConfigs[res.resourceName] ?? [:], config: config)
             default:
                 out.errorCode = ErrorCode.invalidRequest
                 out.errorMessage = "Resource type \(res.resourceType) is not supported."

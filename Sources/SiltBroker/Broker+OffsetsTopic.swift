@@ -33,6 +33,17 @@ extension Broker {
         return c
     }
 
+    /// The coordinator's config with the groups' own timeouts read from this broker's copy
+    /// of the metadata log (`MetadataCache.image` takes only its own short lock).
+    func groupCoordinatorConfig(partitions: Int32) -> GroupCoordinatorConfig {
+        var c = Broker.groupCoordinatorConfig(config, partitions: partitions)
+        let (metadata, config) = (metadata, config)
+        c.consumerGroupTimeouts = { groupId in
+            GroupConfigKeys.timeouts(overrides: metadata.image.groupConfigs[groupId], config: config)
+        }
+        return c
+    }
+
     /// Starts the group coordinator once `__consumer_offsets` exists (now, or when the
     /// metadata log first shows it: the first FindCoordinator creates it, as in Kafka, so that
     /// its partitions spread over the brokers registered by then). The coordinator serves the
@@ -82,7 +93,7 @@ extension Broker {
         let created = coordinatorState.withLockedValue { state -> (GroupCoordinator, EventLoop, Set<Int32>)? in
             guard state.coordinator == nil, let loop = state.loop else { return nil }
             let led = Set((0..<topic.partitionCount).filter { image.leadership(topic: topic, partition: $0)?.leader == nodeId })
-            let coordinator = GroupCoordinator(config: Broker.groupCoordinatorConfig(config, partitions: topic.partitionCount),
+            let coordinator = GroupCoordinator(config: groupCoordinatorConfig(partitions: topic.partitionCount),
                                                persistence: OffsetsTopicWriter(broker: self, eventLoop: loop),
                                                loading: led, owned: led, clock: { Broker.nowMs() })
             state.coordinator = coordinator

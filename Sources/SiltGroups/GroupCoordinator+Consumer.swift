@@ -150,7 +150,7 @@ extension GroupCoordinator {
         assert({ cg.checkOwnership(); return true }())
         out.memberId = m.memberId
         out.memberEpoch = m.memberEpoch
-        out.heartbeatIntervalMs = config.consumerHeartbeatIntervalMs
+        out.heartbeatIntervalMs = consumerTimeouts(req.groupId).heartbeatIntervalMs
         if req.memberEpoch == 0 || m.assigned != before || (owned != nil && owned != m.assigned) {
             out.assignment = m.assigned.sorted()
         }
@@ -311,13 +311,19 @@ extension GroupCoordinator {
         return ranked.flatMap { ConsumerAssignors.Name(rawValue: $0.element) } ?? .uniform
     }
 
+    /// The session timeout and heartbeat interval of KIP-848 group `groupId`: its group
+    /// configs if it has any, otherwise the broker's.
+    func consumerTimeouts(_ groupId: String) -> (sessionTimeoutMs: Int32, heartbeatIntervalMs: Int32) {
+        config.consumerGroupTimeouts?(groupId) ?? (config.consumerSessionTimeoutMs, config.consumerHeartbeatIntervalMs)
+    }
+
     /// Session and revocation deadlines of consumer groups (from `tick()`): an expired
     /// member is removed and its partitions freed; a member that kept revoked partitions
     /// past its rebalance timeout is fenced the same way.
     /// Returns true if a member was removed.
     @discardableResult
-    func expireConsumerMembers(_ cg: ConsumerGroup, now: Int64) -> Bool {
-        let sessionMs = Int64(config.consumerSessionTimeoutMs)
+    func expireConsumerMembers(_ cg: ConsumerGroup, groupId: String, now: Int64) -> Bool {
+        let sessionMs = Int64(consumerTimeouts(groupId).sessionTimeoutMs)
         let expired = cg.members.values.filter { m in
             m.lastHeartbeatMs + sessionMs <= now || (m.revocationDeadlineMs.map { $0 <= now } ?? false)
         }

@@ -18,6 +18,11 @@ public struct GroupCoordinatorConfig: Sendable {
     public var consumerSessionTimeoutMs: Int32 = 45_000
     /// `group.consumer.heartbeat.interval.ms`: how often KIP-848 members are told to heartbeat.
     public var consumerHeartbeatIntervalMs: Int32 = 5_000
+    /// A group's own session timeout and heartbeat interval (Kafka 4.0's group configs
+    /// `consumer.session.timeout.ms` / `consumer.heartbeat.interval.ms`, kept in the metadata
+    /// log), read at every heartbeat and tick so that a change acts at once; nil: the two
+    /// broker values above. Called under the coordinator's lock: it must not call back in.
+    public var consumerGroupTimeouts: (@Sendable (_ groupId: String) -> (sessionTimeoutMs: Int32, heartbeatIntervalMs: Int32))?
     /// `group.consumer.max.size`: most members of one KIP-848 group.
     public var consumerMaxSize: Int = Int(Int32.max)
     /// `group.consumer.assignors`: the server-side assignors offered; the first is the default.
@@ -223,7 +228,7 @@ public final class GroupCoordinator: @unchecked Sendable {
     func applyDeadlines(_ g: Group, now: Int64, retryingFailedWrites: Bool = false, _ fx: inout [() -> Void]) {
         guard !loadingPartitions.contains(g.partition) else { return }
         // Written when a member expired, or to retry a failed write; a quiet group costs no encoding.
-        if let cg = g.consumer, expireConsumerMembers(cg, now: now) || (retryingFailedWrites && cg.rewriteAll) {
+        if let cg = g.consumer, expireConsumerMembers(cg, groupId: g.groupId, now: now) || (retryingFailedWrites && cg.rewriteAll) {
             persistConsumer(g, cg)
         }
         let before = g.pendingMembers.count

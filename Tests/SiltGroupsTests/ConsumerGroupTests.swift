@@ -95,8 +95,10 @@ struct ConsumerHarness {
     let coordinator: GroupCoordinator
     var topics: [String: Int32] = ["t": 6]
 
-    init(maxSize: Int = Int(Int32.max), assignors: [String] = ["uniform", "range"]) {
+    init(maxSize: Int = Int(Int32.max), assignors: [String] = ["uniform", "range"],
+         groupTimeouts: (@Sendable (String) -> (sessionTimeoutMs: Int32, heartbeatIntervalMs: Int32))? = nil) {
         var config = GroupCoordinatorConfig()
+        config.consumerGroupTimeouts = groupTimeouts
         config.offsetsPartitions = 4
         config.consumerMaxSize = maxSize
         config.consumerAssignors = assignors
