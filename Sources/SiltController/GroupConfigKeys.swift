@@ -67,15 +67,17 @@ public enum GroupConfigKeys {
         }
     }
 
-    /// Why the group's next overrides are refused (Kafka's messages), or nil. Checks the
-    /// effective values, so a bound holds whichever key changed.
+    /// Why the group's next overrides are refused (Kafka's messages), or nil. The bounds
+    /// apply to the group's own values (a broker value outside them, which Kafka would not
+    /// start with, does not block the group's other key); session > heartbeat applies to the
+    /// effective values, whichever key changed, since those are what the coordinator uses.
     static func refusal(_ next: [String: String], config: ServerConfig) -> String? {
         for (name, v) in next.sorted(by: { $0.key < $1.key }) {
             do { try keyDef(name)!.check(v) } catch { return "\(error)" }
         }
         let v = values(overrides: next, config: config)
         for k in keys {
-            let value = Int64(v[k.def.name]!)!
+            guard let own = next[k.def.name], let value = Int64(own) else { continue }
             if let min = config.value(k.brokerMin).value.flatMap(Int64.init), value < min {
                 return "\(k.def.name) must be greater than or equal to \(k.brokerMin)"
             }

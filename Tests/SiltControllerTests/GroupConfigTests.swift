@@ -110,5 +110,10 @@ final class GroupConfigTests: XCTestCase {
                                replaceAll: false, validateOnly: false, staticConfig: config)
         }
         XCTAssertEqual(c.image.groupConfigs, ["g": [heartbeat: "10000"]])
+
+        // A broker session timeout below the minimum (a test setup) does not block the other key.
+        let fast = try ServerConfig(properties: ["log.dirs": dir, "group.consumer.session.timeout.ms": "20000"])
+        try c.alterConfigs(group, changes: [set(heartbeat, "6000")], replaceAll: false, validateOnly: false, staticConfig: fast)
+        XCTAssertEqual(c.image.groupConfigs, ["g": [heartbeat: "6000"]])
     }
 }
