@@ -94,9 +94,14 @@ extension AutoBalancer {
                 && (!balancesOut || abs(bOut[broker, default: 0] - meanOut) <= config.networkOutDeviation * meanOut)
         }
 
-        func aboveBand(_ broker: Int32, in bIn: [Int32: Double], out bOut: [Int32: Double]) -> Bool {
-            (balancesIn && bIn[broker, default: 0] > (1 + config.networkInDeviation) * meanIn)
-                || (balancesOut && bOut[broker, default: 0] > (1 + config.networkOutDeviation) * meanOut)
+        /// Whether the move raises `broker` in a direction and leaves it above the band there. A
+        /// broker already above the band in bytes out may still take a bytes-in-only partition
+        /// (refusing it kept a broker short of bytes in and long in bytes out for 11 minutes,
+        /// until the reports' noise dipped under the band's edge, in the simulation).
+        func raisedAboveBand(_ broker: Int32, in bIn: [Int32: Double], out bOut: [Int32: Double]) -> Bool {
+            let (i, o) = (bIn[broker, default: 0], bOut[broker, default: 0])
+            return (balancesIn && i > bytesIn[broker, default: 0] && i > (1 + config.networkInDeviation) * meanIn)
+                || (balancesOut && o > bytesOut[broker, default: 0] && o > (1 + config.networkOutDeviation) * meanOut)
         }
 
         /// The best single move for load: the largest cut of `spread` among the moves that
@@ -114,12 +119,15 @@ extension AutoBalancer {
             let before = spread(in: bytesIn, out: bytesOut)
             var best: (gain: Double, p: Partition, to: Int32)?
             for p in parts where p.target == nil && eligible.contains(p.broker) && !coolingDown(p, nowMs: nowMs) {
-                for to in eligible where to != p.broker && (outside.contains(p.broker) || outside.contains(to)) {
+                for to in eligible where to != p.broker && (outside.contains(p.broker) || outside.contains(to))
+                    && apart(p.broker, to) {
                     var bIn = bytesIn, bOut = bytesOut
                     bIn[p.broker, default: 0] -= p.load.bytesIn; bOut[p.broker, default: 0] -= p.load.bytesOut
                     bIn[to, default: 0] += p.load.bytesIn; bOut[to, default: 0] += p.load.bytesOut
-                    guard !aboveBand(to, in: bIn, out: bOut),
-                          outside.contains(p.broker) || withinBand(p.broker, in: bIn, out: bOut) else { continue }
+                    guard !raisedAboveBand(to, in: bIn, out: bOut), !fillsOneSideFirst(to, in: bIn, out: bOut),
+                          outside.contains(p.broker) || withinBand(p.broker, in: bIn, out: bOut),
+                          (outside.contains(p.broker) && nearsBand(p.broker, in: bIn, out: bOut))
+                            || (outside.contains(to) && nearsBand(to, in: bIn, out: bOut)) else { continue }
                     let gain = before - spread(in: bIn, out: bOut)
                     if gain > (best?.gain ?? 0), gapCut(p.broker, to, in: bIn, out: bOut) >= config.minImprovementRatio {
                         best = (gain, p, to)
@@ -136,6 +144,44 @@ extension AutoBalancer {
                 + "of the mean (in \(f(bytesIn[off, default: 0])) vs \(f(meanIn)), out \(f(bytesOut[off, default: 0])) vs \(f(meanOut))); "
                 + "partition in \(f(p.load.bytesIn)) out \(f(p.load.bytesOut)); broker \(p.broker) has in \(f(bytesIn[p.broker, default: 0])), "
                 + "broker \(best.to) in \(f(bytesIn[best.to, default: 0])); spread \(String(format: "%.3f", before)) → \(String(format: "%.3f", before - best.gain))")
+        }
+
+        /// Whether two brokers are further apart than the band's width in a balanced direction.
+        /// Two brokers closer than that are balanced with each other, even when both are outside
+        /// the band (both short because one partition hotter than the mean sits elsewhere): load
+        /// shifted between them would only follow the reports' noise, back and forth. (The
+        /// simulation found such exchanges repeating between two short brokers.) A broker
+        /// outside the band is always apart from some other: the mean lies between them.
+        func apart(_ a: Int32, _ b: Int32) -> Bool {
+            (balancesIn && abs(bytesIn[a, default: 0] - bytesIn[b, default: 0]) > config.networkInDeviation * meanIn)
+                || (balancesOut && abs(bytesOut[a, default: 0] - bytesOut[b, default: 0]) > config.networkOutDeviation * meanOut)
+        }
+
+        /// Whether `broker`, outside the band, comes nearer the mean in a direction in which it is
+        /// outside. A move made because a broker is outside the band must serve that: moving a
+        /// bytes-in-only partition off a broker that is above the band only in bytes out cuts the
+        /// spread a little, and the partition-count goal moved it back one cooldown later, and so
+        /// on (the simulation found it).
+        func nearsBand(_ broker: Int32, in bIn: [Int32: Double], out bOut: [Int32: Double]) -> Bool {
+            let inOff = balancesIn && abs(bytesIn[broker, default: 0] - meanIn) > config.networkInDeviation * meanIn
+            let outOff = balancesOut && abs(bytesOut[broker, default: 0] - meanOut) > config.networkOutDeviation * meanOut
+            return (inOff && abs(bIn[broker, default: 0] - meanIn) < abs(bytesIn[broker, default: 0] - meanIn))
+                || (outOff && abs(bOut[broker, default: 0] - meanOut) < abs(bytesOut[broker, default: 0] - meanOut))
+        }
+
+        /// A move that raises `broker` above the mean in one direction, adds nothing in the
+        /// other, and leaves it below the band there. Refused: it spends the broker's room in one
+        /// direction before the other is reachable; then every partition that would fill the
+        /// other direction (most carry both) takes it above the band, and the partition that
+        /// filled it is cooling down, so it cannot be exchanged either. (A new broker given
+        /// bytes-in-only partitions first stayed short of bytes out for a whole cooldown in the
+        /// simulation.)
+        func fillsOneSideFirst(_ broker: Int32, in bIn: [Int32: Double], out bOut: [Int32: Double]) -> Bool {
+            guard balancesIn && balancesOut else { return false }
+            let (i, o) = (bIn[broker, default: 0], bOut[broker, default: 0])
+            let (inRaised, outRaised) = (i > bytesIn[broker, default: 0], o > bytesOut[broker, default: 0])
+            return (inRaised && i > meanIn && !outRaised && o < (1 - config.networkOutDeviation) * meanOut)
+                || (outRaised && o > meanOut && !inRaised && i < (1 - config.networkInDeviation) * meanIn)
         }
 
         func withinBandIn(_ broker: Int32) -> Bool {
@@ -163,7 +209,7 @@ extension AutoBalancer {
             }
             var best: (gain: Double, p: Partition, q: Partition)?
             for a in eligible.sorted() where outside.contains(a) {
-                for b in eligible.sorted() where b != a {
+                for b in eligible.sorted() where b != a && apart(a, b) {
                     for p in byBroker[a] ?? [] {
                         for q in byBroker[b] ?? [] {
                             var bIn = bytesIn, bOut = bytesOut
@@ -171,8 +217,10 @@ extension AutoBalancer {
                             bOut[a, default: 0] += q.load.bytesOut - p.load.bytesOut
                             bIn[b, default: 0] += p.load.bytesIn - q.load.bytesIn
                             bOut[b, default: 0] += p.load.bytesOut - q.load.bytesOut
-                            guard !aboveBand(a, in: bIn, out: bOut), !aboveBand(b, in: bIn, out: bOut),
-                                  outside.contains(b) || withinBand(b, in: bIn, out: bOut) else { continue }
+                            guard !raisedAboveBand(a, in: bIn, out: bOut), !raisedAboveBand(b, in: bIn, out: bOut),
+                                  outside.contains(b) || withinBand(b, in: bIn, out: bOut),
+                                  nearsBand(a, in: bIn, out: bOut) || (outside.contains(b) && nearsBand(b, in: bIn, out: bOut))
+                            else { continue }
                             let gain = before - spread(in: bIn, out: bOut)
                             if gain > (best?.gain ?? 0), gapCut(a, b, in: bIn, out: bOut) >= config.minImprovementRatio {
                                 best = (gain, p, q)
@@ -220,7 +268,7 @@ extension AutoBalancer {
                 // target above it, and never widens the spread (so load and count moves cannot
                 // undo each other).
                 let keeps = [high, low].allSatisfy { !withinBand($0, in: bytesIn, out: bytesOut) || withinBand($0, in: bIn, out: bOut) }
-                guard keeps, !aboveBand(low, in: bIn, out: bOut),
+                guard keeps, !raisedAboveBand(low, in: bIn, out: bOut),
                       spread(in: bIn, out: bOut) <= spread(in: bytesIn, out: bytesOut) + 1e-9 else { continue }
                 return Decision(streamId: p.streamId, from: high, to: low, goal: .partitionCount, reason:
                     "broker \(high) has \(count[high, default: 0]) partitions, broker \(low) has \(count[low, default: 0]); "

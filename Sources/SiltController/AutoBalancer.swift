@@ -23,9 +23,13 @@ import SiltConfig
 /// - a load move is made only when its source or its target is outside the band, only when it
 ///   cuts the brokers' summed squared distance from the mean (in and out, each relative to its
 ///   mean) and narrows the gap between its two brokers by at least `minImprovementRatio` of
-///   the mean, never puts its target above the band and never
+///   the mean, never raises its target above the band in a direction and never
 ///   takes a source inside the band out of it: under a stable load every load move lowers a
 ///   bounded quantity by a fixed step, so they stop;
+/// - a move is only between two brokers further apart than the band's width, brings a broker
+///   outside the band nearer the mean in a direction in which it is outside, and never fills
+///   one direction of its target past the mean while adding nothing to the other, where the
+///   target is short (rules the seeded simulation found: see `Model`);
 /// - a partition moved for load or counts is not moved again for either before
 ///   `partitionCooldownMs`;
 /// - moves in flight (anyone's) count against `executionConcurrency`, and a moving

@@ -12,22 +12,26 @@ import XCTest
 ///
 /// ```
 ///  0      3 brokers, 24 partitions (placed evenly by count, load skewed: Zipf-like)
-///  10 min balance reached; then 10 min of the same load: at most `movesAfterBalanceMax` moves
+///  10 min balance reached; then 10 min of the same load: at most `movesAfterBalanceMax` moves,
+///         none of a partition moved in that time already
 ///  +      broker 4 registers: within 60 s it carries at least half the mean bytes in and out
 ///  +      broker 2 shuts down (controlled): everything leaves it, it is unregistered
-///  +10min again at most `movesAfterBalanceMax` moves
+///  +10min again at most `movesAfterBalanceMax` moves in the next 10 min, none of a partition twice
 /// ```
 ///
 /// After every balancer pass: no partition moves to a fenced or draining broker, and moves
 /// in flight never exceed the concurrency limit. Seeds: `AUTOBALANCER_SIM_SEEDS` (default 10)
 /// from `AUTOBALANCER_SIM_FIRST_SEED` (default 1); a failure names its seed, replayed with
-/// `AUTOBALANCER_SIM_SEED=N swift test --filter SiltControllerTests.AutoBalancerSimulationTests/testReplaySeed` (with `SWIFT_DETERMINISTIC_HASHING=1` on both the run and the replay: a
-/// dependence on a dictionary's order is still to be found, so a seed can differ between processes).
+/// `AUTOBALANCER_SIM_SEED=N swift test --filter SiltControllerTests.AutoBalancerSimulationTests/testReplaySeed`
+/// (add `AUTOBALANCER_SIM_LOG=info`, `debug` or `trace` to see each decision and the loads). Everything a run
+/// depends on comes from its seed: the load, the noise, and the clock's start (so the phase of
+/// heartbeats and balancer passes); every iteration over a dictionary is in key order.
 final class AutoBalancerSimulationTests: XCTestCase {
     static let partitions = 24
     static let heartbeatMs: Int64 = 2000
     static let movesAfterBalanceMax = 3
     static let mib = 1_048_576.0
+    static let startMs: Int64 = 1_800_000_000_000
 
     func testSeeds() throws {
         let env = ProcessInfo.processInfo.environment
@@ -55,12 +59,17 @@ final class AutoBalancerSimulationTests: XCTestCase {
         let dir = NSTemporaryDirectory() + "silt-balancer-sim-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var logger = Logger(label: "balancer-sim")
-        logger.logLevel = .warning
+        // AUTOBALANCER_SIM_LOG on a replay: info prints every decision with its reason and
+        // simulated time, debug adds each broker's load after each pass, trace every partition's.
+        logger.logLevel = ProcessInfo.processInfo.environment["AUTOBALANCER_SIM_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
         let controller = try MetadataController(directory: dir, logger: logger, brokerSessionTimeoutMs: 9000) { _ in }
         defer { controller.close() }
         var random = SplitMix64(seed: seed)
         func uniform() -> Double { Double(random.next() % 1_000_000) / 1_000_000 }
-        let clock = Clock(MetadataController.wallClockMs())
+        // The start is the seed's: the heartbeat and detect ticks below are phases of the
+        // clock, so each seed starts at its own second of the detect interval (a start read
+        // from the wall clock made the same seed run differently from one process to the next).
+        let clock = Clock(Self.startMs + Int64(seed % 10) * 1000)
         var config = AutoBalancer.Config()
         config.enabled = true
         config.partitionCooldownMs = 60_000
@@ -102,6 +111,7 @@ final class AutoBalancerSimulationTests: XCTestCase {
                                               streams: moving.map { ($0, image.streamStates[$0]!.endOffset) })
         }
         var moves = 0
+        var movesOf: [UInt64: Int] = [:]   // per partition, since `moves` was last reset
         /// Runs the cluster for `ms` of simulated time, a tick a second.
         func runFor(_ ms: Int64, until done: () -> Bool = { false }) throws {
             let end = clock.now + ms
@@ -113,6 +123,18 @@ final class AutoBalancerSimulationTests: XCTestCase {
                 if (clock.now / 1000) % (config.detectIntervalMs / 1000) == 0 {
                     let started = service.runOnce()
                     moves += started.count
+                    for d in started { movesOf[d.streamId, default: 0] += 1 }
+                    if logger.logLevel <= .debug {
+                        let v = controller.balancerView(nowMs: clock.now)
+                        let l = AutoBalancer.brokerLoads(brokers: v.brokers, partitions: v.partitions)
+                        if logger.logLevel <= .trace {
+                            print(at("parts " + v.partitions.map { "\($0.streamId)@\($0.broker)\($0.target.map { "→\($0)" } ?? "") \(Int($0.load.bytesIn / 1024))/\(Int($0.load.bytesOut / 1024))" }.joined(separator: ", ")))
+                        }
+                        print(at("loads " + l.keys.sorted().map { "\($0): \(Int(l[$0]!.bytesIn / 1024))/\(Int(l[$0]!.bytesOut / 1024)) KiB/s ×\(l[$0]!.partitions)" }.joined(separator: ", ")))
+                    }
+                    for d in started where logger.logLevel <= .info {
+                        print(at("moved \(d.streamId) \(d.from) → \(d.to) (\(d.goal.rawValue))"))
+                    }
                     let image = controller.image
                     for d in started {
                         XCTAssertFalse(image.brokers[d.to]?.fenced ?? true, at("moved to fenced broker \(d.to)"))
@@ -155,9 +177,10 @@ final class AutoBalancerSimulationTests: XCTestCase {
                                     fetchRequests: 0)
         }
         try runFor(600_000)
-        moves = 0
+        moves = 0; movesOf = [:]
         try runFor(600_000)
         XCTAssertLessThanOrEqual(moves, Self.movesAfterBalanceMax, at("moves in 10 minutes of a stable load after balance"))
+        XCTAssertEqual(movesOf.filter { $0.value > 1 }, [:], at("partitions moved back and forth after balance"))
 
         // Scale out: broker 4 gets at least half an average broker's traffic within a minute.
         try register(4)
@@ -174,9 +197,10 @@ final class AutoBalancerSimulationTests: XCTestCase {
         XCTAssertNoThrow(try controller.unregisterBroker(2), at("unregister"))
 
         try runFor(600_000)
-        moves = 0
+        moves = 0; movesOf = [:]
         try runFor(600_000)
         XCTAssertLessThanOrEqual(moves, Self.movesAfterBalanceMax, at("moves in 10 minutes of a stable load after scale in"))
+        XCTAssertEqual(movesOf.filter { $0.value > 1 }, [:], at("partitions moved back and forth after scale in"))
         XCTAssertTrue(controller.image.partitions.values.allSatisfy { $0.leader >= 0 }, at("every partition led"))
     }
 }

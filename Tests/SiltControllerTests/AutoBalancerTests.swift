@@ -83,6 +83,73 @@ final class AutoBalancerTests: XCTestCase {
         XCTAssertEqual(parts[0].broker, 1, "the hot partition stays")
     }
 
+    func testTwoShortBrokersCloserThanTheBandAreLeftAlone() {
+        // Broker 1 carries one partition hotter than the mean: nothing can share it, so brokers 2
+        // and 3 are both short of the band for good. They are 0.3 MiB/s apart (8 % of the mean,
+        // inside the band's width): moving 0.15 MiB/s between them would only follow the reports'
+        // noise, back and forth, one cooldown after another.
+        let parts = [AutoBalancer.Partition(streamId: 1, broker: 1, load: load(6)),
+                     AutoBalancer.Partition(streamId: 2, broker: 2, load: load(1)),
+                     AutoBalancer.Partition(streamId: 3, broker: 2, load: load(1)),
+                     AutoBalancer.Partition(streamId: 4, broker: 2, load: load(0.5)),
+                     AutoBalancer.Partition(streamId: 5, broker: 3, load: load(1)),
+                     AutoBalancer.Partition(streamId: 6, broker: 3, load: load(1)),
+                     AutoBalancer.Partition(streamId: 7, broker: 3, load: load(0.5)),
+                     AutoBalancer.Partition(streamId: 8, broker: 3, load: load(0.15)),
+                     AutoBalancer.Partition(streamId: 9, broker: 3, load: load(0.15))]
+        XCTAssertEqual(AutoBalancer.plan(brokers: active(1, 2, 3), partitions: parts, config: config(), nowMs: 0), [])
+        // Further apart than the band's width, the same two brokers are evened.
+        var apart = parts
+        apart[2].broker = 3
+        let d = AutoBalancer.plan(brokers: active(1, 2, 3), partitions: apart, config: config(), nowMs: 0)
+        XCTAssertTrue(d.contains { $0.from == 3 && $0.to == 2 }, "\(d)")
+    }
+
+    func testAMoveForABrokerOutsideTheBandBringsItNearerInThatDirection() {
+        // Broker 1 is above the band in bytes out only (8.2 MiB/s, mean 7.1). Moving its small
+        // bytes-in-only partition to broker 3 would cut the bytes-in spread a little and do
+        // nothing for bytes out; the partition-count goal then moved it back, once a cooldown.
+        let parts = [AutoBalancer.Partition(streamId: 1, broker: 1, load: load(0.6, 0)),
+                     AutoBalancer.Partition(streamId: 2, broker: 1, load: load(9.6, 8.2)),
+                     AutoBalancer.Partition(streamId: 3, broker: 2, load: load(9.6, 6.1)),
+                     AutoBalancer.Partition(streamId: 4, broker: 3, load: load(9.3, 7.0))]
+        XCTAssertEqual(AutoBalancer.plan(brokers: active(1, 2, 3), partitions: parts, config: config(), nowMs: 0), [])
+    }
+
+    func testABrokerAboveTheBandInOneDirectionStillTakesLoadInTheOther() {
+        // Broker 3 is short of bytes in (5.4 MiB/s, mean 7.1) and above the band in bytes out
+        // (5.6, mean 4.8). A bytes-in-only partition from broker 1 raises nothing of broker 3's
+        // above the band: it is moved (refused before, the broker stayed so until the noise of
+        // the reports dipped under the band's edge).
+        let parts = [AutoBalancer.Partition(streamId: 1, broker: 1, load: load(1.4, 0)),
+                     AutoBalancer.Partition(streamId: 2, broker: 1, load: load(6.5, 4.0)),
+                     AutoBalancer.Partition(streamId: 3, broker: 2, load: load(8.1, 4.7)),
+                     AutoBalancer.Partition(streamId: 4, broker: 3, load: load(5.4, 5.6))]
+        let d = AutoBalancer.plan(brokers: active(1, 2, 3), partitions: parts, config: config(), nowMs: 0)
+        XCTAssertEqual(d.first.map { [$0.streamId, UInt64($0.from), UInt64($0.to)] }, [1, 1, 3], "\(d)")
+    }
+
+    func testAMoveNeverFillsOneDirectionOfABrokerShortInTheOther() {
+        // Means: in 3 MiB/s, out 2 MiB/s (band ±15 %). Broker 3 is empty: a move that takes it
+        // above the mean in bytes in, adds no bytes out and leaves it short of them is refused
+        // (its room in bytes in would be spent, and every partition that carries bytes out would
+        // then take it above the band); one that fills both, or raises one direction only up to
+        // the mean, is not.
+        let parts = [AutoBalancer.Partition(streamId: 1, broker: 1, load: load(4, 0)),
+                     AutoBalancer.Partition(streamId: 2, broker: 1, load: load(0.5, 3)),
+                     AutoBalancer.Partition(streamId: 3, broker: 2, load: load(4.5, 3))]
+        let model = AutoBalancer.Model(brokers: active(1, 2, 3), partitions: parts, config: config())
+        func after(_ inMiB: Double, _ outMiB: Double) -> Bool {
+            model.fillsOneSideFirst(3, in: [1: 0, 2: 0, 3: inMiB * Self.mib], out: [1: 0, 2: 0, 3: outMiB * Self.mib])
+        }
+        XCTAssertTrue(after(4, 0), "above the mean in, nothing out, short of the band out")
+        XCTAssertTrue(after(0, 2.5), "above the mean out, nothing in, short of the band in")
+        XCTAssertFalse(after(3.2, 0.6), "above the mean in, but it fills the short direction too")
+        XCTAssertFalse(after(2.9, 0), "in raised, but not past the mean")
+        XCTAssertFalse(after(3.2, 1.8), "above the mean in, inside the band out")
+        XCTAssertFalse(after(0, 0), "nothing raised")
+    }
+
     func testAnExchangeWhenNoSingleMoveFits() {
         // Broker 1 is heavy in bytes in, broker 2 in bytes out; any single move puts its target
         // above the band, an exchange (1 for 4, or 2 for 3) evens both.
