@@ -45,7 +45,8 @@ public struct Appended: Sendable {
     /// Completes once durable, with the time the durable notice arrived (`silt_monotonic_ns`;
     /// 0 when no notice was needed: a duplicate of a durable batch).
     public let durable: EventLoopFuture<UInt64>
-    /// When the append landed in the log buffer (`silt_monotonic_ns`), for the latency breakdown.
+    /// When the append became visible in the log buffer (`silt_monotonic_ns`, `LogRing.lastPublishedNs`),
+    /// for the latency breakdown: the end of the append stage, the start of the WAL pickup.
     public var appendedNs: UInt64 = 0
 }
 
@@ -228,11 +229,13 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
         let attempt = { () throws -> Appended in
             let promise = eventLoop.makePromise(of: UInt64.self)
             do {
+                var publishedNs: UInt64 = 0
                 let info = try log.append(records, batches: batches, logAppendTime: logAppendTime, nowMs: nowMs) { bytes, info in
-                    try self.publishLocked(log, streamId: streamId, bytes: bytes, info: info, promise: promise)
+                    publishedNs = try self.publishLocked(log, streamId: streamId, bytes: bytes, info: info, promise: promise)
                 }
                 if info.duplicate { self.waitForDuplicate(log, info: info, promise: promise) }
-                return Appended(info: info, durable: promise.futureResult, appendedNs: silt_monotonic_ns())
+                return Appended(info: info, durable: promise.futureResult,
+                                appendedNs: publishedNs != 0 ? publishedNs : silt_monotonic_ns())
             } catch {
                 promise.fail(error)   // never handed out; completed so that no promise leaks
                 throw error
@@ -316,8 +319,9 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
     }
 
     /// Called under the partition lock: the ring append (never blocking) and the waiter.
+    /// Returns when the bytes became visible to the WAL writer (`LogRing.lastPublishedNs`).
     private func publishLocked(_ log: any Partition, streamId: UInt64, bytes: ByteBuffer, info: AppendInfo,
-                               promise: EventLoopPromise<UInt64>) throws {
+                               promise: EventLoopPromise<UInt64>) throws -> UInt64 {
         try lock.withLock {
             let count = UInt32(clamping: info.lastOffset - info.baseOffset + 1)
             let appended: (startLSN: UInt64, endLSN: UInt64)? = try bytes.withUnsafeReadableBytes {
@@ -326,12 +330,14 @@ public final class LogBufferWritePath: WritePath, @unchecked Sendable {
                                   payload: payload)
             }
             guard let (startLSN, endLSN) = appended else { throw RingError.full }
+            let publishedNs = ring.lastPublishedNs
             waiters.append(Waiter(endLSN: endLSN, log: log, endOffset: info.lastOffset + 1, promise: promise,
-                                  appendedNs: silt_monotonic_ns()))
+                                  appendedNs: publishedNs))
             let entry = TailEntry(baseOffset: info.baseOffset, endOffset: info.lastOffset + 1,
                                   payloadLSN: startLSN + UInt64(LogRing.frameHeaderBytes), payloadBytes: bytes.readableBytes)
             tails[streamId, default: []].append(entry)
             pruneLocked(streamId)
+            return publishedNs
         }
     }
 

@@ -99,6 +99,7 @@ extension LogRing {
         assert(LogRing.frameCRC(frame, payloadLength: payloadLength) == frame.load(as: UInt32.self))
 
         // Publish: the release store orders every byte above before the new position.
+        lastPublishedNs = silt_monotonic_ns()
         silt_atomic_store_release_u64(writePositionWord, end)
         FutexWait.wake(word: dataFutex, waiters: dataWaiters)
         return (start, end)

@@ -141,6 +141,13 @@ public final class LogRing: @unchecked Sendable {
     /// Writer-local cache of min(readPosition): refreshed only when it says "full".
     var cachedMinReadPosition: UInt64 = 0
 
+    /// When the writer's last append became visible to the readers (`silt_monotonic_ns`, taken
+    /// just before the write position is published). Writer-local, like the append itself: the
+    /// latency breakdown's boundary between "append" and "WAL pickup", which must not come
+    /// after the reader's pickup (a stamp taken after the append returned could: the WAL writer
+    /// wakes at the publish, and the two stages then overlapped).
+    public internal(set) var lastPublishedNs: UInt64 = 0
+
     private init(mapping: SharedMapping, capacityBytes: Int) {
         self.mapping = mapping
         self.data = mapping.base + LogRing.headerBytes
