@@ -137,7 +137,7 @@ let package = Package(
         ]),
         // Load generator on Silt's own codec (run on demand, not in CI).
         .executableTarget(name: "SiltBench", dependencies: [
-            "SiltProtocol", "SiltRecords",
+            "SiltProtocol", "SiltRecords", "SiltWAL", "CSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

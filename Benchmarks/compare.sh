@@ -19,7 +19,10 @@
 #    without it, CPU seconds per GB fetched;
 # 5. confluent-kafka at 2000 msgs/s, 1 KiB, acks=all, linger.ms=0 (Benchmarks/produce-throughput.py)
 #    with the node's per-stage breakdown (Benchmarks/latency-breakdown.py);
-# 6. one table with fio beside Silt and PASS/MISS against the targets; the node is stopped and
+# 6. silt-bench wal, node stopped: the same batches at each run's rate through Silt's WAL code
+#    alone, open loop (the device's floor, queueing behind a slow write counted, which fio's
+#    closed-loop QD1 figures leave out);
+# 7. one table with fio beside Silt and PASS/MISS against the targets; the node is stopped and
 #    everything it made is removed (trap).
 #
 # CPU: utime + stime from /proc/<pid>/stat of the supervisor and every role process (broker,
@@ -31,6 +34,8 @@
 # MAX_DURATION_S=25 SWEEP="10 25 50 75 90" FIO_RUNTIME_S=10 RATE_2000=2000 COUNT_2000=30000
 # SKIP_BUILD=0 KEEP=0 (keep the image) RESULTS=/var/tmp/silt-bench-results/<ts>
 # PYTHON=<repo>/.venv/bin/python (with confluent-kafka: tools/setup makes it)
+# OBJECTS=shm|disk (the node's object store: in /dev/shm, standing in for S3, or the embedded
+# file:// store under log.dirs on the image's disk; see below)
 # LOG_DIR=<work dir> (parent of the node's log.dirs; /dev/shm is a diagnostic that takes the
 # node's other files off the disk) NODE_OVERRIDES="k=v k2=v2" (extra --override settings)
 set -euo pipefail
@@ -61,6 +66,17 @@ SILT=$ROOT/.build/release/silt
 BENCH=$ROOT/.build/release/silt-bench
 TOPIC=bench-produce-latency
 DATA_DIR=${LOG_DIR:-$WORK}/silt-data.$$
+# Where the node's objects go. A node with a raw-device WAL keeps its objects in S3, off the
+# machine; the embedded file:// store under log.dirs would put every byte a second time on the
+# disk the loop device's image lives on (and its fsyncs in the same ext4 journal), which no
+# production node pays. shm: a file:// store in /dev/shm stands in for S3 (the default);
+# disk: the embedded default under log.dirs, on the same disk.
+OBJECTS=${OBJECTS:-shm}
+case "$OBJECTS" in
+    shm) OBJ_DIR=/dev/shm/silt-objects.$$ ;;
+    disk) OBJ_DIR="" ;;
+    *) echo "OBJECTS must be shm or disk" >&2; exit 2 ;;
+esac
 CLK_TCK=$(getconf CLK_TCK)
 
 say() { printf '%s\n' "$*"; }
@@ -88,6 +104,7 @@ cleanup() {
     [ -n "$LOOP" ] && losetup -d "$LOOP" && say "detached $LOOP"
     [ -n "$MADE_IMG" ] && [ "$KEEP" != 1 ] && rm -f "$MADE_IMG"
     rm -rf "$DATA_DIR"
+    [ -n "$OBJ_DIR" ] && rm -rf "$OBJ_DIR"
     if [ -d "$WORK" ]; then
         [ -f "$WORK/node.log" ] && cp "$WORK/node.log" "$RESULTS/" 2>/dev/null
         if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
@@ -164,6 +181,8 @@ else
     fi
 fi
 say "device: $DEVKIND"
+if [ -n "$OBJ_DIR" ]; then say "objects: file://$OBJ_DIR (in memory, standing in for S3; OBJECTS=disk puts them under log.dirs)"
+else say "objects: the embedded file:// store under log.dirs, on the same disk as the device (OBJECTS=disk)"; fi
 
 # ---------------------------------------------------------------- fio
 # fio_run NAME BS SYNCARGS...
@@ -236,6 +255,7 @@ NODE_CMD=("$SILT" server
     --override "s3.telemetry.metrics.exporter.uri=prometheus://?host=$HOST&port=$MPORT"
     --override "s3.wal.path=$DEV"
     --override "num.partitions=$PARTITIONS")
+[ -n "$OBJ_DIR" ] && NODE_CMD+=(--override "s3.data.buckets=0@file://$OBJ_DIR")
 for kv in ${NODE_OVERRIDES:-}; do NODE_CMD+=(--override "$kv"); done
 say "== node: ${NODE_CMD[*]}"
 "${NODE_CMD[@]}" >"$WORK/node.log" 2>&1 </dev/null &
@@ -346,6 +366,31 @@ wait "$NODE_PID" || NODE_RC=$?
 NODE_PID=""
 say "node exit status $NODE_RC; loadavg now $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# ---------------------------------------------------------------- the device alone, open loop
+# silt-bench wal: the same batches at the same rates through Silt's WAL code alone (no node):
+# group commit into RWF_DSYNC io_uring writes, up to 8 in flight, latency from each batch's due
+# time to durable. fio's QD1 figures above are closed loop: a write issued late after a stall
+# is measured from its late issue. This is the floor the node's latency stands on.
+CK_BATCH_BYTES=$(( 61 + REC_BODY + $(varint_len $REC_BODY) ))
+# floor NAME BATCHES_PER_S BATCH_BYTES -> $RESULTS/wal-NAME.json
+floor() {
+    say "-- silt-bench wal --rate $2 --batch-bytes $3 (${DURATION_S}s after ${WARMUP_S}s warmup)"
+    "$BENCH" wal --path "$DEV" --format --rate "$2" --batch-bytes "$3" --duration-s "$DURATION_S" \
+        --warmup-s "$WARMUP_S" --json >"$RESULTS/wal-$1.json" 2>"$RESULTS/wal-$1.err" \
+        || { tail -5 "$RESULTS/wal-$1.err" >&2; say "   (silt-bench wal $1 failed)"; }
+}
+FLOORS=""
+say "== the device alone: silt-bench wal (Silt's WAL code, no node), open loop at the runs' batch rates"
+for r in $RUNS; do
+    [ "$r" = max ] && continue
+    floor "$r" "$(awk -v m="$(jget "$r" targetMsgsPerS)" -v b="$RECORDS_PER_BATCH" 'BEGIN{printf "%.1f", m/b}')" "$BATCH_BYTES"
+    FLOORS="$FLOORS $r"
+done
+floor ck "$RATE_2000" "$CK_BATCH_BYTES"
+walget() { jq -r ".$2" "$RESULTS/wal-$1.json" 2>/dev/null || echo nan; }
+# The WAL formats only a blank device; leave it as fio found it for a rerun.
+dd if=/dev/zero of="$DEV" bs=1M count=1 oflag=direct conv=notrunc status=none
+
 # ---------------------------------------------------------------- report
 # cpu_per_gb SECONDS MSGS_PER_S WALL_S -> CPU seconds per 10^9 value bytes (n/a when nothing moved)
 cpu_per_gb() { awk -v c="$1" -v m="$2" -v w="$3" -v b="$RECORD_BYTES" 'BEGIN{g=m*w*b/1e9; if (g>0) printf "%.1f", c/g; else printf "n/a"}'; }
@@ -397,8 +442,20 @@ say ""
 FETCH_MBS=$(printf '%.2f' "$(tget mbPerS)"); FETCH_MSGS=$(printf '%.0f' "$(tget msgsPerS)")
 CPU_FETCH_GB=$(awk -v a="$(getv CPU_t50)" -v b="$(getv CPU_r50)" -v m="$FETCH_MSGS" -v w="$((WARMUP_S + DURATION_S))" -v rb="$RECORD_BYTES" \
     'BEGIN{g=m*w*rb/1e9; if (g>0 && a!="nan" && b!="nan") printf "%.1f", (a-b)/g; else printf "n/a"}')
+say "The device alone, open loop (silt-bench wal: the runs' batches at their rates through Silt's WAL code, no node; latency due -> durable):"
+printf '%-22s %10s %10s %8s %8s %8s %8s %8s %9s   %s\n' run "batches/s" "writes/s" "MB/s" "p50 ms" "p99 ms" "p99.9 ms" "max ms" "node p99" "node p99 - floor p99"
+for r in $FLOORS ck; do
+    f="$RESULTS/wal-$r.json"
+    if [ ! -s "$f" ]; then printf '%-22s %s\n' "$r" "FAILED (see $RESULTS/wal-$r.err)"; continue; fi
+    if [ $r = ck ]; then np=$(ckget p99); label="confluent-kafka rate"; else np=$(jget "$r" p99Ms); label=$r; fi
+    printf '%-22s %10.0f %10.0f %8.2f %8.3f %8.3f %8.3f %8.3f %9s   %s\n' "$label" "$(walget $r targetBatchesPerS)" \
+        "$(walget $r writesPerS)" "$(walget $r mbPerS)" "$(walget $r p50Ms)" "$(walget $r p99Ms)" "$(walget $r p999Ms)" \
+        "$(walget $r maxMs)" "$np" "$(awk -v a="$np" -v b="$(walget $r p99Ms)" 'BEGIN{printf "%.3f", a-b}')"
+done
+say ""
 say "tail fetch during r50 + tail fetch: $FETCH_MSGS msgs/s = $FETCH_MBS MB/s fetched; record age at the consumer p50 $(tget ageP50Ms) / p99 $(tget ageP99Ms) / p99.9 $(tget ageP999Ms) / max $(tget ageMaxMs) ms"
 say "CPU s per GB fetched (node CPU of r50 + tail fetch minus r50 alone, over the bytes fetched): $CPU_FETCH_GB"
+say "CPU during r50 + tail fetch: node $(getv CPU_t50) s, the tail consumer (Python + librdkafka) $(tget clientCpuS) s, of $(nproc) CPUs x $(getv CPUWALL_t50) s"
 
 say ""
 say "== targets"
@@ -416,6 +473,9 @@ line "p99.9 @50% <= 2 x p99" "$P999 vs 2 x $P99" "$(verdict "$P999 <= 2 * $P99")
 line "p99 @$RATE_2000/s (confluent) <= fio 4k O_DSYNC p99 + 1" "$CK_P99 vs $FIO_4K_DSYNC_P99 + 1" "$(verdict "$CK_P99 <= $FIO_4K_DSYNC_P99 + 1")"
 line "p99 @$RATE_2000/s (confluent) <= fio 4k w+fdatasync + 1" "$CK_P99 vs $FIO_4K_FDS_P99 + 1" "$(verdict "$CK_P99 <= $FIO_4K_FDS_P99 + 1")"
 line "p99.9 @$RATE_2000/s (confluent) <= 2 x p99" "$CK_P999 vs 2 x $CK_P99" "$(verdict "$CK_P999 <= 2 * $CK_P99")"
+W99=$(walget r50 p99Ms); WCK99=$(walget ck p99Ms)
+line "(floor) p99 @50% <= device open loop p99 + 1 ms" "$P99 vs $W99 + 1" "$(verdict "$P99 <= $W99 + 1")"
+line "(floor) p99 @$RATE_2000/s <= device open loop p99 + 1" "$CK_P99 vs $WCK99 + 1" "$(verdict "$CK_P99 <= $WCK99 + 1")"
 line "max MB/s >= 0.8 x fio $WAL_BS write+fdatasync MB/s" "$MAX_MBS vs 0.8 x $FIO_FDS_MBS" "$(verdict "$MAX_MBS >= 0.8 * $FIO_FDS_MBS")"
 line "(info) max MB/s vs fio $WAL_BS O_DSYNC MB/s" "$MAX_MBS vs $FIO_DSYNC_MBS" "$(verdict "$MAX_MBS >= 0.8 * $FIO_DSYNC_MBS")"
 line "tail fetch MB/s >= produce MB/s (r50 + tail fetch)" "$FETCH_MBS vs $(jget t50 mbPerS)" "$(verdict "$FETCH_MBS >= 0.99 * $(jget t50 mbPerS)")"

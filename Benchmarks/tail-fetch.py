@@ -5,7 +5,8 @@ confluent-kafka consumer, no group (partitions assigned at their end offset), fo
 --warmup-s + --duration-s seconds. Counts only what arrives after the warmup and prints one
 JSON line: messages and value bytes fetched, MB/s (10^6 bytes of values per second), and the
 end-to-end age of each record when the consumer has it (now - the record's CreateTime
-timestamp, millisecond resolution: p50/p99/p99.9/max).
+timestamp, millisecond resolution: p50/p99/p99.9/max), and the consumer's own CPU seconds
+(on a small machine it competes with the node and the producer for the same cores).
 
     .venv/bin/python Benchmarks/tail-fetch.py --bootstrap 127.0.0.1:9092 --topic T \
         --warmup-s 5 --duration-s 20
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 
@@ -103,6 +105,9 @@ def main() -> int:
             "msgsPerS": msgs / args.duration_s, "mbPerS": value_bytes / args.duration_s / 1e6,
             "ageP50Ms": percentile(ages_ms, 50), "ageP99Ms": percentile(ages_ms, 99),
             "ageP999Ms": percentile(ages_ms, 99.9), "ageMaxMs": percentile(ages_ms, 100), "errors": errors,
+            # this consumer's own CPU (user + system, librdkafka's threads included), whole run
+            "clientCpuS": round(sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f)
+                                    for f in ("ru_utime", "ru_stime")), 2),
         }
         print(json.dumps(out))
         return 0 if msgs > 0 else 1

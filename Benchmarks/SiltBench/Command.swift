@@ -8,7 +8,7 @@ struct SiltBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "silt-bench",
         abstract: "Load generator for Silt / Kafka brokers (loopback only).",
-        subcommands: [Produce.self])
+        subcommands: [Produce.self, WALBenchCommand.self])
 }
 
 struct BenchError: Error, CustomStringConvertible {
