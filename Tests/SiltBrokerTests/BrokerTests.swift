@@ -482,6 +482,10 @@ final class MetadataSnapshotFollowTests: XCTestCase {
         defer { logs.shutdown() }
         try node.start(broker, path: path, controller: controller, on: group.next())
         defer { path.stop(); broker.stop(); controller.close() }
+        // The broker's own start (registration, its 20 streams opened) appends records the
+        // controller commits after the broker's first fetch: catch up to the controller's end.
+        try controller.awaitCommitted()
+        try broker.metadata.catchUp(on: group.next()).wait()
         XCTAssertEqual(broker.metadata.image.topicsByName.keys.sorted(), controller.image.topicsByName.keys.sorted())
         XCTAssertEqual(broker.metadata.image.nextOffset, controller.image.nextOffset)
         XCTAssertNotNil(logs.partition(topic: "s29", partition: 0))
