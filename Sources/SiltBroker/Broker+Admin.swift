@@ -335,7 +335,7 @@ extension Broker {
             }
             resp.controllerId = nodeId
         default:
-            resp.errorCode = 114   // UNSUPPORTED_ENDPOINT_TYPE
+            resp.errorCode = ErrorCode.unsupportedEndpointType
             resp.errorMessage = "Endpoint type \(req.endpointType) is not supported."
         }
         return r.succeed(resp)

@@ -33,7 +33,7 @@ extension ControllerService {
             var changes: [ConfigChange] = []
             for c in res.configs {
                 guard let op = ConfigChange.Op(rawValue: c.configOperation) else {
-                    out.errorCode = 42   // INVALID_REQUEST
+                    out.errorCode = KafkaErrorCode.invalidRequest
                     out.errorMessage = "Unknown config operation \(c.configOperation) for '\(c.name)'."
                     return out
                 }

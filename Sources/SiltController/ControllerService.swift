@@ -415,7 +415,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
                 out.errorCode = e.kafkaErrorCode
                 out.errorMessage = e.description
             } catch {
-                out.errorCode = -1
+                out.errorCode = KafkaErrorCode.unknownServerError
                 out.errorMessage = "\(error)"
             }
             resp.responses.append(out)
@@ -437,7 +437,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
                 out.errorCode = e.kafkaErrorCode
                 out.errorMessage = e.description
             } catch {
-                out.errorCode = -1
+                out.errorCode = KafkaErrorCode.unknownServerError
                 out.errorMessage = "\(error)"
             }
             resp.results.append(out)

@@ -41,27 +41,27 @@ public enum ControllerError: Error, Equatable, CustomStringConvertible {
     /// Kafka's error code for this refusal.
     public var kafkaErrorCode: Int16 {
         switch self {
-        case .invalidTopic: return 17               // INVALID_TOPIC_EXCEPTION
-        case .topicAlreadyExists: return 36         // TOPIC_ALREADY_EXISTS
-        case .unknownTopic: return 3                // UNKNOWN_TOPIC_OR_PARTITION
-        case .unknownTopicId: return 100            // UNKNOWN_TOPIC_ID
-        case .invalidPartitions: return 37          // INVALID_PARTITIONS
-        case .invalidConfig: return 40              // INVALID_CONFIG
-        case .invalidReplicationFactor: return 38   // INVALID_REPLICATION_FACTOR
-        case .deletionDisabled: return 73           // TOPIC_DELETION_DISABLED
-        case .storage: return -1                    // UNKNOWN_SERVER_ERROR
-        case .staleNodeEpoch: return 77             // STALE_BROKER_EPOCH
-        case .fencedStreamEpoch: return 74          // FENCED_LEADER_EPOCH
-        case .offsetOutOfRange: return 1            // OFFSET_OUT_OF_RANGE
-        case .invalidRequest: return 42             // INVALID_REQUEST
-        case .unknownStream: return 3               // UNKNOWN_TOPIC_OR_PARTITION
-        case .notController: return 41              // NOT_CONTROLLER
+        case .invalidTopic: return KafkaErrorCode.invalidTopic
+        case .topicAlreadyExists: return KafkaErrorCode.topicAlreadyExists
+        case .unknownTopic: return KafkaErrorCode.unknownTopicOrPartition
+        case .unknownTopicId: return KafkaErrorCode.unknownTopicId
+        case .invalidPartitions: return KafkaErrorCode.invalidPartitions
+        case .invalidConfig: return KafkaErrorCode.invalidConfig
+        case .invalidReplicationFactor: return KafkaErrorCode.invalidReplicationFactor
+        case .deletionDisabled: return KafkaErrorCode.topicDeletionDisabled
+        case .storage: return KafkaErrorCode.unknownServerError
+        case .staleNodeEpoch: return KafkaErrorCode.staleBrokerEpoch
+        case .fencedStreamEpoch: return KafkaErrorCode.fencedLeaderEpoch
+        case .offsetOutOfRange: return KafkaErrorCode.offsetOutOfRange
+        case .invalidRequest: return KafkaErrorCode.invalidRequest
+        case .unknownStream: return KafkaErrorCode.unknownTopicOrPartition
+        case .notController: return KafkaErrorCode.notController
         case .duplicateBroker: return KafkaErrorCode.duplicateBrokerRegistration
         case .staleBrokerEpoch: return KafkaErrorCode.staleBrokerEpoch
         case .notLeader: return KafkaErrorCode.notLeaderOrFollower
         case .invalidReplicaAssignment: return KafkaErrorCode.invalidReplicaAssignment
         case .noReassignmentInProgress: return KafkaErrorCode.noReassignmentInProgress
-        case .brokerNotRegistered: return 102       // BROKER_ID_NOT_REGISTERED
+        case .brokerNotRegistered: return KafkaErrorCode.brokerIdNotRegistered
         }
     }
 

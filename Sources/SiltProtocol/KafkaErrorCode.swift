@@ -23,6 +23,7 @@ public enum KafkaErrorCode {
     public static let unsupportedVersion: Int16 = 35
     public static let topicAlreadyExists: Int16 = 36
     public static let invalidPartitions: Int16 = 37
+    public static let invalidReplicationFactor: Int16 = 38
     public static let invalidConfig: Int16 = 40
     public static let notController: Int16 = 41
     public static let invalidRequest: Int16 = 42
@@ -32,6 +33,7 @@ public enum KafkaErrorCode {
     public static let groupIdNotFound: Int16 = 69
     public static let unknownProducerId: Int16 = 59
     public static let fetchSessionIdNotFound: Int16 = 70
+    public static let topicDeletionDisabled: Int16 = 73
     public static let fencedLeaderEpoch: Int16 = 74
     public static let unknownLeaderEpoch: Int16 = 75
     public static let staleBrokerEpoch: Int16 = 77
@@ -46,6 +48,7 @@ public enum KafkaErrorCode {
     public static let positionOutOfRange: Int16 = 99
     public static let unknownTopicId: Int16 = 100
     public static let duplicateBrokerRegistration: Int16 = 101
+    public static let brokerIdNotRegistered: Int16 = 102
     public static let inconsistentClusterId: Int16 = 104
     public static let fencedMemberEpoch: Int16 = 110
     public static let unreleasedInstanceId: Int16 = 111

@@ -420,6 +420,9 @@ final class BrokerTests: XCTestCase {
         let cluster = try call(DescribeClusterRequest(), version: 1)
         XCTAssertEqual(cluster.clusterId, "test-cluster-id-000000")
         XCTAssertEqual(cluster.brokers.map(\.brokerId), [0])
+        var unknownType = DescribeClusterRequest()
+        unknownType.endpointType = 7   // neither brokers (1) nor controllers (2)
+        XCTAssertEqual(try call(unknownType, version: 1).errorCode, KafkaErrorCode.unsupportedEndpointType)
     }
 
     func testListOffsetsAndLeaderEpoch() throws {
