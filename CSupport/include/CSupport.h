@@ -35,3 +35,4 @@ int silt_crc32c_hardware(void);
 #include "silt_s3.h"       // libcurl and OpenSSL (SigV4) wrappers for the S3 client
 #include "silt_storage.h"  // segment writeback
 #include "silt_codec.h"    // gzip, snappy, lz4 and zstd for record batches
+#include "silt_scram.h"    // PBKDF2, HMAC and hashes for SCRAM credentials (OpenSSL)

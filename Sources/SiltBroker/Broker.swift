@@ -89,6 +89,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         ElectLeadersRequest.apiKey: 0...2,      // one replica per partition: answered read-only (Broker+ElectLeaders)
         DescribeLogDirsRequest.apiKey: 0...4,   // the partitions led here (Broker+DescribeLogDirs)
         DescribeProducersRequest.apiKey: 0...0, // the leader's idempotent producer state (Broker+DescribeProducers)
+        DescribeUserScramCredentialsRequest.apiKey: 0...0,   // KIP-554, from the metadata image (Broker+Scram)
+        AlterUserScramCredentialsRequest.apiKey: 0...0,      // forwarded to the controller
     ]
 
     /// Partition and move metrics (the node's region in production).
@@ -244,6 +246,10 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         case ElectLeadersRequest.apiKey: return try serve(ElectLeadersRequest.self, frame, context, electLeaders)
         case DescribeLogDirsRequest.apiKey: return try serve(DescribeLogDirsRequest.self, frame, context, describeLogDirs)
         case DescribeProducersRequest.apiKey: return try serve(DescribeProducersRequest.self, frame, context, describeProducers)
+        case DescribeUserScramCredentialsRequest.apiKey:
+            return try serve(DescribeUserScramCredentialsRequest.self, frame, context, describeUserScramCredentials)
+        case AlterUserScramCredentialsRequest.apiKey:
+            return try serve(AlterUserScramCredentialsRequest.self, frame, context, alterUserScramCredentials)
         case InitProducerIdRequest.apiKey: return try serve(InitProducerIdRequest.self, frame, context, initProducerId)
         case FindCoordinatorRequest.apiKey: return try serve(FindCoordinatorRequest.self, frame, context, findCoordinator)
         case JoinGroupRequest.apiKey: return try serve(JoinGroupRequest.self, frame, context, joinGroup)

@@ -30,6 +30,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         CreatePartitionsRequest.apiKey: 2...3,
         AlterConfigsRequest.apiKey: 0...2,
         IncrementalAlterConfigsRequest.apiKey: 0...1,
+        AlterUserScramCredentialsRequest.apiKey: 0...0,
         // Silt's internal APIs (specs/silt/): the object lifecycle.
         OpenUploaderRequest.apiKey: 0...0,
         PrepareS3ObjectRequest.apiKey: 0...0,
@@ -146,6 +147,10 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case IncrementalAlterConfigsRequest.apiKey:
             return try serveRequest(IncrementalAlterConfigsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.afterCommit(on: loop) { self.incrementalAlterConfigs(req) }
+            }
+        case AlterUserScramCredentialsRequest.apiKey:
+            return try serveRequest(AlterUserScramCredentialsRequest.self, frame: frame, eventLoop: loop) { req, _ in
+                self.afterCommit(on: loop) { self.alterUserScramCredentials(req) }
             }
         case OpenUploaderRequest.apiKey:
             return try serveRequest(OpenUploaderRequest.self, frame: frame, eventLoop: loop) { req, _ in

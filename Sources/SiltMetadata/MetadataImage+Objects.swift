@@ -178,7 +178,7 @@ extension MetadataImage {
         case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig, .groupConfig, .brokerRegistration, .brokerFence,
              .unregisterBroker, .partitionLeader:
             preconditionFailure("not an object record: \(record)")
-        case .producerIds:
+        case .producerIds, .userScramCredential, .removeUserScramCredential:
             preconditionFailure("not an object record: \(record)")
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SiltProtocol
 import SiltStreams
 
 /// A record of the metadata log. The controller's state is the fold of these records in
@@ -48,6 +49,12 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     /// A dynamic group config (Kafka's GROUP config resource, KIP-848) is set (`value != nil`)
     /// or removed. Also the snapshot form (one record per key).
     case groupConfig(groupId: String, key: String, value: String?)
+
+    /// A user's SCRAM credential for `mechanism` is created or replaced (KIP-554; what a SCRAM
+    /// server checks logins against, never the password). Also the snapshot form.
+    case userScramCredential(name: String, mechanism: ScramMechanism, ScramCredential)
+    /// A user's SCRAM credential for `mechanism` is removed (it exists).
+    case removeUserScramCredential(name: String, mechanism: ScramMechanism)
 
     /// The node id of cluster-wide dynamic broker defaults (the BROKER resource named "").
     public static let clusterDefaultNode: Int32 = -1
@@ -142,6 +149,9 @@ public struct MetadataImage: Equatable, Sendable {
     public private(set) var brokerConfigs: [Int32: [String: String]] = [:]
     /// Dynamic group configs by group id; no entry for a group without any.
     public private(set) var groupConfigs: [String: [String: String]] = [:]
+    /// SCRAM credentials by user and mechanism (MetadataImage+Scram.swift); no entry for a
+    /// user without any.
+    public internal(set) var scramCredentials: [String: [ScramMechanism: ScramCredential]] = [:]
     /// The next producer id to hand out (ids are never reused; see `MetadataController.allocateProducerIds`).
     public private(set) var nextProducerId: Int64 = 0
     /// True only inside `init(snapshot:)` (see `addStream`).
@@ -204,6 +214,7 @@ public struct MetadataImage: Equatable, Sendable {
                 out.append(.groupConfig(groupId: group, key: key, value: value))
             }
         }
+        out += scramSnapshotRecords
         out += objectSnapshotRecords
         if nextProducerId > 0 { out.append(.producerIds(brokerId: -1, nextProducerId: nextProducerId)) }
         out += clusterSnapshotRecords
@@ -267,6 +278,8 @@ public struct MetadataImage: Equatable, Sendable {
             applyObjectRecord(record)
         case .brokerRegistration, .brokerFence, .unregisterBroker, .partitionLeader:
             applyClusterRecord(record)
+        case .userScramCredential, .removeUserScramCredential:
+            applyScramRecord(record)
         }
         nextOffset += 1
     }

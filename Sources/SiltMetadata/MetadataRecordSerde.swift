@@ -49,6 +49,8 @@ public enum MetadataRecordSerde {
         case .brokerFence: return .brokerFenceRecord
         case .unregisterBroker: return .unregisterBrokerRecord
         case .partitionLeader: return .partitionLeaderRecord
+        case .userScramCredential: return .userScramCredentialRecord
+        case .removeUserScramCredential: return .removeUserScramCredentialRecord
         }
     }
 
@@ -183,6 +185,20 @@ public enum MetadataRecordSerde {
             m.groupId = groupId
             m.key = key
             m.value = value
+            frame(m, into: &buffer)
+        case .userScramCredential(let name, let mechanism, let c):
+            var m = UserScramCredentialRecord()
+            m.name = name
+            m.mechanism = mechanism.rawValue
+            m.salt = c.salt
+            m.storedKey = c.storedKey
+            m.serverKey = c.serverKey
+            m.iterations = c.iterations
+            frame(m, into: &buffer)
+        case .removeUserScramCredential(let name, let mechanism):
+            var m = RemoveUserScramCredentialRecord()
+            m.name = name
+            m.mechanism = mechanism.rawValue
             frame(m, into: &buffer)
         case .producerIds(let brokerId, let nextProducerId):
             var m = ProducerIdsRecord()
@@ -375,6 +391,19 @@ public enum MetadataRecordSerde {
         case .groupConfigRecord:
             let m = try GroupConfigRecord(from: &buffer, version: version)
             return .groupConfig(groupId: m.groupId, key: m.key, value: m.value)
+        case .userScramCredentialRecord:
+            let m = try UserScramCredentialRecord(from: &buffer, version: version)
+            guard let mechanism = ScramMechanism(rawValue: m.mechanism) else {
+                throw Malformed("SCRAM credential of user \(m.name) with unknown mechanism \(m.mechanism)")
+            }
+            return .userScramCredential(name: m.name, mechanism: mechanism, ScramCredential(
+                salt: m.salt, storedKey: m.storedKey, serverKey: m.serverKey, iterations: m.iterations))
+        case .removeUserScramCredentialRecord:
+            let m = try RemoveUserScramCredentialRecord(from: &buffer, version: version)
+            guard let mechanism = ScramMechanism(rawValue: m.mechanism) else {
+                throw Malformed("SCRAM credential removal of user \(m.name) with unknown mechanism \(m.mechanism)")
+            }
+            return .removeUserScramCredential(name: m.name, mechanism: mechanism)
         case .producerIdsRecord:
             let m = try ProducerIdsRecord(from: &buffer, version: version)
             return .producerIds(brokerId: m.brokerId, nextProducerId: m.nextProducerId)

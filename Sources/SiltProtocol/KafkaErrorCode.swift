@@ -25,6 +25,7 @@ public enum KafkaErrorCode {
     public static let invalidPartitions: Int16 = 37
     public static let invalidReplicationFactor: Int16 = 38
     public static let invalidConfig: Int16 = 40
+    public static let unsupportedSaslMechanism: Int16 = 33
     public static let notController: Int16 = 41
     public static let invalidRequest: Int16 = 42
     public static let policyViolation: Int16 = 44
@@ -42,6 +43,9 @@ public enum KafkaErrorCode {
     public static let eligibleLeadersNotAvailable: Int16 = 83
     public static let electionNotNeeded: Int16 = 84
     public static let noReassignmentInProgress: Int16 = 85
+    public static let resourceNotFound: Int16 = 91
+    public static let duplicateResource: Int16 = 92
+    public static let unacceptableCredential: Int16 = 93
     public static let inconsistentVoterSet: Int16 = 94
     public static let invalidUpdateVersion: Int16 = 95
     public static let snapshotNotFound: Int16 = 98

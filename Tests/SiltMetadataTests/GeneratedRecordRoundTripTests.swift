@@ -284,6 +284,28 @@ extension GroupConfigRecord {
         return m
     }
 }
+extension UserScramCredentialRecord {
+    static func _sample(version: Int16, nulls: Bool) -> UserScramCredentialRecord {
+        var m = UserScramCredentialRecord()
+        m.name = "Name-\u{e9}"
+        m.mechanism = 97
+        m.salt = [1, 2, 63]
+        m.storedKey = [1, 2, 87]
+        m.serverKey = [1, 2, 92]
+        m.iterations = 92
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 66], 1234: []] }
+        return m
+    }
+}
+extension RemoveUserScramCredentialRecord {
+    static func _sample(version: Int16, nulls: Bool) -> RemoveUserScramCredentialRecord {
+        var m = RemoveUserScramCredentialRecord()
+        m.name = "Name-\u{e9}"
+        m.mechanism = 45
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 23], 1234: []] }
+        return m
+    }
+}
 
 final class GeneratedRecordRoundTripTests: XCTestCase {
     func testTopicRecord() throws {
@@ -475,7 +497,25 @@ final class GeneratedRecordRoundTripTests: XCTestCase {
         }
     }
 
+    func testUserScramCredentialRecord() throws {
+        for v in UserScramCredentialRecord.lowestSupportedVersion...UserScramCredentialRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(UserScramCredentialRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == UserScramCredentialRecord.lowestSupportedVersion || v == UserScramCredentialRecord.highestSupportedVersion)
+            try assertRoundTrip(UserScramCredentialRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(UserScramCredentialRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testRemoveUserScramCredentialRecord() throws {
+        for v in RemoveUserScramCredentialRecord.lowestSupportedVersion...RemoveUserScramCredentialRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(RemoveUserScramCredentialRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == RemoveUserScramCredentialRecord.lowestSupportedVersion || v == RemoveUserScramCredentialRecord.highestSupportedVersion)
+            try assertRoundTrip(RemoveUserScramCredentialRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(RemoveUserScramCredentialRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testGeneratedRecordTypeCount() {
-        XCTAssertEqual(MetadataRecordType.allCases.count, 21)
+        XCTAssertEqual(MetadataRecordType.allCases.count, 23)
     }
 }

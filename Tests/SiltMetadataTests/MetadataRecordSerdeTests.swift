@@ -70,6 +70,9 @@ final class MetadataRecordSerdeTests: XCTestCase {
         .unregisterBrokerRecord: (Samples.records[24], "01fb0700" + "00000003" + "0000000000000005" + "00"),
         .groupConfigRecord: (Samples.records[25],
             "01fc0700" + "02" + "67" + "1c" + "636f6e73756d65722e73657373696f6e2e74696d656f75742e6d73" + "06" + "3530303030" + "00"),
+        .userScramCredentialRecord: (Samples.records[27],
+            "01fd0700" + "06616c696365" + "01" + "030102" + "0203" + "0204" + "00001000" + "00"),
+        .removeUserScramCredentialRecord: (Samples.records[28], "01fe0700" + "06616c696365" + "01" + "00"),
     ]
 
     func testGoldenBytesOfVersion0() throws {

@@ -83,5 +83,8 @@ enum Samples {
         .unregisterBroker(nodeId: 3, brokerEpoch: 5),
         .groupConfig(groupId: "g", key: "consumer.session.timeout.ms", value: "50000"),
         .groupConfig(groupId: "g", key: "consumer.session.timeout.ms", value: nil),
+        .userScramCredential(name: "alice", mechanism: .sha256,
+                             ScramCredential(salt: [1, 2], storedKey: [3], serverKey: [4], iterations: 4096)),
+        .removeUserScramCredential(name: "alice", mechanism: .sha256),
     ]
 }

@@ -25,6 +25,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
     case partitionLeaderRecord = 1018
     case unregisterBrokerRecord = 1019
     case groupConfigRecord = 1020
+    case userScramCredentialRecord = 1021
+    case removeUserScramCredentialRecord = 1022
 
     public var name: String {
         switch self {
@@ -49,6 +51,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .partitionLeaderRecord: return "PartitionLeaderRecord"
         case .unregisterBrokerRecord: return "UnregisterBrokerRecord"
         case .groupConfigRecord: return "GroupConfigRecord"
+        case .userScramCredentialRecord: return "UserScramCredentialRecord"
+        case .removeUserScramCredentialRecord: return "RemoveUserScramCredentialRecord"
         }
     }
 
@@ -75,6 +79,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .partitionLeaderRecord: return PartitionLeaderRecord.self
         case .unregisterBrokerRecord: return UnregisterBrokerRecord.self
         case .groupConfigRecord: return GroupConfigRecord.self
+        case .userScramCredentialRecord: return UserScramCredentialRecord.self
+        case .removeUserScramCredentialRecord: return RemoveUserScramCredentialRecord.self
         }
     }
 
@@ -101,6 +107,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .partitionLeaderRecord: return 0
         case .unregisterBrokerRecord: return 0
         case .groupConfigRecord: return 0
+        case .userScramCredentialRecord: return 0
+        case .removeUserScramCredentialRecord: return 0
         }
     }
 
@@ -127,6 +135,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .partitionLeaderRecord: return 0
         case .unregisterBrokerRecord: return 0
         case .groupConfigRecord: return 0
+        case .userScramCredentialRecord: return 0
+        case .removeUserScramCredentialRecord: return 0
         }
     }
 
