@@ -1,9 +1,10 @@
 import Foundation
 import SiltProtocol
 
-/// Kafka's `bin/kafka-configs.sh` on Silt's own client code (no JVM), for topics and
-/// brokers: `--describe [--all]` and `--alter --add-config k=v[,k=v] / --delete-config k[,k]`,
-/// with Kafka 3.x's flags and output.
+/// Kafka's `bin/kafka-configs.sh` on Silt's own client code (no JVM), for topics, brokers,
+/// groups (KIP-848 group configs) and users (SCRAM credentials; KafkaConfigs+Users.swift):
+/// `--describe [--all]` and `--alter --add-config k=v[,k=v] / --delete-config k[,k]`, with
+/// Kafka's flags and output (4.x's for groups and users).
 ///
 ///     argv ──parse──▶ Options ──run (AdminSession)──▶ Metadata / DescribeCluster,
 ///                                                     DescribeConfigs, IncrementalAlterConfigs ──▶ text
@@ -18,9 +19,17 @@ public enum KafkaConfigs {
     public static let toolName = "kafka-configs"
 
     public enum EntityType: String, Equatable, Sendable {
-        case topics, brokers
-        var resourceType: Int8 { self == .topics ? 2 : 4 }
-        var singular: String { self == .topics ? "topic" : "broker" }
+        case topics, brokers, groups, users
+        /// The config resource type; users have none (their SCRAM credentials have their own APIs).
+        var resourceType: Int8 {
+            switch self {
+            case .topics: return 2
+            case .brokers: return 4
+            case .groups: return 32
+            case .users: preconditionFailure("users are not a config resource")
+            }
+        }
+        var singular: String { String(rawValue.dropLast()) }
     }
 
     /// Whom the command is about: one named entity, the cluster-wide broker default
@@ -59,37 +68,44 @@ public enum KafkaConfigs {
     }
 
     public static let usage = """
-        Silt's kafka-configs: describe and alter topic and broker configs (Kafka's command line, no JVM).
+        Silt's kafka-configs: describe and alter topic, broker and group configs and users' SCRAM credentials
+        (Kafka's command line, no JVM).
         Option                                   Description
         ------                                   -----------
-        --add-config <k=v,k2=[v1,v2],...>        Configs to set; a value with commas goes in brackets.
+        --add-config <k=v,k2=[v1,v2],...>        Configs to set; a value with commas goes in brackets. For users:
+                                                 'SCRAM-SHA-256=[iterations=8192,password=secret]' (SCRAM-SHA-512
+                                                 too; iterations 4096 by default, at least 4096).
         --all                                    With --describe: every config, not only the dynamic ones.
         --alter                                  Alter the configuration of the entity.
         --bootstrap-server <host:port,...>       REQUIRED: the Kafka server(s) to connect to.
         --broker <id>                            Same as --entity-type brokers --entity-name <id>.
         --broker-defaults                        Same as --entity-type brokers --entity-default.
         --command-config <file>                  Admin client properties; Silt reads and ignores them.
-        --delete-config <k,k2,...>               Configs to remove (they return to their inherited value).
+        --delete-config <k,k2,...>               Configs to remove (they return to their inherited value); for
+                                                 users, the mechanisms whose credential to delete.
         --describe                               List the configs of the entity.
         --entity-default                         The cluster-wide default of the brokers.
-        --entity-name <name>                     The topic name or broker id.
-        --entity-type <topics|brokers>           The type of the entity.
+        --entity-name <name>                     The topic name, broker id, group id or user name.
+        --entity-type <topics|brokers|groups|users>  The type of the entity.
+        --group <name>                           Same as --entity-type groups --entity-name <name>.
         --help                                   Print usage information.
         --topic <name>                           Same as --entity-type topics --entity-name <name>.
+        --user <name>                            Same as --entity-type users --entity-name <name>.
 
-        Not supported by Silt: --zookeeper, --bootstrap-controller, --add-config-file, and the entity types
-        users, clients, ips, broker-loggers, client-metrics and groups.
+        Not supported by Silt: --zookeeper, --bootstrap-controller, --add-config-file, user and client quotas
+        (--entity-default for users, --user-defaults, quota keys), and the entity types clients, ips,
+        broker-loggers and client-metrics.
         """
 
     static let refused: [String: String] = [
         "--zookeeper": "Silt has no ZooKeeper; use --bootstrap-server",
         "--bootstrap-controller": "Silt's controllers take configs through the brokers; use --bootstrap-server",
         "--add-config-file": "give the configs with --add-config",
-        "--user": "Silt has no user quotas or SCRAM credentials yet",
+        "--user-defaults": "Silt has no user quotas yet",
         "--client": "Silt has no client quotas yet",
+        "--client-defaults": "Silt has no client quotas yet",
         "--ip": "Silt has no connection quotas yet",
         "--client-metrics": "Silt has no client metrics subscriptions",
-        "--group": "Silt has no group configs yet",
         "--force": "not supported by Silt's kafka-configs",
     ]
 
@@ -120,6 +136,12 @@ public enum KafkaConfigs {
             case "--broker-defaults":
                 types.append("brokers")
                 entityDefault = true
+            case "--group":
+                types.append("groups")
+                names.append(try ToolArguments.value(args, &i, flag))
+            case "--user":
+                types.append("users")
+                names.append(try ToolArguments.value(args, &i, flag))
             case "--describe": describe = true
             case "--alter": alter = true
             case "--all": all = true
@@ -143,9 +165,10 @@ public enum KafkaConfigs {
             throw AdminSession.Failure("Only one entity type may be given; got \(types.joined(separator: ", "))")
         }
         guard let entityType = EntityType(rawValue: typeName) else {
-            let known = ["users", "clients", "ips", "broker-loggers", "client-metrics", "groups"]
+            let known = ["clients", "ips", "broker-loggers", "client-metrics"]
             if known.contains(typeName) {
-                throw AdminSession.Failure("--entity-type \(typeName) is not supported by Silt yet (topics and brokers are)")
+                throw AdminSession.Failure("--entity-type \(typeName) is not supported by Silt yet (topics, brokers, groups "
+                    + "and users are)")
             }
             throw AdminSession.Failure("Invalid entity type \(typeName), the entity type must be one of topics, brokers, "
                 + "users, clients, ips, broker-loggers, client-metrics, groups")
@@ -154,7 +177,11 @@ public enum KafkaConfigs {
         let entity: Entity
         if entityDefault {
             guard entityType == .brokers else {
-                throw AdminSession.Failure("--entity-default is only allowed with --entity-type brokers in Silt")
+                throw AdminSession.Failure(entityType == .users
+                    ? "--entity-default is not supported for users: Silt has no user quotas yet, and SCRAM credentials "
+                        + "are per user (Kafka: The use of --entity-default or --user-defaults is not allowed with User SCRAM "
+                        + "Credentials using --bootstrap-server.)"
+                    : "--entity-default is only allowed with --entity-type brokers in Silt")
             }
             guard names.isEmpty else { throw AdminSession.Failure("--entity-name and --entity-default cannot both be given") }
             entity = .brokerDefault
@@ -172,6 +199,7 @@ public enum KafkaConfigs {
             if !add.isEmpty || !delete.isEmpty {
                 throw AdminSession.Failure("--add-config and --delete-config are only allowed with --alter")
             }
+            if all && entityType == .users { throw AdminSession.Failure("--all is not allowed with --entity-type users") }
             action = .describe(all: all)
         } else {
             if all { throw AdminSession.Failure("--all is only allowed with --describe") }
@@ -185,6 +213,7 @@ public enum KafkaConfigs {
             if !both.isEmpty {
                 throw AdminSession.Failure("Cannot both add and delete config(s): \(both.sorted().joined(separator: ","))")
             }
+            if entityType == .users { try checkUserAlter(add: add, delete: delete) }
             action = .alter(add: add, delete: delete)
         }
         return .run(Options(bootstrap: try ToolArguments.bootstrap(bootstrap), commandConfig: commandConfig,
@@ -222,7 +251,7 @@ public enum KafkaConfigs {
 
     // MARK: - Requests and rendering
 
-    /// Kafka's `ConfigEntry.ConfigSource` names, by wire code.
+    /// Kafka's `ConfigEntry.ConfigSource` names (the admin client's, which the tool prints), by wire code.
     public static func sourceName(_ code: Int8) -> String {
         switch code {
         case 1: return "DYNAMIC_TOPIC_CONFIG"
@@ -231,15 +260,19 @@ public enum KafkaConfigs {
         case 4: return "STATIC_BROKER_CONFIG"
         case 5: return "DEFAULT_CONFIG"
         case 6: return "DYNAMIC_BROKER_LOGGER_CONFIG"
-        case 7: return "CLIENT_METRICS_CONFIG"
-        case 8: return "GROUP_CONFIG"
+        case 7: return "DYNAMIC_CLIENT_METRICS_CONFIG"
+        case 8: return "DYNAMIC_GROUP_CONFIG"
         default: return "UNKNOWN"
         }
     }
 
     /// The source a plain `--describe` (without `--all`) shows: the entity's own dynamic layer.
     static func dynamicSource(_ type: EntityType, _ name: String) -> Int8 {
-        type == .topics ? 1 : (name.isEmpty ? 3 : 2)
+        switch type {
+        case .topics: return 1
+        case .groups: return 8
+        case .brokers, .users: return name.isEmpty ? 3 : 2
+        }
     }
 
     /// The header line of an entity.
@@ -315,21 +348,40 @@ public enum KafkaConfigs {
         }
     }
 
-    /// The entities of the type that exist: topic names (internal ones too), or broker ids.
+    /// The entities of the type that exist: topic names (internal ones too), broker ids, or groups.
     static func existing(_ type: EntityType, _ s: AdminSession) throws -> [String] {
+        if type == .groups { return try existingGroups(s) }
         let meta = try s.send(KafkaTopics.metadataRequest())
         switch type {
         case .topics: return meta.topics.compactMap(\.name).sorted()
         case .brokers: return meta.brokers.map(\.nodeId).sorted().map(String.init)
+        case .groups, .users: preconditionFailure("listed elsewhere")
         }
     }
 
     static func execute(_ o: Options, _ s: AdminSession, out: (String) -> Void) throws {
+        if o.entityType == .users {
+            switch o.action {
+            case .describe: try describeUsers(o.entity, s, out: out)
+            case .alter(let add, let delete):
+                guard case .named(let user) = o.entity else { preconditionFailure("parse refuses --alter without a user") }
+                try alterUser(user, add: add, delete: delete, s)
+                out("Completed updating config for user \(user).\n")
+            }
+            return
+        }
         switch o.action {
         case .describe(let all):
             let names: [String]
             switch o.entity {
             case .brokerDefault: names = [""]
+            case .named(let n) where o.entityType == .groups:
+                // Kafka 4: a group exists if it is listed or has a dynamic config; --all describes any.
+                if !all, try !existing(.groups, s).contains(n), try !groupHasDynamicConfig(n, s) {
+                    out("The group '\(n)' doesn't exist and doesn't have dynamic config.\n")
+                    return
+                }
+                names = [n]
             case .named(let n):
                 guard try existing(o.entityType, s).contains(n) else {
                     out("The \(o.entityType.singular) '\(n)' doesn't exist and doesn't have dynamic config.\n")
@@ -359,8 +411,9 @@ public enum KafkaConfigs {
             case .brokerDefault: name = ""
             case .all: preconditionFailure("parse refuses --alter without an entity")
             }
-            if !delete.isEmpty {
-                // Kafka refuses to delete a key the entity has no dynamic value for.
+            if !delete.isEmpty && o.entityType != .groups {
+                // Kafka 3.x refuses to delete a key the entity has no dynamic value for (4.x, the
+                // only Kafka with group configs, does not check).
                 let resp = try s.send(describeRequest(o.entityType, [name], synonyms: false))
                 guard let result = resp.results.first else {
                     throw AdminSession.Failure("DescribeConfigs answered without \(o.entityType.singular) '\(name)'")

@@ -181,7 +181,9 @@ extension Broker {
     func listGroups(_ req: ListGroupsRequest, _ r: Request) -> EventLoopFuture<ListGroupsResponse?> {
         var resp = ListGroupsResponse()
         guard let coordinator = groupCoordinator else {
-            resp.errorCode = GroupErrorCode.coordinatorNotAvailable
+            // No __consumer_offsets yet: no group exists anywhere, and Kafka lists none. Otherwise
+            // this broker's coordinator is starting (clients retry).
+            if metadata.image.topic(named: Broker.offsetsTopic) != nil { resp.errorCode = GroupErrorCode.coordinatorNotAvailable }
             return r.succeed(resp)
         }
         let wantedStates = Set(req.statesFilter.map { $0.lowercased() })

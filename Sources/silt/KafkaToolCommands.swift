@@ -28,12 +28,12 @@ struct KafkaTopicsCommand: ParsableCommand {
     }
 }
 
-/// `silt kafka-configs <Kafka's arguments>`: Kafka's kafka-configs.sh for topics and
-/// brokers (which bin/kafka-configs.sh runs).
+/// `silt kafka-configs <Kafka's arguments>`: Kafka's kafka-configs.sh for topics, brokers,
+/// groups and users (which bin/kafka-configs.sh runs).
 struct KafkaConfigsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kafka-configs",
-        abstract: "Describe and alter topic and broker configs, as Kafka's kafka-configs.sh.",
+        abstract: "Describe and alter topic, broker and group configs and SCRAM credentials, as Kafka's kafka-configs.sh.",
         discussion: KafkaConfigs.usage)
 
     @Argument(parsing: .captureForPassthrough, help: "Kafka's kafka-configs.sh arguments.")

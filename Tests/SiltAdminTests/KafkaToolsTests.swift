@@ -148,7 +148,7 @@ final class KafkaToolsTests: XCTestCase {
         assertFails(try KC.parse(bs + t + ["--alter", "--add-config", "a=1", "--delete-config", "a"]), "Cannot both add and delete")
         assertFails(try KC.parse(bs + ["--entity-type", "brokers", "--entity-name", "x", "--describe"]), "valid integer broker id")
         assertFails(try KC.parse(bs + ["--entity-type", "topics", "--entity-default", "--describe"]), "--entity-default")
-        assertFails(try KC.parse(bs + ["--entity-type", "users", "--describe"]), "--entity-type users is not supported by Silt")
+        assertFails(try KC.parse(bs + ["--entity-type", "clients", "--describe"]), "--entity-type clients is not supported by Silt")
         assertFails(try KC.parse(bs + ["--entity-type", "widgets", "--describe"]), "Invalid entity type widgets")
         assertFails(try KC.parse(bs + ["--entity-type", "topics", "--alter", "--add-config", "a=1"]), "--entity-name or --entity-default")
         assertFails(try KC.parse(bs + t + ["--alter", "--add-config-file", "f"]), "--add-config-file is not supported")

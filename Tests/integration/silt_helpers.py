@@ -11,7 +11,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SILT_BIN = Path(os.environ.get("SILT_BIN", REPO_ROOT / ".build" / "release" / "silt"))
-HOST = "127.0.0.1"
+# The loopback address test nodes listen on (free ports); SILT_TEST_HOST picks another one of
+# 127.0.0.0/8 so that engineers sharing a machine keep apart.
+HOST = os.environ.get("SILT_TEST_HOST", "127.0.0.1")
 
 
 def _ephemeral_range() -> tuple[int, int]:
