@@ -12,6 +12,7 @@ import SiltProtocol
 ///  6         group                     ConsumerGroupTargetAssignmentMetadataValue  assignment epoch
 ///  7         group, member             ConsumerGroupTargetAssignmentMemberValue    target partitions
 ///  8         group, member             ConsumerGroupCurrentMemberAssignmentValue   epochs, owned
+///  16        group, regex              ConsumerGroupRegularExpressionValue  the topics a regex matched
 /// ```
 ///
 /// Keys are an int16 record type then the key struct (version 0); values an int16 version (0)
@@ -19,6 +20,7 @@ import SiltProtocol
 /// topic names where Kafka has topic ids (Silt's coordinator works in names).
 public enum ConsumerRecordType: Int16, CaseIterable, Sendable {
     case metadata = 3, partitionMetadata = 4, memberMetadata = 5, targetMetadata = 6, targetMember = 7, currentAssignment = 8
+    case regularExpression = 16
 
     /// Whether the key names a member as well as the group.
     var hasMember: Bool { self == .memberMetadata || self == .targetMember || self == .currentAssignment }
@@ -32,6 +34,7 @@ public enum ConsumerRecord: Equatable, Sendable {
     case targetMetadata(assignmentEpoch: Int32?)
     case targetMember(memberId: String, Set<TopicPartition>?)
     case currentAssignment(memberId: String, ConsumerGroupCurrentMemberAssignmentValue?)
+    case regularExpression(String, ResolvedRegex?)
 }
 
 extension GroupRecords {
@@ -40,8 +43,11 @@ extension GroupRecords {
     /// The key structs are version 0; the int16 before them is the record type.
     static let consumerKeyVersion: Int16 = 0
 
-    static func consumerKey(_ type: ConsumerRecordType, _ groupId: String, memberId: String? = nil) -> [UInt8] {
+    /// The key of a record of `groupId`: `memberId` for the member records, `regex` for a
+    /// regular expression's.
+    static func consumerKey(_ type: ConsumerRecordType, _ groupId: String, memberId: String? = nil, regex: String? = nil) -> [UInt8] {
         precondition((memberId != nil) == type.hasMember, "record type \(type) and member id disagree")
+        precondition((regex != nil) == (type == .regularExpression), "record type \(type) and regex disagree")
         var buffer = ByteBuffer()
         buffer.writeInteger(type.rawValue)
         func put<K: KafkaStruct>(_ key: K) { key.encode(into: &buffer, version: consumerKeyVersion) }
@@ -52,6 +58,7 @@ extension GroupRecords {
         case .memberMetadata: var k = ConsumerGroupMemberMetadataKey(); k.groupId = groupId; k.memberId = memberId!; put(k)
         case .targetMember: var k = ConsumerGroupTargetAssignmentMemberKey(); k.groupId = groupId; k.memberId = memberId!; put(k)
         case .currentAssignment: var k = ConsumerGroupCurrentMemberAssignmentKey(); k.groupId = groupId; k.memberId = memberId!; put(k)
+        case .regularExpression: var k = ConsumerGroupRegularExpressionKey(); k.groupId = groupId; k.regularExpression = regex!; put(k)
         }
         return Array(buffer.readableBytesView)
     }
@@ -96,6 +103,14 @@ extension GroupRecords {
         return consumerValue(v)
     }
 
+    static func regexValue(_ r: ResolvedRegex) -> [UInt8] {
+        var v = ConsumerGroupRegularExpressionValue()
+        v.topics = r.topics.sorted()
+        v.version = 0   // Silt resolves on every heartbeat, against the broker's topics at that moment
+        v.timestamp = r.resolvedAtMs
+        return consumerValue(v)
+    }
+
     static func targetMetadataValue(_ cg: ConsumerGroup) -> [UInt8] {
         var v = ConsumerGroupTargetAssignmentMetadataValue()
         v.assignmentEpoch = cg.assignmentEpoch
@@ -135,9 +150,10 @@ extension GroupRecords {
         return consumerValue(v)
     }
 
-    /// Decodes the key struct and value of a consumer-group record (record types 3-8).
+    /// Decodes the key struct and value of a consumer-group record (record types 3-8 and 16).
     static func decodeConsumer(_ type: ConsumerRecordType, key: inout ByteBuffer, value: ByteBuffer?) throws -> Decoded {
         let groupId: String, memberId: String?
+        var regex: String?
         switch type {
         case .metadata: (groupId, memberId) = (try ConsumerGroupMetadataKey(from: &key, version: consumerKeyVersion).groupId, nil)
         case .partitionMetadata: (groupId, memberId) = (try ConsumerGroupPartitionMetadataKey(from: &key, version: consumerKeyVersion).groupId, nil)
@@ -151,6 +167,9 @@ extension GroupRecords {
         case .currentAssignment:
             let k = try ConsumerGroupCurrentMemberAssignmentKey(from: &key, version: consumerKeyVersion)
             (groupId, memberId) = (k.groupId, k.memberId)
+        case .regularExpression:
+            let k = try ConsumerGroupRegularExpressionKey(from: &key, version: consumerKeyVersion)
+            (groupId, memberId, regex) = (k.groupId, nil, k.regularExpression)
         }
         var v = value
         if var b = v {
@@ -177,6 +196,10 @@ extension GroupRecords {
                 topicPartitions(value.topicPartitions.map { ($0.topic, $0.partitions) })
             })
         case .currentAssignment: record = .currentAssignment(memberId: memberId!, try read(ConsumerGroupCurrentMemberAssignmentValue.self))
+        case .regularExpression:
+            record = .regularExpression(regex!, try read(ConsumerGroupRegularExpressionValue.self).map { value in
+                ResolvedRegex(topics: Set(value.topics), resolvedAtMs: value.timestamp)
+            })
         }
         return .consumer(groupId: groupId, record)
     }
@@ -192,9 +215,12 @@ struct WrittenConsumerState {
     var members: [String: [UInt8]] = [:]
     var targets: [String: [UInt8]] = [:]
     var current: [String: [UInt8]] = [:]
+    /// By regular expression.
+    var regexes: [String: [UInt8]] = [:]
 
     var isEmpty: Bool {
         groupEpoch == nil && partitionMetadata == nil && targetMetadata == nil && members.isEmpty && targets.isEmpty && current.isEmpty
+            && regexes.isEmpty
     }
 }
 
@@ -205,16 +231,23 @@ extension ConsumerGroup {
     /// O(members) when a new target was computed.
     func changedRecords(groupId: String) -> [GroupRecord] {
         var out: [GroupRecord] = []
-        func put(_ slot: inout [UInt8]?, _ type: ConsumerRecordType, _ memberId: String?, _ value: [UInt8]?) {
+        func put(_ slot: inout [UInt8]?, _ type: ConsumerRecordType, _ memberId: String?, _ value: [UInt8]?, regex: String? = nil) {
             guard slot != value, !(slot == nil && value == nil) else { return }
             slot = value
-            out.append(GroupRecord(key: GroupRecords.consumerKey(type, groupId, memberId: memberId), value: value))
+            out.append(GroupRecord(key: GroupRecords.consumerKey(type, groupId, memberId: memberId, regex: regex), value: value))
         }
         let rewriting = rewriteAll
         if rewriting {
             dirty.formUnion(members.keys)
             written = WrittenConsumerState()
             rewriteAll = false
+        }
+        // The regexes members subscribe with, resolved, before the subscriptions that use them;
+        // a regex no member uses any more is tombstoned.
+        let live = Set(members.values.compactMap { $0.subscribedRegex?.pattern })
+        resolvedRegexes = resolvedRegexes.filter { live.contains($0.key) }
+        for pattern in Set(resolvedRegexes.keys).union(written.regexes.keys).sorted() {
+            put(&written.regexes[pattern], .regularExpression, nil, resolvedRegexes[pattern].map(GroupRecords.regexValue), regex: pattern)
         }
         // A member's own records: its subscription first, its assignment after (Kafka's order);
         // a removed member's in reverse, its subscription last.
@@ -265,6 +298,9 @@ extension ConsumerGroup {
         for id in w.members.keys.sorted() { out.append(GroupRecord(key: GroupRecords.consumerKey(.memberMetadata, groupId, memberId: id), value: nil)) }
         if w.targetMetadata != nil { out.append(GroupRecord(key: GroupRecords.consumerKey(.targetMetadata, groupId), value: nil)) }
         if w.partitionMetadata != nil { out.append(GroupRecord(key: GroupRecords.consumerKey(.partitionMetadata, groupId), value: nil)) }
+        for pattern in w.regexes.keys.sorted() {
+            out.append(GroupRecord(key: GroupRecords.consumerKey(.regularExpression, groupId, regex: pattern), value: nil))
+        }
         if w.groupEpoch != nil { out.append(GroupRecord(key: GroupRecords.consumerKey(.metadata, groupId), value: nil)) }
         // Keys of failed writes not tombstoned above may be in the log too.
         let present = Set(out.map(\.key))
@@ -287,6 +323,7 @@ struct LoadedConsumerGroup {
     var members: [String: ConsumerGroupMemberMetadataValue] = [:]
     var targets: [String: Set<TopicPartition>] = [:]
     var current: [String: ConsumerGroupCurrentMemberAssignmentValue] = [:]
+    var regexes: [String: ResolvedRegex] = [:]
 
     mutating func apply(_ record: ConsumerRecord) {
         switch record {
@@ -296,11 +333,12 @@ struct LoadedConsumerGroup {
         case .targetMetadata(let epoch): assignmentEpoch = epoch
         case .targetMember(let id, let v): targets[id] = v
         case .currentAssignment(let id, let v): current[id] = v
+        case .regularExpression(let pattern, let v): regexes[pattern] = v
         }
     }
 
     /// Only tombstones were seen since the group's last records: nothing to rebuild.
-    var isEmpty: Bool { groupEpoch == nil && members.isEmpty && assignmentEpoch == nil && partitions.isEmpty }
+    var isEmpty: Bool { groupEpoch == nil && members.isEmpty && assignmentEpoch == nil && partitions.isEmpty && regexes.isEmpty }
 
     /// The group, its members with a fresh session, and `written` as the log holds it. Records
     /// of members without a subscription record are ignored; a partition two members claim (a
@@ -309,12 +347,15 @@ struct LoadedConsumerGroup {
     func build(nowMs: Int64) -> (ConsumerGroup, dropped: [String]) {
         let cg = ConsumerGroup()
         cg.topicPartitions = partitions
+        cg.resolvedRegexes = regexes
         for (id, meta) in members.sorted(by: { $0.key < $1.key }) {
             let m = ConsumerMember(memberId: id, instanceId: meta.instanceId, clientId: meta.clientId, clientHost: meta.clientHost,
                                    rebalanceTimeoutMs: meta.rebalanceTimeoutMs, nowMs: nowMs)
             m.rackId = meta.rackId
             m.subscribedTopics = meta.subscribedTopicNames
             m.subscribedRegex = meta.subscribedTopicRegex.flatMap(SubscriptionRegex.init)
+            // What the regex matched before: the next heartbeat sees no change unless the topics did.
+            m.regexMatches = m.subscribedRegex.flatMap { regexes[$0.pattern]?.topics } ?? []
             m.serverAssignor = meta.serverAssignor
             if let c = current[id] {
                 m.memberEpoch = c.memberEpoch
@@ -341,6 +382,7 @@ struct LoadedConsumerGroup {
         }
         cg.written.partitionMetadata = partitions.isEmpty ? nil : GroupRecords.partitionMetadataValue(cg)
         cg.written.targetMetadata = assignmentEpoch.map { _ in GroupRecords.targetMetadataValue(cg) }
+        cg.written.regexes = regexes.mapValues(GroupRecords.regexValue)
         for m in cg.members.values {
             cg.written.members[m.memberId] = GroupRecords.memberValue(m)
             if current[m.memberId] != nil { cg.written.current[m.memberId] = GroupRecords.currentAssignmentValue(m, cg) }

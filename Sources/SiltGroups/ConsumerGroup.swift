@@ -35,6 +35,10 @@ final class ConsumerGroup {
     var owners: [TopicPartition: String] = [:]
     /// Partition counts of the subscribed topics the target was computed from.
     var topicPartitions: [String: Int32] = [:]
+    /// Each regex members subscribe with, resolved: what it matched and when (Kafka's
+    /// ConsumerGroupRegularExpression records, so a reloaded group knows its members'
+    /// regex topics and its epoch does not move). Only regexes some member uses are written.
+    var resolvedRegexes: [String: ResolvedRegex] = [:]
     /// The assignor that computed the target.
     var assignorName: String = ConsumerAssignors.defaultName
     /// What the log holds for this group, and the members changed since.
@@ -147,6 +151,12 @@ final class ConsumerGroup {
         }
         precondition(seen == owners, "the owner index disagrees with the members")
     }
+}
+
+/// What a subscription regex matched when the coordinator last resolved it.
+public struct ResolvedRegex: Equatable, Sendable {
+    public var topics: Set<String>
+    public var resolvedAtMs: Int64
 }
 
 /// A member of a consumer-protocol group.

@@ -140,7 +140,7 @@ extension GroupCoordinator {
             m.lastHeartbeatMs = now
             update(cg, m, req)
         }
-        refreshTopics(cg, topicNames: topicNames, partitionCount: partitionCount)
+        refreshTopics(cg, topicNames: topicNames, partitionCount: partitionCount, nowMs: now)
         // One heartbeat moves the group one epoch, whatever it changed (join, subscription, metadata).
         cg.groupEpoch = min(cg.groupEpoch, epochBefore + 1)
         cg.computeTargetIfNeeded(assignor: preferredAssignor(cg))
@@ -277,18 +277,26 @@ extension GroupCoordinator {
     }
 
     /// Picks up regex matches, and partition count changes (and topics created or deleted)
-    /// of subscribed topics. Regexes are matched against every topic on each heartbeat of a
-    /// group that has one: O(regexes × topics).
-    private func refreshTopics(_ cg: ConsumerGroup, topicNames: () -> [String], partitionCount: (String) -> Int32?) {
+    /// of subscribed topics. Each distinct regex is matched against every topic on each
+    /// heartbeat of a group that has one: O(regexes × topics). A regex whose matches changed
+    /// is resolved anew (`cg.resolvedRegexes`, written as Kafka's record type 16).
+    private func refreshTopics(_ cg: ConsumerGroup, topicNames: () -> [String], partitionCount: (String) -> Int32?,
+                               nowMs: Int64) {
         let withRegex = cg.members.values.filter { $0.subscribedRegex != nil }
         if !withRegex.isEmpty {
             let names = topicNames()
+            var resolved: [String: Set<String>] = [:]
             for m in withRegex {
-                let matches = Set(names.filter { m.subscribedRegex!.matches($0) })
+                let regex = m.subscribedRegex!
+                if resolved[regex.pattern] == nil { resolved[regex.pattern] = Set(names.filter { regex.matches($0) }) }
+                let matches = resolved[regex.pattern]!
                 if matches != m.regexMatches {
                     m.regexMatches = matches
                     cg.groupEpoch += 1
                 }
+            }
+            for (pattern, topics) in resolved where cg.resolvedRegexes[pattern]?.topics != topics {
+                cg.resolvedRegexes[pattern] = ResolvedRegex(topics: topics, resolvedAtMs: nowMs)
             }
         }
         var counts: [String: Int32] = [:]

@@ -18,7 +18,7 @@ public protocol GroupPersistence: AnyObject, Sendable {
 
 /// Kafka's record formats in `__consumer_offsets`: an int16 version, then the generated
 /// struct. Key version 0/1 is an offset commit, 2 is group metadata (Kafka's legacy
-/// numbering, which Kafka still reads and writes for classic groups), 3-8 a KIP-848 consumer
+/// numbering, which Kafka still reads and writes for classic groups), 3-8 and 16 a KIP-848 consumer
 /// group's state (`ConsumerRecordType`).
 public enum GroupRecords {
     static let offsetKeyVersion: Int16 = 1
@@ -95,7 +95,7 @@ public enum GroupRecords {
     public enum Decoded: Equatable {
         case offset(groupId: String, TopicPartition, CommittedOffset?)
         case group(groupId: String, GroupMetadataValue?)
-        /// A KIP-848 consumer group's record (key types 3-8).
+        /// A KIP-848 consumer group's record (key types 3-8 and 16).
         case consumer(groupId: String, ConsumerRecord)
     }
 

@@ -173,6 +173,68 @@ final class ConsumerGroupLoadingTests: XCTestCase {
         XCTAssertEqual(next.describe().error, GroupErrorCode.groupIdNotFound)
     }
 
+    /// A regex subscription survives a reload without moving anything: the coordinator reads
+    /// back what each regex matched (Kafka's ConsumerGroupRegularExpression records, type 16),
+    /// so the members' next heartbeats keep their epochs and partitions, and the group epoch
+    /// stays where it was. (Before those records, the reloaded group took the regex's topics
+    /// for new ones and moved its epoch once.)
+    func testRestartWithARegexSubscriptionMovesNothing() {
+        var h = ConsumerHarness()
+        h.topics = ["orders-1": 2, "orders-2": 2, "audit": 1]
+        let a = ConsumerClient("a", topics: []), b = ConsumerClient("b", topics: ["audit"])
+        a.regex = "orders-.*"
+        settle(h, a, b)
+        let before = h.describe()
+        XCTAssertEqual(before.state, "Stable")
+        XCTAssertEqual(a.consuming, tps("orders-1", [0, 1]).union(tps("orders-2", [0, 1])))
+
+        var next = ConsumerHarness(reloading: h)
+        for client in [a, b] {
+            let had = (client.epoch, client.consuming)
+            let r = client.beat(next)
+            XCTAssertEqual(r.error, GroupErrorCode.none, client.memberId)
+            XCTAssertEqual(client.epoch, had.0, client.memberId)
+            XCTAssertEqual(client.consuming, had.1, client.memberId)
+        }
+        XCTAssertEqual(next.describe().groupEpoch, before.groupEpoch, "the reload moved the group epoch")
+        XCTAssertEqual(next.describe().state, "Stable")
+        // The regex still follows the topics after the reload: one epoch for a new match.
+        next.topics["orders-3"] = 1
+        settle(next, a, b)
+        XCTAssertEqual(a.consuming.count, 5)
+        XCTAssertEqual(next.describe().groupEpoch, before.groupEpoch + 1)
+        let again = ConsumerHarness(reloading: next)
+        settle(again, a, b)
+        XCTAssertEqual(again.describe().groupEpoch, before.groupEpoch + 1)
+    }
+
+    /// The regex record's layout (key type 16: group and regex; value: the matched topics),
+    /// and its tombstone once no member subscribes with the regex.
+    func testRegexResolutionRecordAndItsTombstone() throws {
+        var h = ConsumerHarness()
+        h.topics = ["orders-1": 2, "orders-2": 2, "audit": 1]
+        let a = ConsumerClient("a", topics: []), b = ConsumerClient("b", topics: ["audit"])
+        a.regex = "orders-.*"
+        settle(h, a, b)
+        let key = GroupRecords.consumerKey(.regularExpression, "cg", regex: "orders-.*")
+        XCTAssertEqual(Array(key.prefix(6)), [0, 16, 0, 2, 0x63, 0x67])
+        let value = try XCTUnwrap(h.log.allRecords.last { $0.1.key == key }?.1.value ?? nil)
+        guard case .consumer("cg", .regularExpression("orders-.*", let resolved?)) =
+                try GroupRecords.decode(key: ByteBuffer(bytes: key), value: ByteBuffer(bytes: value)) else {
+            return XCTFail("not decoded as a resolved regex")
+        }
+        XCTAssertEqual(resolved.topics, ["orders-1", "orders-2"])
+        XCTAssertEqual(h.log.allRecords.filter { $0.1.key == key }.count, 1, "written once, not on every heartbeat")
+        // Once no member uses the regex, its record is tombstoned and a reload finds none.
+        _ = a.leave(h)
+        settle(h, b)
+        XCTAssertEqual(h.log.allRecords.last { $0.1.key == key }.map { $0.1.value == nil }, true)
+        let epoch = h.describe().groupEpoch
+        let next = ConsumerHarness(reloading: h)
+        b.beat(next)
+        XCTAssertEqual(next.describe().groupEpoch, epoch)
+    }
+
     func testRecordLayoutIsKafkas() throws {
         // int16 record type 8, then the group and member ids as int16-length strings.
         let key = GroupRecords.consumerKey(.currentAssignment, "cg", memberId: "m")

@@ -1050,6 +1050,24 @@ extension ConsumerGroupPartitionMetadataValue.TopicMetadata {
         return m
     }
 }
+extension ConsumerGroupRegularExpressionKey {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupRegularExpressionKey {
+        var m = ConsumerGroupRegularExpressionKey()
+        m.groupId = "GroupId-\u{e9}"
+        m.regularExpression = "RegularExpression-\u{e9}"
+        return m
+    }
+}
+extension ConsumerGroupRegularExpressionValue {
+    static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupRegularExpressionValue {
+        var m = ConsumerGroupRegularExpressionValue()
+        m.topics = ["Topics[]-\u{e9}"]
+        m.version = 68
+        m.timestamp = 70
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 19], 1234: []] }
+        return m
+    }
+}
 extension ConsumerGroupTargetAssignmentMemberKey {
     static func _sample(version: Int16, nulls: Bool) -> ConsumerGroupTargetAssignmentMemberKey {
         var m = ConsumerGroupTargetAssignmentMemberKey()
@@ -5667,6 +5685,24 @@ final class GeneratedRoundTripTests: XCTestCase {
             try assertRoundTrip(ConsumerGroupPartitionMetadataValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupPartitionMetadataValue.lowestSupportedVersion || v == ConsumerGroupPartitionMetadataValue.highestSupportedVersion)
             try assertRoundTrip(ConsumerGroupPartitionMetadataValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
             try assertRoundTrip(ConsumerGroupPartitionMetadataValue(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupRegularExpressionKey() throws {
+        for v in ConsumerGroupRegularExpressionKey.lowestSupportedVersion...ConsumerGroupRegularExpressionKey.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupRegularExpressionKey._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupRegularExpressionKey.lowestSupportedVersion || v == ConsumerGroupRegularExpressionKey.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupRegularExpressionKey._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupRegularExpressionKey(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testConsumerGroupRegularExpressionValue() throws {
+        for v in ConsumerGroupRegularExpressionValue.lowestSupportedVersion...ConsumerGroupRegularExpressionValue.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(ConsumerGroupRegularExpressionValue._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == ConsumerGroupRegularExpressionValue.lowestSupportedVersion || v == ConsumerGroupRegularExpressionValue.highestSupportedVersion)
+            try assertRoundTrip(ConsumerGroupRegularExpressionValue._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(ConsumerGroupRegularExpressionValue(), version: v, expectNonDefault: false)
         }
     }
 
