@@ -124,5 +124,5 @@ def test_kafka_configs(node):
              if not l.startswith("  ")]
     assert heads == ["Dynamic configs for broker 0 are:", "Default configs for brokers in the cluster are:"]
     assert tool(CONFIGS, *bs, *d, "--alter", "--delete-config", "log.flush.interval.ms").returncode == 0
-    r = tool(CONFIGS, *bs, "--entity-type", "users", "--entity-name", "x", "--describe", ok=False)
+    r = tool(CONFIGS, *bs, "--entity-type", "clients", "--entity-name", "x", "--describe", ok=False)
     assert "not supported by Silt" in r.stderr
