@@ -90,7 +90,7 @@ extension MetadataController {
             if !records.isEmpty {
                 try commit(records)
                 logger.info("SCRAM credentials altered", metadata: [
-                    "users": "\(records.count)", "changes": "\(records.map { MetadataController.scramChange($0) })"])
+                    "changes": "\(records.map { MetadataController.scramChange($0) })"])
             }
             return results
         }
