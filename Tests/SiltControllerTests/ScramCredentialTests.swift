@@ -92,6 +92,8 @@ final class ScramCredentialTests: XCTestCase {
             XCTAssertEqual(cred.serverKey, Scram.hmac(.sha256, key: salted, Array("Server Key".utf8)))
             XCTAssertEqual(c.image.scramCredentials["alice"]?[.sha512]?.storedKey.count, 64)
             XCTAssertFalse("\(cred)".contains("\(cred.storedKey)"), "printing a credential hides its keys")
+            let record = "\(MetadataRecord.userScramCredential(name: "alice", mechanism: .sha256, cred))"
+            XCTAssertTrue(record.contains("alice") && record.contains("[hidden]") && !record.contains("\(cred.serverKey)"), record)
             XCTAssertEqual(MetadataImage(snapshot: c.image.snapshotRecords, endOffset: c.image.nextOffset), c.image)
         }
         let reopened = try open()
