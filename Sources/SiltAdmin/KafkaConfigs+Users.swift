@@ -42,7 +42,7 @@ extension KafkaConfigs {
     }
 
     /// Kafka's form of a credential, `[iterations=N,]password=P` (the brackets already
-    /// dropped): N defaults to 4096 (also for -1) and must be at least 4096.
+    /// dropped): N defaults to 4096 (also for -1) and must be within 4096...16384.
     public static func parseScramCredential(_ m: ScramMechanism, _ text: String) throws -> (iterations: Int32, password: String) {
         var rest = Substring(text)
         var iterations = ScramMechanism.iterationsDefault
@@ -59,6 +59,12 @@ extension KafkaConfigs {
         if iterations < ScramMechanism.iterationsMin {
             throw AdminSession.Failure("Iterations \(iterations) is less than the minimum \(ScramMechanism.iterationsMin) "
                 + "required for \(m.mechanismName)")
+        }
+        // The broker refuses more (Kafka's bound); checked here before the tool spends minutes
+        // salting a password with up to 2^31 PBKDF2 rounds only to be refused.
+        if iterations > ScramMechanism.iterationsMax {
+            throw AdminSession.Failure("Iterations \(iterations) is more than the maximum \(ScramMechanism.iterationsMax) "
+                + "allowed for \(m.mechanismName)")
         }
         return (iterations, String(rest.dropFirst("password=".count)))
     }

@@ -71,6 +71,8 @@ final class ScramToolTests: XCTestCase {
         }
         refused(["--alter", "--user", "u", "--add-config", "SCRAM-SHA-256=[iterations=100,password=x]"],
                 "Iterations 100 is less than the minimum 4096 required for SCRAM-SHA-256")
+        refused(["--alter", "--user", "u", "--add-config", "SCRAM-SHA-512=[iterations=2000000000,password=x]"],
+                "Iterations 2000000000 is more than the maximum 16384 allowed for SCRAM-SHA-512")
         refused(["--alter", "--user", "u", "--add-config", "SCRAM-SHA-256=[iterations=x,password=x]"],
                 "Invalid credential property SCRAM-SHA-256=iterations=x,password=x")
         refused(["--alter", "--user", "u", "--add-config", "SCRAM-SHA-256=secret"], "Invalid credential property")
