@@ -7,19 +7,7 @@ import XCTest
 
 /// AlterConfigs / IncrementalAlterConfigs semantics, dynamic broker configs, and the
 /// resolution order of a topic key (topic → node → cluster default → static → default).
-final class ConfigAlterTests: XCTestCase {
-    var dir: String!
-
-    override func setUp() {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-configs-\(UUID())").path
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    func open(snapshotIntervalBytes: Int = 20 << 20) throws -> MetadataController {
-        try MetadataController(directory: dir, logger: Logger(label: "test"), snapshotIntervalBytes: snapshotIntervalBytes,
-                               validateConfigs: TopicConfig.validate)
-    }
+final class ConfigAlterTests: ControllerDirectoryTestCase {
 
     let topic = ConfigResource(type: ConfigResource.topicType, name: "t")
     let node0 = ConfigResource(type: ConfigResource.brokerType, name: "0")

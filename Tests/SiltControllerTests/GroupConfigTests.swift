@@ -9,19 +9,7 @@ import XCTest
 /// Kafka 4.0's GROUP config resource (KIP-848 group configs): stored in the metadata log,
 /// described with GROUP_CONFIG / DEFAULT_CONFIG, bounded by the broker's keys, and
 /// every refusal writes nothing.
-final class GroupConfigTests: XCTestCase {
-    var dir: String!
-
-    override func setUp() {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-groupconfigs-\(UUID())").path
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
-    func open(snapshotIntervalBytes: Int = 20 << 20) throws -> MetadataController {
-        try MetadataController(directory: dir, logger: Logger(label: "test"), snapshotIntervalBytes: snapshotIntervalBytes,
-                               validateConfigs: TopicConfig.validate)
-    }
+final class GroupConfigTests: ControllerDirectoryTestCase {
 
     let group = ConfigResource(type: ConfigResource.groupType, name: "g")
     let session = GroupConfigKeys.sessionTimeoutMs

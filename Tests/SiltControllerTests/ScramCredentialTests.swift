@@ -10,18 +10,10 @@ import XCTest
 /// SCRAM credentials (KIP-554) in the controller: Kafka's validation (ScramControlManager),
 /// StoredKey and ServerKey computed from the client's salted password (never stored), the
 /// records' apply, and snapshots and restarts that keep them.
-final class ScramCredentialTests: XCTestCase {
-    var dir: String!
-
-    override func setUp() {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("silt-scram-\(UUID())").path
-    }
-
-    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
-
+final class ScramCredentialTests: ControllerDirectoryTestCase {
+    /// Topic configs do not matter here.
     func open(snapshotIntervalBytes: Int = 20 << 20) throws -> MetadataController {
-        try MetadataController(directory: dir, logger: Logger(label: "test"), snapshotIntervalBytes: snapshotIntervalBytes,
-                               validateConfigs: { _ in })
+        try open(snapshotIntervalBytes: snapshotIntervalBytes, validateConfigs: { _ in })
     }
 
     let sha256 = ScramMechanism.sha256.rawValue, sha512 = ScramMechanism.sha512.rawValue
