@@ -107,10 +107,12 @@ let package = Package(
             "SiltProtocol",
             .product(name: "NIOCore", package: "swift-nio"),
         ]),
+        // Kafka's StandardAuthorizer over the ACLs of the metadata image (pure: no I/O).
+        .target(name: "SiltAuthorizer", dependencies: ["SiltProtocol"]),
         // The Kafka-facing broker: network server and API handlers.
         .target(name: "SiltBroker", dependencies: [
             "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltConfig", "SiltRing", "SiltWAL", "SiltNet",
-            "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltGroups", "SiltMetadata", "SiltRaft",
+            "SiltStreams", "SiltObjectStore", "SiltMetrics", "SiltGroups", "SiltMetadata", "SiltRaft", "SiltAuthorizer",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -158,6 +160,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "SiltRaftTests", dependencies: ["SiltRaft"]),
+        .testTarget(name: "SiltAuthorizerTests", dependencies: ["SiltAuthorizer", "SiltProtocol"]),
         .testTarget(name: "SiltGroupsTests", dependencies: ["SiltGroups", "SiltProtocol",
                                                            .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "SiltRingTests", dependencies: ["SiltRing", "CSupport"]),
@@ -176,7 +179,7 @@ let package = Package(
         ]),
         .testTarget(name: "SiltBrokerTests", dependencies: [
             "SiltBroker", "SiltProtocol", "SiltRecords", "SiltStorage", "SiltController", "SiltConfig", "SiltNet", "SiltRing",
-            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata", "SiltUploader", "SiltWAL",
+            "SiltMetrics", "SiltObjectStore", "SiltStreams", "SiltMetadata", "SiltUploader", "SiltWAL", "SiltAuthorizer",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

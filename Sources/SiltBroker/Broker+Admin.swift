@@ -63,24 +63,15 @@ extension Broker {
         }
     }
 
-    /// The response, with the authorized operations the request asks for (Silt has no ACLs:
-    /// every operation; left at Int32.min, "not requested", otherwise).
+    /// The response. The authorized operations the request asks for are the gate's
+    /// (Broker+Authorization.swift); left at Int32.min, "not requested", otherwise.
     private func metadataResponse(_ req: MetadataRequest, _ r: Request, wantsAll: Bool,
                                   autoCreateFailed: Set<String>) -> MetadataResponse {
-        var resp = metadataTopicsResponse(req, r, wantsAll: wantsAll, autoCreateFailed: autoCreateFailed)
-        if req.includeTopicAuthorizedOperations {
-            let allowed = KafkaAclOperation.allowed(.topic)
-            for i in resp.topics.indices { resp.topics[i].topicAuthorizedOperations = allowed }
-        }
-        if req.includeClusterAuthorizedOperations && (8...10).contains(r.version) {
-            resp.clusterAuthorizedOperations = KafkaAclOperation.allowed(.cluster)
-        }
-        return resp
+        metadataTopicsResponse(req, r, wantsAll: wantsAll, autoCreateFailed: autoCreateFailed)
     }
 
-    private func metadataTopicsResponse(_ req: MetadataRequest, _ r: Request, wantsAll: Bool,
-                                        autoCreateFailed: Set<String>) -> MetadataResponse {
-        let image = metadata.image
+    /// A Metadata answer without topics: the live brokers, the cluster id and the controller.
+    func metadataSkeleton(_ r: Request, _ image: MetadataImage) -> MetadataResponse {
         var resp = MetadataResponse()
         resp.brokers = liveBrokerEndpoints(image, listenerName: r.context.listenerName).map { b in
             var broker = MetadataResponse.MetadataResponseBroker()
@@ -90,6 +81,13 @@ extension Broker {
         resp.clusterId = clusterId
         // KRaft answers with a live broker: clients cannot reach the controllers.
         resp.controllerId = resp.brokers.contains { $0.nodeId == nodeId } ? nodeId : (resp.brokers.first?.nodeId ?? -1)
+        return resp
+    }
+
+    private func metadataTopicsResponse(_ req: MetadataRequest, _ r: Request, wantsAll: Bool,
+                                        autoCreateFailed: Set<String>) -> MetadataResponse {
+        let image = metadata.image
+        var resp = metadataSkeleton(r, image)
         let topicMetadata = { (topic: TopicInfo) in Broker.topicMetadata(topic, image) }
         if wantsAll {
             resp.topics = image.topicsByName.keys.sorted().map { topicMetadata(image.topicsByName[$0]!) }
@@ -316,7 +314,6 @@ extension Broker {
         var resp = DescribeClusterResponse()
         resp.clusterId = clusterId
         resp.endpointType = req.endpointType
-        if req.includeClusterAuthorizedOperations { resp.clusterAuthorizedOperations = KafkaAclOperation.allowed(.cluster) }
         switch req.endpointType {
         case 1:   // brokers
             resp.brokers = liveBrokerEndpoints(metadata.image, listenerName: r.context.listenerName).map { b in

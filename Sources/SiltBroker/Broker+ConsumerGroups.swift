@@ -109,7 +109,7 @@ extension Broker {
             out.errorCode = d.error
             out.errorMessage = d.errorMessage
             guard d.error == GroupErrorCode.none else { return out }
-            if req.includeAuthorizedOperations { out.authorizedOperations = KafkaAclOperation.allowed(.group) }
+            // authorizedOperations: the gate's (Broker+Authorization.swift).
             out.groupState = d.state
             out.groupEpoch = d.groupEpoch
             out.assignmentEpoch = d.assignmentEpoch

@@ -213,9 +213,7 @@ extension Broker {
             }
             let d = coordinator.describe(id)
             out.errorCode = d.error
-            if req.includeAuthorizedOperations && d.error == 0 {
-                out.authorizedOperations = KafkaAclOperation.allowed(.group)   // no ACLs: all of a group's
-            }
+            // authorizedOperations: the gate's (Broker+Authorization.swift).
             out.groupState = d.state.rawValue
             out.protocolType = d.protocolType
             out.protocolData = d.protocolName

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import SiltConfig
+import SiltAuthorizer
 import SiltController
 import SiltGroups
 import SiltMetadata
@@ -48,6 +49,10 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     let backgroundLoop = NIOLockedValueBox<EventLoop?>(nil)
     /// Streams of compacted topics with an upload timer pending (Broker+CompactionLag.swift).
     let compactionLagUploads = NIOLockedValueBox<Set<UInt64>>([])
+    /// The authorizer settings (from the config) and the authorizer of the moment, rebuilt
+    /// when the image's ACLs change (Broker+Acls.swift, Broker+Authorization.swift).
+    let authorizerSettings: AuthorizerSettings
+    let authorizerBox: NIOLockedValueBox<Authorizer>
     /// nil until `__consumer_offsets` exists and `startGroupCoordinator` ran: groups are unavailable.
     var groupCoordinator: GroupCoordinator? { coordinatorState.withLockedValue { $0.coordinator } }
 
@@ -91,6 +96,9 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         DescribeProducersRequest.apiKey: 0...0, // the leader's idempotent producer state (Broker+DescribeProducers)
         DescribeUserScramCredentialsRequest.apiKey: 0...0,   // KIP-554, from the metadata image (Broker+Scram)
         AlterUserScramCredentialsRequest.apiKey: 0...0,      // forwarded to the controller
+        CreateAclsRequest.apiKey: 0...3,        // forwarded to the controller (Broker+Acls)
+        DeleteAclsRequest.apiKey: 0...3,        // forwarded to the controller
+        DescribeAclsRequest.apiKey: 0...3,      // from this broker's image
     ]
 
     /// Partition and move metrics (the node's region in production).
@@ -112,6 +120,11 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         self.writePath = writePath
         self.objectReader = objectReader
         self.logger = logger
+        let settings = AuthorizerSettings(className: config.value("authorizer.class.name").value,
+                                          superUsers: config.value("super.users").value,
+                                          allowEveryoneIfNoAclFound: config.value("allow.everyone.if.no.acl.found").value)
+        self.authorizerSettings = settings
+        self.authorizerBox = NIOLockedValueBox(Authorizer(settings: settings, acls: []))
         self.lifecycle = BrokerLifecycle(
             settings: .init(nodeId: config.nodeId, clusterId: clusterId,
                             listeners: config.advertisedListeners.map { BrokerEndpoint(name: $0.name, host: $0.host, port: Int32($0.port)) },
@@ -183,6 +196,7 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
     /// Applies a metadata change to local storage: partitions this broker comes to lead are
     /// opened, deleted topics lose their logs.
     private func metadataChanged(from old: MetadataImage, to new: MetadataImage) {
+        aclsChanged(from: old, to: new)
         releaseMovingPartitions(new)
         dropPartitionsLedElsewhere(new)
         openMissingPartitions(image: new)
@@ -250,6 +264,9 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
             return try serve(DescribeUserScramCredentialsRequest.self, frame, context, describeUserScramCredentials)
         case AlterUserScramCredentialsRequest.apiKey:
             return try serve(AlterUserScramCredentialsRequest.self, frame, context, alterUserScramCredentials)
+        case CreateAclsRequest.apiKey: return try serve(CreateAclsRequest.self, frame, context, createAcls)
+        case DeleteAclsRequest.apiKey: return try serve(DeleteAclsRequest.self, frame, context, deleteAcls)
+        case DescribeAclsRequest.apiKey: return try serve(DescribeAclsRequest.self, frame, context, describeAcls)
         case InitProducerIdRequest.apiKey: return try serve(InitProducerIdRequest.self, frame, context, initProducerId)
         case FindCoordinatorRequest.apiKey: return try serve(FindCoordinatorRequest.self, frame, context, findCoordinator)
         case JoinGroupRequest.apiKey: return try serve(JoinGroupRequest.self, frame, context, joinGroup)
@@ -277,6 +294,8 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         }
     }
 
+    /// Decodes a request, passes it through the authorization gate (Broker+Authorization.swift)
+    /// and runs its handler on what the gate lets through.
     private func serve<R: KafkaRequest>(
         _ type: R.Type, _ frame: ByteBuffer, _ context: RequestContext,
         _ handler: (R, Request) throws -> EventLoopFuture<R.Response?>
@@ -284,7 +303,11 @@ public final class Broker: KafkaRequestHandler, @unchecked Sendable {
         let startedNs = DispatchTime.now().uptimeNanoseconds
         do {
             return try serveRequest(type, frame: frame, eventLoop: context.eventLoop, observer: self, startedNs: startedNs) { req, header in
-                try handler(req, Request(header: header, context: context))
+                let request = Request(header: header, context: context)
+                switch self.gate(req, request) {
+                case .answer(let resp): return request.eventLoop.makeSucceededFuture(resp)
+                case .proceed(let allowed, let finish): return try handler(allowed, request).map { $0.map(finish) }
+                }
             }
         } catch {
             requestFailed(apiKey: R.apiKey, startedNs: startedNs)

@@ -37,6 +37,15 @@ extension ServerConfig {
         .init("socket.request.max.bytes", .int, "104857600", .atLeast(1), doc: "Largest request frame accepted."),
         .init("num.network.threads", .int, "3", .atLeast(1), doc: "The broker's event loops when set; otherwise one per core."),
         .init("num.io.threads", .int, "8", .atLeast(1), doc: "I/O threads."),
+        // Authorization (SiltAuthorizer; docs/security.md).
+        .init("authorizer.class.name", .string, "", .custom(ServerConfig.validateAuthorizer),
+              doc: "Kafka's authorizer class: org.apache.kafka.metadata.authorizer.StandardAuthorizer turns ACLs on "
+                + "(Silt's own implementation of it); empty: no authorizer, every request is allowed and the ACL APIs "
+                + "answer SECURITY_DISABLED."),
+        .init("super.users", .string, "", doc: "Principals allowed everything whatever the ACLs say, separated by ';' "
+                + "(User:admin;User:ops)."),
+        .init("allow.everyone.if.no.acl.found", .bool, "false",
+              doc: "With an authorizer: a resource that no ACL names is open to everyone (true) or to super users only."),
         // Logs and topics.
         .init("log.dirs", .list, nil, doc: "Directories holding partition data and metadata."),
         .init("log.dir", .string, "silt-data", doc: "Data directory when log.dirs is not set."),

@@ -357,6 +357,18 @@ public struct ServerConfig: Sendable {
         return nil
     }
 
+    /// The authorizer classes Silt answers to: Kafka's KRaft StandardAuthorizer (and
+    /// nothing else: the ZooKeeper-era AclAuthorizer has no KRaft form).
+    public static let authorizerClasses = ["org.apache.kafka.metadata.authorizer.StandardAuthorizer"]
+
+    @Sendable static func validateAuthorizer(_ raw: String) -> String? {
+        let v = raw.trimmingCharacters(in: .whitespaces)
+        guard v.isEmpty || authorizerClasses.contains(v) else {
+            return "Silt's authorizer is Kafka's StandardAuthorizer: set \(authorizerClasses[0]) (or leave empty for none)"
+        }
+        return nil
+    }
+
     @Sendable static func validateProtocolMap(_ raw: String) -> String? {
         for item in ConfigKeyDef.parseList(raw) where item.split(separator: ":").count != 2 {
             return "'\(item)' is not LISTENER:PROTOCOL"

@@ -31,6 +31,8 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         AlterConfigsRequest.apiKey: 0...2,
         IncrementalAlterConfigsRequest.apiKey: 0...1,
         AlterUserScramCredentialsRequest.apiKey: 0...0,
+        CreateAclsRequest.apiKey: 3...3,
+        DeleteAclsRequest.apiKey: 3...3,
         // Silt's internal APIs (specs/silt/): the object lifecycle.
         OpenUploaderRequest.apiKey: 0...0,
         PrepareS3ObjectRequest.apiKey: 0...0,
@@ -151,6 +153,13 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case AlterUserScramCredentialsRequest.apiKey:
             return try serveRequest(AlterUserScramCredentialsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.afterCommit(on: loop) { self.alterUserScramCredentials(req) }
+        case CreateAclsRequest.apiKey:
+            return try serveRequest(CreateAclsRequest.self, frame: frame, eventLoop: loop) { req, header in
+                self.afterCommit(on: loop) { self.createAcls(req, version: header.requestApiVersion) }
+            }
+        case DeleteAclsRequest.apiKey:
+            return try serveRequest(DeleteAclsRequest.self, frame: frame, eventLoop: loop) { req, header in
+                self.afterCommit(on: loop) { self.deleteAcls(req, version: header.requestApiVersion) }
             }
         case OpenUploaderRequest.apiKey:
             return try serveRequest(OpenUploaderRequest.self, frame: frame, eventLoop: loop) { req, _ in

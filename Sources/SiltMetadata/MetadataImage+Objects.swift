@@ -176,7 +176,7 @@ extension MetadataImage {
         case .objectIdFloor(let floor):
             nextObjectId = max(nextObjectId, floor)
         case .topic, .partitionCount, .topicConfig, .removeTopic, .streamIdFloor, .brokerConfig, .groupConfig, .brokerRegistration, .brokerFence,
-             .unregisterBroker, .partitionLeader:
+             .unregisterBroker, .partitionLeader, .accessControlEntry, .removeAccessControlEntry:
             preconditionFailure("not an object record: \(record)")
         case .producerIds, .userScramCredential, .removeUserScramCredential:
             preconditionFailure("not an object record: \(record)")

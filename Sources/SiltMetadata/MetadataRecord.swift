@@ -55,6 +55,11 @@ public enum MetadataRecord: Codable, Equatable, Sendable {
     case userScramCredential(name: String, mechanism: ScramMechanism, ScramCredential)
     /// A user's SCRAM credential for `mechanism` is removed (it exists).
     case removeUserScramCredential(name: String, mechanism: ScramMechanism)
+    /// An ACL is added (Kafka's AccessControlEntryRecord), under an id no other ACL has.
+    /// Also the snapshot form (one record per ACL).
+    case accessControlEntry(id: UUID, AclBinding)
+    /// The ACL `id` is removed (Kafka's RemoveAccessControlEntryRecord).
+    case removeAccessControlEntry(id: UUID)
 
     /// The node id of cluster-wide dynamic broker defaults (the BROKER resource named "").
     public static let clusterDefaultNode: Int32 = -1
@@ -152,6 +157,9 @@ public struct MetadataImage: Equatable, Sendable {
     /// SCRAM credentials by user and mechanism (MetadataImage+Scram.swift); no entry for a
     /// user without any.
     public internal(set) var scramCredentials: [String: [ScramMechanism: ScramCredential]] = [:]
+    /// The ACLs by id (MetadataImage+Acls.swift). No two ids hold the same binding, and every
+    /// binding is valid (`AclBinding.refusal` is nil): the controller checks before writing.
+    public internal(set) var acls: [UUID: AclBinding] = [:]
     /// The next producer id to hand out (ids are never reused; see `MetadataController.allocateProducerIds`).
     public private(set) var nextProducerId: Int64 = 0
     /// True only inside `init(snapshot:)` (see `addStream`).
@@ -215,6 +223,7 @@ public struct MetadataImage: Equatable, Sendable {
             }
         }
         out += scramSnapshotRecords
+        out += aclSnapshotRecords
         out += objectSnapshotRecords
         if nextProducerId > 0 { out.append(.producerIds(brokerId: -1, nextProducerId: nextProducerId)) }
         out += clusterSnapshotRecords
@@ -280,6 +289,8 @@ public struct MetadataImage: Equatable, Sendable {
             applyClusterRecord(record)
         case .userScramCredential, .removeUserScramCredential:
             applyScramRecord(record)
+        case .accessControlEntry, .removeAccessControlEntry:
+            applyAclRecord(record)
         }
         nextOffset += 1
     }

@@ -44,6 +44,8 @@ public enum MetadataRecordSerde {
         case .objectIdFloor: return .objectIdFloorRecord
         case .brokerConfig: return .brokerConfigRecord
         case .groupConfig: return .groupConfigRecord
+        case .accessControlEntry: return .accessControlEntryRecord
+        case .removeAccessControlEntry: return .removeAccessControlEntryRecord
         case .producerIds: return .producerIdsRecord
         case .brokerRegistration: return .brokerRegistrationRecord
         case .brokerFence: return .brokerFenceRecord
@@ -199,6 +201,20 @@ public enum MetadataRecordSerde {
             var m = RemoveUserScramCredentialRecord()
             m.name = name
             m.mechanism = mechanism.rawValue
+        case .accessControlEntry(let id, let b):
+            var m = AccessControlEntryRecord()
+            m.id = id.kafka
+            m.resourceType = b.resourceType.rawValue
+            m.resourceName = b.resourceName
+            m.patternType = b.patternType.rawValue
+            m.principal = b.principal
+            m.host = b.host
+            m.operation = b.operation.rawValue
+            m.permissionType = b.permission.rawValue
+            frame(m, into: &buffer)
+        case .removeAccessControlEntry(let id):
+            var m = RemoveAccessControlEntryRecord()
+            m.id = id.kafka
             frame(m, into: &buffer)
         case .producerIds(let brokerId, let nextProducerId):
             var m = ProducerIdsRecord()
@@ -404,6 +420,16 @@ public enum MetadataRecordSerde {
                 throw Malformed("SCRAM credential removal of user \(m.name) with unknown mechanism \(m.mechanism)")
             }
             return .removeUserScramCredential(name: m.name, mechanism: mechanism)
+        case .accessControlEntryRecord:
+            let m = try AccessControlEntryRecord(from: &buffer, version: version)
+            let b = AclBinding(resourceType: AclResourceType(code: m.resourceType), resourceName: m.resourceName,
+                               patternType: AclPatternType(code: m.patternType), principal: m.principal, host: m.host,
+                               operation: KafkaAclOperation(code: m.operation), permission: AclPermissionType(code: m.permissionType))
+            if let why = b.refusal { throw Malformed("ACL \(m.id.foundation): \(why)") }
+            return .accessControlEntry(id: m.id.foundation, b)
+        case .removeAccessControlEntryRecord:
+            let m = try RemoveAccessControlEntryRecord(from: &buffer, version: version)
+            return .removeAccessControlEntry(id: m.id.foundation)
         case .producerIdsRecord:
             let m = try ProducerIdsRecord(from: &buffer, version: version)
             return .producerIds(brokerId: m.brokerId, nextProducerId: m.nextProducerId)

@@ -148,6 +148,9 @@ public struct RequestContext {
     public let logger: Logger
     /// The client's IP address as Kafka shows it in group descriptions ("/127.0.0.1"), or "".
     public var clientHost: String = ""
+    /// The authenticated principal (Kafka's `Type:name`); PLAINTEXT listeners authenticate no
+    /// one, so every connection is `User:ANONYMOUS`, as in Kafka.
+    public var principal: String = "User:ANONYMOUS"
     /// When the whole frame had been read (`silt_monotonic_ns`); 0 when not from a socket.
     public var receivedNs: UInt64 = 0
     public init(eventLoop: EventLoop, listenerName: String, logger: Logger) {

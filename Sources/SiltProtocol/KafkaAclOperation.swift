@@ -3,9 +3,10 @@
 /// Metadata (topics, and the cluster in v8-10), DescribeCluster and DescribeGroups (v3+).
 /// Kafka's message specs carry neither, so both are written from Kafka's sources.
 ///
-/// Silt has no ACLs: as Kafka answers without an authorizer, every supported operation of
-/// a resource is allowed. A bitfield sets bit `code` for each operation (`Utils.to32BitField`).
-public enum KafkaAclOperation: Int8, CaseIterable, Sendable {
+/// Which of them a caller may do comes from `SiltAuthorizer.Authorizer` (every supported
+/// operation without an authorizer, as Kafka answers). A bitfield sets bit `code` for each
+/// operation (`Utils.to32BitField`). The other ACL codes are in KafkaAcl.swift.
+public enum KafkaAclOperation: Int8, CaseIterable, Codable, Sendable {
     case unknown = 0, any = 1, all = 2, read = 3, write = 4, create = 5, delete = 6, alter = 7, describe = 8,
          clusterAction = 9, describeConfigs = 10, alterConfigs = 11, idempotentWrite = 12, createTokens = 13,
          describeTokens = 14, twoPhaseCommit = 15
@@ -29,6 +30,6 @@ public enum KafkaAclOperation: Int8, CaseIterable, Sendable {
         operations.reduce(Int32(0)) { $0 | (Int32(1) << Int32($1.rawValue)) }
     }
 
-    /// What a client without ACLs against it may do with a resource: all its operations.
+    /// All the supported operations of a resource (what a disabled authorizer allows).
     public static func allowed(_ resource: Resource) -> Int32 { bitfield(supported(resource)) }
 }

@@ -19,6 +19,9 @@ public enum KafkaErrorCode {
     public static let illegalGeneration: Int16 = 22
     public static let unknownMemberId: Int16 = 25
     public static let rebalanceInProgress: Int16 = 27
+    public static let topicAuthorizationFailed: Int16 = 29
+    public static let groupAuthorizationFailed: Int16 = 30
+    public static let clusterAuthorizationFailed: Int16 = 31
     public static let invalidReplicaAssignment: Int16 = 39
     public static let unsupportedVersion: Int16 = 35
     public static let topicAlreadyExists: Int16 = 36
@@ -29,6 +32,8 @@ public enum KafkaErrorCode {
     public static let notController: Int16 = 41
     public static let invalidRequest: Int16 = 42
     public static let policyViolation: Int16 = 44
+    public static let transactionalIdAuthorizationFailed: Int16 = 53
+    public static let securityDisabled: Int16 = 54
     public static let kafkaStorageError: Int16 = 56
     public static let nonEmptyGroup: Int16 = 68
     public static let groupIdNotFound: Int16 = 69

@@ -8,5 +8,5 @@ struct Silt: ParsableCommand {
         subcommands: [Server.self, Role.self, Debug.self, Admin.self, MetadataQuorumCommand.self, KafkaTopicsCommand.self,
                       KafkaConfigsCommand.self, KafkaReassignPartitionsCommand.self,
                       KafkaConsoleProducerCommand.self, KafkaConsoleConsumerCommand.self, KafkaConsumerGroupsCommand.self,
-                      KafkaClusterCommand.self])
+                      KafkaClusterCommand.self, KafkaAclsCommand.self])
 }

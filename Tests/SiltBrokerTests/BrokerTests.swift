@@ -172,7 +172,7 @@ final class BrokerTests: XCTestCase {
             XCTAssertEqual(resp.errorCode, 0)
             let advertised = Dictionary(uniqueKeysWithValues: resp.apiKeys.map { ($0.apiKey, $0.minVersion...$0.maxVersion) })
             XCTAssertEqual(advertised, Broker.supportedApis)
-            XCTAssertNil(advertised[CreateAclsRequest.apiKey], "not served, so not advertised")
+            XCTAssertNil(advertised[CreateDelegationTokenRequest.apiKey], "not served, so not advertised")
         }
     }
 

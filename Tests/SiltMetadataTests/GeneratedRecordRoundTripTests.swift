@@ -306,6 +306,29 @@ extension RemoveUserScramCredentialRecord {
         return m
     }
 }
+extension AccessControlEntryRecord {
+    static func _sample(version: Int16, nulls: Bool) -> AccessControlEntryRecord {
+        var m = AccessControlEntryRecord()
+        m.id = KafkaUUID(high: 69, low: 546412)
+        m.resourceType = 87
+        m.resourceName = "ResourceName-\u{e9}"
+        m.patternType = 74
+        m.principal = "Principal-\u{e9}"
+        m.host = "Host-\u{e9}"
+        m.operation = 36
+        m.permissionType = 78
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 96], 1234: []] }
+        return m
+    }
+}
+extension RemoveAccessControlEntryRecord {
+    static func _sample(version: Int16, nulls: Bool) -> RemoveAccessControlEntryRecord {
+        var m = RemoveAccessControlEntryRecord()
+        m.id = KafkaUUID(high: 60, low: 475141)
+        if version >= 0 { m.unknownTaggedFields = [90: [0x5A, 80], 1234: []] }
+        return m
+    }
+}
 
 final class GeneratedRecordRoundTripTests: XCTestCase {
     func testTopicRecord() throws {
@@ -515,7 +538,25 @@ final class GeneratedRecordRoundTripTests: XCTestCase {
         }
     }
 
+    func testAccessControlEntryRecord() throws {
+        for v in AccessControlEntryRecord.lowestSupportedVersion...AccessControlEntryRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(AccessControlEntryRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == AccessControlEntryRecord.lowestSupportedVersion || v == AccessControlEntryRecord.highestSupportedVersion)
+            try assertRoundTrip(AccessControlEntryRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(AccessControlEntryRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
+    func testRemoveAccessControlEntryRecord() throws {
+        for v in RemoveAccessControlEntryRecord.lowestSupportedVersion...RemoveAccessControlEntryRecord.highestSupportedVersion {
+            let nonDefault = true
+            try assertRoundTrip(RemoveAccessControlEntryRecord._sample(version: v, nulls: false), version: v, expectNonDefault: nonDefault, truncations: v == RemoveAccessControlEntryRecord.lowestSupportedVersion || v == RemoveAccessControlEntryRecord.highestSupportedVersion)
+            try assertRoundTrip(RemoveAccessControlEntryRecord._sample(version: v, nulls: true), version: v, expectNonDefault: nonDefault)
+            try assertRoundTrip(RemoveAccessControlEntryRecord(), version: v, expectNonDefault: false)
+        }
+    }
+
     func testGeneratedRecordTypeCount() {
-        XCTAssertEqual(MetadataRecordType.allCases.count, 23)
+        XCTAssertEqual(MetadataRecordType.allCases.count, 25)
     }
 }

@@ -73,6 +73,9 @@ final class MetadataRecordSerdeTests: XCTestCase {
         .userScramCredentialRecord: (Samples.records[27],
             "01fd0700" + "06616c696365" + "01" + "030102" + "0203" + "0204" + "00001000" + "00"),
         .removeUserScramCredentialRecord: (Samples.records[28], "01fe0700" + "06616c696365" + "01" + "00"),
+        .accessControlEntryRecord: (Samples.first(.accessControlEntryRecord),
+            "01ff0700" + "0f1e2d3c4b5a69788796a5b4c3d2e1f0" + "02" + "0274" + "04" + "07557365723a2a" + "022a" + "03" + "02" + "00"),
+        .removeAccessControlEntryRecord: (Samples.first(.removeAccessControlEntryRecord), "01800800" + "0f1e2d3c4b5a69788796a5b4c3d2e1f0" + "00"),
     ]
 
     func testGoldenBytesOfVersion0() throws {

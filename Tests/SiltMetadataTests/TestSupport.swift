@@ -86,5 +86,14 @@ enum Samples {
         .userScramCredential(name: "alice", mechanism: .sha256,
                              ScramCredential(salt: [1, 2], storedKey: [3], serverKey: [4], iterations: 4096)),
         .removeUserScramCredential(name: "alice", mechanism: .sha256),
+        .accessControlEntry(id: UUID(uuidString: "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0")!,
+                            AclBinding(resourceType: .topic, resourceName: "t", patternType: .prefixed, principal: "User:*",
+                                       host: "*", operation: .read, permission: .deny)),
+        .removeAccessControlEntry(id: UUID(uuidString: "0F1E2D3C-4B5A-6978-8796-A5B4C3D2E1F0")!),
     ]
+
+    /// The first sample of a record type (golden entries name their sample by type, not index).
+    static func first(_ type: MetadataRecordType) -> MetadataRecord {
+        records.first { MetadataRecordSerde.type(of: $0) == type }!
+    }
 }

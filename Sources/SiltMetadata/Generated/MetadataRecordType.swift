@@ -27,6 +27,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
     case groupConfigRecord = 1020
     case userScramCredentialRecord = 1021
     case removeUserScramCredentialRecord = 1022
+    case accessControlEntryRecord = 1023
+    case removeAccessControlEntryRecord = 1024
 
     public var name: String {
         switch self {
@@ -53,6 +55,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .groupConfigRecord: return "GroupConfigRecord"
         case .userScramCredentialRecord: return "UserScramCredentialRecord"
         case .removeUserScramCredentialRecord: return "RemoveUserScramCredentialRecord"
+        case .accessControlEntryRecord: return "AccessControlEntryRecord"
+        case .removeAccessControlEntryRecord: return "RemoveAccessControlEntryRecord"
         }
     }
 
@@ -81,6 +85,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .groupConfigRecord: return GroupConfigRecord.self
         case .userScramCredentialRecord: return UserScramCredentialRecord.self
         case .removeUserScramCredentialRecord: return RemoveUserScramCredentialRecord.self
+        case .accessControlEntryRecord: return AccessControlEntryRecord.self
+        case .removeAccessControlEntryRecord: return RemoveAccessControlEntryRecord.self
         }
     }
 
@@ -109,6 +115,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .groupConfigRecord: return 0
         case .userScramCredentialRecord: return 0
         case .removeUserScramCredentialRecord: return 0
+        case .accessControlEntryRecord: return 0
+        case .removeAccessControlEntryRecord: return 0
         }
     }
 
@@ -137,6 +145,8 @@ public enum MetadataRecordType: Int16, CaseIterable, Sendable, CustomStringConve
         case .groupConfigRecord: return 0
         case .userScramCredentialRecord: return 0
         case .removeUserScramCredentialRecord: return 0
+        case .accessControlEntryRecord: return 0
+        case .removeAccessControlEntryRecord: return 0
         }
     }
 
