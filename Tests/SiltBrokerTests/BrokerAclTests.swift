@@ -170,4 +170,23 @@ extension BrokerTests {
             XCTAssertEqual(described[0].authorizedOperations, KafkaAclOperation.bitfield([.read, .describe]))
         }
     }
+
+    /// Every API the broker serves has a rule in the gate (a missing one stops the broker):
+    /// each request type, at its newest served version, passes the gate of a broker with an
+    /// authorizer.
+    func testEveryServedApiHasAnAuthorizationRule() throws {
+        try startWithAuthorizer()
+        func probe<R: KafkaRequest>(_: R.Type, version: Int16) {
+            var header = RequestHeader()
+            header.requestApiKey = R.apiKey
+            header.requestApiVersion = version
+            switch broker.gate(R(), Request(header: header, context: context)) {
+            case .proceed, .answer: break
+            }
+        }
+        for (key, versions) in Broker.supportedApis {
+            let api = try XCTUnwrap(ApiKey(rawValue: key), "api key \(key)")
+            probe(api.requestType, version: versions.upperBound)
+        }
+    }
 }
