@@ -233,8 +233,9 @@ extension Broker {
                     topics.append(t)
                 } else {
                     var out = MetadataResponse.MetadataResponseTopic()
-                    out.name = name
-                    out.topicId = .zero
+                    // Asked by id: the answer names no topic the caller may not see (as Kafka).
+                    out.name = byId ? nil : name
+                    out.topicId = byId ? t.topicId : .zero
                     out.errorCode = Broker.topicDenied
                     out.isInternal = name == Broker.offsetsTopic
                     denied.append(out)

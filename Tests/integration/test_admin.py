@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import ConfigResource, NewPartitions, NewTopic, OffsetSpec, ResourceType
 
-from silt_helpers import admin, consumer, create_topic, produce_all, producer, wait_for_topic
+from silt_helpers import HOST, admin, consumer, create_topic, produce_all, producer, wait_for_topic
 
 T = 30  # seconds, every admin call
 
@@ -114,7 +114,7 @@ def test_describe_cluster(node):
     desc = a.describe_cluster(request_timeout=T).result(timeout=T)
     assert len(desc.nodes) == 1
     n = desc.nodes[0]
-    assert (n.id, n.host, n.port) == (0, "127.0.0.1", node.port)
+    assert (n.id, n.host, n.port) == (0, HOST, node.port)
     assert desc.controller is not None
     assert desc.cluster_id, "empty cluster id"
     md = a.list_topics(timeout=10)
