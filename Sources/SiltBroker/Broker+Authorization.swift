@@ -36,8 +36,8 @@ import SiltProtocol
 /// | DeleteGroups, OffsetDelete | group: DELETE |
 /// | ListGroups | cluster: DESCRIBE, else only the groups with DESCRIBE |
 /// | InitProducerId | transactional id: WRITE; idempotent: cluster IDEMPOTENT_WRITE or WRITE on some topic (CLUSTER_AUTHORIZATION_FAILED) |
-/// | DescribeAcls, DescribeLogDirs, DescribeQuorum, ListPartitionReassignments | cluster: DESCRIBE (CLUSTER_AUTHORIZATION_FAILED) |
-/// | CreateAcls, DeleteAcls, ElectLeaders, AlterPartitionReassignments, UnregisterBroker | cluster: ALTER |
+/// | DescribeAcls, DescribeLogDirs, DescribeQuorum, ListPartitionReassignments, DescribeUserScramCredentials | cluster: DESCRIBE (CLUSTER_AUTHORIZATION_FAILED) |
+/// | CreateAcls, DeleteAcls, ElectLeaders, AlterPartitionReassignments, UnregisterBroker, AlterUserScramCredentials | cluster: ALTER |
 /// | ApiVersions, DescribeCluster | none (DescribeCluster's authorized operations only) |
 ///
 /// Without an authorizer (`authorizer.class.name` unset) the gate lets everything through
@@ -169,6 +169,22 @@ extension Broker {
         case let q as AlterPartitionReassignmentsRequest:
             return Broker.cast(clusterGate(q, .alter, c) {
                 var resp = AlterPartitionReassignmentsResponse(); resp.errorCode = $0; resp.errorMessage = nil; return resp
+            })
+        case let q as DescribeUserScramCredentialsRequest:
+            return Broker.cast(clusterGate(q, .describe, c) {
+                var resp = DescribeUserScramCredentialsResponse(); resp.errorCode = $0; resp.errorMessage = nil; return resp
+            })
+        case let q as AlterUserScramCredentialsRequest:
+            return Broker.cast(clusterGate(q, .alter, c) { code in
+                // One result per user named (Kafka's AlterUserScramCredentials without ALTER on the cluster).
+                var users: [String] = []
+                for u in q.upsertions.map(\.name) + q.deletions.map(\.name) where !users.contains(u) { users.append(u) }
+                var resp = AlterUserScramCredentialsResponse()
+                resp.results = users.map { u in
+                    var r = AlterUserScramCredentialsResponse.AlterUserScramCredentialsResult()
+                    r.user = u; r.errorCode = code; r.errorMessage = nil; return r
+                }
+                return resp
             })
         case let q as UnregisterBrokerRequest:
             return Broker.cast(clusterGate(q, .alter, c) { var resp = UnregisterBrokerResponse(); resp.errorCode = $0; resp.errorMessage = nil; return resp })

@@ -153,6 +153,7 @@ public final class ControllerService: KafkaRequestHandler, @unchecked Sendable {
         case AlterUserScramCredentialsRequest.apiKey:
             return try serveRequest(AlterUserScramCredentialsRequest.self, frame: frame, eventLoop: loop) { req, _ in
                 self.afterCommit(on: loop) { self.alterUserScramCredentials(req) }
+            }
         case CreateAclsRequest.apiKey:
             return try serveRequest(CreateAclsRequest.self, frame: frame, eventLoop: loop) { req, header in
                 self.afterCommit(on: loop) { self.createAcls(req, version: header.requestApiVersion) }

@@ -201,6 +201,7 @@ public enum MetadataRecordSerde {
             var m = RemoveUserScramCredentialRecord()
             m.name = name
             m.mechanism = mechanism.rawValue
+            frame(m, into: &buffer)
         case .accessControlEntry(let id, let b):
             var m = AccessControlEntryRecord()
             m.id = id.kafka
