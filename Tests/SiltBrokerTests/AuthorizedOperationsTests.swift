@@ -4,7 +4,7 @@ import SiltProtocol
 import XCTest
 
 extension BrokerTests {
-    /// Metadata and DescribeCluster answer every operation when asked (Silt has no ACLs), and
+    /// Metadata and DescribeCluster answer every operation when asked (without an authorizer, as the gate fills them), and
     /// Int32.min ("not requested") otherwise, as Kafka without an authorizer does.
     func testAuthorizedOperations() throws {
         try createTopic("authops")

@@ -168,7 +168,7 @@ extension BrokerTests {
         XCTAssertEqual(described.groups.map(\.authorizedOperations), [Int32.min, Int32.min], "not asked for")
         describe.includeAuthorizedOperations = true
         XCTAssertEqual(try call(describe, version: 5).groups.map(\.authorizedOperations),
-                       [KafkaAclOperation.allowed(.group), KafkaAclOperation.allowed(.group)], "no ACLs: all of a group's")
+                       [KafkaAclOperation.allowed(.group), KafkaAclOperation.allowed(.group)], "no authorizer: all of a group's")
 
         var delete = DeleteGroupsRequest()
         delete.groupsNames = ["g", "nobody"]

@@ -177,8 +177,8 @@ def test_elect_leaders_single_replica(node):
 
 
 def test_authorized_operations(node):
-    """describe_topics and describe_cluster with include_authorized_operations: Silt has no
-    ACLs, so every operation Kafka defines for the resource is allowed."""
+    """describe_topics and describe_cluster with include_authorized_operations: without an
+    authorizer every operation Kafka defines for the resource is allowed (test_acls.py has one)."""
     from confluent_kafka import TopicCollection
     from confluent_kafka.admin import AclOperation
     create_topic(node, "adm-ops")
