@@ -64,13 +64,15 @@ class State:
             self.stats[key] += 1
 
     def dump(self):
+        # Written under the lock: two request threads dumping at once must not let the older
+        # counts replace the newer ones (the file would then stay behind the last request).
         with self.lock:
             data = json.dumps(self.stats)
-        if self.args.stats_file:
-            tmp = self.args.stats_file + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(data)
-            os.replace(tmp, self.args.stats_file)
+            if self.args.stats_file:
+                tmp = self.args.stats_file + ".tmp"
+                with open(tmp, "w") as f:
+                    f.write(data)
+                os.replace(tmp, self.args.stats_file)
         return data
 
 

@@ -67,8 +67,22 @@ final class FaultProxyTests: XCTestCase {
             XCTAssertEqual(mismatches, 0, "objects read back differ")
         }
 
-        let stats = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statsFile))) as? [String: Int])
+        // The proxy rewrites the file after it has answered a request, so the last answers'
+        // counts can land a moment after the client has them: read until the counts add up
+        // (or 5 s pass, and the assertions below say what is missing).
         let kinds = ["latency", "500", "503", "reset", "truncate"]
+        func readStats() throws -> [String: Int] {
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: statsFile))) as? [String: Int])
+        }
+        func complete(_ s: [String: Int]) -> Bool {
+            (s["requests"] ?? 0) >= 2 * count + kinds.reduce(0) { $0 + (s[$1] ?? 0) } - (s["latency"] ?? 0)
+        }
+        var stats = try readStats()
+        let deadline = Date().addingTimeInterval(5)
+        while !complete(stats) && Date() < deadline {
+            try await Task.sleep(nanoseconds: 50_000_000)
+            stats = try readStats()
+        }
         let total = kinds.reduce(0) { $0 + (stats[$1] ?? 0) }
         for k in kinds { XCTAssertGreaterThan(stats[k] ?? 0, 0, "fault kind \(k) never injected: \(stats)") }
         XCTAssertGreaterThan(total, 20, "\(stats)")
