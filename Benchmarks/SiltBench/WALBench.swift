@@ -138,7 +138,7 @@ struct WALBenchRun {
         var saturated = false
         while true {
             let now = silt_monotonic_ns()
-            if now >= endNs && inFlight.isEmpty { break }
+            if now >= endNs && inFlight.isEmpty && dueHead == due.count { break }   // every due batch durable
             // Batches come due on their schedule, never past the end.
             while now < endNs {
                 let d = startNs + UInt64(Double(issued) * intervalNs)
