@@ -683,19 +683,8 @@ extension Broker {
             if r.version >= 2 {
                 resp.errorCode = groupDenied
             } else {
-                resp.topics = (req.topics ?? []).map { t in
-                    var ot = OffsetFetchResponse.OffsetFetchResponseTopic()
-                    ot.name = t.name
-                    ot.partitions = t.partitionIndexes.map { p in
-                        var op = OffsetFetchResponse.OffsetFetchResponsePartition()
-                        op.partitionIndex = p
-                        op.committedOffset = -1
-                        op.metadata = ""
-                        op.errorCode = groupDenied
-                        return op
-                    }
-                    return ot
-                }
+                resp.topics = Broker.offsetFetchV0Topics((req.topics ?? []).map { ($0.name, $0.partitionIndexes) },
+                                                         error: groupDenied)
             }
             return .answer(resp)
         }

@@ -107,19 +107,7 @@ extension Broker {
         let (error, topics) = fetch(req.groupId, requested)
         if error != GroupErrorCode.none && r.version < 2 {
             // v0-1 have no group-level error: every requested partition carries it.
-            resp.topics = (requested ?? []).map { t in
-                var ot = OffsetFetchResponse.OffsetFetchResponseTopic()
-                ot.name = t.name
-                ot.partitions = t.partitions.map { p in
-                    var op = OffsetFetchResponse.OffsetFetchResponsePartition()
-                    op.partitionIndex = p
-                    op.committedOffset = -1
-                    op.metadata = ""
-                    op.errorCode = error
-                    return op
-                }
-                return ot
-            }
+            resp.topics = Broker.offsetFetchV0Topics(requested ?? [], error: error)
             return r.succeed(resp)
         }
         resp.errorCode = error
@@ -253,6 +241,27 @@ extension Broker {
             var resp = DeleteGroupsResponse()
             resp.results = results
             return resp
+        }
+    }
+}
+
+extension Broker {
+    /// OffsetFetch v0-1 have no group-level error: each requested partition carries `error`
+    /// (no offset, empty metadata).
+    static func offsetFetchV0Topics(_ requested: [(name: String, partitions: [Int32])],
+                                    error: Int16) -> [OffsetFetchResponse.OffsetFetchResponseTopic] {
+        requested.map { t in
+            var ot = OffsetFetchResponse.OffsetFetchResponseTopic()
+            ot.name = t.name
+            ot.partitions = t.partitions.map { p in
+                var op = OffsetFetchResponse.OffsetFetchResponsePartition()
+                op.partitionIndex = p
+                op.committedOffset = -1
+                op.metadata = ""
+                op.errorCode = error
+                return op
+            }
+            return ot
         }
     }
 }
