@@ -22,6 +22,8 @@
 # 6. silt-bench wal, node stopped: the same batches at each run's rate through Silt's WAL code
 #    alone, open loop (the device's floor, queueing behind a slow write counted, which fio's
 #    closed-loop QD1 figures leave out);
+#    Then, at the r50 rate, the same floor and fio once more with the node's r50 CPU use burned
+#    beside them at SCHED_IDLE (on a VM the disk can slow down when the guest's CPUs are busy);
 # 7. one table with fio beside Silt and PASS/MISS against the targets; the node is stopped and
 #    everything it made is removed (trap).
 #
@@ -95,6 +97,7 @@ MADE_IMG=""
 cleanup() {
     local rc=$?
     set +e
+    [ -n "${BURNERS:-}" ] && kill $BURNERS 2>/dev/null
     if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
         kill -TERM "$NODE_PID"
         for _ in $(seq 1 100); do kill -0 "$NODE_PID" 2>/dev/null || break; sleep 0.2; done
@@ -388,6 +391,41 @@ for r in $RUNS; do
 done
 floor ck "$RATE_2000" "$CK_BATCH_BYTES"
 walget() { jq -r ".$2" "$RESULTS/wal-$1.json" 2>/dev/null || echo nan; }
+
+# ---------------------------------------------------------------- the device beside busy CPUs
+# On a VM the device can depend on the guest's CPU use: the host emulates the disk with threads
+# that may share the VM's CPU allowance. Burn, beside fio and the WAL alone, as much CPU as the
+# node used during r50 (split over two burners), at SCHED_IDLE: inside the guest a SCHED_IDLE
+# task gives way to any other task at once, so whatever the device loses here it loses outside
+# the guest, not to Silt's scheduling.
+BURN_FRACTION=$(awk -v c="$(getv CPU_r50)" -v w="$(getv CPUWALL_r50)" 'BEGIN{ if (c=="nan" || w+0<=0) print 0; else { f=c/w/2; if (f>1) f=1; printf "%.2f", f } }')
+BURNERS=""
+burn_start() {
+    local i
+    for i in 1 2; do
+        chrt -i 0 "$PYTHON" -c '
+import sys, time
+f = float(sys.argv[1]); period = 0.004
+while True:
+    t = time.perf_counter() + f * period
+    while time.perf_counter() < t: pass
+    if f < 1: time.sleep((1 - f) * period)' "$BURN_FRACTION" &
+        BURNERS="$BURNERS $!"
+    done
+}
+burn_stop() { [ -n "$BURNERS" ] && kill $BURNERS 2>/dev/null; wait $BURNERS 2>/dev/null || true; BURNERS=""; }
+if awk -v f="$BURN_FRACTION" 'BEGIN{exit !(f > 0)}' && [ -s "$RESULTS/wal-r50.json" ]; then
+    say "== the device beside the node's CPU use: 2 x $BURN_FRACTION CPU burned at SCHED_IDLE (what the node used during r50)"
+    burn_start
+    fio_run dsync-busy "$WAL_BS" --sync=dsync
+    floor r50busy "$(walget r50 targetBatchesPerS)" "$BATCH_BYTES"
+    burn_stop
+    BUSY_FIO_P99=$(ns2ms "$(fio_get dsync-busy 'write.clat_ns.percentile["99.000000"]')")
+    BUSY_FIO_P999=$(ns2ms "$(fio_get dsync-busy 'write.clat_ns.percentile["99.900000"]')")
+else
+    say "== (no r50 CPU figure or floor: the busy-CPU device run is skipped)"
+    BUSY_FIO_P99=nan; BUSY_FIO_P999=nan
+fi
 # The WAL formats only a blank device; leave it as fio found it for a rerun.
 dd if=/dev/zero of="$DEV" bs=1M count=1 oflag=direct conv=notrunc status=none
 
@@ -444,14 +482,20 @@ CPU_FETCH_GB=$(awk -v a="$(getv CPU_t50)" -v b="$(getv CPU_r50)" -v m="$FETCH_MS
     'BEGIN{g=m*w*rb/1e9; if (g>0 && a!="nan" && b!="nan") printf "%.1f", (a-b)/g; else printf "n/a"}')
 say "The device alone, open loop (silt-bench wal: the runs' batches at their rates through Silt's WAL code, no node; latency due -> durable):"
 printf '%-22s %10s %10s %8s %8s %8s %8s %8s %9s   %s\n' run "batches/s" "writes/s" "MB/s" "p50 ms" "p99 ms" "p99.9 ms" "max ms" "node p99" "node p99 - floor p99"
-for r in $FLOORS ck; do
+for r in $FLOORS ck r50busy; do
     f="$RESULTS/wal-$r.json"
+    [ $r = r50busy ] && [ ! -e "$f" ] && continue
     if [ ! -s "$f" ]; then printf '%-22s %s\n' "$r" "FAILED (see $RESULTS/wal-$r.err)"; continue; fi
-    if [ $r = ck ]; then np=$(ckget p99); label="confluent-kafka rate"; else np=$(jget "$r" p99Ms); label=$r; fi
+    case $r in
+        ck) np=$(ckget p99); label="confluent-kafka rate" ;;
+        r50busy) np=$(jget r50 p99Ms); label="r50, CPUs busy" ;;
+        *) np=$(jget "$r" p99Ms); label=$r ;;
+    esac
     printf '%-22s %10.0f %10.0f %8.2f %8.3f %8.3f %8.3f %8.3f %9s   %s\n' "$label" "$(walget $r targetBatchesPerS)" \
         "$(walget $r writesPerS)" "$(walget $r mbPerS)" "$(walget $r p50Ms)" "$(walget $r p99Ms)" "$(walget $r p999Ms)" \
         "$(walget $r maxMs)" "$np" "$(awk -v a="$np" -v b="$(walget $r p99Ms)" 'BEGIN{printf "%.3f", a-b}')"
 done
+[ -e "$RESULTS/wal-r50busy.json" ] && say "(r50, CPUs busy: the r50 floor again with the node's r50 CPU use burned beside it at SCHED_IDLE; fio ${WAL_BS} O_DSYNC QD1 the same way: p99 $BUSY_FIO_P99 / p99.9 $BUSY_FIO_P999 ms, idle $(vget dsync "$WAL_BS" C99) / $(vget dsync "$WAL_BS" C999))"
 say ""
 say "tail fetch during r50 + tail fetch: $FETCH_MSGS msgs/s = $FETCH_MBS MB/s fetched; record age at the consumer p50 $(tget ageP50Ms) / p99 $(tget ageP99Ms) / p99.9 $(tget ageP999Ms) / max $(tget ageMaxMs) ms"
 say "CPU s per GB fetched (node CPU of r50 + tail fetch minus r50 alone, over the bytes fetched): $CPU_FETCH_GB"
@@ -476,6 +520,11 @@ line "p99.9 @$RATE_2000/s (confluent) <= 2 x p99" "$CK_P999 vs 2 x $CK_P99" "$(v
 W99=$(walget r50 p99Ms); WCK99=$(walget ck p99Ms)
 line "(floor) p99 @50% <= device open loop p99 + 1 ms" "$P99 vs $W99 + 1" "$(verdict "$P99 <= $W99 + 1")"
 line "(floor) p99 @$RATE_2000/s <= device open loop p99 + 1" "$CK_P99 vs $WCK99 + 1" "$(verdict "$CK_P99 <= $WCK99 + 1")"
+if [ -s "$RESULTS/wal-r50busy.json" ]; then
+    # Information, not targets: how far the device itself moves with the node's CPU use.
+    line "(info) device open loop p99 @50%, CPUs busy vs idle" "$(walget r50busy p99Ms) vs $W99" "-"
+    line "(info) fio $WAL_BS O_DSYNC p99, CPUs busy vs idle" "$BUSY_FIO_P99 vs $FIO_WAL_DSYNC_P99" "-"
+fi
 line "max MB/s >= 0.8 x fio $WAL_BS write+fdatasync MB/s" "$MAX_MBS vs 0.8 x $FIO_FDS_MBS" "$(verdict "$MAX_MBS >= 0.8 * $FIO_FDS_MBS")"
 line "(info) max MB/s vs fio $WAL_BS O_DSYNC MB/s" "$MAX_MBS vs $FIO_DSYNC_MBS" "$(verdict "$MAX_MBS >= 0.8 * $FIO_DSYNC_MBS")"
 line "tail fetch MB/s >= produce MB/s (r50 + tail fetch)" "$FETCH_MBS vs $(jget t50 mbPerS)" "$(verdict "$FETCH_MBS >= 0.99 * $(jget t50 mbPerS)")"
