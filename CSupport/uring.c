@@ -197,6 +197,11 @@ int32_t silt_fallocate(int32_t fd, uint64_t length) {
     }
 }
 
+int64_t silt_seek_hole_data(int32_t fd, uint64_t offset, int32_t hole) {
+    off_t r = lseek(fd, (off_t)offset, hole ? SEEK_HOLE : SEEK_DATA);
+    return r < 0 ? -(int64_t)errno : (int64_t)r;
+}
+
 void *silt_aligned_alloc(size_t alignment, size_t size) {
     void *p = NULL;
     if (posix_memalign(&p, alignment, size) != 0) return NULL;

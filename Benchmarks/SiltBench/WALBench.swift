@@ -42,6 +42,10 @@ struct WALBenchCommand: ParsableCommand {
     @Option(help: "Largest record payload, bytes (group-commit limit).") var maxRecordBytes = 1 << 20
     @Option(help: "Measured duration after warmup, seconds.") var durationS: Double = 20
     @Option(help: "Warmup, seconds (not measured).") var warmupS: Double = 5
+    @Option(help: "A file WAL's holes are zeroed this far ahead of the head on its first lap (0: never; the node's default is 16 MiB).")
+    var prepareAheadBytes: UInt64 = WALPrepareBounds().lookaheadBytes
+    @Option(help: "One zero write of that preparation (bytes, a multiple of 4096).")
+    var prepareChunkBytes: Int = WALPrepareBounds().chunkBytes
     @Flag(help: "Erase the device's WAL headers first (formats it).") var format = false
     @Flag(help: "Print one JSON object line instead of the human-readable report.") var json = false
 
@@ -61,7 +65,13 @@ struct WALBenchCommand: ParsableCommand {
 
     func run() throws {
         if format { try WAL.eraseHeaders(path: path) }
-        let config = WALConfig(maxRecordPayloadBytes: maxRecordBytes, maxInFlightWrites: maxInFlight)
+        var config = WALConfig(maxRecordPayloadBytes: maxRecordBytes, maxInFlightWrites: maxInFlight)
+        if prepareAheadBytes == 0 {
+            config.prepare = nil
+        } else {
+            config.prepare?.lookaheadBytes = prepareAheadBytes
+            config.prepare?.chunkBytes = prepareChunkBytes
+        }
         let (wal, _) = try WAL.open(path: path, capacityBytes: capacityBytes, nodeId: 0, fitToDevice: true, config: config)
         defer { try? wal.close() }
         let report = try WALBenchRun(wal: wal, batchBytes: batchBytes, rate: rate,

@@ -117,6 +117,12 @@ int32_t silt_block_device_sector_size(int32_t fd, uint32_t *_Nonnull sector_byte
 /// (-EOPNOTSUPP when the filesystem cannot; callers fall back to ftruncate). Retries EINTR.
 int32_t silt_fallocate(int32_t fd, uint64_t length);
 
+/// lseek(fd, offset, SEEK_HOLE) when `hole` is non-zero, else SEEK_DATA: the first hole (or
+/// data) at or after `offset`; the end of the file counts as a hole, and ext4 and XFS report an
+/// unwritten (fallocated) extent as a hole. Returns the offset or -errno (-ENXIO: no data at or
+/// after `offset`; -EINVAL: the filesystem cannot tell).
+int64_t silt_seek_hole_data(int32_t fd, uint64_t offset, int32_t hole);
+
 /// posix_memalign: `size` bytes aligned to `alignment` (a power of two, multiple of
 /// sizeof(void*)), zero-filled. NULL on failure. Free with `silt_aligned_free`.
 void *_Nullable silt_aligned_alloc(size_t alignment, size_t size);

@@ -167,7 +167,7 @@ public final class WALTakeover: @unchecked Sendable {
         // The largest record the device can hold twice (what its own node could have written).
         let fits = Int((identity.capacityBytes - 8192) / 2) / 4096 * 4096 - 4096
         let walConfig = WALConfig(maxRecordPayloadBytes: min(Self.recordPayloadBytesMax, fits), maxInFlightWrites: 1,
-                                  durability: .dsyncWrite)
+                                  durability: .dsyncWrite, prepare: nil)   // read and fenced, not written
         let (wal, recovered) = try WAL.open(path: path, capacityBytes: identity.capacityBytes, nodeId: Int(dead),
                                             config: walConfig, logger: logger)
         try? wal.close()

@@ -77,6 +77,10 @@ extension WAL {
         var next = current
         next.generation = generation
         try wal.writeHeader(next)
+        if !isBlockDevice, let bounds = config.prepare {
+            wal.preparer = FirstLapPreparer.startIfNeeded(fd: fd, path: path, capacityBytes: capacityBytes,
+                                                          head: wal.headOffset, bounds: bounds, logger: logger)
+        }
         if WALFaults.writeDelayMs > 0 {
             logger.warning("fault point on: every WAL write is delayed (a test's slow device)", metadata: [
                 "\(WALFaults.writeDelayVariable)": "\(WALFaults.writeDelayMs)"])

@@ -25,6 +25,7 @@ extension WAL {
         WALFaults.beforeWrite()
         let recordBytes = WALLayout.recordBytes(payloadBytes: payloadBytes)
         let offset = try placement(recordBytes: recordBytes)
+        if let p = preparer, !p.willWrite(offset: offset, bytes: recordBytes) { preparer = nil }
         let sequence = nextSequence
 
         // Encode into an aligned buffer the kernel will read until the completion is reaped.
