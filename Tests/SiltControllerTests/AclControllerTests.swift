@@ -103,4 +103,27 @@ final class AclControllerTests: XCTestCase {
         XCTAssertEqual(deleted.filterResults[0].matchingAcls.map(\.operation), [KafkaAclOperation.all.rawValue])
         XCTAssertTrue(ctl.image.acls.isEmpty)
     }
+
+    /// The bound: at `aclCountMax` a new ACL is refused (and nothing written), a duplicate of one
+    /// held is still success, and room made by a delete is taken again.
+    func testTheAclCountIsBounded() throws {
+        let ctl = try open()
+        let max = MetadataController.aclCountMax
+        let step = 20_000
+        for base in stride(from: 0, to: max, by: step) {
+            let results = try ctl.createAcls((base..<min(base + step, max)).map { acl("t\($0)", .read) })
+            XCTAssertTrue(results.allSatisfy { $0 == nil }, "batch from \(base)")
+        }
+        XCTAssertEqual(ctl.image.acls.count, max)
+        let before = ctl.image
+        let over = try ctl.createAcls([acl("one-too-many", .read), acl("t7", .read)])
+        XCTAssertEqual(over[0]?.kafkaErrorCode, KafkaErrorCode.invalidRequest)
+        XCTAssertEqual(over[0]?.description, "The cluster holds \(max) ACLs, the most it may; delete some first.")
+        XCTAssertNil(over[1], "a duplicate of an ACL held is success")
+        XCTAssertEqual(ctl.image, before, "a refusal writes nothing")
+        let deleted = try ctl.deleteAcls([AclBindingFilter(resourceType: .topic, resourceName: "t7", patternType: .literal)])
+        XCTAssertEqual(try deleted[0].get(), [acl("t7", .read)])
+        XCTAssertNil(try ctl.createAcls([acl("one-too-many", .read)])[0], "the room a delete made is taken again")
+        XCTAssertEqual(ctl.image.acls.count, max)
+    }
 }
