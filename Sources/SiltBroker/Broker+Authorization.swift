@@ -783,6 +783,36 @@ extension Broker {
         return .proceed(req, finish: { $0 })
     }
 
+    /// The topics a KIP-848 subscription regex may match for the member whose heartbeat
+    /// resolves it: those it may DESCRIBE (KAFKA-18813: Kafka resolves a regex with the ACLs of
+    /// the member that triggered the refresh, and leaves the others out of the subscription).
+    /// Every topic without an authorizer. Asked only for groups that have a regex.
+    func regexResolvableTopics(_ image: MetadataImage, _ r: Request) -> [String] {
+        let names = Array(image.topicsByName.keys)
+        guard authorizerSettings.enabled else { return names }
+        let c = AclCheck(authorizer: currentAuthorizer, who: Broker.requester(r))
+        return names.filter { c.topic(.describe, $0) }
+    }
+
+    /// KAFKA-18813: a described group with a topic the caller may not DESCRIBE in a member's
+    /// assignment or target assignment is answered TOPIC_AUTHORIZATION_FAILED, without its
+    /// members (Kafka's message).
+    static func hideGroupsWithUndescribableTopics(_ resp: inout ConsumerGroupDescribeResponse, _ c: AclCheck) {
+        for i in resp.groups.indices where resp.groups[i].errorCode == 0 {
+            var topics = Set<String>()
+            for m in resp.groups[i].members {
+                topics.formUnion(m.assignment.topicPartitions.map(\.topicName))
+                topics.formUnion(m.targetAssignment.topicPartitions.map(\.topicName))
+            }
+            guard topics.contains(where: { !c.topic(.describe, $0) }) else { continue }
+            var denied = ConsumerGroupDescribeResponse.DescribedGroup()
+            denied.groupId = resp.groups[i].groupId
+            denied.errorCode = KafkaErrorCode.topicAuthorizationFailed
+            denied.errorMessage = "The group has described topic(s) that the client is not authorized to describe."
+            resp.groups[i] = denied
+        }
+    }
+
     func gateConsumerGroupDescribe(_ req: ConsumerGroupDescribeRequest, _ c: AclCheck) -> Gate<ConsumerGroupDescribeRequest> {
         let (kept, denied) = Broker.split(req.groupIds) { c.group(.describe, $0) }
         let answers = denied.map { g in
@@ -796,6 +826,7 @@ extension Broker {
         q.groupIds = kept
         return .proceed(q, finish: { resp in
             var resp = resp
+            if self.authorizerSettings.enabled { Broker.hideGroupsWithUndescribableTopics(&resp, c) }
             if req.includeAuthorizedOperations {
                 for i in resp.groups.indices where resp.groups[i].errorCode == 0 {
                     resp.groups[i].authorizedOperations = c.operations(.group, resp.groups[i].groupId)

@@ -32,7 +32,7 @@ extension Broker {
         hb.clientHost = r.context.clientHost
         hb.version = r.version
         let promise = r.eventLoop.makePromise(of: ConsumerGroupHeartbeatResponse?.self)
-        coordinator.consumerHeartbeat(hb, topicNames: { Array(image.topicsByName.keys) },
+        coordinator.consumerHeartbeat(hb, topicNames: { self.regexResolvableTopics(image, r) },
                                       partitionCount: { image.topic(named: $0)?.partitionCount }) { result in
             promise.succeed(Broker.heartbeatResponse(result, image))
         }

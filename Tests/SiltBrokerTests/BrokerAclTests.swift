@@ -174,6 +174,48 @@ extension BrokerTests {
     /// Every API the broker serves has a rule in the gate (a missing one stops the broker):
     /// each request type, at its newest served version, passes the gate of a broker with an
     /// authorizer.
+    /// KAFKA-18813: a regex subscription is resolved with the heartbeating member's DESCRIBE
+    /// ACLs (a topic it may not describe is never assigned to it), and ConsumerGroupDescribe
+    /// hides a group whose assignments name a topic the caller may not describe.
+    func testRegexSubscriptionsAndGroupDescribeMeetTopicDescribeAcls() throws {
+        try startGroups(overrides: ["authorizer.class.name": BrokerTests.standardAuthorizer,
+                                    "allow.everyone.if.no.acl.found": "true"])
+        try createTopic("rx-open")
+        try createTopic("rx-hidden")
+        XCTAssertEqual(try createAcl(.topic, "rx-hidden", .describe, .deny), 0)
+
+        var hb = ConsumerGroupHeartbeatRequest()
+        hb.groupId = "rx"
+        hb.memberId = UUID().uuidString
+        hb.memberEpoch = 0
+        hb.rebalanceTimeoutMs = 30_000
+        hb.subscribedTopicRegex = "rx-.*"
+        hb.topicPartitions = []
+        var assigned: Set<String> = []
+        let deadline = Date().addingTimeInterval(10)
+        while assigned.isEmpty && Date() < deadline {
+            let resp = try call(hb, version: 1)
+            XCTAssertEqual(resp.errorCode, 0, resp.errorMessage ?? "")
+            hb.memberEpoch = resp.memberEpoch
+            let image = broker.metadata.image
+            assigned = Set((resp.assignment?.topicPartitions ?? []).compactMap { image.topic(id: $0.topicId.foundation)?.name })
+            if assigned.isEmpty { usleep(50_000) }
+        }
+        XCTAssertEqual(assigned, ["rx-open"], "rx-hidden matches the regex but may not be described")
+
+        var describe = ConsumerGroupDescribeRequest()
+        describe.groupIds = ["rx"]
+        let seen = try call(describe, version: 0).groups[0]
+        XCTAssertEqual(seen.errorCode, 0)
+        XCTAssertEqual(seen.members.count, 1)
+
+        XCTAssertEqual(try createAcl(.topic, "rx-open", .describe, .deny), 0)
+        let hidden = try call(describe, version: 0).groups[0]
+        XCTAssertEqual(hidden.errorCode, KafkaErrorCode.topicAuthorizationFailed)
+        XCTAssertEqual(hidden.errorMessage, "The group has described topic(s) that the client is not authorized to describe.")
+        XCTAssertEqual(hidden.members.count, 0)
+    }
+
     func testEveryServedApiHasAnAuthorizationRule() throws {
         try startWithAuthorizer()
         func probe<R: KafkaRequest>(_: R.Type, version: Int16) {

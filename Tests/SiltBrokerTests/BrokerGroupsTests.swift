@@ -17,9 +17,10 @@ import XCTest
 extension BrokerTests {
     /// (Re)starts the broker with the group coordinator on 5 offsets partitions, and waits
     /// until they are loaded.
-    func startGroups() throws {
+    func startGroups(overrides: [String: String] = [:]) throws {
         stopBroker()
-        try start(overrides: ["offsets.topic.num.partitions": "5", "group.initial.rebalance.delay.ms": "0"])
+        try start(overrides: ["offsets.topic.num.partitions": "5", "group.initial.rebalance.delay.ms": "0"]
+            .merging(overrides) { _, b in b })
         try broker.startGroupCoordinator(on: group.next())
         // As a client would: the first FindCoordinator creates __consumer_offsets.
         var find = FindCoordinatorRequest()
