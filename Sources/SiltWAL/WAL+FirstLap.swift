@@ -65,6 +65,10 @@ public struct WALPrepareBounds: Sendable, Equatable {
 final class FirstLapPreparer: @unchecked Sendable {
     typealias Bounds = WALPrepareBounds
 
+    /// Tests only: the thread holds each claim this long before it writes, so that a writer
+    /// surely runs into it (0: never).
+    nonisolated(unsafe) static var holdClaimForTestsMs = 0
+
     /// The longest the thread sleeps before it looks at the head again (the writer wakes it
     /// sooner, once the head reaches where it waits for).
     static let idleWaitMs = 100
@@ -207,6 +211,7 @@ final class FirstLapPreparer: @unchecked Sendable {
             }
             guard claimed else { continue }   // the head moved past: look again from it
             let chunkStartNs = silt_monotonic_ns()
+            if Self.holdClaimForTestsMs > 0 { usleep(UInt32(Self.holdClaimForTestsMs) * 1000) }
             var done = 0
             let want = Int(end - start)
             var failure: Int32 = 0

@@ -66,13 +66,15 @@ final class WALFirstLapTests: XCTestCase {
         try again.close()
     }
 
-    /// No margin, a small lookahead and small chunks: the writer keeps running into the chunk
-    /// being zeroed (and waits), around the file more than once with trims. Every record is
+    /// No margin, a small lookahead, small chunks each held 2 ms: the writer keeps running into
+    /// the chunk being zeroed (and waits), around the file more than once with trims. Every record is
     /// recovered intact, and once every block was written the preparer ends by itself.
     func testRecordsRacingThePreparerAreNeverZeroedAndItEndsWhenTheFileIsWrittenThrough() throws {
         let path = newPath()
         let bounds = WALPrepareBounds(lookaheadBytes: 256 << 10, marginBytes: 0, chunkBytes: 16 << 10)
         let capacity: UInt64 = 2 << 20
+        FirstLapPreparer.holdClaimForTestsMs = 2   // every claim lasts long enough for the writer to run into
+        defer { FirstLapPreparer.holdClaimForTestsMs = 0 }
         let (wal, _) = try WAL.open(path: path, capacityBytes: capacity, nodeId: 2, config: config(bounds),
                                     logger: WALTestSupport.logger)
         let preparer = try XCTUnwrap(wal.preparer)
