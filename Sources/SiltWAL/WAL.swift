@@ -124,7 +124,8 @@ public struct RecoveredRecord: Sendable, Equatable {
 ///   so the device, not the protocol, is the limit. Queue depth: 2 * Q + 2 SQEs (a write and
 ///   maybe a linked fdatasync per record).
 /// - Memory: Q * (maxRecordPayloadBytes + 4 KiB) of aligned buffers (8 MiB at the defaults),
-///   plus ~48 bytes per live record for the trim index.
+///   plus ~48 bytes per live record for the trim index; on a file's first lap, the preparer's
+///   thread and its one chunk of zeros (256 KiB at the defaults).
 ///
 /// Not thread-safe: one thread (the WAL writer) owns it.
 public final class WAL {
