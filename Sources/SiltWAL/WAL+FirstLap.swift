@@ -65,10 +65,6 @@ public struct WALPrepareBounds: Sendable, Equatable {
 final class FirstLapPreparer: @unchecked Sendable {
     typealias Bounds = WALPrepareBounds
 
-    /// Tests only: the thread holds each claim this long before it writes, so that a writer
-    /// surely runs into it (0: never).
-    nonisolated(unsafe) static var holdClaimForTestsMs = 0
-
     /// The longest the thread sleeps before it looks at the head again (the writer wakes it
     /// sooner, once the head reaches where it waits for).
     static let idleWaitMs = 100
@@ -89,6 +85,9 @@ final class FirstLapPreparer: @unchecked Sendable {
     /// Bytes zeroed so far (under `cond`).
     private var zeroed: UInt64 = 0
     private var writerWaits = 0
+    /// Fault point (tests only, like `WAL.faults`): each claim is held this long before its
+    /// zeros are written, so that a writer surely runs into one (under `cond`; 0: off).
+    private var claimHoldMs = 0
     /// What the waiting preparer waits for (under `cond`): the head at or past `wakeAtHead`,
     /// or, with `wakeOnWrap`, the head wrapping to the area start.
     private var wakeAtHead: UInt64 = .max
@@ -145,6 +144,8 @@ final class FirstLapPreparer: @unchecked Sendable {
     var writerWaitCount: Int { cond.withLock { writerWaits } }
     /// The thread has not ended yet.
     var isRunning: Bool { cond.withLock { running } }
+    /// Sets the claim-hold fault point (tests only).
+    func holdEachClaim(ms: Int) { cond.withLock { claimHoldMs = ms } }
 
     /// Ends the thread (after the chunk in hand) and waits for it.
     func stop() {
@@ -204,14 +205,14 @@ final class FirstLapPreparer: @unchecked Sendable {
             let start = (UInt64(hole) + block - 1) / block * block
             let end = min(min(UInt64(dataAfter), capacityBytes), start + UInt64(bounds.chunkBytes)) / block * block
             guard end > start else { cursor = max(UInt64(dataAfter), start + block); continue }
-            let claimed: Bool = cond.withLock {
-                guard !stopping, start >= head + bounds.marginBytes else { return false }
+            let holdMs: Int? = cond.withLock {
+                guard !stopping, start >= head + bounds.marginBytes else { return nil }
                 claim = start..<end
-                return true
+                return claimHoldMs
             }
-            guard claimed else { continue }   // the head moved past: look again from it
+            guard let holdMs else { continue }   // the head moved past: look again from it
             let chunkStartNs = silt_monotonic_ns()
-            if Self.holdClaimForTestsMs > 0 { usleep(UInt32(Self.holdClaimForTestsMs) * 1000) }
+            if holdMs > 0 { usleep(UInt32(holdMs) * 1000) }
             var done = 0
             let want = Int(end - start)
             var failure: Int32 = 0

@@ -73,11 +73,10 @@ final class WALFirstLapTests: XCTestCase {
         let path = newPath()
         let bounds = WALPrepareBounds(lookaheadBytes: 256 << 10, marginBytes: 0, chunkBytes: 16 << 10)
         let capacity: UInt64 = 2 << 20
-        FirstLapPreparer.holdClaimForTestsMs = 2   // every claim lasts long enough for the writer to run into
-        defer { FirstLapPreparer.holdClaimForTestsMs = 0 }
         let (wal, _) = try WAL.open(path: path, capacityBytes: capacity, nodeId: 2, config: config(bounds),
                                     logger: WALTestSupport.logger)
         let preparer = try XCTUnwrap(wal.preparer)
+        preparer.holdEachClaim(ms: 2)   // every claim lasts long enough for the writer to run into
         var model: [ModelRecord] = []
         var written: UInt64 = 0
         var round: UInt64 = 0
